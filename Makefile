@@ -1,0 +1,32 @@
+# labkit: two commands on a fresh machine.
+#   make demo   the main job on the generated Shapes set
+#   make test   the whole test suite
+# Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.labkit-installed
+JOBS   ?= 2
+OUT    ?= runs/demo
+
+.PHONY: demo test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/labkit demo --out $(OUT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_metrics.py --json benchmarks/bench_metrics.json
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,114 @@
+"""The per-epoch record of a training run: plain rows, a CSV file and learning curves."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+__all__ = ["History", "plot_histories"]
+
+
+@dataclass
+class History:
+    """Per-epoch record of a training run.
+
+    Attributes:
+        rows: one dict per epoch with ``epoch``; ``train_loss``, ``train_pixel_accuracy`` and
+            ``train_miou`` (from the training batches as they were trained on, augmented and
+            in training mode); ``val_loss``, ``pixel_accuracy``, ``mean_accuracy``, ``miou``
+            and ``fwiou`` on the validation set; ``lr`` (of the first parameter group at the
+            end of the epoch); ``seconds``; and ``iou_<c>`` for every class ``c`` (NaN where
+            the class occurs in neither the ground truth nor the prediction).
+    """
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def column(self, key: str) -> list[float]:
+        """All epochs' values of one field, e.g. ``history.column("miou")``."""
+        if self.rows and key not in self.rows[0]:
+            raise KeyError(f"no column {key!r} in the history; it has {list(self.rows[0])}.")
+        return [row[key] for row in self.rows]
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The row with the highest validation mIoU (NaN rows never win; the first of ties)."""
+        if not self.rows:
+            raise ValueError("History is empty; train for at least one epoch first.")
+        return max(self.rows, key=lambda r: -math.inf if math.isnan(r["miou"]) else r["miou"])
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write the rows to a CSV file (one line per epoch) and return its path."""
+        path = Path(path)
+        keys = list(self.rows[0]) if self.rows else []
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        return path
+
+    @classmethod
+    def from_csv(cls, path: str | Path) -> History:
+        """Read a file written by :meth:`to_csv` (every value as a float, ``epoch`` an int)."""
+        with Path(path).open(newline="") as fh:
+            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                    for row in csv.DictReader(fh)]
+        return cls(rows)
+
+    def plot(self) -> Figure:
+        """Learning curves: losses, mIoU and pixel accuracy, and the learning rate per epoch.
+
+        Returns:
+            A Figure with three panels.
+        """
+        fig = Figure(figsize=(12, 3.4), layout="constrained")
+        ax_loss, ax_score, ax_lr = fig.subplots(1, 3)
+        epochs = self.column("epoch")
+        ax_loss.plot(epochs, self.column("train_loss"), marker="o", label="train")
+        ax_loss.plot(epochs, self.column("val_loss"), marker="o", label="val")
+        ax_loss.set(title="loss", xlabel="epoch")
+        ax_loss.legend()
+        ax_score.plot(epochs, self.column("miou"), marker="o", label="val mIoU")
+        ax_score.plot(epochs, self.column("pixel_accuracy"), marker="o", label="val pixel acc.")
+        if self.rows and "train_miou" in self.rows[0]:
+            ax_score.plot(epochs, self.column("train_miou"), ls="--", label="train mIoU")
+        ax_score.set(title="scores", xlabel="epoch", ylim=(0, 1))
+        ax_score.legend()
+        ax_lr.plot(epochs, self.column("lr"), marker="o")
+        ax_lr.set(title="learning rate (end of epoch)", xlabel="epoch")
+        return fig
+
+
+def plot_histories(histories: Sequence[History], labels: Sequence[str]) -> Figure:
+    """Overlay the learning curves of several runs (validation mIoU and training loss).
+
+    Args:
+        histories: one :class:`History` per run.
+        labels: the legend entry of each.
+
+    Returns:
+        A Figure with two panels.
+
+    Raises:
+        ValueError: if the numbers of histories and labels differ.
+    """
+    if len(histories) != len(labels):
+        raise ValueError(f"expected one label per history; got {len(histories)} histories and "
+                         f"{len(labels)} labels.")
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax_miou, ax_loss = fig.subplots(1, 2)
+    for history, label in zip(histories, labels):
+        epochs = history.column("epoch")
+        ax_miou.plot(epochs, history.column("miou"), marker="o", label=label)
+        ax_loss.plot(epochs, history.column("train_loss"), marker="o", label=label)
+    ax_miou.set(title="validation mIoU", xlabel="epoch", ylim=(0, 1))
+    ax_loss.set(title="training loss", xlabel="epoch")
+    ax_miou.legend()
+    return fig

@@ -1,0 +1,205 @@
+"""Does the labkit command explain itself, fail in one line, and run train → evaluate → compare → predict?"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from labkit.cli import build_parser, main
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread, so OpenMP never waits on a core the shared machine is using."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+SHAPES = {"num_train": 32, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
+          "seed": 0}
+
+
+@pytest.fixture(scope="module")
+def shapes_root(tmp_path_factory):
+    from labkit.data.shapes import generate_shapes
+
+    return generate_shapes(tmp_path_factory.mktemp("data"), **SHAPES)
+
+
+@pytest.fixture
+def config_file(tmp_path, shapes_root):
+    data = dict(description="cli test", dataset="shapes", data_root=str(shapes_root),
+                shapes=SHAPES, model="baseline_fcn", model_options={"widths": [4, 8, 8, 8, 8]},
+                crop_size=32, batch_size=4, epochs=2, lr=0.01, device="cpu")
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _subparsers(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                for sub_name, sub_sub in _subparsers(sub):
+                    yield f"{name} {sub_name}", sub_sub
+
+
+def test_every_option_of_every_subcommand_is_explained(capsys):
+    """Does `--help` of every subcommand work and describe every one of its options?"""
+    names = []
+    for name, sub in _subparsers(build_parser()):
+        names.append(name)
+        with pytest.raises(SystemExit) as info:
+            main([*name.split(), "--help"])
+        assert info.value.code == 0
+        out = capsys.readouterr().out
+        for action in sub._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help, f"{name}: {action.dest} has no help"
+            label = action.option_strings[0] if action.option_strings else action.metavar
+            assert label in out, f"{name}: {label} missing from --help"
+    assert {"demo", "data shapes", "data check", "train", "evaluate", "compare",
+            "predict"} <= set(names)
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["train", "--preset", "no_such_preset"], "unknown preset"),
+    (["train", "--preset", "baseline_quick", "--set", "augmnt.rotate=3"], "augmnt"),
+    (["train", "--preset", "baseline_quick", "--epochs", "0"], "epochs"),
+    (["train"], "one of the arguments"),
+    (["train", "--preset", "baseline_quick", "--lr", "fast"], "invalid float"),
+    (["evaluate", "."], "not a run folder"),
+    (["data", "check", "."], "neither VOCdevkit"),
+])
+def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, needle):
+    """Does each user error print one line on stderr and return (or exit with) code 2?"""
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_list_presets(capsys):
+    """Does `train --list-presets` list the presets with their descriptions?"""
+    assert main(["train", "--list-presets"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline_quick" in out and "PA3 baseline" in out
+
+
+def test_train_evaluate_compare_predict(tmp_path, config_file, shapes_root, capsys):
+    """On a tiny Shapes run, do the four commands work on the run folder and report its figures?"""
+    runs = tmp_path / "runs"
+    assert main(["train", "--config", str(config_file), "--runs-dir", str(runs), "--no-progress",
+                 "--set", "augment.hflip=0.0"]) == 0
+    run = runs / "tiny"
+    metrics = json.loads((run / "metrics.json").read_text())
+    out = capsys.readouterr().out
+    assert f"val mIoU {100 * metrics['val']['miou']:.2f} %" in out
+    assert yaml.safe_load((run / "config.yaml").read_text())["augment"]["hflip"] == 0.0
+
+    assert main(["train", "--config", str(config_file), "--runs-dir", str(runs), "--name", "b",
+                 "--lr", "0.02", "--epochs", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+
+    assert main(["evaluate", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"| miou | {100 * metrics['val']['miou']:.2f} % |" in out
+    assert (run / "eval-val" / "confusion_matrix.png").is_file()
+    saved = json.loads((run / "eval-val" / "metrics.json").read_text())
+    assert saved["miou"] == pytest.approx(metrics["val"]["miou"])
+
+    assert main(["compare", str(run), str(runs / "b")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("| tiny |") == 1 and out.count("| b |") == 1
+    assert (runs / "compare.png").is_file()
+
+    images = shapes_root / "VOCdevkit" / "VOC2012" / "JPEGImages"
+    assert main(["predict", str(run), "--in", str(images), "--out", str(tmp_path / "pred")]) == 0
+    assert len(list((tmp_path / "pred").glob("*_mask.png"))) == 40
+
+    assert main(["data", "check", str(shapes_root)]) == 0
+    out = capsys.readouterr().out
+    assert "voc layout, 4 classes, train 32 images, val 8 images" in out
+    assert "| background |" in out
+
+
+def _train_cmd(config, runs, name, *extra):
+    return ["train", "--config", str(config), "--runs-dir", str(runs), "--name", name,
+            "--no-progress", *extra]
+
+
+# Loading is slowed down (results are unchanged) so that the kill lands inside an epoch.
+_SLOW = ("import sys, time, labkit.sampling as s; get = s.SeededDataset.__getitem__; "
+         "s.SeededDataset.__getitem__ = lambda self, i: (time.sleep(0.03), get(self, i))[1]; "
+         "from labkit.cli import main; raise SystemExit(main(sys.argv[1:]))")
+
+
+def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, config_file):
+    """Killed with SIGKILL mid-epoch and resumed, does training end with the uninterrupted run's
+    weights and history?"""
+    runs = tmp_path / "runs"
+    extra = ("--epochs", "3", "--checkpoint-every", "3")
+    env = {k: v for k, v in os.environ.items() if k != "LABKIT_DATA"}
+    env["OMP_NUM_THREADS"] = "1"  # the same in all three processes, so results can match
+    py = [sys.executable]
+    ref = subprocess.Popen([*py, "-m", "labkit", *_train_cmd(config_file, runs, "ref", *extra)],
+                           cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    victim = subprocess.Popen([*py, "-c", _SLOW, *_train_cmd(config_file, runs, "cut", *extra)],
+                              cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    last = runs / "cut" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, victim.stderr.read().decode()
+    progress = torch.load(last, weights_only=True)["progress"]
+    assert progress["epoch"] < 3  # killed before the end
+    assert not (runs / "cut" / "metrics.json").exists()
+
+    done = subprocess.run([*py, "-m", "labkit", *_train_cmd(config_file, runs, "cut", *extra),
+                           "--resume"], cwd=tmp_path, env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
+    assert ref.wait() == 0, ref.stderr.read().decode()
+    a = torch.load(runs / "ref" / "last.pt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    rows = [[{k: v for k, v in r.items() if k != "seconds"} for r in x["progress"]["history"]]
+            for x in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) == 3
+
+
+def test_torchrun_two_processes(tmp_path, config_file):
+    """Under `torchrun --nproc_per_node=2 -m labkit train`, does one run folder come out whose
+    scores a single-process evaluation reproduces?"""
+    from labkit.runs import evaluate_run
+
+    runs = tmp_path / "runs"
+    env = {k: v for k, v in os.environ.items() if k != "LABKIT_DATA"}
+    env["OMP_NUM_THREADS"] = "1"
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           "--nproc_per_node=2", "-m", "labkit",
+                           *_train_cmd(config_file, runs, "ddp")],
+                          cwd=tmp_path, env=env, capture_output=True, timeout=180)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert done.stdout.decode().count("labkit train: ddp") == 1  # rank 0 alone reports
+    metrics = json.loads((runs / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2
+    single = evaluate_run(runs / "ddp", device="cpu")
+    assert single["miou"] == pytest.approx(metrics["val"]["miou"], abs=1e-12)
