@@ -24,21 +24,25 @@ class _UsageError(Exception):
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from labkit.demo import DemoConfig, run_demo
+    from labkit.config import parse_override
+    from labkit.demo import run_demo
 
-    config = DemoConfig(num_train=args.num_train, num_val=args.num_val, size=args.size,
-                        epochs=args.epochs, seed=args.seed)
+    overrides = dict(parse_override(item) for item in args.set or [])
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
     start = time.perf_counter()
-    result = run_demo(args.out, config=config, progress=not args.no_progress)
+    result = run_demo(args.out, preset=args.preset, overrides=overrides,
+                      progress=not args.no_progress)
     seconds = time.perf_counter() - start
-    scores = result.scores
-    print(f"\nlabkit demo: {config.model} ({result.parameters:,} parameters) trained "
-          f"{config.epochs} epochs on {config.num_train} Shapes images of {config.size}², "
-          f"validated on {config.num_val}; {seconds:.0f} s in all.\n")
-    print(format_scores(scores, result.classes))
+    cfg, shapes = result.config, result.config.shapes
+    print(f"\nlabkit demo: {cfg.model} ({result.parameters:,} parameters), preset {args.preset}, "
+          f"trained {cfg.epochs} epochs on {shapes.num_train} Shapes images of {shapes.size}² "
+          f"({len(result.classes)} classes), scored on {shapes.num_val} validation images; "
+          f"{seconds:.0f} s in all.\n")
+    print(format_scores(result.scores, result.classes))
     print()
     for name, path in result.files.items():
-        print(f"  {name:<8} {path}")
+        print(f"  {name:<11} {path}")
     return 0
 
 
@@ -210,7 +214,7 @@ _TRAIN_FLAGS = [("name", "name"), ("data_root", "data_root"), ("model", "model")
                 ("schedule", "schedule"), ("seed", "seed"), ("device", "device"),
                 ("amp", "amp"), ("num_workers", "num_workers"),
                 ("checkpoint_every", "checkpoint_every"), ("tensorboard", "tensorboard"),
-                ("gpu_memory", "gpu_memory_gib")]
+                ("gpu_memory", "gpu_memory_gib"), ("cpu_threads", "cpu_threads")]
 
 
 def _add_train(sub) -> None:
@@ -255,6 +259,9 @@ def _add_train(sub) -> None:
                             "tensorboard`; view with `tensorboard --logdir runs`)")
     train.add_argument("--gpu-memory", type=float, metavar="GIB",
                        help="cap this process's GPU memory at GIB GiB (shared servers)")
+    train.add_argument("--cpu-threads", type=int, metavar="N",
+                       help="threads torch uses on the CPU (quick presets: 1, robust on a busy "
+                            "machine; raise it on an idle one with many cores)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE",
                        help="override any config key, dotted for sections, value in YAML "
                             "(e.g. --set augment.rotate=10 --set model_options.output_stride=8); "
@@ -319,16 +326,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser("demo", help="generate the Shapes set, train a small FCN, evaluate it",
-                          description="Generate the Shapes set, train the baseline FCN for a "
-                                      "short fixed budget on the CPU, evaluate it, print a "
-                                      "metrics table and write figures.")
+                          description="Run an experiment preset end to end on the CPU: "
+                                      "draw the Shapes set when missing, train the baseline "
+                                      "FCN for the preset's fixed budget, score the best "
+                                      "checkpoint, print a metrics table and write figures.")
     demo.add_argument("--out", type=Path, default=Path("runs/demo"),
-                      help="run folder for data, figures and metrics (default: runs/demo)")
-    demo.add_argument("--num-train", type=int, default=320, help="training images (default 320)")
-    demo.add_argument("--num-val", type=int, default=80, help="validation images (default 80)")
-    demo.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
-    demo.add_argument("--epochs", type=int, default=8, help="training epochs (default 8)")
-    demo.add_argument("--seed", type=int, default=0, help="seed for data and training (default 0)")
+                      help="folder for the run and its generated data (default: runs/demo)")
+    demo.add_argument("--preset", default="baseline_quick",
+                      help="experiment preset to run (default: baseline_quick; see "
+                           "`labkit train --list-presets`)")
+    demo.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    demo.add_argument("--set", action="append", metavar="KEY=VALUE",
+                      help="change a config key, as for `labkit train` "
+                           "(e.g. --set shapes.num_train=200); repeatable")
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
 

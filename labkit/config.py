@@ -90,7 +90,8 @@ class ExperimentConfig:
         model_options: keyword options of that model (``output_stride: 8``).
         crop_size: side of the square training crops.
         eval_size: resize validation images' short side to this (``None``: full size).
-        batch_size, val_batch_size: images per batch (validation: ``None`` = batch_size).
+        batch_size, val_batch_size: images per batch and process (validation: ``None`` =
+            ``batch_size`` on Shapes, 1 on VOC/ADE20K, whose images differ in size).
         epochs: passes over the training set.
         optimizer: ``sgd``, ``adam`` or ``adamw``; lr, momentum (SGD) and weight_decay.
         offset_lr_mult: learning-rate factor of deformable offset branches (``None``: each
@@ -105,6 +106,9 @@ class ExperimentConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         amp, channels_last: ``None`` = on for CUDA, off elsewhere.
         gpu_memory_gib: cap this process's GPU memory (shared servers).
+        cpu_threads: threads torch uses on the CPU during the run (``None``: torch's default,
+            one per core). Small networks gain little from more threads, and on a busy
+            machine extra threads wait on each other, so the quick presets use 1.
         num_workers: data loader processes.
         checkpoint_every: also checkpoint every N iterations (0: per epoch only).
         tensorboard: write TensorBoard logs into the run folder.
@@ -144,6 +148,7 @@ class ExperimentConfig:
     amp: bool | None = None
     channels_last: bool | None = None
     gpu_memory_gib: float | None = None
+    cpu_threads: int | None = None
     num_workers: int = 0
     checkpoint_every: int = 0
     tensorboard: bool = False
@@ -296,7 +301,8 @@ def _validate(cfg: Any) -> None:
     for key in cfg.model_options:
         _check(key in options, f"model_options.{key}",
                f"an option of model {cfg.model!r}: one of {sorted(options)}", key)
-    for key in ("max_train_images", "max_val_images", "eval_size", "val_batch_size"):
+    for key in ("max_train_images", "max_val_images", "eval_size", "val_batch_size",
+                "cpu_threads"):
         value = getattr(cfg, key)
         _check(value is None or value >= 1, key, "null or at least 1", value)
     for key in ("crop_size", "batch_size", "epochs"):

@@ -16,8 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-__all__ = ["GPUOutOfMemoryError", "cap_memory", "explain_oom", "oom_message", "pick_device",
-           "resolve_amp", "resolve_channels_last"]
+__all__ = ["GPUOutOfMemoryError", "cap_memory", "cpu_threads", "explain_oom", "oom_message",
+           "pick_device", "resolve_amp", "resolve_channels_last"]
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,28 @@ def resolve_channels_last(channels_last: bool | None, device: torch.device) -> b
     if channels_last:
         log.info("channels_last ignored on %s (it speeds up CUDA convolutions only)", device)
     return False
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Use ``threads`` CPU threads inside the block, then give the previous count back.
+
+    Small networks gain little from more threads, and on a busy machine OpenMP threads wait
+    on each other (a 2-thread run on 2 shared cores can be several times slower than a
+    1-thread one), so the quick presets ask for 1.
+
+    Args:
+        threads: ``torch.set_num_threads`` value; ``None`` leaves the setting alone.
+    """
+    before = torch.get_num_threads()
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"expected at least 1 CPU thread; got {threads}.")
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def oom_message(*, batch_size: int, crop: Sequence[int], device: torch.device | str,

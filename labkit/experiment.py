@@ -37,7 +37,7 @@ from torch.utils.data import DataLoader, Subset
 
 from labkit import distributed
 from labkit.config import ConfigError, ExperimentConfig, save_config
-from labkit.devices import cap_memory, pick_device
+from labkit.devices import cap_memory, cpu_threads, pick_device
 from labkit.history import History
 from labkit.sampling import ResumableSampler, SeededDataset
 
@@ -52,7 +52,7 @@ RUN_FILES = ("config.yaml", "last.pt", "best.pt", "history.csv", "metrics.json",
              "learning_curves.png", "class_counts.json", "tensorboard")
 # Keys that may change when a run is resumed: they do not change what is computed.
 _RESUMABLE_CHANGES = {"description", "device", "num_workers", "tensorboard", "checkpoint_every",
-                      "gpu_memory_gib"}
+                      "gpu_memory_gib", "cpu_threads"}
 
 
 class RunExistsError(ValueError):
@@ -247,18 +247,12 @@ def build_loss_fn(cfg: ExperimentConfig, *, root: Path, num_classes: int,
     return build_loss(cfg.loss, weight=weight, ignore_index=255, **cfg.loss_options)
 
 
-def _prepare_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool,
-                     overwrite: bool) -> None:
+def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool,
+                   overwrite: bool) -> None:
+    # Reads only: every rank runs it, so all of them stop on the same error (none waits at
+    # a barrier for a rank 0 that has already given up).
     saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        return
-    if overwrite:
-        for name in RUN_FILES:
-            path = run_dir / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
+    if not saved.is_file() or overwrite:
         return
     if not resume:
         raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
@@ -271,6 +265,15 @@ def _prepare_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool,
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
         raise ConfigError(f"cannot resume {run_dir} with a different config ({diffs}); drop "
                           "those overrides, or train under a new --name.")
+
+
+def _clear_run_dir(run_dir: Path) -> None:
+    for name in RUN_FILES:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _seed_everything(seed: int) -> None:
@@ -335,8 +338,11 @@ def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "run
     start = time.perf_counter()
     ctx = distributed.context()
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root) / cfg.name
+    _check_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+    distributed.barrier()  # every rank has looked before rank 0 changes anything
     if ctx.is_main:
-        _prepare_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+        if overwrite:
+            _clear_run_dir(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
     distributed.barrier()
@@ -360,12 +366,13 @@ def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "run
     loss_fn = build_loss_fn(cfg, root=root, num_classes=num_classes,
                             cache=run_dir / "class_counts.json").to(device)
     meta = {"config": cfg.to_dict(), "classes": list(classes), "data_root": str(root)}
-    history = fit(model, train_loader, val_loader, epochs=cfg.epochs, optimizer=optimizer,
-                  loss_fn=loss_fn, scheduler=scheduler, num_classes=num_classes,
-                  device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                  checkpoint_dir=run_dir, resume=resume,
-                  checkpoint_every=cfg.checkpoint_every, progress=progress,
-                  tensorboard=cfg.tensorboard, meta=meta)
+    with cpu_threads(cfg.cpu_threads):  # a notebook keeps its own setting afterwards
+        history = fit(model, train_loader, val_loader, epochs=cfg.epochs, optimizer=optimizer,
+                      loss_fn=loss_fn, scheduler=scheduler, num_classes=num_classes,
+                      device=device, amp=cfg.amp, channels_last=cfg.channels_last,
+                      checkpoint_dir=run_dir, resume=resume,
+                      checkpoint_every=cfg.checkpoint_every, progress=progress,
+                      tensorboard=cfg.tensorboard, meta=meta)
     metrics = _metrics(cfg, history, classes, model=model, root=root, device=device)
     metrics["wall_seconds"] = time.perf_counter() - start
     files = {"config": run_dir / "config.yaml", "last": run_dir / "last.pt",

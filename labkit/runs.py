@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from labkit.checkpoint import CheckpointError, load_checkpoint, load_weights
 from labkit.config import ExperimentConfig, load_config
+from labkit.devices import cpu_threads
 from labkit.history import History, plot_histories
 
 __all__ = ["IMAGE_SUFFIXES", "LoadedRun", "compare_runs", "confusion_figure", "evaluate_run",
@@ -122,9 +123,10 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "val", checkpoint: 
     limit = cfg.max_val_images if split in ("val", "validation") else cfg.max_train_images
     dataset = _limit(_open(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
     batch = cfg.val_batch_size or (cfg.batch_size if cfg.dataset == "shapes" else 1)
-    scores = evaluate(run.model, DataLoader(dataset, batch_size=batch, num_workers=cfg.num_workers),
-                      num_classes=len(run.classes), device=device, progress=progress,
-                      distributed_eval=False)
+    loader = DataLoader(dataset, batch_size=batch, num_workers=cfg.num_workers)
+    with cpu_threads(cfg.cpu_threads):
+        scores = evaluate(run.model, loader, num_classes=len(run.classes), device=device,
+                          progress=progress, distributed_eval=False)
     scores.update(classes=run.classes, split=split,
                   checkpoint_epoch=run.checkpoint.get("epoch", run.checkpoint.get("progress", {})
                                                       .get("epoch")))
@@ -241,9 +243,7 @@ def predict_images(run_dir: str | os.PathLike, in_dir: str | os.PathLike,
         ValueError: if ``in_dir`` is not a folder or holds no images.
     """
     from labkit.data.transforms import eval_transforms
-    from labkit.data.voc import read_rgb
     from labkit.devices import pick_device
-    from labkit.viz import overlay_mask
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
@@ -256,22 +256,30 @@ def predict_images(run_dir: str | os.PathLike, in_dir: str | os.PathLike,
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     transform = eval_transforms(size=run.config.eval_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in images:
-        rgb = read_rgb(path)  # (H, W, 3) uint8
-        image, _ = transform(rgb, np.zeros(rgb.shape[:2], np.uint8))  # (3, h, w)
-        logits = _logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
-        if logits.shape[-2:] != rgb.shape[:2]:
-            logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
-                                   align_corners=False)
-        mask = logits.argmax(1)[0].cpu().numpy()  # (H, W)
-        mask_path, overlay_path = out_dir / f"{path.stem}_mask.png", \
-            out_dir / f"{path.stem}_overlay.png"
-        _save_mask(mask, mask_path)
-        blend = overlay_mask(rgb.astype(np.float32) / 255.0, mask, alpha=alpha)
-        Image.fromarray((blend * 255).round().astype(np.uint8)).save(overlay_path)
-        written += [mask_path, overlay_path]
-    return written
+    with cpu_threads(run.config.cpu_threads):
+        return [p for path in images for p in _predict_one(run, path, transform, out_dir,
+                                                           device=device, alpha=alpha)]
+
+
+@torch.no_grad()
+def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
+                 device: torch.device, alpha: float) -> list[Path]:
+    from labkit.data.voc import read_rgb
+    from labkit.viz import overlay_mask
+
+    rgb = read_rgb(path)  # (H, W, 3) uint8
+    image, _ = transform(rgb, np.zeros(rgb.shape[:2], np.uint8))  # (3, h, w)
+    logits = _logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
+    if logits.shape[-2:] != rgb.shape[:2]:
+        logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
+                               align_corners=False)
+    mask = logits.argmax(1)[0].cpu().numpy()  # (H, W)
+    mask_path = out_dir / f"{path.stem}_mask.png"
+    overlay_path = out_dir / f"{path.stem}_overlay.png"
+    _save_mask(mask, mask_path)
+    blend = overlay_mask(rgb.astype(np.float32) / 255.0, mask, alpha=alpha)
+    Image.fromarray((blend * 255).round().astype(np.uint8)).save(overlay_path)
+    return [mask_path, overlay_path]
 
 
 def _logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:

@@ -281,6 +281,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
             if part is not None and key in ckpt:
                 part.load_state_dict(ckpt[key])
         state.load_state_dict(ckpt["progress"])
+        if not ctx.is_main:  # rank 0's checkpoint holds the partial sums of all ranks
+            state.sums.zero_()
+            state.cm.reset()
         set_rng_state(ckpt["rng"])
         if generator is not None and ckpt["loader_generator"] is not None:
             generator.set_state(ckpt["loader_generator"])

@@ -143,3 +143,18 @@ def test_auto_on_a_real_gpu_machine():
     assert dev.type == "cuda" and dev.index is not None
     free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
     assert free[dev.index] == max(free)
+
+
+def test_cpu_threads_is_scoped():
+    """Does cpu_threads set the thread count inside the block only (and None change nothing)?"""
+    from labkit.devices import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with cpu_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="at least 1"):
+        with cpu_threads(0):
+            pass

@@ -16,21 +16,14 @@ from labkit.distributed import DistributedContext, init_distributed
 from labkit.sampling import ResumableSampler
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread, so OpenMP never waits on a core the shared machine is using."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 C = 3
 
 
 def _data(n, seed, ignore=False):
     g = torch.Generator().manual_seed(seed)
     masks = torch.randint(0, C, (n, 6, 6), generator=g)
-    images = torch.rand(n, 3, 6, 6, generator=g) + nn.functional.one_hot(masks, C).permute(0, 3, 1, 2)
+    onehot = nn.functional.one_hot(masks, C).permute(0, 3, 1, 2)  # (n, C, 6, 6)
+    images = torch.rand(n, 3, 6, 6, generator=g) + onehot
     if ignore:
         masks[:, 0, :2] = 255
     return TensorDataset(images, masks)
@@ -63,10 +56,52 @@ def _worker(rank, world, port, out):
                         optimizer=torch.optim.SGD(model.parameters(), lr=0.5), device="cpu",
                         progress=False, checkpoint_dir=os.path.join(out, "ckpt"))
     scores = train.evaluate(model, val, num_classes=C, device="cpu", loss_fn=loss_fn)
+    first_saves = list(saves)
+    resumed = _stop_and_resume(rank, world, out)
     torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main), "weights": model.state_dict(),
                 "row": history.rows[0], "matrix": scores["matrix"], "miou": scores["miou"],
-                "loss": scores["loss"], "saves": saves}, os.path.join(out, f"rank{rank}.pt"))
+                "loss": scores["loss"], "saves": first_saves, **resumed},
+               os.path.join(out, f"rank{rank}.pt"))
     distributed.shutdown()
+
+
+class _Stop(Exception):
+    """Stands in for a kill of every rank at the same iteration."""
+
+
+def _stop_and_resume(rank, world, out):
+    """Train 2 epochs straight, and again stopped inside epoch 2 and resumed; both histories."""
+    import labkit.train as train
+
+    def run(folder, stop_after=None, resume=False):
+        model = _model()
+        sampler = ResumableSampler(8, shuffle=True, seed=1, num_replicas=world, rank=rank)
+        loader = DataLoader(_data(8, 2), batch_size=2, sampler=sampler)
+        val = DataLoader(_data(7, 1, ignore=True), batch_size=2, sampler=ResumableSampler(
+            7, shuffle=False, num_replicas=world, rank=rank, pad=False))
+        ce, calls = nn.CrossEntropyLoss(ignore_index=255), [0]
+
+        def loss(logits, target):
+            if torch.is_grad_enabled():
+                calls[0] += 1
+                if stop_after is not None and calls[0] > stop_after:
+                    raise _Stop
+            return ce(logits, target)
+
+        return train.fit(model, loader, val, epochs=2, loss_fn=loss, num_classes=C,
+                         optimizer=torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9),
+                         device="cpu", progress=False, checkpoint_every=1, resume=resume,
+                         checkpoint_dir=os.path.join(out, folder)), model
+
+    straight, model_a = run("straight")
+    try:
+        run("cut", stop_after=3)
+    except _Stop:
+        pass
+    resumed, model_b = run("cut", resume=True)
+    return {"straight": straight.rows, "resumed": resumed.rows,
+            "same_weights": all(torch.equal(a, b) for a, b in
+                                zip(model_a.parameters(), model_b.parameters()))}
 
 
 def _free_port():
@@ -123,6 +158,17 @@ def test_metrics_equal_a_single_process_evaluation(two_ranks):
         assert r["loss"] == pytest.approx(single["loss"], rel=1e-6)
         assert r["row"]["miou"] == pytest.approx(single["miou"], abs=1e-12)
     assert int(single["matrix"].sum()) == 7 * (36 - 2)  # every unignored pixel counted once
+
+
+def test_a_stopped_ddp_run_resumes_exactly(two_ranks):
+    """Stopped inside epoch 2 on both ranks and resumed, are weights and history (train loss
+    and train mIoU summed over ranks included) those of a run that never stopped?"""
+    _, ranks = two_ranks
+    for r in ranks:
+        assert r["same_weights"]
+        strip = [[{k: v for k, v in row.items() if k != "seconds" and v == v} for row in rows]
+                 for rows in (r["straight"], r["resumed"])]
+        assert strip[0] == strip[1] and len(strip[0]) == 2
 
 
 def test_only_rank_zero_writes(two_ranks):

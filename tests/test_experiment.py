@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
@@ -22,14 +21,6 @@ from labkit.experiment import (
 )
 from labkit.history import History
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread, so OpenMP never waits on a core the shared machine is using."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 SHAPES = {"num_train": 16, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
           "seed": 0}
@@ -58,7 +49,9 @@ def _no_labkit_data(monkeypatch):
 
 
 def _strip(history):
-    return [{k: v for k, v in r.items() if k != "seconds"} for r in history.rows]
+    """Rows without the wall time, NaN as a string (NaN != NaN would fail any comparison)."""
+    return [{k: "nan" if v != v else v for k, v in r.items() if k != "seconds"}
+            for r in history.rows]
 
 
 def test_run_writes_a_complete_run_folder(tmp_path, shapes_root):
@@ -219,4 +212,23 @@ def test_class_weights_come_from_the_training_masks(tmp_path, shapes_root):
     assert torch.allclose(loss.weight, expected)
     assert json.loads(cache.read_text())["counts"] == counts[:4].tolist()
     assert build_loss_fn(tiny(), root=shapes_root, num_classes=4).weight is None
-    os.utime(cache)
+
+
+def test_cpu_threads_apply_during_the_run_only(tmp_path, shapes_root, monkeypatch):
+    """Does cpu_threads set torch's thread count while training, and give the old one back?"""
+    import labkit.train
+
+    seen = []
+    real_fit = labkit.train.fit
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(labkit.train, "fit", spy)
+    torch.set_num_threads(2)
+    try:
+        run_experiment(tiny(data_root=str(shapes_root), epochs=1, cpu_threads=1),
+                       runs_root=tmp_path, progress=False)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)

@@ -16,14 +16,6 @@ from labkit.checkpoint import CheckpointError
 from labkit.runs import compare_runs, confusion_figure, evaluate_run, load_run, predict_images
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread, so OpenMP never waits on a core the shared machine is using."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 SHAPES = {"num_train": 16, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
           "seed": 0}
 

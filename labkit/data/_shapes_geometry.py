@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import colorsys
 import math
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 

@@ -1,11 +1,15 @@
 """The Shapes set: a generated stand-in for Pascal VOC that trains on a CPU in minutes.
 
 Every foreground class is a shape family with a surface pattern ("disc", "striped star",
-...), drawn over a textured background with distractor blobs (labelled background), partial
-occlusion, a long-tailed class distribution, a 10-14x range of object radii, and affine plus
-smooth elastic deformations whose strength is one argument. Colour is only weakly tied to
-the class (half of the objects take a random hue), so a network has to use shape and
-texture. The files land in the Pascal VOC 2012 layout, so ``VOCSegmentation`` reads them.
+...), drawn over a greyish textured background with distractor blobs (labelled
+background), partial occlusion, a long-tailed class distribution, a 12x range of object
+radii (most objects large: a few pixels of a 96-px image carry no learnable shape), and
+affine plus smooth elastic deformations whose strength is one argument. Colour is tied to
+the shape family only loosely: 70 % of the objects take their family's hue (jittered), the
+rest any hue, and the plain and striped twins of a family share it, so a network still
+needs shape and texture. The files land in the Pascal VOC 2012 layout, so
+``VOCSegmentation`` reads them. The primitives (signed distances, patterns, background
+textures) live in :mod:`labkit.data._shapes_geometry`.
 
 Each image's randomness comes from ``SeedSequence([seed, split, index])``, so the files are
 byte-identical for the same arguments however many worker processes draw them, and the
@@ -42,14 +46,16 @@ _PATTERNS = ("plain", "striped", "dotted", "checkered", "wavy", "gridded", "ring
 _STYLES = ("filled", "hollow", "framed", "halved")
 _SPLITS = ("train", "val")
 _TAIL = 30.0         # object-frequency ratio between the commonest and the rarest class
-_HUE_TIE = 0.6       # share of objects coloured with their family's hue (the rest: any hue)
-_RADIUS = (0.08, 0.6)  # object radii, as fractions of the image side (log-uniform)
+_HUE_TIE = 0.7       # share of objects coloured with their family's hue (the rest: any hue)
+_HUE_JITTER = 0.03   # standard deviation of the hue around the family's
+_RADIUS = (0.06, 0.75)  # smallest and largest object radius, as fractions of the image side
+_RADIUS_SKEW = 0.6   # log-radius = lerp(log lo, log hi, u ** skew): < 1 favours large objects
 _OBJECTS = (3, 0.4)  # objects per image: 1 + binomial(n, p)
 _CLUTTER = (2, 0.3)  # distractor blobs per image: binomial(n, p)
 _BG_CONTRAST = 0.6   # brightness spread of the background texture, in [0, 1]
 _PERIOD = (0.25, 0.4)  # pattern period as a fraction of the object radius (>= 4 px)
 _SMALL_SET = 32      # below this many images, worker start-up costs more than it saves
-_FORMAT = 1          # bump when the drawing changes, so cached sets are redrawn
+_FORMAT = 2          # bump when the drawing changes, so cached sets are redrawn
 
 
 def _check_int(name: str, value, lo: int, hi: int | None) -> None:
@@ -249,7 +255,7 @@ def _draw_image(layout: np.random.Generator, noise: np.random.Generator, size: i
     for i in range(n_obj + n_dis):
         is_obj = i < n_obj
         cls = 1 + int(layout.choice(len(probs), p=probs)) if is_obj else 0
-        r = math.exp(layout.uniform(math.log(r_lo), math.log(r_hi)))
+        r = r_lo * (r_hi / r_lo) ** (layout.random() ** _RADIUS_SKEW)
         if not is_obj:
             r = min(r, 0.2 * size)
         depth = math.log(r) + layout.normal(0, 0.7) if is_obj else layout.uniform(0, 5)
@@ -280,13 +286,13 @@ def _item_params(rng: np.random.Generator, cls: int, is_obj: bool, size: int, r:
     if is_obj:
         fam, pat, sty = _combo(cls - 1)
         # the hue belongs to the family, so plain and striped twins share it
-        tied = (_FAMILIES.index(fam) * 0.618034) % 1.0
+        tied = _FAMILIES.index(fam) / len(_FAMILIES)
         hue = tied if rng.random() < _HUE_TIE else rng.random()
     else:                                            # distractor: blob or stick, any pattern
         fam = "blob" if rng.random() < 0.7 else "stick"
         pat, sty = _PATTERNS[rng.integers(len(_PATTERNS))], "filled"
         hue = rng.random()
-    hue = (hue + rng.normal(0, 0.04)) % 1.0
+    hue = (hue + rng.normal(0, _HUE_JITTER)) % 1.0
     v = rng.uniform(0.3, 0.95)
     fg = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1.0), v)
     bg = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.9),

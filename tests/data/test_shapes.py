@@ -179,6 +179,19 @@ def test_object_sizes_span_six_fold(big):
     assert np.corrcoef(rank(sizes), rank(scales))[0, 1] > 0.7
 
 
+def test_objects_are_large_enough_to_learn(big):
+    """Are objects big enough for a stride-32 FCN: none tiny, most large, ~30 % foreground?"""
+    objects = _objects(big)
+    scales = np.array([o["scale"] for objs in objects.values() for o in objs])
+    assert scales.min() >= 0.05 * 64                  # no 2-px specks at 64 px
+    assert np.median(scales) >= 0.25 * 64
+    counts = np.zeros(256, np.int64)
+    for image_id in _ids(big, "train"):
+        counts += np.bincount(_mask(big, image_id).ravel(), minlength=256)
+    background = counts[0] / counts[:21].sum()
+    assert 0.5 < background < 0.8                     # Pascal VOC: about 70 %
+
+
 def _rect_fill(region: np.ndarray) -> tuple[float, int, int]:
     ys, xs = np.nonzero(region)
     h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
