@@ -27,6 +27,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py --json benchmarks/bench_metrics.json
+	$(BIN)/python benchmarks/bench_data.py --json benchmarks/bench_data.json
+	$(BIN)/python benchmarks/model_table.py
 
 clean:
 	rm -rf runs .pytest_cache
