@@ -66,10 +66,11 @@ def run_demo(out: str | os.PathLike, *, preset: str = "baseline_quick",
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     result = run_experiment(cfg, runs_root=out, overwrite=True, progress=progress)
-    scores = evaluate_run(result.run_dir, split="val", checkpoint="best", device="cpu")
     run = load_run(result.run_dir, checkpoint="best", device="cpu")
+    scores = evaluate_run(run, split="val")
 
-    val = VOCSegmentation(run.data_root, split="val", transforms=eval_transforms())
+    val = VOCSegmentation(run.data_root, split="val",
+                          transforms=eval_transforms(size=cfg.eval_size))
     images, masks = next(iter(DataLoader(val, batch_size=4)))
     with torch.no_grad():
         preds = run.model(images).argmax(1)

@@ -173,6 +173,12 @@ def build_datasets(cfg: ExperimentConfig, *, root: Path) -> tuple[Any, Any, tupl
     return SeededDataset(train, seed=cfg.seed), val, classes
 
 
+def val_batch_size(cfg: ExperimentConfig) -> int:
+    """Validation images per batch: ``val_batch_size``, else ``batch_size`` on Shapes and 1 on
+    VOC/ADE20K, whose images differ in size and cannot be stacked."""
+    return cfg.val_batch_size or (cfg.batch_size if cfg.dataset == "shapes" else 1)
+
+
 def _limit(dataset: Any, n: int | None) -> Any:
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
@@ -197,10 +203,9 @@ def build_loaders(cfg: ExperimentConfig, train_set: Any,
     if len(train) == 0:
         raise ConfigError(f"batch_size: expected at most the {len(train_sampler)} training "
                           f"images of one process; got {cfg.batch_size}.")
-    val_batch = cfg.val_batch_size or (cfg.batch_size if cfg.dataset == "shapes" else 1)
     val_sampler = ResumableSampler(len(val_set), shuffle=False, num_replicas=ctx.world_size,
                                    rank=ctx.rank, pad=False)
-    val = DataLoader(val_set, batch_size=val_batch, sampler=val_sampler,
+    val = DataLoader(val_set, batch_size=val_batch_size(cfg), sampler=val_sampler,
                      num_workers=cfg.num_workers, pin_memory=pin,
                      generator=torch.Generator().manual_seed(cfg.seed))
     return train, val

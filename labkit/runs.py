@@ -28,6 +28,7 @@ from labkit.checkpoint import CheckpointError, load_checkpoint, load_weights
 from labkit.config import ExperimentConfig, load_config
 from labkit.devices import cpu_threads
 from labkit.history import History, plot_histories
+from labkit.train import _main_logits
 
 __all__ = ["IMAGE_SUFFIXES", "LoadedRun", "compare_runs", "confusion_figure", "evaluate_run",
            "load_run", "predict_images"]
@@ -89,13 +90,15 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best",
     return LoadedRun(run_dir, cfg, classes, model, state, Path(root) if root else None)
 
 
-def evaluate_run(run_dir: str | os.PathLike, *, split: str = "val", checkpoint: str = "best",
+def evaluate_run(run_dir: str | os.PathLike | LoadedRun, *, split: str = "val",
+                 checkpoint: str = "best",
                  device: str | torch.device | None = None,
                  data_root: str | os.PathLike | None = None, progress: bool = False) -> dict:
     """Score a run's model on a split of its dataset.
 
     Args:
-        run_dir: the run folder.
+        run_dir: the run folder, or a run :func:`load_run` already loaded (then
+            ``checkpoint`` and ``device`` are the ones it was loaded with).
         split: ``"val"``/``"train"`` (ADE20K's ``validation``/``training`` are accepted as
             such) or any split name of the dataset.
         checkpoint: ``"best"`` or ``"last"``.
@@ -109,21 +112,24 @@ def evaluate_run(run_dir: str | os.PathLike, *, split: str = "val", checkpoint: 
     """
     from labkit.data.transforms import eval_transforms
     from labkit.devices import pick_device
-    from labkit.experiment import _limit, _open, resolve_data_root
+    from labkit.experiment import _limit, _open, resolve_data_root, val_batch_size
     from labkit.train import evaluate
 
-    device = pick_device(device)
-    run = load_run(run_dir, checkpoint=checkpoint, device=device)
+    if isinstance(run_dir, LoadedRun):
+        run = run_dir
+        device = next(run.model.parameters()).device
+    else:
+        device = pick_device(device)
+        run = load_run(run_dir, checkpoint=checkpoint, device=device)
     cfg = run.config
     if cfg.dataset == "ade20k":
         split = {"train": "training", "val": "validation"}.get(split, split)
     root = Path(data_root) if data_root is not None else run.data_root
     if root is None:
-        root = resolve_data_root(cfg, runs_root=Path(run_dir).parent)
+        root = resolve_data_root(cfg, runs_root=run.run_dir.parent)
     limit = cfg.max_val_images if split in ("val", "validation") else cfg.max_train_images
     dataset = _limit(_open(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
-    batch = cfg.val_batch_size or (cfg.batch_size if cfg.dataset == "shapes" else 1)
-    loader = DataLoader(dataset, batch_size=batch, num_workers=cfg.num_workers)
+    loader = DataLoader(dataset, batch_size=val_batch_size(cfg), num_workers=cfg.num_workers)
     with cpu_threads(cfg.cpu_threads):
         scores = evaluate(run.model, loader, num_classes=len(run.classes), device=device,
                           progress=progress, distributed_eval=False)
@@ -269,7 +275,7 @@ def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
 
     rgb = read_rgb(path)  # (H, W, 3) uint8
     image, _ = transform(rgb, np.zeros(rgb.shape[:2], np.uint8))  # (3, h, w)
-    logits = _logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
+    logits = _main_logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
     if logits.shape[-2:] != rgb.shape[:2]:
         logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
                                align_corners=False)
@@ -282,5 +288,3 @@ def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
     return [mask_path, overlay_path]
 
 
-def _logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-    return output["out"] if isinstance(output, dict) else output
