@@ -23,12 +23,13 @@ demo: $(STAMP)
 	$(BIN)/labkit demo --out $(OUT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(JOBS) --durations=15
+	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_metrics.py --json benchmarks/bench_metrics.json
 	$(BIN)/python benchmarks/bench_data.py --json benchmarks/bench_data.json
 	$(BIN)/python benchmarks/model_table.py
+	$(BIN)/python benchmarks/lab_times.py --json benchmarks/lab_times.json
 
 clean:
 	rm -rf runs .pytest_cache

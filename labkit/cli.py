@@ -1,7 +1,8 @@
 """The ``labkit`` command.
 
 ``labkit demo``, ``labkit data shapes|check``, ``labkit train``, ``labkit evaluate``,
-``labkit compare`` and ``labkit predict``. Every subcommand explains its options under
+``labkit compare``, ``labkit predict`` and ``labkit course`` (:mod:`labkit.grading.cli`).
+Every subcommand explains its options under
 ``--help``. Errors the user can fix (a missing dataset, a bad option or config value, a
 GPU out of memory) end as one line on stderr and exit code 2, not a traceback.
 """
@@ -381,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train(sub)
     _add_run_commands(sub)
+    from labkit.grading.cli import add_course_parser
+
+    add_course_parser(sub)
     return parser
 
 

@@ -49,7 +49,8 @@ def class_pixel_counts(dataset: Any, num_classes: int, *,
     for index in range(n):
         item = dataset[index]
         mask = item[1] if isinstance(item, (tuple, list)) else item
-        labels = torch.as_tensor(np.asarray(mask) if not isinstance(mask, torch.Tensor) else mask)
+        # np.array copies: arrays viewing a PIL image are read-only, which torch warns about.
+        labels = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.array(mask))
         if labels.is_floating_point() or labels.is_complex():
             raise ValueError(f"expected an integer mask; item {index} has dtype {labels.dtype}.")
         labels = labels.reshape(-1).long()

@@ -70,3 +70,16 @@ def test_float_mask_rejected() -> None:
     """Is a float mask (an image passed by mistake) a ValueError naming the dtype?"""
     with pytest.raises(ValueError, match="float32"):
         class_pixel_counts([(torch.zeros(2, 2), torch.zeros(2, 2))], 3)
+
+
+def test_counts_accept_read_only_pil_arrays_without_warning():
+    """Does a mask given as np.asarray(PIL image) (read-only) count without a warning?"""
+    import warnings
+
+    from PIL import Image
+    mask = np.asarray(Image.fromarray(np.array([[0, 1], [255, 1]], dtype=np.uint8)))
+    assert not mask.flags.writeable
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        counts = class_pixel_counts([(None, mask)], 2)
+    assert counts.tolist() == [1, 2]

@@ -1,0 +1,48 @@
+"""Does lab 08 grade as it should with plain nbgrader?"""
+
+LAB = "lab08_deformable_conv"
+
+BORROWED = '''
+import torchvision
+
+
+def deform_conv2d(input, offset, weight, bias=None, *, stride=1, padding=0, dilation=1,
+                  mask=None):
+    return torchvision.ops.deform_conv2d(input, offset, weight, bias, stride=stride,
+                                         padding=padding, dilation=dilation, mask=mask)
+'''
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
+    """Does the solution score every autograded point, the blank release none, and do a
+    modulation mask that is never applied (v2 computes v1), offsets read as (Δx, Δy) instead
+    of (Δy, Δx), and a student calling torchvision's deform_conv2d lose points?"""
+    c = course(LAB)
+    scores = c.autograde({
+        "solution": c.solution(),
+        "blank": c.release,
+        "wrong": c.wrong("deform_conv2d", "sampled = sampled * mask.unsqueeze(1)",
+                         "sampled = sampled"),
+        "swapped": c.wrong("deform_conv2d", "dy, dx = offset", "dx, dy = offset"),
+        "borrowed": c.with_cell("deform_conv2d", BORROWED),
+    })
+    c.assert_grades(scores, wrong=("wrong", "swapped", "borrowed"))
+    for student, test in [("wrong", "test_deform_conv2d_mask"),
+                          ("wrong", "test_deform_conv_module"),
+                          ("swapped", "test_deform_conv2d_values"),
+                          ("swapped", "test_deform_conv2d_grads"),
+                          ("borrowed", "test_deform_conv2d_values"),
+                          ("borrowed", "test_deform_conv2d_grads"),
+                          ("borrowed", "test_deform_conv2d_mask")]:
+        got, most = scores[student].tests[test]
+        assert got < most, f"{student} kept every point of {test}"
+    # the mistakes in deform_conv2d cost nothing in the bilinear sampling exercise
+    for student in ("wrong", "swapped", "borrowed"):
+        got, most = scores[student].tests["test_bilinear_sample"]
+        assert got == most, f"{student} lost points in test_bilinear_sample"
+
+
+def test_source_passes_nbgrader_validate(course):
+    """Does `nbgrader validate` pass on the instructor's notebook?"""
+    out = course(LAB).validate_source()
+    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
