@@ -1,44 +1,216 @@
 """``labkit course ...``: the instructor's commands.
 
-``labkit course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/``
-from the nbgrader sources in ``solutions/`` (or, with ``--check``, only says which are out
-of date). Every command takes ``--root DIR``, the course directory (default: here).
+``labkit course init DIR --students CSV [--kit KIT]`` makes a term's course directory from the
+kit (:func:`~labkit.grading.instance.init_course`). ``labkit course collect --from PATH``
+copies an LMS download (folder or zip) into ``submitted/``
+(:func:`~labkit.grading.collect.collect_submissions`). ``labkit course status`` prints where
+each student's lab stands (:func:`~labkit.grading.instance.course_status`); ``labkit course
+export`` writes ``grades.csv`` and ``labkit course report`` the class report
+(:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
+release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the nbgrader
+sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
+command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
+fix (a CourseError) end as one line and exit code 2; a failing nbgrader command as its output
+and exit code 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from collections import Counter
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-__all__ = ["add_course_parser"]
+if TYPE_CHECKING:
+    from labkit.grading.instance import StatusRow
+
+__all__ = ["add_course_parser", "format_status"]
 
 
+def _reports_nbgrader(command: Callable[[argparse.Namespace], int]
+                      ) -> Callable[[argparse.Namespace], int]:
+    """A failing nbgrader command ends as its message on stderr and exit code 1."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from labkit.grading.course import NbgraderError
+
+        try:
+            return command(args)
+        except NbgraderError as exc:
+            print(f"labkit course {args.course_command}: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+@_reports_nbgrader
 def _cmd_release(args: argparse.Namespace) -> int:
-    from labkit.grading.course import NbgraderError, release_labs, stale_labs
+    from labkit.grading.course import release_labs, stale_labs
 
-    try:
-        if args.check:
-            stale = stale_labs(args.root, args.labs or None)
-            for lab in stale:
-                print(f"{lab}: labs/{lab} is out of date with solutions/{lab}; run "
-                      f"`labkit course release {lab}`")
-            if not stale:
-                print("labs/ is up to date with solutions/")
-            return 1 if stale else 0
-        for path in release_labs(args.root, args.labs or None):
-            print(f"released {path}")
-    except NbgraderError as exc:
-        print(f"labkit course release: {exc}", file=sys.stderr)
-        return 1
+    if args.check:
+        stale = stale_labs(args.root, args.labs or None)
+        for lab in stale:
+            print(f"{lab}: labs/{lab} is out of date with solutions/{lab}; run "
+                  f"`labkit course release {lab}`")
+        if not stale:
+            print("labs/ is up to date with solutions/")
+        return 1 if stale else 0
+    for path in release_labs(args.root, args.labs or None):
+        print(f"released {path}")
     return 0
+
+
+@_reports_nbgrader
+def _cmd_init(args: argparse.Namespace) -> int:
+    from labkit.grading.course import available_labs
+    from labkit.grading.instance import course_status, init_course
+
+    dest = init_course(args.dir or args.root, kit=args.kit, students_csv=args.students,
+                       labs=args.labs or None, overwrite=args.overwrite)
+    labs = available_labs(dest)
+    students = sorted({row.student for row in course_status(dest)})
+    print(f"course ready in {dest}: {len(labs)} lab(s) ({', '.join(labs)}), "
+          f"{len(students)} student(s) in its gradebook.\nnext: labkit course collect "
+          f"--from <LMS download> --root {dest}")
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    from labkit.grading.collect import collect_submissions
+
+    report = collect_submissions(args.root, args.source, labs=args.labs or None,
+                                 max_bytes=int(args.max_mb * 2**20))
+    for placed in report.placed:
+        print(f"placed     {placed.student}/{placed.lab}  <- {placed.source}")
+    for kind, items in (("skipped", report.skipped), ("problem", report.problems)):
+        for item in items:
+            print(f"{kind:<10} {item.path}: {item.reason}")
+    print(f"\n{len(report.placed)} placed, {len(report.unchanged)} unchanged, "
+          f"{len(report.skipped)} skipped, {len(report.problems)} not placed (problems above)")
+    return 1 if report.problems else 0
+
+
+def format_status(rows: Sequence[StatusRow]) -> str:
+    """The rows of :func:`~labkit.grading.instance.course_status` as a markdown table, then
+    one line per lab counting its states.
+
+    Args:
+        rows: the status rows.
+
+    Returns:
+        The table (student, lab, state, submitted, score, grading seconds, reason) and the
+        counts, as text.
+    """
+    lines = ["| student | lab | state | submitted (UTC) | score | grading s | reason |",
+             "|---|---|---|---|---:|---:|---|"]
+    for r in rows:
+        score = f"{r.score:g} / {r.max_score:g}" if r.graded else ""
+        seconds = f"{r.record.seconds:.0f}" if r.record else ""
+        reason = (r.record.reason if r.record and r.state == "failed" else "").replace("|", "/")
+        when = f"{r.submitted:%Y-%m-%d %H:%M}" if r.submitted else ""
+        lines.append(f"| {r.student} | {r.lab} | {r.state} | {when} | {score} | {seconds} | "
+                     f"{' '.join(reason.split())} |")
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        counts.setdefault(r.lab, Counter())[r.state] += 1
+    lines.append("")
+    for lab, c in counts.items():
+        lines.append(f"{lab}: " + ", ".join(f"{c[s]} {s}" for s in
+                                            ("graded", "failed", "submitted", "missing")))
+    return "\n".join(lines)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from labkit.grading.instance import course_status
+
+    rows = course_status(args.root, labs=args.labs or None)
+    print(format_status(rows) if rows else f"no students in {args.root}'s gradebook yet; "
+          "import them with `labkit course init DIR --students CSV --overwrite`")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from labkit.grading.export import export_grades
+
+    print(f"wrote {export_grades(args.root, out=args.out)}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from labkit.grading.report import class_report
+
+    files = class_report(args.root, out_dir=args.out or Path(args.root) / "report")
+    for lab in files.labs:
+        stats = lab.stats()
+        mean = f"mean {stats['mean']:.2f} of {lab.max_score:g}" if stats else "no submissions"
+        print(f"{lab.lab}: {len(lab.totals)} submitted, {len(lab.missing)} missing, {mean}, "
+              f"{len(lab.failed)} failed to grade")
+    print(f"wrote {files.markdown} and {len(files.figures)} figures")
+    return 0
+
+
+def _root(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", type=Path, default=Path("."),
+                        help="the course directory holding nbgrader_config.py (default: .)")
 
 
 def add_course_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``course`` and its actions to the ``labkit`` command's subparsers."""
-    course = sub.add_parser("course", help="release labs and grade a course with nbgrader",
+    course = sub.add_parser("course", help="set up, collect and grade a course with nbgrader",
                             description="The instructor's side: nbgrader underneath.")
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+
+    init = actions.add_parser(
+        "init", help="make a term's course directory from the kit",
+        description="Copy nbgrader_config.py and solutions/ from the kit, release labs/, start "
+                    "an empty submitted/ and a gradebook of the course's own that knows the "
+                    "labs and the students of a CSV file (columns id,first_name,last_name,"
+                    "email; only id required).")
+    init.add_argument("dir", nargs="?", type=Path, metavar="DIR",
+                      help="the new course directory (default: --root)")
+    init.add_argument("--students", type=Path, required=True, metavar="CSV",
+                      help="students to import: id,first_name,last_name,email")
+    init.add_argument("--kit", type=Path, metavar="DIR",
+                      help="the kit holding solutions/ (default: the labkit repository)")
+    init.add_argument("--lab", dest="labs", action="append", metavar="LAB",
+                      help="take only this lab, repeatable (default: every lab of the kit)")
+    init.add_argument("--overwrite", action="store_true",
+                      help="in a folder that is not empty, renew the config and solutions and "
+                           "import the students again (submissions and grades are kept)")
+    _root(init)
+    init.set_defaults(func=_cmd_init)
+
+    collect = actions.add_parser(
+        "collect", help="copy an LMS download of submissions into submitted/",
+        description="Place each notebook of a folder or zip file as submitted/<student>/<lab>/"
+                    "<lab>.ipynb. Recognised: <student>/<lab>.ipynb, <student>/<lab>/<lab>"
+                    ".ipynb, Canvas names (lastfirst_<id>_<subid>_<lab>[-N].ipynb) and Moodle "
+                    "folders (Name_<id>_assignsubmission_file_/). A newer submission replaces "
+                    "an older one (kept in .labkit/replaced/), never the other way round. "
+                    "Exit 1 when a file could not be placed.")
+    collect.add_argument("--from", dest="source", type=Path, required=True, metavar="PATH",
+                         help="the LMS's download: a folder or a .zip file")
+    collect.add_argument("--lab", dest="labs", action="append", metavar="LAB",
+                         help="collect only this lab, repeatable (default: all)")
+    collect.add_argument("--max-mb", type=float, default=2048,
+                         help="refuse a zip file that unpacks to more MiB (default 2048)")
+    _root(collect)
+    collect.set_defaults(func=_cmd_collect)
+
+    status = actions.add_parser(
+        "status", help="per student and lab: submitted, graded, failed",
+        description="Print one row per student and lab: missing, submitted (and when), "
+                    "graded (autograded score in the gradebook) or failed (why, from the "
+                    "grading record), then counts per lab.")
+    status.add_argument("--lab", dest="labs", action="append", metavar="LAB",
+                        help="only this lab, repeatable (default: all)")
+    _root(status)
+    status.set_defaults(func=_cmd_status)
+
     release = actions.add_parser(
         "release", help="regenerate labs/ from solutions/ (nbgrader generate_assignment)",
         description="Write the student version of each lab into labs/<lab>/ with nbgrader: "
@@ -47,6 +219,23 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
                          help="labs to release (default: every lab in solutions/)")
     release.add_argument("--check", action="store_true",
                          help="change nothing; exit 1 if a lab in labs/ is out of date")
-    release.add_argument("--root", type=Path, default=Path("."),
-                         help="the course directory holding nbgrader_config.py (default: .)")
+    _root(release)
     release.set_defaults(func=_cmd_release)
+    export = actions.add_parser(
+        "export", help="write grades.csv from the gradebook, one row per student and lab",
+        description="Every student of the gradebook on every lab (no submission: score 0, "
+                    "status missing), the score split into autograded and hand-graded "
+                    "points; totals as `nbgrader export` computes them.")
+    export.add_argument("--out", type=Path, default=None,
+                        help="the CSV to write (default: ROOT/grades.csv)")
+    _root(export)
+    export.set_defaults(func=_cmd_export)
+    report = actions.add_parser(
+        "report", help="write the class report: score plots, test pass rates, report.md",
+        description="Per lab: score distribution, pass rate per autograded test, failed "
+                    "and slowest submissions (from autograded/.labkit/), as PNGs and "
+                    "report.md.")
+    report.add_argument("--out", type=Path, default=None,
+                        help="the folder for report.md and the figures (default: ROOT/report)")
+    _root(report)
+    report.set_defaults(func=_cmd_report)

@@ -1,4 +1,4 @@
-"""Tests for labkit.grading.cli: `labkit course release`."""
+"""Tests for labkit.grading.cli: `labkit course init | collect | status | release`."""
 
 from labkit.cli import main
 
@@ -22,3 +22,66 @@ def test_release_errors_are_one_line(toy_course, tmp_path_factory, capsys):
     empty = tmp_path_factory.mktemp("empty")
     assert main(["course", "release", "--root", str(empty)]) == 2
     assert "not a course directory" in capsys.readouterr().err
+
+
+def test_init_collect_status(toy_course, tmp_path_factory, capsys):
+    """Do `course init`, `collect --from` and `status` make, fill and show a course, with
+    exit code 1 and the path when a file cannot be placed?"""
+    work = tmp_path_factory.mktemp("term")
+    (work / "students.csv").write_text("id,first_name,last_name,email\nann,Ann,Lee,\nbob,Bob,Ng,\n")
+    root = work / "course"
+    assert main(["course", "init", str(root), "--students", str(work / "students.csv"),
+                 "--kit", str(toy_course)]) == 0
+    assert "course ready in" in capsys.readouterr().out
+    release = (root / "labs/toy/toy.ipynb").read_text()
+    download = work / "download"
+    for student in ("ann", "zed"):
+        (download / student).mkdir(parents=True)
+        (download / student / "toy.ipynb").write_text(release)
+    assert main(["course", "collect", "--from", str(download), "--root", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert f"placed     ann/toy  <- {download / 'ann/toy.ipynb'}" in out
+    assert f"problem    {download / 'zed/toy.ipynb'}: unknown student 'zed'" in out
+    assert "1 placed, 0 unchanged, 0 skipped, 1 not placed" in out
+    assert (root / "submitted/ann/toy/toy.ipynb").read_text() == release
+    assert main(["course", "status", "--root", str(root)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| student | lab | state | submitted (UTC) |")
+    assert [ln.split("|")[1:4] for ln in lines[2:4]] == [[" ann ", " toy ", " submitted "],
+                                                        [" bob ", " toy ", " missing "]]
+    assert "toy: 0 graded, 0 failed, 1 submitted, 1 missing" in lines
+
+
+def test_init_errors_are_one_line(toy_course, tmp_path_factory, capsys):
+    """Are a course that exists and a malformed students file one line, exit code 2?"""
+    work = tmp_path_factory.mktemp("term")
+    (work / "bad.csv").write_text("id\nann\nann\n")
+    (work / "course").mkdir()
+    assert main(["course", "init", str(work / "course"), "--students", str(work / "bad.csv"),
+                 "--kit", str(toy_course)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("labkit course: error:") and "line 3: id 'ann' is already on line 2" \
+        in err and "\n" not in err
+    (work / "course" / "notes.txt").write_text("mine")
+    (work / "ok.csv").write_text("id\nann\n")
+    assert main(["course", "init", "--root", str(work / "course"), "--students",
+                 str(work / "ok.csv"), "--kit", str(toy_course)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert main(["course", "collect", "--from", str(work), "--root", str(work)]) == 2
+    assert "has no gradebook.db" in capsys.readouterr().err
+
+
+def test_export_and_report_commands(toy_course, capsys):
+    """Do `labkit course export` and `report` write grades.csv and report.md, counting a
+    student without a submission as missing?"""
+    from labkit.grading import nbgrader, release_labs
+    release_labs(toy_course)
+    nbgrader("db", "student", "add", "kim", root=toy_course)
+    assert main(["course", "export", "--root", str(toy_course)]) == 0
+    assert f"wrote {toy_course / 'grades.csv'}" in capsys.readouterr().out
+    rows = (toy_course / "grades.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("kim,") and ",toy,missing," in rows[1]
+    assert main(["course", "report", "--root", str(toy_course)]) == 0
+    out = capsys.readouterr().out
+    assert "toy: 0 submitted, 1 missing, no submissions, 0 failed to grade" in out
+    assert (toy_course / "report" / "report.md").is_file()

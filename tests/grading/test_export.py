@@ -1,0 +1,174 @@
+"""Tests for labkit.grading.export: grades.csv from nbgrader's gradebook.
+
+The oracle is nbgrader itself: a toy course is released, four notebooks are handed in and
+graded with the real ``nbgrader autograde``, and the export is compared with ``nbgrader
+export``'s own grades.csv of the same gradebook.
+"""
+
+import csv
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from labkit.grading import CourseError, fill_solutions, nbgrader, release_labs, replace_in_cell
+from labkit.grading.export import CSV_COLUMNS, export_grades, grade_rows
+
+DUE = "2024-03-02 00:00:00 UTC"
+STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
+
+
+def _add_test_cell(root: Path) -> None:
+    """A second autograder test (1 point) that an int-only add_one fails."""
+    path = root / "solutions/toy/toy.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = nbformat.v4.new_code_cell("assert add_one(0.5) == 1.5, 'add_one(0.5): expected 1.5'")
+    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_fractions", "locked": True,
+                                 "points": 1, "schema_version": 3, "solution": False,
+                                 "task": False}
+    nb.cells.insert(3, cell)
+    nbformat.write(nb, path)
+
+
+def _build(root: Path) -> None:
+    """Release, hand in ann (solution, on time), bob (blank), cid (int-only, late), eve
+    (+2); add dee, who hands in nothing; autograde with a zero-if-late penalty."""
+    with open(root / "nbgrader_config.py", "a") as f:
+        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    _add_test_cell(root)
+    release_labs(root)
+    nbgrader("db", "assignment", "add", "toy", f"--duedate={DUE}", root=root)
+    nbgrader("db", "student", "add", "dee", "--first-name=Dee", "--last-name=Dale", root=root)
+    release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
+    good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
+    subs = {"ann": good, "bob": release,
+            "cid": replace_in_cell(good, "add_one", "x + 1", "int(x) + 1"),
+            "eve": replace_in_cell(good, "add_one", "x + 1", "x + 2")}
+    for student, nb in subs.items():
+        folder = root / "submitted" / student / "toy"
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / "toy.ipynb")
+        if student in STAMPS:
+            (folder / "timestamp.txt").write_text(STAMPS[student])
+    nbgrader("autograde", "toy", "--force", root=root, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def _template() -> dict:
+    return {}
+
+
+@pytest.fixture
+def graded(toy_course: Path, _template: dict, tmp_path_factory) -> Path:
+    """The toy course, autograded (once per module; each test gets its own copy)."""
+    if "path" not in _template:
+        _build(toy_course)
+        _template["path"] = tmp_path_factory.mktemp("graded")
+        shutil.copytree(toy_course, _template["path"], dirs_exist_ok=True)
+    else:
+        shutil.copytree(_template["path"], toy_course, dirs_exist_ok=True)
+    return toy_course
+
+
+def _nbgrader_export(root: Path) -> dict[tuple[str, str], dict]:
+    nbgrader("export", "--to", "nbgrader.csv", root=root)
+    with open(root / "nbgrader.csv") as f:
+        return {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
+
+
+def _ours(path: Path) -> dict[tuple[str, str], dict]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        assert reader.fieldnames == CSV_COLUMNS
+        return {(r["student_id"], r["lab"]): r for r in reader}
+
+
+def _agree(ours: dict, theirs: dict) -> None:
+    assert ours.keys() == theirs.keys()
+    for key, row in theirs.items():
+        mine = ours[key]
+        assert float(mine["total"]) == float(row["score"]), key
+        assert float(mine["max_score"]) == float(row["max_score"]), key
+        assert float(mine["late_penalty"]) == float(row["late_submission_penalty"]), key
+        assert float(mine["auto_score"]) + float(mine["manual_score"] or 0) == \
+            float(row["raw_score"]), key
+        assert (mine["first_name"], mine["last_name"]) == (row["first_name"], row["last_name"])
+        when = (datetime.fromisoformat(mine["submitted"]) if mine["submitted"] else None)
+        theirs_when = (datetime.fromisoformat(row["timestamp"]).replace(tzinfo=timezone.utc)
+                       if row["timestamp"] else None)
+        assert when == theirs_when, key
+
+
+def test_export_agrees_with_nbgrader_export(graded):
+    """Does grades.csv give every student (dee, who handed nothing in, too) nbgrader's own
+    score, maximum, penalty and time, split into autograded and hand-graded points?"""
+    path = export_grades(graded)
+    assert path == graded / "grades.csv"
+    ours = _ours(path)
+    _agree(ours, _nbgrader_export(graded))
+    split = {s: (r["status"], r["auto_score"], r["auto_max"], r["manual_score"],
+                 r["manual_max"], r["total"], r["needs_manual_grading"])
+             for (s, _), r in ours.items()}
+    assert split == {
+        "ann": ("submitted", "3.0", "3.0", "", "1.0", "3.0", "true"),  # answer awaits a grader
+        "bob": ("submitted", "0.0", "3.0", "0.0", "1.0", "0.0", "false"),  # untouched: 0
+        "cid": ("submitted", "2.0", "3.0", "", "1.0", "0.0", "true"),  # late: zeroed
+        "dee": ("missing", "0.0", "3.0", "0.0", "1.0", "0.0", "false"),
+        "eve": ("submitted", "0.0", "3.0", "", "1.0", "0.0", "true")}
+    assert ours["cid", "toy"]["late_penalty"] == "2.0"
+    assert ours["dee", "toy"]["submitted"] == "" and ours["bob", "toy"]["submitted"] == ""
+    rows = {r.student_id: r for r in grade_rows(graded)}
+    assert rows["cid"].tests == {"test_add_one": (2.0, 2.0), "test_fractions": (0.0, 1.0)}
+    assert rows["eve"].tests == {"test_add_one": (0.0, 2.0), "test_fractions": (0.0, 1.0)}
+    assert rows["dee"].tests == {}
+
+
+def _grade_by_hand(root: Path, student: str, cell: str, points: float) -> None:
+    """What nbgrader's formgrader does when a grader types a score."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        grade = gb.find_grade(cell, "toy", "toy", student)
+        grade.manual_score = points
+        grade.needs_manual_grade = False
+        gb.db.commit()
+
+
+def test_hand_grading_fills_the_manual_score(graded, tmp_path):
+    """Once a grader scores the written answers, do manual_score and total follow, as in
+    nbgrader's export (cid's late penalty was fixed at autograde time)?"""
+    _grade_by_hand(graded, "ann", "why", 1.0)
+    _grade_by_hand(graded, "cid", "why", 0.5)
+    ours = _ours(export_grades(graded, out=tmp_path / "out" / "grades.csv"))
+    _agree(ours, _nbgrader_export(graded))
+    assert (ours["ann", "toy"]["manual_score"], ours["ann", "toy"]["total"]) == ("1.0", "4.0")
+    assert ours["ann", "toy"]["needs_manual_grading"] == "false"
+    assert (ours["cid", "toy"]["manual_score"], ours["cid", "toy"]["total"]) == ("0.5", "0.5")
+    assert ours["eve", "toy"]["manual_score"] == ""  # still waiting for a grader
+
+
+def test_a_failed_write_keeps_the_previous_export(graded, monkeypatch):
+    """Does a write that dies before the rename leave the old grades.csv and no temp file?"""
+    path = graded / "grades.csv"
+    path.write_text("previous export\n")
+
+    def broken_fsync(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="No space left"):
+        export_grades(graded)
+    assert path.read_text() == "previous export\n"
+    assert [p.name for p in graded.iterdir() if p.name.startswith(".grades.csv")] == []
+    monkeypatch.undo()
+    assert len(_ours(export_grades(graded))) == 5
+
+
+def test_no_gradebook_says_what_to_do(tmp_path):
+    """Is a folder without gradebook.db a CourseError naming the path, and left as it was?"""
+    with pytest.raises(CourseError, match=r"no gradebook at .*gradebook\.db.*--root"):
+        export_grades(tmp_path)
+    assert list(tmp_path.iterdir()) == []
