@@ -1,9 +1,9 @@
 """Checkpoints that survive a kill: atomic writes and the random state an exact resume needs.
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk and then
-moved over the old one with ``os.replace``, which is atomic on POSIX and Windows: a process
-killed at any instant leaves either the previous checkpoint or the new one, never half a
-file. Checkpoints hold only tensors and plain Python values, so they load with
+moved over the old one with ``os.replace`` (:mod:`labkit._atomic`), which is atomic on POSIX
+and Windows: a process killed at any instant leaves either the previous checkpoint or the
+new one, never half a file. Checkpoints hold only tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)`` (no arbitrary code runs when a checkpoint is opened).
 
 Resuming exactly (the same weights as a run that was never stopped) needs, besides model,
@@ -15,17 +15,17 @@ restore them; :mod:`labkit.train` adds the data loader's own generator.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from labkit._atomic import replace_atomically
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_weights", "rng_state", "save_atomic",
            "set_rng_state", "unwrap"]
@@ -47,43 +47,7 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same folder as the target: os.replace is atomic only within one file system.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal rights
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable across a power cut; not possible on every platform.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return replace_atomically(path, lambda fh: torch.save(obj, fh))
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict:

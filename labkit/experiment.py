@@ -153,20 +153,27 @@ def _open(cfg: ExperimentConfig, root: Path, split: str, transforms: Any) -> Any
     return VOCSegmentation(root, split=split, transforms=transforms)
 
 
-def build_datasets(cfg: ExperimentConfig, *, root: Path) -> tuple[Any, Any, tuple[str, ...]]:
+def build_datasets(cfg: ExperimentConfig, *, root: Path,
+                   train_transforms: Any = None) -> tuple[Any, Any, tuple[str, ...]]:
     """The training set (augmented, seeded per sample), the validation set and class names.
+
+    Args:
+        cfg: the config.
+        root: the dataset root.
+        train_transforms: ``f(image, mask) -> (image, mask)`` replacing the config's
+            training pipeline (a lab student's own augmentation, say).
 
     Returns:
         ``(train_set, val_set, classes)``; ``train_set`` is a
         :class:`labkit.sampling.SeededDataset`.
     """
-    from labkit.data.transforms import eval_transforms, train_transforms
+    from labkit.data.transforms import eval_transforms
+    from labkit.data.transforms import train_transforms as config_pipeline
 
     train_split, val_split = split_names(cfg)
     a = cfg.augment
-    train = _open(cfg, root, train_split,
-                  train_transforms(crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip,
-                                   rotate=a.rotate, blur=a.blur))
+    train = _open(cfg, root, train_split, train_transforms or config_pipeline(
+        crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip, rotate=a.rotate, blur=a.blur))
     val = _open(cfg, root, val_split, eval_transforms(size=cfg.eval_size))
     classes = tuple(train.classes)
     train, val = _limit(train, cfg.max_train_images), _limit(val, cfg.max_val_images)

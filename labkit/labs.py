@@ -116,16 +116,11 @@ def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
     Raises:
         labkit.data.DatasetNotFoundError: the full profile without ``$LABKIT_DATA``.
     """
-    from labkit.experiment import _open, build_datasets, build_loaders, resolve_data_root
-    from labkit.experiment import _limit, split_names
-    from labkit.sampling import SeededDataset
+    from labkit.experiment import build_datasets, build_loaders, resolve_data_root
 
     root = resolve_data_root(cfg, runs_root=runs_root)
-    train_set, val_set, classes = build_datasets(cfg, root=root)
-    if train_transforms is not None:
-        plain = _limit(_open(cfg, root, split_names(cfg)[0], train_transforms),
-                       cfg.max_train_images)
-        train_set = SeededDataset(plain, seed=cfg.seed)
+    train_set, val_set, classes = build_datasets(cfg, root=root,
+                                                 train_transforms=train_transforms)
     train_loader, val_loader = build_loaders(cfg, train_set, val_set)
     return LabData(cfg, root, classes, train_set, val_set, train_loader, val_loader)
 

@@ -19,17 +19,16 @@ never sees half a file and a kill leaves the previous export in place.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import logging
 import os
-import tempfile
 from collections import defaultdict
 from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
+from labkit._atomic import write_atomic
 from labkit.grading.course import CourseError
 
 __all__ = ["CSV_COLUMNS", "GradeRow", "export_grades", "grade_rows", "gradebook_path"]
@@ -188,24 +187,6 @@ def _cell_text(value) -> str:
     return str(value)
 
 
-def _write_atomic(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder + ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the export is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def export_grades(root: str | os.PathLike, *, out: str | os.PathLike | None = None) -> Path:
     """Write every student's grade on every lab to a CSV file, one row per student and lab.
 
@@ -228,7 +209,7 @@ def export_grades(root: str | os.PathLike, *, out: str | os.PathLike | None = No
     writer.writerow(CSV_COLUMNS)
     for row in rows:
         writer.writerow(_cell_text(v) for v in astuple(row)[:len(CSV_COLUMNS)])
-    _write_atomic(path, buf.getvalue().encode())
+    write_atomic(path, buf.getvalue().encode())
     log.info("wrote %d grades (%d students x %d labs) to %s", len(rows),
              len({r.student_id for r in rows}), len({r.lab for r in rows}), path)
     return path

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from labkit._atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
 
@@ -44,13 +45,6 @@ STUDENT_COLUMNS = ("id", "first_name", "last_name", "email")
 # Usable as a folder name on every file system nbgrader runs on; no leading dot or dash.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _IGNORE = shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints", "feedback")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # same folder: os.replace is atomic
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def read_students(path: str | os.PathLike) -> list[dict[str, str]]:
@@ -191,7 +185,7 @@ def write_record(root: str | os.PathLike, lab: str, student: str, *, status: str
         raise CourseError(f"grading status {status!r}; expected 'graded' or 'failed'.")
     finished = (finished or datetime.now(timezone.utc)).astimezone(timezone.utc)
     path = record_path(root, lab, student)
-    _atomic_write(path, json.dumps({"status": status, "reason": reason, "seconds": float(seconds),
+    write_atomic(path, json.dumps({"status": status, "reason": reason, "seconds": float(seconds),
                                     "finished": finished.isoformat()}) + "\n")
     return path
 

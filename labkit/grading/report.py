@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from labkit.grading.course import CourseError
-from labkit.grading.export import GradeRow, _write_atomic, grade_rows
+from labkit._atomic import write_atomic
+from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
 
 __all__ = ["LabSummary", "PassRate", "ReportFiles", "class_report",
@@ -202,7 +203,7 @@ def _seconds_figure(timed: list[GradingRecord]) -> Figure:
 
 def _save(fig: Figure, path: Path) -> Path:
     fig.savefig(buf := io.BytesIO(), format="png", dpi=110)
-    return _write_atomic(path, buf.getvalue())
+    return write_atomic(path, buf.getvalue())
 
 
 def _num(x: float) -> str:
@@ -262,6 +263,6 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     lines += ["", "![grading time](grading_seconds.png)", ""] if timed else [""]
     for s in summaries:
         lines += _lab_markdown(s, figures[s.lab].name)
-    markdown = _write_atomic(out / "report.md", "\n".join(lines).encode())
+    markdown = write_atomic(out / "report.md", "\n".join(lines).encode())
     log.info("wrote the class report for %d labs to %s", len(summaries), markdown)
     return ReportFiles(markdown, figures, tuple(summaries))
