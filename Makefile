@@ -1,5 +1,5 @@
 # labkit: two commands on a fresh machine.
-#   make demo   the main job on the generated Shapes set
+#   make demo   the main job on the generated Shapes set, then the instructor's course cycle
 #   make test   the whole test suite
 # Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
 
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/labkit demo --out $(OUT)
+	$(BIN)/labkit course demo --out $(OUT)/course --jobs 2
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
@@ -30,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py --json benchmarks/bench_data.json
 	$(BIN)/python benchmarks/model_table.py
 	$(BIN)/python benchmarks/lab_times.py --json benchmarks/lab_times.json
+	$(BIN)/python benchmarks/grading_throughput.py --json benchmarks/grading_throughput.json
 
 clean:
 	rm -rf runs .pytest_cache

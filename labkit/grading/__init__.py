@@ -4,21 +4,39 @@ A term's course is made with :mod:`~labkit.grading.instance` (``init``, status, 
 records), filled by :mod:`~labkit.grading.collect`, and summed up by
 :mod:`~labkit.grading.export` (``grades.csv``) and :mod:`~labkit.grading.report`.
 
+:mod:`~labkit.grading.autograde` grades a lab for the class, each submission judged in a
+sandbox (:mod:`~labkit.grading.judge`, :mod:`~labkit.grading.sandbox`);
+:mod:`~labkit.grading.feedback` writes the students' pages.
 :mod:`labkit.grading.course` drives nbgrader's own command line and reads its gradebook;
 :mod:`labkit.grading.submissions` builds and alters submission notebooks (a solution handed
 in as a student would, a deliberately wrong variant).
 """
 
-from labkit.grading.collect import CollectReport, collect_submissions
-from labkit.grading.course import (CourseError, LabScore, NbgraderError, available_labs,
-                                   lab_scores, nbgrader, release_labs, stale_labs)
-from labkit.grading.export import export_grades, grade_rows
-from labkit.grading.instance import course_status, init_course, read_record, write_record
-from labkit.grading.report import class_report, lab_summaries
-from labkit.grading.submissions import fill_solutions, replace_in_cell
+import importlib
 
-__all__ = ["CollectReport", "CourseError", "LabScore", "NbgraderError", "available_labs",
-           "class_report", "collect_submissions", "course_status", "export_grades",
-           "fill_solutions", "grade_rows", "init_course", "lab_scores", "lab_summaries",
-           "nbgrader", "read_record", "release_labs", "replace_in_cell", "stale_labs",
-           "write_record"]
+# Loaded on first use: the sandboxed judge (labkit.grading._judge_runner) lives in this package
+# and must start without nbgrader and Jupyter, which take seconds to import.
+_HOMES = {
+    "collect": ["CollectReport", "collect_submissions"],
+    "course": ["CourseError", "LabScore", "NbgraderError", "available_labs", "lab_scores",
+               "nbgrader", "release_labs", "stale_labs"],
+    "export": ["export_grades", "grade_rows"],
+    "instance": ["course_status", "init_course", "read_record", "write_record"],
+    "report": ["class_report", "lab_summaries"],
+    "submissions": ["fill_solutions", "replace_in_cell"],
+    "autograde": ["Outcome"],  # the function: labkit.grading.autograde.autograde
+    "feedback": ["FeedbackReport", "write_feedback"],
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'labkit.grading' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"labkit.grading.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -7,7 +7,9 @@ copies an LMS download (folder or zip) into ``submitted/``
 each student's lab stands (:func:`~labkit.grading.instance.course_status`); ``labkit course
 export`` writes ``grades.csv`` and ``labkit course report`` the class report
 (:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
-release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the nbgrader
+autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.autograde`) and ``labkit
+course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`). ``labkit
+course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the nbgrader
 sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
 command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
 fix (a CourseError) end as one line and exit code 2; a failing nbgrader command as its output
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from labkit.grading.instance import StatusRow
 
-__all__ = ["add_course_parser", "format_status"]
+__all__ = ["add_course_parser", "format_outcomes", "format_status"]
 
 
 def _reports_nbgrader(command: Callable[[argparse.Namespace], int]
@@ -153,6 +155,60 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_outcomes(outcomes: Sequence, seconds: float) -> str:
+    """An autograde run as a markdown table and a line of totals with the throughput."""
+    lines = ["| student | status | score | seconds | note |", "|---|---|---:|---:|---|"]
+    for o in outcomes:
+        score = f"{o.score:g} / {o.max_score:g}" if o.score is not None else ""
+        note = " ".join(o.reason.replace("|", "/").split())
+        lines.append(f"| {o.student} | {o.status} | {score} | {o.seconds:.0f} | {note} |")
+    done = Counter(o.status for o in outcomes)
+    rate = (done["graded"] + done["failed"]) / seconds * 60 if seconds > 0 else 0.0
+    lines.append(f"\n{done['graded']} graded, {done['failed']} failed, {done['skipped']} "
+                 f"up to date in {seconds:.0f} s ({rate:.1f} submissions per minute)")
+    return "\n".join(lines)
+
+
+@_reports_nbgrader
+def _cmd_autograde(args: argparse.Namespace) -> int:
+    import time
+
+    from labkit.grading.autograde import autograde
+
+    started = time.monotonic()
+    outcomes = autograde(args.root, args.lab, students=args.students, jobs=args.jobs,
+                         timeout=args.timeout, memory_mb=args.memory_mb, resume=args.resume,
+                         sandbox=not args.no_sandbox)
+    print(format_outcomes(outcomes, time.monotonic() - started))
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+@_reports_nbgrader
+def _cmd_feedback(args: argparse.Namespace) -> int:
+    from labkit.grading.feedback import write_feedback
+
+    report = write_feedback(args.root, args.lab, students=args.students)
+    for page in report.written:
+        print(f"wrote {page}")
+    for student, why in report.failed.items():
+        print(f"no page for {student}: {why}")
+    return 0
+
+
+@_reports_nbgrader
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from labkit.grading.demo import course_demo
+
+    demo = course_demo(args.out, labs=args.labs or None, jobs=args.jobs, timeout=args.timeout,
+                       cheat_labs=args.cheat_labs)
+    print(demo.table(jobs=args.jobs))
+    print(f"\ncourse in {demo.root}\ngrades: {demo.grades}\nreport: {demo.report}\n"
+          f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}")
+    for where, why in demo.feedback_missing.items():
+        print(f"no feedback page for {where}: {why}")
+    return 1 if any(r.status == "failed" for r in demo.rows) else 0
+
+
 def _root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", type=Path, default=Path("."),
                         help="the course directory holding nbgrader_config.py (default: .)")
@@ -221,6 +277,38 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
                          help="change nothing; exit 1 if a lab in labs/ is out of date")
     _root(release)
     release.set_defaults(func=_cmd_release)
+    grade = actions.add_parser(
+        "autograde", help="grade a lab for the class: sandboxed, in parallel, resumable",
+        description="Grade each submission of LAB in a process of its own: nbgrader's "
+                    "autograde with student code judged in a bubblewrap sandbox (no network, "
+                    "course and other students hidden, memory, CPU, processes and output "
+                    "capped). Each student ends graded or failed (with the reason); a run "
+                    "stopped at any point can simply be run again. Exit 1 if any failed.")
+    grade.add_argument("lab", metavar="LAB", help="the lab to grade")
+    grade.add_argument("--student", dest="students", action="append", metavar="ID",
+                       help="grade only this student, repeatable (default: all who submitted)")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions at once (default 1)")
+    grade.add_argument("--timeout", type=float, default=900,
+                       help="wall-clock seconds per notebook (default 900; a cell gets at "
+                            "most 300)")
+    grade.add_argument("--memory-mb", type=int, default=6144,
+                       help="memory of one submission's processes in MiB (default 6144; "
+                            "lab07 peaks near 4 GB)")
+    grade.add_argument("--resume", action="store_true",
+                       help="skip students graded after their last change")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="resource limits only, no bubblewrap (only for trusted code)")
+    _root(grade)
+    grade.set_defaults(func=_cmd_autograde)
+    feedback = actions.add_parser(
+        "feedback", help="write an HTML feedback page per graded student",
+        description="feedback/<student>/<LAB>/<LAB>.html: scores, the output of the visible "
+                    "tests and the errors the student's code raised; never a hidden test.")
+    feedback.add_argument("lab", metavar="LAB", help="the lab")
+    feedback.add_argument("--student", dest="students", action="append", metavar="ID",
+                          help="only this student, repeatable (default: all graded)")
+    _root(feedback)
+    feedback.set_defaults(func=_cmd_feedback)
     export = actions.add_parser(
         "export", help="write grades.csv from the gradebook, one row per student and lab",
         description="Every student of the gradebook on every lab (no submission: score 0, "
@@ -239,3 +327,20 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
                         help="the folder for report.md and the figures (default: ROOT/report)")
     _root(report)
     report.set_defaults(func=_cmd_report)
+    demo = actions.add_parser(
+        "demo", help="the whole cycle on the Shapes set with a demo class of six",
+        description="Make a course in --out, hand in a correct, a blank, a partly wrong and "
+                    "three cheating notebooks, autograde, write feedback, grades.csv and the "
+                    "report, and print the autograded scores. An earlier demo in --out is "
+                    "replaced. Exit 1 if a grading failed.")
+    demo.add_argument("--out", type=Path, default=Path("runs/course-demo"),
+                      help="the demo's folder (default: runs/course-demo)")
+    demo.add_argument("--lab", dest="labs", action="append", metavar="LAB",
+                      help="only this lab, repeatable (default: every lab)")
+    demo.add_argument("--cheat-lab", dest="cheat_labs", action="append", metavar="LAB",
+                      help="the cheaters hand in this lab, repeatable (default: the first "
+                           "lab only, to keep the demo short)")
+    demo.add_argument("--jobs", type=int, default=2, help="submissions at once (default 2)")
+    demo.add_argument("--timeout", type=float, default=600,
+                      help="wall-clock seconds per notebook (default 600)")
+    demo.set_defaults(func=_cmd_demo)

@@ -1,0 +1,112 @@
+"""Grade one student's lab: ``python -m labkit.grading._grade_one SPEC`` (a JSON object).
+
+A process of its own per submission, started by :func:`labkit.grading.autograde.autograde`,
+so that a crash, a hang or a kill ends one student's grading and nothing else. It checks the
+submitted folder, then runs nbgrader's own autograde converter for the student in this
+process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of ``Execute`` and
+missing grade cells added back. Its last line on stdout is the outcome as JSON:
+``{"status": "graded" | "failed", "reason": str, "score": float | null, "max_score": ...}``.
+It exits when the pipe SPEC's ``lifeline`` names reaches its end: a grader killed with
+SIGKILL takes its workers along.
+"""
+
+import json
+import os
+import sys
+import threading
+from pathlib import Path
+
+
+def _orphaned(fd: int) -> None:
+    while os.read(fd, 64):
+        pass
+    os._exit(3)
+
+
+def check_submission(folder: Path, lab: str) -> tuple[str | None, str]:
+    """``(problem, note)``: why the folder cannot be graded (or None), and a remark."""
+    if not folder.is_dir():
+        return f"no submission: expected the folder {folder}", ""
+    found = sorted(p.name for p in folder.glob("*.ipynb"))
+    if f"{lab}.ipynb" not in found:
+        return (f"no notebook named {lab}.ipynb in {folder}; found "
+                f"{', '.join(found) or 'no notebook at all'}. Rename the student's notebook "
+                f"to {lab}.ipynb and grade again."), ""
+    path = folder / f"{lab}.ipynb"
+    try:
+        data = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, ValueError) as exc:
+        return f"{lab}.ipynb is not a notebook: invalid JSON ({exc})", ""
+    if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
+        return f"{lab}.ipynb is not a notebook: expected a JSON object with a list of cells", ""
+    if data.get("nbformat") != 4:
+        return (f"{lab}.ipynb has nbformat {data.get('nbformat')!r}; expected 4. Open and "
+                "save it in Jupyter 4 or later, then grade again."), ""
+    extra = [name for name in found if name != f"{lab}.ipynb"]
+    return None, f"ignored extra notebook(s): {', '.join(extra)}" if extra else ""
+
+
+def grade(spec: dict) -> dict:
+    """Autograde ``spec["student"]``'s ``spec["lab"]`` in course ``spec["root"]``."""
+    import nbformat
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
+    from nbgrader.api import Gradebook
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
+                                        LimitOutput, SaveAutoGrades)
+    from traitlets.config.loader import PyFileConfigLoader
+
+    from labkit.grading.judge import JudgePreprocessor, hidden_lines, instructor_prelude
+
+    root, lab, student = Path(spec["root"]).resolve(), spec["lab"], spec["student"]
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    source_dir = config.CourseDirectory.get("source_directory", "source")
+    problem, note = check_submission(root / "submitted" / student / lab, lab)
+    if problem:
+        return {"status": "failed", "reason": problem, "score": None, "max_score": None}
+    source = nbformat.read(root / source_dir / lab / f"{lab}.ipynb", as_version=4)
+    prelude, modules = instructor_prelude(source)
+    config.CourseDirectory.root = str(root)
+    # nbgrader's order, with the judge where the kernel ran: outputs first, then the scores.
+    config.Autograde.autograde_preprocessors = [
+        JudgePreprocessor, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    config.OverwriteCells.add_missing_cells = True
+    config.JudgePreprocessor.update(
+        prelude=prelude, modules=modules, hidden=sorted(hidden_lines(source)),
+        hide=[str(root)], timeout=spec["timeout"], cell_timeout=spec["cell_timeout"],
+        memory_mb=spec["memory_mb"], sandbox=spec["sandbox"], uid=spec["uid"],
+        data=spec.get("data", ""))
+    result = NbGraderAPI(config=config).autograde(lab, student, force=True, create=True)
+    if not result.get("success"):
+        lines = (result.get("error") or result.get("log") or "nbgrader failed").strip()
+        return {"status": "failed", "reason": "nbgrader autograde failed: "
+                + lines.splitlines()[-1][:300], "score": None, "max_score": None}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        sub = gb.find_submission(lab, student)
+        score, max_score = float(sub.score), float(sub.max_score)
+    judged = JudgePreprocessor.reports[-1] if JudgePreprocessor.reports else None
+    notes = [note] if note else []
+    if judged is not None and not judged.finished:
+        notes.append(f"the judge stopped early: {judged.sandbox.reason or 'no reason given'}")
+    if judged is not None and not judged.sandbox.sandboxed:
+        notes.append("judged with resource limits only (no bubblewrap)")
+    return {"status": "graded", "reason": "; ".join(notes), "score": score,
+            "max_score": max_score}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    threading.Thread(target=_orphaned, args=(spec["lifeline"],), daemon=True).start()
+    try:
+        outcome = grade(spec)
+    except Exception as exc:  # noqa: BLE001 - one line for the instructor, never a traceback
+        outcome = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500],
+                   "score": None, "max_score": None}
+    sys.stdout.write("\n" + json.dumps(outcome) + "\n")
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,276 @@
+"""The judge's own process, inside the sandbox: a submission's cells in plain Python.
+
+Run as ``python -I -m labkit.grading._judge_runner`` by :func:`labkit.grading.judge.run_judge`,
+which writes the program to its standard input as JSON::
+
+    {"nonce": str, "results": path, "cell_timeout": seconds, "modules": [name, ...],
+     "prelude": source, "cells": [{"index": int, "test": bool, "source": str}, ...]}
+
+The runner imports ``modules`` (everything the tests and the instructor's imports use), then
+snapshots every loaded module's and class's attributes and the code of their functions. Cells
+run in order in one namespace, as in a kernel but with no IPython in it: there are no input
+transformers, custom exception handlers or ``showtraceback`` to subvert. Each test cell runs in
+a fork of the process taken at that point: the fork restores the snapshot, re-runs the
+prelude's imports so ``np``, ``torch``, ``check_close`` ... are the real ones again, runs the
+test and exits 0 only if it raised nothing and the library is still intact afterwards. A fork
+holds only the thread that made it, so nothing the student left running can touch the test.
+
+One JSON line per cell goes to ``results``, prefixed by ``nonce``; lines without it are
+ignored by the grader, and a test cell with no line is a failed test.
+"""
+
+import functools
+import importlib
+import io
+import json
+import linecache
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+import types
+import warnings
+
+OUTPUT_CHARS = 20_000  # per cell; the rest is cut and counted
+_MISSING = object()
+
+
+class _Capped(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters written to it."""
+
+    def __init__(self, limit: int = OUTPUT_CHARS):
+        self.parts, self.kept, self.cut, self.limit = [], 0, 0, limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        text = str(text)
+        room = max(self.limit - self.kept, 0)
+        self.parts.append(text[:room])
+        self.kept, self.cut = self.kept + min(len(text), room), self.cut + max(len(text) - room, 0)
+        return len(text)
+
+    def text(self) -> str:
+        more = f"\n[... {self.cut} more characters of output cut]" if self.cut else ""
+        return "".join(self.parts) + more
+
+
+def _snapshot() -> tuple[list, list, dict]:
+    """Every loaded module's and Python class's attributes, and their functions' code."""
+    with warnings.catch_warnings():  # deprecated aliases warn when merely looked at
+        warnings.simplefilter("ignore")
+        return _collect()
+
+
+def _collect() -> tuple[list, list, dict]:
+    owners, seen = [], set()
+    for module in list(sys.modules.values()):
+        if not isinstance(module, types.ModuleType) or module is sys.modules.get(__name__):
+            continue
+        owners.append(module)
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and id(value) not in seen and \
+                    not value.__flags__ & (1 << 8):  # Py_TPFLAGS_IMMUTABLETYPE
+                seen.add(id(value))
+                owners.append(value)
+    attrs = [(owner, dict(vars(owner))) for owner in owners]
+    code = [(f, f.__code__, f.__defaults__, f.__kwdefaults__) for _, saved in attrs
+            for f in saved.values() if isinstance(f, types.FunctionType)]
+    return attrs, code, dict(sys.modules)
+
+
+def _foreign(value) -> bool:
+    """Whether ``value`` was made by code that is not in a file: a student's cell, ``exec``.
+
+    Libraries rebind some of their own attributes as they run (an optimizer class wraps its
+    ``step`` once, handles count up): those values come from files and are left alone.
+    """
+    if isinstance(value, types.ModuleType):
+        return not os.path.isfile(getattr(value, "__file__", None) or "") and \
+            value.__name__ not in sys.builtin_module_names
+    code = getattr(value, "__code__", None)
+    if isinstance(code, types.CodeType):
+        return not os.path.isfile(code.co_filename)
+    if isinstance(value, functools.partial):
+        return _foreign(value.func)
+    owner = value if isinstance(value, type) else type(value)
+    return getattr(owner, "__module__", None) == "__main__"
+
+
+def _changes(snapshot):
+    """(where, owner, key, saved) for each library attribute that differs from the snapshot."""
+    attrs, code, modules = snapshot
+    for name, module in modules.items():
+        if sys.modules.get(name) is not module:
+            yield f"sys.modules[{name!r}]", sys.modules, name, module
+    for owner, saved in attrs:
+        current = vars(owner)
+        for key, value in saved.items():
+            if current.get(key, _MISSING) is not value:
+                yield f"{getattr(owner, '__name__', owner)}.{key}", owner, key, value
+    for f, c, d, k in code:
+        if f.__code__ is not c or f.__defaults__ is not d or f.__kwdefaults__ is not k:
+            yield f"the code of {f.__module__}.{f.__qualname__}", f, None, (c, d, k)
+
+
+def _restore(snapshot) -> None:
+    """Put back every function, class and module the library had; counters and caches stay."""
+    for _, owner, key, saved in list(_changes(snapshot)):
+        if key is None:
+            owner.__code__, owner.__defaults__, owner.__kwdefaults__ = saved
+        elif owner is sys.modules:
+            sys.modules[key] = saved
+        elif callable(saved) or isinstance(saved, types.ModuleType) or \
+                _foreign(vars(owner).get(key)):
+            try:
+                setattr(owner, key, saved)
+            except (AttributeError, TypeError):
+                pass
+
+
+def _tampered(snapshot) -> str | None:
+    """The first library attribute that student code replaced during a test, or ``None``."""
+    for where, owner, key, _ in _changes(snapshot):
+        now = owner.__code__ if key is None else \
+            sys.modules.get(key) if owner is sys.modules else vars(owner).get(key)
+        if key is None and not os.path.isfile(now.co_filename) or \
+                key is not None and now is not None and _foreign(now):
+            return where
+    return None
+
+
+def _error(exc: BaseException, *, full: bool) -> dict:
+    """An exception as nbformat's error output; ``full=False`` keeps only its last line."""
+    lines = [f"{type(exc).__name__}: {exc}"]
+    if full:  # frames of the cells only: the runner's own are of no use to a student
+        tb = traceback.extract_tb(exc.__traceback__)
+        cells = traceback.StackSummary.from_list([f for f in tb if f.filename.startswith("<cell")])
+        lines = ["Traceback (most recent call last):\n", *cells.format(),
+                 *traceback.format_exception_only(type(exc), exc)]
+    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("the cell ran past its time limit")
+
+
+def _run(source: str, index: int, namespace: dict, cell_timeout: float) -> tuple[str, dict | None]:
+    """Run one cell with its output captured; returns (output, error or None)."""
+    out = _Capped()
+    old = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = out
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+    error = None
+    name = f"<cell {index}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks
+    try:
+        exec(compile(source, name, "exec"), namespace)  # noqa: S102 - the point
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
+        error = exc
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = old
+    return out.text(), error
+
+
+def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
+    """Run a test cell in a fork that restores the library first; the fork's verdict."""
+    reader, writer = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # the student's own processes hold its uid's process cap
+        os.close(reader)
+        os.close(writer)
+        why = f"the test could not start: fork failed ({exc})"
+        return {"output": "", "passed": False,
+                "error": {"ename": "TestFailed", "evalue": why, "traceback": [why]}}
+    if pid == 0:
+        os.close(reader)
+        try:
+            _restore(snapshot)
+            exec(compile(program["prelude"], "<prelude>", "exec"), namespace)  # noqa: S102
+            output, error = _run(cell["source"], cell["index"], namespace,
+                                 program["cell_timeout"])
+            touched = _tampered(snapshot)
+            if error is None and touched:
+                error = RuntimeError(f"{touched} was changed while the test ran")
+            record = {"output": output, "passed": error is None,
+                      "error": None if error is None else _error(error, full=False)}
+            os.write(writer, json.dumps(record).encode())
+            os._exit(0 if error is None else 1)
+        except BaseException:  # noqa: BLE001 - the fork must never go back to the parent's loop
+            os._exit(2)
+    os.close(writer)
+    # Until the fork exits: a process it started may hold the pipe open long after.
+    data, status, readable = b"", None, True
+    deadline = time.monotonic() + program["cell_timeout"] + 5
+    while status is None and time.monotonic() < deadline:
+        if readable and select.select([reader], [], [], 0.1)[0]:
+            chunk = os.read(reader, 1 << 16)
+            data, readable = data + chunk, bool(chunk)
+        elif not readable:
+            time.sleep(0.05)
+        done, code = os.waitpid(pid, os.WNOHANG)
+        status = code if done else None
+    while readable and select.select([reader], [], [], 0)[0]:  # what it wrote before exiting
+        chunk = os.read(reader, 1 << 16)
+        data, readable = data + chunk, bool(chunk)
+    os.close(reader)
+    if status is None:  # over time
+        os.kill(pid, signal.SIGKILL)
+        status = os.waitpid(pid, 0)[1]
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = {"output": "", "passed": False}
+    if not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 and record.get("passed")):
+        record["passed"] = False
+        if not record.get("error"):
+            why = "the test did not finish (it timed out, crashed or ended the process)"
+            record["error"] = {"ename": "TestFailed", "evalue": why,
+                               "traceback": [f"TestFailed: {why}"]}
+    return record
+
+
+def main() -> None:
+    program = json.loads(sys.stdin.read())
+    sys.stdin.close()
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in program["modules"]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a test that needs it will fail and say so
+            pass
+    results = open(program["results"], "a", encoding="utf-8")
+    nonce = program.pop("nonce")
+
+    def report(cell: dict, record: dict) -> None:
+        results.write(f"{nonce} {json.dumps(dict(record, index=cell['index']))}\n")
+        results.flush()
+
+    # The runner's own functions, put back before every cell: student code can reach this
+    # module through sys.modules and might replace _test or _restore.
+    own_globals = globals()
+    own = dict(own_globals)
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec("from IPython.display import display", namespace)  # noqa: S102 - as in a kernel
+    snapshot = _snapshot()
+    for cell in program["cells"]:
+        own_globals.update(own)
+        if cell["test"]:
+            report(cell, _test(cell, namespace, program, snapshot))
+            continue
+        started = time.monotonic()
+        output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
+        report(cell, {"output": output, "seconds": time.monotonic() - started,
+                      "error": None if error is None else _error(error, full=True)})
+    results.write(f"{nonce} {json.dumps({'done': True})}\n")
+    results.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""``labkit course autograde``: a lab graded for a whole class, in parallel and safely.
+
+Each submission is graded by its own process (:mod:`labkit.grading._grade_one`): nbgrader's
+autograde converter with the sandboxed judge (:mod:`labkit.grading.judge`) in place of the
+kernel. ``jobs`` of them run at once; a thread per job waits on its process, so a crash, a
+hang past ``timeout`` or a kill ends one student's grading, which is then recorded as failed
+with the reason, and the batch goes on. Every student ends with a grading record
+(:func:`~labkit.grading.instance.write_record`), written atomically after nbgrader has stored
+the grade, so a run killed at any point and started again regrades whoever has no up-to-date
+record; nbgrader keeps one submission and one grade per cell, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from labkit.grading.bwrap import bwrap_available
+from labkit.grading.course import CourseError, available_labs
+from labkit.grading.instance import read_record, read_students, write_record
+from labkit.grading.sandbox import NOBODY
+
+__all__ = ["Outcome", "autograde", "submitted_students"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one student's lab ended in this run.
+
+    Attributes:
+        student: the student id; status: ``"graded"``, ``"failed"`` or ``"skipped"``
+            (up to date, with ``resume``).
+        reason: why it failed, or a remark on a graded one (an extra notebook, a judge
+            stopped by a limit); score, max_score: from nbgrader's gradebook (``None`` when
+            it failed); seconds: wall time.
+    """
+
+    student: str
+    status: str
+    reason: str
+    score: float | None
+    max_score: float | None
+    seconds: float
+
+
+def submitted_students(root: str | os.PathLike, lab: str) -> list[str]:
+    """The students with a ``submitted/<student>/<lab>/`` folder, sorted."""
+    base = Path(root) / "submitted"
+    return sorted(p.name for p in base.iterdir() if (p / lab).is_dir()) if base.is_dir() else []
+
+
+def _up_to_date(root: Path, lab: str, student: str) -> bool:
+    record = read_record(root, lab, student)
+    folder = root / "submitted" / student / lab
+    newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
+    return record is not None and record.status == "graded" and \
+        record.finished.timestamp() > max(newest, folder.stat().st_mtime)
+
+
+def _shared_shapes(root: Path) -> str:
+    """The quick profile's Shapes set, drawn once for every judge of the run ('' if not).
+
+    Each judge would otherwise draw it in its own scratch folder (about 3 s a notebook).
+    """
+    try:
+        from labkit.experiment import resolve_data_root
+        from labkit.labs import lab_config
+
+        cfg = lab_config("baseline", profile="quick")
+        return str(resolve_data_root(cfg, runs_root=root / "autograded" / ".labkit"))
+    except Exception as exc:  # noqa: BLE001 - an optimisation: the judges draw their own
+        log.info("no shared Shapes set (%s: %s); each judge draws its own",
+                 type(exc).__name__, exc)
+        return ""
+
+
+def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
+           uids: queue.SimpleQueue) -> Outcome:
+    uid = uids.get()  # a uid per running judge: the process cap counts all of a uid's processes
+    try:
+        return _grade_as(root, lab, student, dict(spec, uid=uid), timeout)
+    finally:
+        uids.put(uid)
+
+
+def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) -> Outcome:
+    started = time.monotonic()
+    args = [sys.executable, "-m", "labkit.grading._grade_one",
+            json.dumps(dict(spec, root=str(root), lab=lab, student=student))]
+    lifeline, keep = os.pipe()  # the worker exits when `keep` closes: when this process dies
+    args[-1] = json.dumps(dict(json.loads(args[-1]), lifeline=lifeline))
+    try:
+        with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, pass_fds=(lifeline,),
+                              start_new_session=True) as proc:
+            os.close(lifeline)
+            try:
+                out, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                out, err = proc.communicate()
+                out = json.dumps({"status": "failed",
+                                  "reason": f"grading took more than {timeout:g} s"}).encode()
+    finally:
+        os.close(keep)
+    try:
+        outcome = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        outcome = {"status": "failed", "reason": f"the grading process ended with status "
+                   f"{proc.returncode}: {tail[0][:300]}"}
+    seconds = time.monotonic() - started
+    write_record(root, lab, student, status=outcome["status"], seconds=seconds,
+                 reason=outcome.get("reason", ""))
+    return Outcome(student, outcome["status"], outcome.get("reason", ""), outcome.get("score"),
+                   outcome.get("max_score"), seconds)
+
+
+def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None = None,
+              jobs: int = 1, timeout: float = 900.0, cell_timeout: float | None = None,
+              memory_mb: int = 6144, sandbox: bool = True, resume: bool = False,
+              progress: bool = True) -> list[Outcome]:
+    """Grade ``lab`` for ``students`` (default: all who submitted it), ``jobs`` at a time.
+
+    Args:
+        root: the course directory (``labkit course init``).
+        lab: the lab, as in ``solutions/``.
+        students: whom to grade; each must have a submission folder or be in the class list.
+        jobs: submissions graded at once (each takes one judge process; ~2 GB peak here).
+        timeout: wall-clock seconds for one notebook; cell_timeout: for one cell
+            (default: ``min(timeout, 300)``).
+        memory_mb: memory (PSS) of one judge, all its processes together, in MiB.
+        sandbox: run student code under bubblewrap where it works (``False``: limits only).
+        resume: skip students whose last grading succeeded after their last change.
+        progress: show a progress bar (tqdm, on stderr).
+
+    Returns:
+        One :class:`Outcome` per student, sorted by student id.
+
+    Raises:
+        CourseError: the lab is not in the course, a student is unknown, or ``jobs`` < 1.
+    """
+    root = Path(root).resolve()
+    if lab not in available_labs(root):
+        raise CourseError(f"lab {lab!r} is not in {root / 'solutions'}; expected one of "
+                          f"{', '.join(available_labs(root)) or 'none (is --root a course?)'}.")
+    if jobs < 1 or timeout <= 0 or memory_mb < 1:
+        raise CourseError(f"expected jobs >= 1, timeout > 0 and memory_mb >= 1; got jobs={jobs}, "
+                          f"timeout={timeout}, memory_mb={memory_mb}.")
+    known = set(submitted_students(root, lab))
+    if (root / "students.csv").is_file():
+        known |= {s["id"] for s in read_students(root / "students.csv")}
+    chosen = sorted(set(students)) if students else submitted_students(root, lab)
+    if unknown := [s for s in chosen if s not in known]:
+        raise CourseError(f"no student {unknown[0]!r} in this course (no submitted/"
+                          f"{unknown[0]}/{lab}/ and not in students.csv); check the id.")
+    if sandbox and not bwrap_available():
+        log.warning("BUBBLEWRAP DOES NOT WORK HERE: student code of %s will run with resource "
+                    "limits only, able to read the gradebook, the solutions and other students' "
+                    "work and to use the network. Install bubblewrap (apt-get install "
+                    "bubblewrap) where user namespaces are allowed.", lab)
+        sandbox = False  # said once here, not once per student in each worker
+    skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
+    todo = [s for s in chosen if s not in skipped]
+    spec = {"timeout": float(timeout), "cell_timeout": float(cell_timeout or min(timeout, 300)),
+            "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
+            "data": _shared_shapes(root) if todo else ""}
+    outcomes = [Outcome(s, "skipped", "graded after its last change", None, None, 0.0)
+                for s in skipped]
+    log.info("%s: grading %d submission(s) with %d job(s), %d up to date", lab, len(todo),
+             jobs, len(skipped))
+    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+            tqdm(total=len(todo), desc=lab, unit="nb", disable=not progress or None) as bar:
+        # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
+        uids = queue.SimpleQueue()
+        for slot in range(jobs):
+            uids.put(NOBODY - 1 - slot)
+        futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, uids) for s in todo]
+        for future in as_completed(futures):
+            outcomes.append(future.result())
+            bar.update()
+            bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes))
+    return sorted(outcomes, key=lambda o: o.student)

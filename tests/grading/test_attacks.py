@@ -1,0 +1,137 @@
+"""The attack suite: hostile submissions graded with honest ones by ``autograde``.
+
+One class (module scope) holds an honest student, a blank release, a partly right one, a
+bystander and one student per attack in ``attack_lab.ATTACKS``; it is graded once with two
+jobs. Scores come from nbgrader's own gradebook, not from labkit's report of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from labkit.grading.autograde import autograde
+from labkit.grading.bwrap import bwrap_available
+from labkit.grading.instance import read_record
+from labkit.grading.judge import hidden_lines
+from tests.grading.attack_lab import (ATTACKS, BYSTANDER_MARK, LAB, MAX_AUTOGRADED, REPO, blank,
+                                      bystander, gradebook_cells, gradebook_scores, honest,
+                                      make_course, outputs_text, partial, release,
+                                      source_notebook, submission_counts, submit, write_kit)
+
+pytestmark = pytest.mark.skipif(not bwrap_available(),
+                                reason="bubblewrap does not work here: apt-get install bubblewrap")
+
+LIMITS = {"jobs": 2, "timeout": 60, "memory_mb": 1500, "progress": False}
+HONEST = {"honest": honest, "blank": blank, "partial": partial, "bystander": bystander}
+HOST_MARKERS = [Path("/tmp/labkit-attack-marker"), REPO / "labkit-attack-marker"]
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The class graded: (root, bystander's cells graded alone, digests before grading)."""
+    for marker in HOST_MARKERS:
+        marker.unlink(missing_ok=True)
+    work = tmp_path_factory.mktemp("attacks")
+    write_kit(work / "kit")
+    root = make_course(work / "course", work / "kit", [*HONEST, *ATTACKS])
+    nb = release(root)
+    submit(root, "bystander", bystander(nb))
+    alone = autograde(root, LAB, students=["bystander"], **LIMITS)
+    assert alone[0].status == "graded", alone
+    cells_alone = gradebook_cells(root, "bystander")
+    for student, build in HONEST.items():
+        submit(root, student, build(nb))
+    for student, build in ATTACKS.items():
+        submit(root, student, build(nb, root))
+    protected = [root / "submitted" / "bystander" / LAB / f"{LAB}.ipynb",
+                 root / "solutions" / LAB / f"{LAB}.ipynb"]
+    before = {p: _digest(p) for p in protected}
+    outcomes = {o.student: o for o in autograde(root, LAB, **LIMITS)}
+    return root, cells_alone, before, outcomes
+
+
+def test_honest_student_scores_full_marks(graded):
+    """Does the honest student score every autograded point, and partial ones some?"""
+    root, *_ = graded
+    scores = gradebook_scores(root)
+    assert scores["honest"] == MAX_AUTOGRADED
+    assert 0 < scores["partial"] < MAX_AUTOGRADED
+    assert scores["blank"] == 0
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_attacker_scores_no_more_than_blank(graded, attack):
+    """Does each attacker end with a record and score no more than the blank release?"""
+    root, _, _, outcomes = graded
+    scores = gradebook_scores(root)
+    assert read_record(root, LAB, attack) is not None, f"{attack} was dropped from the batch"
+    assert outcomes[attack].status in ("graded", "failed")
+    assert scores.get(attack, 0.0) <= scores["blank"], (attack, outcomes[attack])
+
+
+def test_bystander_keeps_its_grade(graded):
+    """Is the bystander, graded with 22 attackers beside it, scored as when graded alone?"""
+    root, cells_alone, _, _ = graded
+    assert gradebook_cells(root, "bystander") == cells_alone
+    assert sum(v for k, v in cells_alone.items() if k.startswith("test_")) == MAX_AUTOGRADED
+
+
+def test_every_student_graded_once(graded):
+    """Does the batch finish with one record and one gradebook submission per student?"""
+    root, _, _, outcomes = graded
+    assert set(outcomes) == {*HONEST, *ATTACKS}
+    assert set(submission_counts(root).values()) == {1}
+
+
+def test_hidden_tests_and_other_work_stay_hidden(graded):
+    """Do the gradebook reader and the snooper see neither the hidden tests nor the
+    bystander's answer, in their outputs or their feedback-to-be?"""
+    root, *_ = graded
+    secret = hidden_lines(source_notebook(root))
+    assert secret
+    for student in ("read_gradebook", "read_others"):
+        text = outputs_text(root, student)
+        leaked = [line for line in secret if json.dumps(line)[1:-1] in text]
+        assert not leaked, (student, leaked)
+        assert BYSTANDER_MARK not in text
+        assert "solutions found: True" not in text
+
+
+def test_nothing_outside_the_scratch_copy_changed(graded):
+    """Did writes to the course, the host's /tmp and the repository all fail?"""
+    root, _, before, _ = graded
+    assert {p: _digest(p) for p in before} == before
+    assert not [m for m in HOST_MARKERS if m.exists()]
+    assert json.loads((root / "submitted" / "bystander" / LAB / f"{LAB}.ipynb").read_text())
+
+
+def test_no_network(graded):
+    """Is every connection the network attacker tries refused?"""
+    root, *_ = graded
+    text = outputs_text(root, "network")
+    assert "NETWORK-REACHED" not in text and "network refused" in text
+
+
+def test_output_flood_is_capped(graded):
+    """Does 50 MB of printing leave a small autograded notebook?"""
+    root, *_ = graded
+    path = root / "autograded" / "big_output" / LAB / f"{LAB}.ipynb"
+    assert path.stat().st_size < 1_000_000
+
+
+def test_limits_name_the_reason(graded):
+    """Do the loop and the memory bomb end with the limit they hit named, in the grading
+    note or in the cell's error?"""
+    root, _, _, outcomes = graded
+    loop = outcomes["infinite_loop"].reason + outputs_text(root, "infinite_loop")
+    assert "wall-clock limit" in loop or "time limit" in loop, loop[-500:]
+    bomb = outcomes["memory_bomb"].reason + outputs_text(root, "memory_bomb")
+    assert "memory limit" in bomb or "MemoryError" in bomb, bomb[-500:]

@@ -1,0 +1,122 @@
+"""labkit.grading.demo: the instructor's cycle on a real lab, checked against nbgrader's gradebook."""
+
+import csv
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from labkit.grading import CourseError
+from labkit.grading.demo import STUDENTS, course_demo, demo_submission
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = "lab01_baseline_fcn"  # the fastest lab: about 20 s per judged notebook
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """The demo on one lab with the default class (about 3 minutes on two cores)."""
+    return course_demo(tmp_path_factory.mktemp("course-demo") / "out", labs=[LAB],
+                       progress=False)
+
+
+def _autograded(root: Path) -> dict[str, tuple[float, float]]:
+    """Student -> (autograded points, most) of the lab's test cells, read by nbgrader."""
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        out = {}
+        for sub in gb.assignment_submissions(LAB):
+            tests = [g for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"]
+            out[sub.student.id] = (sum(g.auto_score or 0.0 for g in tests),
+                                   sum(float(g.max_score) for g in tests))
+    return out
+
+
+def _outputs(root: Path, student: str, grade_id: str) -> str:
+    nb = nbformat.read(root / "autograded" / student / LAB / f"{LAB}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    return "".join(o.get("text", "") + o.get("evalue", "") for o in cell.outputs)
+
+
+def test_scores_order_the_class(demo):
+    """Does the gradebook give the correct notebook every autograded point, the blank one
+    none, the partly wrong one some but not all, and each cheater no more than blank?"""
+    scores = _autograded(demo.root)
+    assert set(scores) == set(STUDENTS)
+    got, most = scores["correct"]
+    assert most > 0 and got == most
+    assert scores["blank"][0] == 0
+    assert 0 < scores["partial"][0] < most
+    for cheater in ("cheat_isclose", "cheat_transformer", "cheat_gradebook"):
+        assert scores[cheater][0] <= scores["blank"][0], cheater
+
+
+def test_rows_agree_with_the_gradebook(demo):
+    """Does every row of the demo say graded, with the gradebook's autograded points?"""
+    scores = _autograded(demo.root)
+    assert [(r.student, r.status) for r in demo.rows] == [(s, "graded") for s in STUDENTS]
+    assert {r.student: (r.auto_score, r.auto_max) for r in demo.rows} == scores
+    assert list(demo.lab_seconds) == [LAB] and demo.seconds >= demo.lab_seconds[LAB] > 0
+
+
+def test_gradebook_attack_finds_nothing(demo):
+    """Does the notebook that looks for the gradebook and the course find none of them
+    (its attack ran: it says so for every path it tried)?"""
+    printed = _outputs(demo.root, "cheat_gradebook", "pixel_accuracy")
+    assert printed.count("attack: no ") == 5, printed
+    assert "FOUND" not in printed
+
+
+def test_files_written(demo):
+    """Are grades.csv (a row per student), report.md and a feedback page per graded student
+    written, and does no page show a hidden test?"""
+    with open(demo.grades, newline="", encoding="utf-8") as f:
+        rows = [r for r in csv.DictReader(f) if r["lab"] == LAB]
+    assert sorted(r["student_id"] for r in rows) == sorted(STUDENTS)
+    assert demo.report.is_file() and LAB in demo.report.read_text(encoding="utf-8")
+    pages = {demo.root / "feedback" / s / LAB / f"{LAB}.html" for s in STUDENTS}
+    assert set(demo.feedback) == pages and all(p.is_file() for p in pages)
+    assert demo.feedback_missing == {}
+    assert not any("BEGIN HIDDEN TESTS" in p.read_text(encoding="utf-8") for p in pages)
+
+
+def test_table_shows_each_student(demo):
+    """Does the summary table hold a row per student with its score out of the lab's most?"""
+    scores, table = _autograded(demo.root), demo.table(jobs=2)
+    for student in STUDENTS:
+        got, most = scores[student]
+        assert f"| {student} | {got:g} / {most:g} | {got:g} / {most:g} |" in table
+
+
+def test_partial_differs_in_the_first_answer_only():
+    """Is the partly wrong notebook the correct one with only its first answer cell back to
+    the release's text?"""
+    release = nbformat.read(REPO / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+    source = nbformat.read(REPO / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    good = demo_submission("correct", release, source, root=REPO)
+    partial = demo_submission("partial", release, source, root=REPO)
+    differ = [r.metadata.get("nbgrader", {}).get("grade_id")
+              for g, p, r in zip(good.cells, partial.cells, release.cells) if g.source != p.source]
+    assert differ == ["pixel_accuracy"]
+    first = next(c for c in partial.cells if c.metadata.get("nbgrader", {}).get("grade_id")
+                 == "pixel_accuracy")
+    assert first.source == next(c.source for c in release.cells if c.metadata.get(
+        "nbgrader", {}).get("grade_id") == "pixel_accuracy")
+
+
+def test_refuses_a_folder_it_did_not_make(tmp_path):
+    """Is a folder holding something else than an earlier demo left alone, with an error?"""
+    (tmp_path / "thesis.tex").write_text("keep me")
+    with pytest.raises(CourseError, match="not empty"):
+        course_demo(tmp_path, labs=[LAB])
+    assert (tmp_path / "thesis.tex").read_text() == "keep me"
+
+
+def test_unknown_student_or_cheat_lab(tmp_path):
+    """Are an unknown student and a cheat lab outside the demo's labs refused before any
+    work?"""
+    with pytest.raises(CourseError, match="unknown demo student"):
+        course_demo(tmp_path / "a", labs=[LAB], students=["correct", "mallory"])
+    with pytest.raises(CourseError, match="cheat lab"):
+        course_demo(tmp_path / "b", labs=[LAB], cheat_labs=["lab05_unet"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -1,0 +1,405 @@
+"""Does the sandbox isolate student code and enforce its limits?
+
+The oracles are the real ``bwrap`` (tests that need it are skipped, saying why, where it does
+not work) and the operating system: ``/proc`` for processes, ``os.stat`` for files, sockets
+for the network. Every limit is also tested without bwrap, the limits-only fallback.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from labkit.grading import sandbox
+from labkit.grading.sandbox import (NOBODY, Limits, SandboxError, bwrap_available, run_sandboxed,
+                                    sandbox_command)
+
+ROOT = os.geteuid() == 0
+HOME = str(Path.home())
+SMALL = Limits(memory_mb=512, cpu_seconds=60, processes=64, output_mb=64, wall_seconds=60)
+NO_BWRAP = "bubblewrap does not work here (bwrap_available() is False): apt-get install bubblewrap"
+
+
+@pytest.fixture
+def scratch():
+    """A fresh folder the sandbox user can reach (pytest's own tmp_path is mode 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="labkit-sandbox-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def host_dir():
+    """A fresh folder outside /tmp (which the sandbox replaces with its own) and HOME."""
+    path = Path(tempfile.mkdtemp(prefix="labkit-sandbox-host-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(params=[True, False], ids=["bwrap", "limits-only"])
+def use_bwrap(request) -> bool:
+    """Each test twice: inside bubblewrap, and with resource limits only."""
+    if request.param and not bwrap_available():
+        pytest.skip(NO_BWRAP)
+    return request.param
+
+
+@pytest.fixture
+def needs_bwrap() -> None:
+    """Skip where bubblewrap does not work."""
+    if not bwrap_available():
+        pytest.skip(NO_BWRAP)
+
+
+@functools.cache
+def _fallback_python() -> str | None:
+    # Without bwrap nothing is bound back: a root grader's unprivileged uid needs an
+    # interpreter it may enter (this one may live in root's 0700 home).
+    for candidate in (sys.executable, "/usr/bin/python3", shutil.which("python3")):
+        with tempfile.TemporaryDirectory() as tmp:
+            os.chmod(tmp, 0o755)
+            try:
+                if candidate and run_sandboxed([candidate, "-c", "pass"], scratch=tmp,
+                                               limits=SMALL, bwrap=False).returncode == 0:
+                    return candidate
+            except SandboxError:
+                continue
+    return None
+
+
+def run_python(code: str, *, use_bwrap: bool, scratch: Path, limits: Limits = SMALL,
+               hide=(), **kw):
+    """Run ``python -c code``; inside bwrap the grader's home is hidden, as in grading."""
+    python = sys.executable if use_bwrap else _fallback_python()
+    if python is None:
+        pytest.skip(f"no Python interpreter that uid {NOBODY} may run without bwrap")
+    return run_sandboxed([python, "-c", code], scratch=scratch, limits=limits, bwrap=use_bwrap,
+                         hide=[*hide, HOME] if use_bwrap else hide, **kw)
+
+
+def _tasks_of(uid: int) -> int:
+    count = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        if f"\nUid:\t{uid}\t" in status:
+            count += int(status.split("\nThreads:\t")[1].split()[0])
+    return count
+
+
+def _processes_with(marker: str) -> list[str]:
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline and "pytest" not in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+@pytest.mark.parametrize("field, value", [("memory_mb", 0), ("cpu_seconds", -1),
+                                          ("processes", 2.5), ("output_mb", True),
+                                          ("wall_seconds", float("inf")), ("memory_mb", "1")])
+def test_limits_reject_nonsense(field, value):
+    """Is a limit that is not a positive number refused, naming the field and the value?"""
+    with pytest.raises(ValueError, match=rf"Limits\.{field} must be a positive .*{value!r}"):
+        Limits(**{field: value})
+    assert Limits().memory_mb == 4096
+
+
+CONNECT = """
+import json, socket
+def reach(host, port):
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+        return "connected"
+    except OSError as exc:
+        return exc.errno
+server = socket.create_server(("127.0.0.1", 0))
+client = socket.create_connection(server.getsockname())
+server.accept()[0].sendall(b"ping")
+print(json.dumps({"host": reach("127.0.0.1", PORT), "public": reach("1.1.1.1", 53),
+                  "loopback": client.recv(4).decode()}))
+"""
+
+
+def test_no_network_but_loopback(needs_bwrap, scratch):
+    """Can the code reach neither the host's listening port nor the internet, while its own
+    loopback connections work?"""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+        result = run_python(CONNECT.replace("PORT", str(port)), use_bwrap=True, scratch=scratch)
+        listener.settimeout(0.2)
+        with pytest.raises(TimeoutError):
+            listener.accept()
+    seen = json.loads(result.output.splitlines()[-1])
+    assert seen["loopback"] == "ping"
+    assert seen["host"] == errno.ECONNREFUSED  # nothing listens in the new namespace
+    assert seen["public"] == errno.ENETUNREACH
+
+
+WRITE = """
+import os
+for path in ("OUTSIDE/x", "SCRATCH/y"):
+    try:
+        with open(path, "w") as f:
+            f.write("written")
+        print(path, "ok")
+    except OSError as exc:
+        print(path, exc.errno)
+env = sorted(set(os.environ) - {"PWD"})  # bwrap --chdir sets PWD
+print("uid", os.getuid(), "home", os.environ["HOME"], "env", env)
+print([l for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0].split()[1])
+"""
+
+
+def test_writes_outside_scratch_fail(use_bwrap, scratch, host_dir):
+    """Is the scratch folder the only place the code can write, as an unprivileged user with
+    HOME there and none of the grader's environment?"""
+    host_dir.chmod(0o777 if use_bwrap else 0o755)  # bwrap: read-only even when world-writable
+    code = WRITE.replace("OUTSIDE", str(host_dir)).replace("SCRATCH", str(scratch))
+    os.environ["LABKIT_SANDBOX_SECRET"] = "1"
+    try:
+        result = run_python(code, use_bwrap=use_bwrap, scratch=scratch)
+    finally:
+        del os.environ["LABKIT_SANDBOX_SECRET"]
+    lines = result.output.splitlines()
+    if use_bwrap or ROOT:  # a plain user's code without bwrap writes wherever the user may
+        assert lines[0] == f"{host_dir}/x {errno.EROFS if use_bwrap else errno.EACCES}", result
+        assert not (host_dir / "x").exists()
+    assert lines[1] == f"{scratch}/y ok" and (scratch / "y").read_text() == "written"
+    assert lines[2] == (f"uid {NOBODY if ROOT else os.getuid()} home {scratch} "
+                        "env ['HOME', 'LANG', 'PATH']")
+    assert lines[3] == "1"  # no_new_privs: setuid programs gain nothing
+    if ROOT:
+        assert (scratch / "y").stat().st_uid == NOBODY
+
+
+SNOOP = """
+import os
+print(sorted(os.listdir("COURSE")))
+for path in ("COURSE/gradebook.db", "COURSE/.venv/pkg.py", "NOTE", "COURSE/new"):
+    try:
+        print(repr(open(path).read()) if not path.endswith("new") else open(path, "w"))
+    except OSError as exc:
+        print(exc.errno)
+"""
+
+
+def test_hidden_paths_invisible_readable_visible(needs_bwrap, scratch, host_dir):
+    """Are hidden folders empty and read-only, a hidden file unreadable, and a path bound back
+    under a hidden folder readable?"""
+    course, note = host_dir / "course", host_dir / "note.txt"
+    (course / ".venv").mkdir(parents=True)
+    (course / "gradebook.db").write_text("hidden tests")
+    (course / ".venv" / "pkg.py").write_text("ANSWER = 42")
+    note.write_text("instructor note")
+    code = SNOOP.replace("COURSE", str(course)).replace("NOTE", str(note))
+    result = run_python(code, use_bwrap=True, scratch=scratch, hide=[course, note],
+                        readable=[course / ".venv"])
+    assert result.output.splitlines() == ["['.venv']", str(errno.ENOENT), "'ANSWER = 42'",
+                                          str(errno.EACCES), str(errno.EROFS)], result
+    inner = course / "autograde" / "student"  # scratch under the hidden course stays writable
+    inner.mkdir(parents=True)
+    code = f"import os\nopen('out', 'w').write('ok')\nprint(os.listdir({str(course)!r}))"
+    result = run_python(code, use_bwrap=True, scratch=inner, hide=[course])
+    assert result.output == "['autograde']\n" and (inner / "out").read_text() == "ok", result
+
+
+def test_memory_bomb_is_stopped(use_bwrap, scratch):
+    """Is a process tree that keeps allocating killed once it holds more than memory_mb?"""
+    limits = Limits(memory_mb=200, wall_seconds=60)
+    code = "import os\nos.fork()\nblocks = []\nwhile True:\n    blocks.append(b'x' * 10**7)"
+    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=limits)
+    assert result.memory_exceeded and not result.timed_out, result
+    assert result.reason == "memory limit of 200 MB exceeded"
+    assert result.returncode == -signal.SIGKILL and result.peak_memory_mb > 200
+    assert result.seconds < 30 and result.sandboxed == use_bwrap
+
+
+BOMB = """
+import os, time
+refused = False
+while True:
+    try:
+        os.fork()
+    except OSError:
+        if not refused:
+            print("fork refused", flush=True)
+        refused = True
+        time.sleep(0.01)
+"""
+
+
+def test_fork_bomb_is_capped(use_bwrap, scratch):
+    """Does a fork bomb run into the process cap and the wall clock while the host can still
+    start processes, and leave nothing behind?"""
+    uid, peak, stop = 64321, [0], threading.Event()  # a uid of its own: the cap counts per uid
+
+    def sample():
+        while not stop.wait(0.05):
+            peak[0] = max(peak[0], _tasks_of(uid))
+            subprocess.run(["true"], check=True)  # the host still forks
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = run_python(BOMB, use_bwrap=use_bwrap, scratch=scratch, uid=uid,
+                            limits=Limits(processes=24, wall_seconds=4))
+    finally:
+        stop.set()
+        sampler.join()
+    assert result.timed_out and result.reason == "wall-clock limit of 4 s exceeded", result
+    assert "fork refused" in result.output
+    if ROOT:
+        assert 1 < peak[0] <= 24 and _tasks_of(uid) == 0
+
+
+def test_file_output_is_capped(use_bwrap, scratch):
+    """Does writing 50 MB stop at output_mb, as an error for Python and SIGXFSZ for dd?"""
+    limits = Limits(output_mb=10, wall_seconds=60)
+    code = "open('big.bin', 'wb').write(b'x' * 50 * 2**20)"
+    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=limits)
+    assert result.returncode == 1 and "File too large" in result.output, result
+    assert (scratch / "big.bin").stat().st_size == 10 * 2**20
+    dd = run_sandboxed(["dd", "if=/dev/zero", "of=big.dd", "bs=1M", "count=50"],
+                       scratch=scratch, limits=limits, bwrap=use_bwrap)
+    assert dd.returncode == -signal.SIGXFSZ and dd.reason == "file size limit of 10 MB exceeded"
+    assert (scratch / "big.dd").stat().st_size == 10 * 2**20
+
+
+@pytest.mark.parametrize("limits, reason, signum", [
+    (Limits(wall_seconds=2), "wall-clock limit of 2 s exceeded", signal.SIGKILL),
+    (Limits(cpu_seconds=1, wall_seconds=60), "CPU time limit of 1 s exceeded", signal.SIGXCPU)])
+def test_infinite_loop_is_stopped(use_bwrap, scratch, limits, reason, signum):
+    """Is an endless loop stopped by the wall clock, and by the CPU-time limit?"""
+    result = run_python("while True:\n    pass", use_bwrap=use_bwrap, scratch=scratch,
+                        limits=limits)
+    assert result.timed_out and result.reason == reason, result
+    assert result.returncode == -signum and 1 <= result.seconds < 30
+
+
+@pytest.mark.parametrize("loop", [True, False], ids=["killed", "exits"])
+def test_nothing_is_left_running(use_bwrap, scratch, loop):
+    """Once the run is over, killed or not, are its children and a daemon it set loose gone
+    from /proc?"""
+    marker = f"{3600 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
+    code = f"""
+import os, subprocess
+subprocess.Popen(["sleep", "{marker}"])
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execvp("sleep", ["sleep", "{marker}"])
+    os._exit(0)
+os.wait()
+print("spawned", flush=True)
+while {loop}:
+    pass
+"""
+    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch,
+                        limits=Limits(wall_seconds=3))
+    assert "spawned" in result.output and result.timed_out == loop, result
+    assert _processes_with(f"sleep {marker}") == []
+
+
+def test_killing_the_grader_ends_the_run(use_bwrap, scratch):
+    """When the grading process itself is killed (SIGKILL), does the student's code die with
+    it instead of running on unwatched?"""
+    marker = f"{4600 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
+    grader = subprocess.Popen([sys.executable, "-c", (
+        "from labkit.grading.sandbox import Limits, run_sandboxed\n"
+        f"run_sandboxed(['sleep', '{marker}'], scratch={str(scratch)!r}, "
+        f"limits=Limits(wall_seconds=600), bwrap={use_bwrap})")])
+    deadline = time.monotonic() + 60
+    while not _processes_with(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(f"sleep {marker}"), "the sandboxed command never started"
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 30  # a loaded machine may take a while; gone is what counts
+    while _processes_with(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_with(f"sleep {marker}") == []
+
+
+def test_import_torch_with_default_limits(use_bwrap, scratch):
+    """Does ``import torch`` (a CUDA build maps gigabytes of address space) work under the
+    default limits?"""
+    try:
+        result = run_sandboxed([sys.executable, "-c", "import torch; print(torch.__version__)"],
+                               scratch=scratch, hide=[HOME] if use_bwrap else [],
+                               limits=Limits(), bwrap=use_bwrap)
+    except SandboxError as exc:
+        pytest.skip(f"this interpreter is out of the sandbox user's reach: {exc}")
+    assert result.returncode == 0, result
+    assert result.output.split()[-1] == torch.__version__
+
+
+@pytest.mark.skipif(not ROOT, reason="only a root grader drops to another uid")
+def test_unreachable_program_is_refused(scratch):
+    """Does a root grader refuse, naming the folder, a program its uid may not enter?"""
+    locked = scratch.parent / f"{scratch.name}-locked"
+    locked.mkdir(mode=0o700)
+    try:
+        os.symlink(shutil.which("sh"), locked / "sh")
+        with pytest.raises(SandboxError, match=f"cannot reach .*{locked} .*bars the way"):
+            run_sandboxed([str(locked / "sh"), "-c", "true"], scratch=scratch, limits=SMALL,
+                          bwrap=False)
+    finally:
+        shutil.rmtree(locked)
+
+
+def test_fallback_warns_once(scratch, monkeypatch, caplog):
+    """Without bwrap, is there one loud warning per process, and do results say so?"""
+    monkeypatch.setattr(sandbox, "_WARNED", [])
+    with caplog.at_level(logging.WARNING, logger="labkit.grading.sandbox"):
+        results = [run_sandboxed(["true"], scratch=scratch, limits=SMALL, bwrap=False)
+                   for _ in range(2)]
+    assert [r.sandboxed for r in results] == [False, False]
+    assert [r.reason for r in results] == [None, None]
+    warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "WITHOUT A SANDBOX" in warnings[0]
+
+
+@pytest.mark.slow
+def test_notebook_runs_in_the_sandbox(needs_bwrap, scratch, host_dir):
+    """Does ``jupyter nbconvert --execute`` run a notebook inside (kernel and client both,
+    over loopback) as the sandbox user, blind to a hidden course?"""
+    (host_dir / "gradebook.db").write_text("hidden tests")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        f"import os, torch\nprint(os.getuid(), os.listdir({str(host_dir)!r}), "
+        "torch.ones(3).sum().item())")]
+    nbformat.write(nb, scratch / "lab.ipynb")
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    result = run_sandboxed([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
+                            "--execute", "--output", "done.ipynb", "lab.ipynb"],
+                           scratch=scratch, hide=[HOME, host_dir], env=env, limits=Limits())
+    assert result.returncode == 0 and result.sandboxed, result
+    done = nbformat.read(scratch / "done.ipynb", as_version=4)
+    assert done.cells[0].outputs[0].text == f"{NOBODY if ROOT else os.getuid()} [] 3.0\n"
