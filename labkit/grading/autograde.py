@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import queue
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -69,17 +71,22 @@ def _up_to_date(root: Path, lab: str, student: str) -> bool:
         record.finished.timestamp() > max(newest, folder.stat().st_mtime)
 
 
-def _shared_shapes(root: Path) -> str:
-    """The quick profile's Shapes set, drawn once for every judge of the run ('' if not).
+def _shared_shapes(folder: Path) -> str:
+    """The quick profile's Shapes set, drawn once in ``folder`` for every judge of the run.
 
-    Each judge would otherwise draw it in its own scratch folder (about 3 s a notebook).
+    Each judge would otherwise draw it in its own scratch folder (about 3 s a notebook). The
+    folder lies outside the course: binding a path under the hidden course root into the
+    sandbox would show its folder names. Returns '' when it cannot be drawn.
     """
     try:
         from labkit.experiment import resolve_data_root
         from labkit.labs import lab_config
 
         cfg = lab_config("baseline", profile="quick")
-        return str(resolve_data_root(cfg, runs_root=root / "autograded" / ".labkit"))
+        data = resolve_data_root(cfg, runs_root=folder)
+        for path in [folder, *folder.rglob("*")]:  # for the sandbox's unprivileged user
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        return str(data)
     except Exception as exc:  # noqa: BLE001 - an optimisation: the judges draw their own
         log.info("no shared Shapes set (%s: %s); each judge draws its own",
                  type(exc).__name__, exc)
@@ -174,9 +181,19 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
         sandbox = False  # said once here, not once per student in each worker
     skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
     todo = [s for s in chosen if s not in skipped]
-    spec = {"timeout": float(timeout), "cell_timeout": float(cell_timeout or min(timeout, 300)),
-            "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
-            "data": _shared_shapes(root) if todo else ""}
+    shapes = Path(tempfile.mkdtemp(prefix="labkit-shapes-"))
+    try:
+        spec = {"timeout": float(timeout), "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
+                "cell_timeout": float(cell_timeout or min(timeout, 300)),
+                "data": _shared_shapes(shapes) if todo else ""}
+        return _run(root, lab, todo, skipped, spec, jobs=jobs, timeout=timeout,
+                    progress=progress)
+    finally:
+        shutil.rmtree(shapes, ignore_errors=True)
+
+
+def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, *, jobs: int,
+         timeout: float, progress: bool) -> list[Outcome]:
     outcomes = [Outcome(s, "skipped", "graded after its last change", None, None, 0.0)
                 for s in skipped]
     log.info("%s: grading %d submission(s) with %d job(s), %d up to date", lab, len(todo),

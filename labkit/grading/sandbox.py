@@ -234,7 +234,8 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
         scratch: an existing folder with the student's copy: writable, cwd and ``HOME``.
         hide: what the code must not see (see :func:`sandbox_command`).
         readable: what to bind back read-only; the Python running this module is added
-            (``sys.base_prefix``) when hidden, since the launcher runs on it.
+            (``sys.base_prefix``, and ``sys.prefix`` for a virtual environment) when hidden,
+            since the launcher runs on it.
         limits: the resource limits.
         env: the environment (default: only ``PATH`` and ``LANG``); ``HOME`` becomes
             ``scratch``.
@@ -273,6 +274,8 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     tmpfs = ["/tmp", "/dev/shm", *filter(os.path.isdir, hide)] if sandboxed else []
     if sandboxed and _in_tmpfs(python, tmpfs, readable):
         readable.append(os.path.realpath(sys.base_prefix))
+    if sandboxed and _in_tmpfs(os.path.abspath(sys.prefix), tmpfs, readable):
+        readable.append(os.path.abspath(sys.prefix))  # a virtual environment under /tmp
     drop = os.geteuid() == 0
     if drop:
         _hand_over(scratch, shutil.which(argv[0], path=env.get("PATH")) or argv[0], uid,
