@@ -46,14 +46,32 @@ def check_submission(folder: Path, lab: str) -> tuple[str | None, str]:
     return None, f"ignored extra notebook(s): {', '.join(extra)}" if extra else ""
 
 
+def _drop_duplicate_ids():
+    """nbgrader's ``DeduplicateIds``, whose demoted copies are left with an empty ``nbgrader``
+    entry that ``CheckCellMetadata`` then rejects as old metadata, failing the student; the
+    entry is removed instead, so the copy is an ordinary cell of the student's."""
+    from nbgrader.preprocessors import DeduplicateIds
+
+    class DropDuplicateIds(DeduplicateIds):
+        def preprocess(self, nb, resources):
+            nb, resources = super().preprocess(nb, resources)
+            for cell in nb.cells:
+                if cell.metadata.get("nbgrader") == {}:
+                    del cell.metadata["nbgrader"]
+            return nb, resources
+
+    return DropDuplicateIds
+
+
 def grade(spec: dict) -> dict:
     """Autograde ``spec["student"]``'s ``spec["lab"]`` in course ``spec["root"]``."""
     import nbformat
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, IgnorePattern,
-                                        LimitOutput, SaveAutoGrades)
+    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,
+                                        IgnorePattern, LimitOutput, OverwriteCells,
+                                        OverwriteKernelspec, SaveAutoGrades)
     from traitlets.config.loader import PyFileConfigLoader
 
     from labkit.grading.judge import JudgePreprocessor, hidden_lines, instructor_prelude
@@ -71,6 +89,9 @@ def grade(spec: dict) -> dict:
     config.Autograde.autograde_preprocessors = [
         JudgePreprocessor, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    config.Autograde.sanitize_preprocessors = [  # nbgrader's, with the duplicates dropped
+        ClearOutput, _drop_duplicate_ids(), OverwriteKernelspec, OverwriteCells,
+        CheckCellMetadata]
     config.OverwriteCells.add_missing_cells = True
     config.JudgePreprocessor.update(
         prelude=prelude, modules=modules, hidden=sorted(hidden_lines(source)),

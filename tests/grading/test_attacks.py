@@ -69,11 +69,12 @@ def test_honest_student_scores_full_marks(graded):
 
 @pytest.mark.parametrize("attack", sorted(ATTACKS))
 def test_attacker_scores_no_more_than_blank(graded, attack):
-    """Does each attacker end with a record and score no more than the blank release?"""
+    """Is each attacker graded (not dropped, not failed) and scored no more than the blank
+    release?"""
     root, _, _, outcomes = graded
     scores = gradebook_scores(root)
     assert read_record(root, LAB, attack) is not None, f"{attack} was dropped from the batch"
-    assert outcomes[attack].status in ("graded", "failed")
+    assert outcomes[attack].status == "graded", outcomes[attack]
     assert scores.get(attack, 0.0) <= scores["blank"], (attack, outcomes[attack])
 
 
