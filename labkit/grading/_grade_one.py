@@ -69,11 +69,19 @@ def grade(spec: dict) -> dict:
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
-    from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,
-                                        IgnorePattern, LimitOutput, OverwriteCells,
-                                        OverwriteKernelspec, SaveAutoGrades)
+    from nbgrader.preprocessors import (
+        AssignLatePenalties,
+        CheckCellMetadata,
+        ClearOutput,
+        IgnorePattern,
+        LimitOutput,
+        OverwriteCells,
+        OverwriteKernelspec,
+        SaveAutoGrades,
+    )
     from traitlets.config.loader import PyFileConfigLoader
 
+    from labkit.grading.export import gradebook_path
     from labkit.grading.judge import JudgePreprocessor, hidden_lines, instructor_prelude
 
     root, lab, student = Path(spec["root"]).resolve(), spec["lab"], spec["student"]
@@ -103,7 +111,7 @@ def grade(spec: dict) -> dict:
         lines = (result.get("error") or result.get("log") or "nbgrader failed").strip()
         return {"status": "failed", "reason": "nbgrader autograde failed: "
                 + lines.splitlines()[-1][:300], "score": None, "max_score": None}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+    with Gradebook(f"sqlite:///{gradebook_path(root)}") as gb:
         sub = gb.find_submission(lab, student)
         score, max_score = float(sub.score), float(sub.max_score)
     judged = JudgePreprocessor.reports[-1] if JudgePreprocessor.reports else None

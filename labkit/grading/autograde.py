@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from labkit.grading.bwrap import bwrap_available
-from labkit.grading.course import CourseError, available_labs
+from labkit.grading.course import CourseError, check_lab
 from labkit.grading.instance import read_record, read_students, write_record
 from labkit.grading.sandbox import NOBODY
 
@@ -71,19 +71,18 @@ def _up_to_date(root: Path, lab: str, student: str) -> bool:
         record.finished.timestamp() > max(newest, folder.stat().st_mtime)
 
 
-def _shared_shapes(folder: Path) -> str:
-    """The quick profile's Shapes set, drawn once in ``folder`` for every judge of the run.
+def _draw_shapes(folder: Path) -> str:
+    """The quick profile's Shapes set, drawn in ``folder`` for every judge of a run ('' if
+    it cannot be drawn: the judges then draw their own, about 3 s a notebook).
 
-    Each judge would otherwise draw it in its own scratch folder (about 3 s a notebook). The
-    folder lies outside the course: binding a path under the hidden course root into the
-    sandbox would show its folder names. Returns '' when it cannot be drawn.
+    The folder lies outside the course: binding a path under the hidden course root into the
+    sandbox would show its folder names.
     """
     try:
         from labkit.experiment import resolve_data_root
         from labkit.labs import lab_config
 
-        cfg = lab_config("baseline", profile="quick")
-        data = resolve_data_root(cfg, runs_root=folder)
+        data = resolve_data_root(lab_config("baseline", profile="quick"), runs_root=folder)
         for path in [folder, *folder.rglob("*")]:  # for the sandbox's unprivileged user
             path.chmod(0o755 if path.is_dir() else 0o644)
         return str(data)
@@ -104,10 +103,9 @@ def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
 
 def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) -> Outcome:
     started = time.monotonic()
-    args = [sys.executable, "-m", "labkit.grading._grade_one",
-            json.dumps(dict(spec, root=str(root), lab=lab, student=student))]
     lifeline, keep = os.pipe()  # the worker exits when `keep` closes: when this process dies
-    args[-1] = json.dumps(dict(json.loads(args[-1]), lifeline=lifeline))
+    args = [sys.executable, "-m", "labkit.grading._grade_one",
+            json.dumps(dict(spec, root=str(root), lab=lab, student=student, lifeline=lifeline))]
     try:
         with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, pass_fds=(lifeline,),
@@ -138,7 +136,7 @@ def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) ->
 def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None = None,
               jobs: int = 1, timeout: float = 900.0, cell_timeout: float | None = None,
               memory_mb: int = 6144, sandbox: bool = True, resume: bool = False,
-              progress: bool = True) -> list[Outcome]:
+              shapes: str | os.PathLike | None = None, progress: bool = True) -> list[Outcome]:
     """Grade ``lab`` for ``students`` (default: all who submitted it), ``jobs`` at a time.
 
     Args:
@@ -151,6 +149,8 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
         memory_mb: memory (PSS) of one judge, all its processes together, in MiB.
         sandbox: run student code under bubblewrap where it works (``False``: limits only).
         resume: skip students whose last grading succeeded after their last change.
+        shapes: the quick profile's Shapes set, read by every judge (readable by all users);
+            default: drawn for this run in a temporary folder when the lab uses labkit.
         progress: show a progress bar (tqdm, on stderr).
 
     Returns:
@@ -160,9 +160,7 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
         CourseError: the lab is not in the course, a student is unknown, or ``jobs`` < 1.
     """
     root = Path(root).resolve()
-    if lab not in available_labs(root):
-        raise CourseError(f"lab {lab!r} is not in {root / 'solutions'}; expected one of "
-                          f"{', '.join(available_labs(root)) or 'none (is --root a course?)'}.")
+    check_lab(root, lab)
     if jobs < 1 or timeout <= 0 or memory_mb < 1:
         raise CourseError(f"expected jobs >= 1, timeout > 0 and memory_mb >= 1; got jobs={jobs}, "
                           f"timeout={timeout}, memory_mb={memory_mb}.")
@@ -181,15 +179,19 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
         sandbox = False  # said once here, not once per student in each worker
     skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
     todo = [s for s in chosen if s not in skipped]
-    shapes = Path(tempfile.mkdtemp(prefix="labkit-shapes-"))
+    drawn = None  # a lab that never imports labkit trains on nothing
+    if todo and shapes is None and \
+            "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8"):
+        drawn = Path(tempfile.mkdtemp(prefix="labkit-shapes-"))
+        shapes = _draw_shapes(drawn)
+    spec = {"timeout": float(timeout), "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
+            "cell_timeout": float(cell_timeout or min(timeout, 300)), "data": str(shapes or "")}
     try:
-        spec = {"timeout": float(timeout), "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
-                "cell_timeout": float(cell_timeout or min(timeout, 300)),
-                "data": _shared_shapes(shapes) if todo else ""}
         return _run(root, lab, todo, skipped, spec, jobs=jobs, timeout=timeout,
                     progress=progress)
     finally:
-        shutil.rmtree(shapes, ignore_errors=True)
+        if drawn is not None:
+            shutil.rmtree(drawn, ignore_errors=True)
 
 
 def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, *, jobs: int,

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CourseError", "LabScore", "NbgraderError", "available_labs", "lab_scores", "nbgrader",
+__all__ = ["CourseError", "LabScore", "NbgraderError", "available_labs", "check_lab", "lab_scores", "nbgrader",
            "release_labs", "stale_labs"]
 
 
@@ -70,6 +70,14 @@ def available_labs(root: str | os.PathLike = ".") -> list[str]:
     src = Path(root) / "solutions"
     return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) \
         if src.is_dir() else []
+
+
+def check_lab(root: str | os.PathLike, lab: str) -> None:
+    """Raise CourseError, naming the labs there are, unless ``lab`` is in ``root/solutions``."""
+    known = available_labs(root)
+    if lab not in known:
+        raise CourseError(f"lab {lab!r} is not in {Path(root) / 'solutions'}; expected one of "
+                          f"{', '.join(known) or 'none (is --root a course?)'}.")
 
 
 def _check_labs(root: Path, labs: Sequence[str] | None) -> list[str]:

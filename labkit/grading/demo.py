@@ -7,12 +7,13 @@ cheat), autogrades every lab, writes the feedback pages, ``grades.csv`` and the 
 and returns what happened. The cheaters are the attacks the grading pipeline is built
 against (see :mod:`labkit.grading.judge`); each should score no more than the blank notebook.
 
-The judge sees neither the course nor ``$LABKIT_DATA``: every judged notebook draws its own
-copy of the Shapes set in its scratch folder (a few seconds), as a student's does on first use.
+The Shapes set is drawn once, in the demo's folder, and every lab's autograde run hands it
+to its judges read-only (``autograde(shapes=...)``).
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import logging
 import os
@@ -144,8 +145,7 @@ def _first_answer(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def _wrong(release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Every stub answers, wrongly: it does nothing and returns None."""
-    out = nbformat.from_dict(release)
-    out = nbformat.reads(nbformat.writes(out), as_version=4)  # a deep copy
+    out = copy.deepcopy(release)
     for cell in out.cells:
         if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
             cell.source = cell.source.replace(_STUB, "pass")
@@ -171,7 +171,7 @@ def demo_submission(student: str, release: nbformat.NotebookNode,
     if student == "correct":
         return fill_solutions(release, source)
     if student == "blank":
-        return nbformat.reads(nbformat.writes(release), as_version=4)
+        return copy.deepcopy(release)
     if student == "partial":  # all solved but the first answer, left as released
         nb = fill_solutions(release, source)
         _first_answer(nb).source = _first_answer(release).source
@@ -185,7 +185,7 @@ def demo_submission(student: str, release: nbformat.NotebookNode,
     if student not in attacks:
         raise CourseError(f"unknown demo student {student!r}; expected one of {STUDENTS}.")
     attack, wrong = attacks[student]
-    nb = _wrong(release) if wrong else nbformat.reads(nbformat.writes(release), as_version=4)
+    nb = _wrong(release) if wrong else copy.deepcopy(release)
     cell = _first_answer(nb)
     cell.source = attack + "\n" + cell.source
     return nb
@@ -259,7 +259,7 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
     for lab in chosen:
         t0 = time.monotonic()
         for o in autograde(root, lab, students=class_of[lab], jobs=jobs, timeout=timeout,
-                           progress=progress):
+                           shapes=data, progress=progress):
             outcomes[lab, o.student] = o
         lab_seconds[lab] = time.monotonic() - t0
         log.info("%s: graded in %.0f s", lab, lab_seconds[lab])

@@ -19,7 +19,7 @@ from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
 from nbgrader import utils as nbutils
 from nbgrader.preprocessors import ClearHiddenTests, GetGrades
 
-from labkit.grading.course import CourseError, available_labs
+from labkit.grading.course import check_lab
 from labkit.grading.instance import read_record
 
 __all__ = ["FeedbackReport", "HideTests", "write_feedback"]
@@ -71,9 +71,7 @@ def write_feedback(root: str | os.PathLike, lab: str, *,
     from traitlets.config.loader import PyFileConfigLoader
 
     root = Path(root).resolve()
-    if lab not in available_labs(root):
-        raise CourseError(f"lab {lab!r} is not in {root / 'solutions'}; expected one of "
-                          f"{', '.join(available_labs(root)) or 'none (is --root a course?)'}.")
+    check_lab(root, lab)
     graded = root / "autograded"
     chosen = list(students or [])
     if not chosen and graded.is_dir():

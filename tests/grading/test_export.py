@@ -7,53 +7,29 @@ export``'s own grades.csv of the same gradebook.
 
 import csv
 import os
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import nbformat
 import pytest
 
-from labkit.grading import CourseError, fill_solutions, nbgrader, release_labs, replace_in_cell
+from labkit.grading import CourseError, nbgrader, release_labs
 from labkit.grading.export import CSV_COLUMNS, export_grades, grade_rows
+from tests.grading.conftest import add_fractions_test, built_once, grade_toy_class
 
 DUE = "2024-03-02 00:00:00 UTC"
 STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
 
 
-def _add_test_cell(root: Path) -> None:
-    """A second autograder test (1 point) that an int-only add_one fails."""
-    path = root / "solutions/toy/toy.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    cell = nbformat.v4.new_code_cell("assert add_one(0.5) == 1.5, 'add_one(0.5): expected 1.5'")
-    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_fractions", "locked": True,
-                                 "points": 1, "schema_version": 3, "solution": False,
-                                 "task": False}
-    nb.cells.insert(3, cell)
-    nbformat.write(nb, path)
-
-
 def _build(root: Path) -> None:
-    """Release, hand in ann (solution, on time), bob (blank), cid (int-only, late), eve
-    (+2); add dee, who hands in nothing; autograde with a zero-if-late penalty."""
+    """ann (solution, on time), bob (blank), cid (int-only, late), eve (+2); dee, who hands
+    in nothing; autograded with a zero-if-late penalty."""
     with open(root / "nbgrader_config.py", "a") as f:
         f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
-    _add_test_cell(root)
+    add_fractions_test(root)
     release_labs(root)
     nbgrader("db", "assignment", "add", "toy", f"--duedate={DUE}", root=root)
     nbgrader("db", "student", "add", "dee", "--first-name=Dee", "--last-name=Dale", root=root)
-    release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
-    good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
-    subs = {"ann": good, "bob": release,
-            "cid": replace_in_cell(good, "add_one", "x + 1", "int(x) + 1"),
-            "eve": replace_in_cell(good, "add_one", "x + 1", "x + 2")}
-    for student, nb in subs.items():
-        folder = root / "submitted" / student / "toy"
-        folder.mkdir(parents=True)
-        nbformat.write(nb, folder / "toy.ipynb")
-        if student in STAMPS:
-            (folder / "timestamp.txt").write_text(STAMPS[student])
-    nbgrader("autograde", "toy", "--force", root=root, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    grade_toy_class(root, stamps=STAMPS)
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +40,7 @@ def _template() -> dict:
 @pytest.fixture
 def graded(toy_course: Path, _template: dict, tmp_path_factory) -> Path:
     """The toy course, autograded (once per module; each test gets its own copy)."""
-    if "path" not in _template:
-        _build(toy_course)
-        _template["path"] = tmp_path_factory.mktemp("graded")
-        shutil.copytree(toy_course, _template["path"], dirs_exist_ok=True)
-    else:
-        shutil.copytree(_template["path"], toy_course, dirs_exist_ok=True)
-    return toy_course
+    return built_once(toy_course, _template, tmp_path_factory, _build)
 
 
 def _nbgrader_export(root: Path) -> dict[tuple[str, str], dict]:

@@ -8,18 +8,16 @@ checked against ``nbgrader export`` as well.
 import csv
 import json
 import logging
-import os
-import shutil
 import statistics
 import sys
 from pathlib import Path
 
-import nbformat
 import pytest
 from matplotlib.image import imread
 
-from labkit.grading import CourseError, fill_solutions, nbgrader, release_labs, replace_in_cell
+from labkit.grading import CourseError, nbgrader, release_labs
 from labkit.grading.report import class_report, lab_summaries
+from tests.grading.conftest import add_fractions_test, built_once, grade_toy_class
 
 # What each student handed in, and what it earns by hand: test_add_one (2 points) checks
 # add_one(1) == 2 and add_one(-5) == -4, test_fractions (1 point) add_one(0.5) == 1.5.
@@ -36,25 +34,10 @@ RECORDS = {"ann": ("graded", "", 4.0), "bob": ("graded", "", 2.5), "cid": ("grad
 
 
 def _build(root: Path) -> None:
-    path = root / "solutions/toy/toy.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    cell = nbformat.v4.new_code_cell("assert add_one(0.5) == 1.5, 'add_one(0.5): expected 1.5'")
-    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_fractions", "locked": True,
-                                 "points": 1, "schema_version": 3, "solution": False,
-                                 "task": False}
-    nb.cells.insert(3, cell)
-    nbformat.write(nb, path)
+    add_fractions_test(root)
     release_labs(root)
     nbgrader("db", "student", "add", "dee", root=root)  # hands in nothing
-    release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
-    good = fill_solutions(release, nbformat.read(path, as_version=4))
-    subs = {"ann": good, "bob": release,
-            "cid": replace_in_cell(good, "add_one", "x + 1", "int(x) + 1"),
-            "eve": replace_in_cell(good, "add_one", "x + 1", "x + 2")}
-    for student, sub in subs.items():
-        (root / "submitted" / student / "toy").mkdir(parents=True)
-        nbformat.write(sub, root / "submitted" / student / "toy" / "toy.ipynb")
-    nbgrader("autograde", "toy", "--force", root=root, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    grade_toy_class(root)
 
 
 @pytest.fixture(scope="module")
@@ -65,13 +48,7 @@ def _template() -> dict:
 @pytest.fixture
 def graded(toy_course: Path, _template: dict, tmp_path_factory) -> Path:
     """The toy course, autograded (once per module; each test gets its own copy)."""
-    if "path" not in _template:
-        _build(toy_course)
-        _template["path"] = tmp_path_factory.mktemp("graded")
-        shutil.copytree(toy_course, _template["path"], dirs_exist_ok=True)
-    else:
-        shutil.copytree(_template["path"], toy_course, dirs_exist_ok=True)
-    return toy_course
+    return built_once(toy_course, _template, tmp_path_factory, _build)
 
 
 def _write_records(root: Path) -> None:
