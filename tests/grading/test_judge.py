@@ -153,3 +153,15 @@ def test_judge_cannot_reach_the_network_or_hidden_paths():
     finally:
         shutil.rmtree(secret)
     assert nb.cells[0].outputs[0].text.split() == ["[]", "refused"]
+
+
+def test_a_cell_past_its_time_limit_is_stopped_and_the_notebook_goes_on():
+    """Is a looping cell stopped at the per-cell limit, with later tests still judged?"""
+    nb = _notebook("while True:\n    pass", _test_cell("assert 1 + 1 == 2", "t_after_loop"))
+    program = judge_program(nb, prelude="", modules=[], cell_timeout=2)
+    result = run_judge(program, limits=Limits(memory_mb=1500, wall_seconds=60))
+    assert result.finished
+    apply_verdicts(nb, result)
+    [error] = [o for o in nb.cells[0].outputs if o.output_type == "error"]
+    assert error.ename == "TimeoutError"
+    assert _verdicts(nb, result) == {"t_after_loop": None}
