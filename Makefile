@@ -1,6 +1,6 @@
 # labkit: two commands on a fresh machine.
 #   make demo   the main job on the generated Shapes set, then the instructor's course cycle
-#   make test   the whole test suite
+#   make test   the whole test suite (installs bubblewrap and chromium first where it can)
 # Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
 
 PYTHON ?= python3
@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.labkit-installed
 JOBS   ?= 2
 OUT    ?= runs/demo
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench venv clean system-packages
 
 venv: $(STAMP)
 
@@ -23,7 +23,10 @@ demo: $(STAMP)
 	$(BIN)/labkit demo --out $(OUT)
 	$(BIN)/labkit course demo --out $(OUT)/course --jobs 2
 
-test: $(STAMP)
+system-packages:
+	@scripts/system-packages.sh
+
+test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
 
 bench: $(STAMP)
@@ -32,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/model_table.py
 	$(BIN)/python benchmarks/lab_times.py --json benchmarks/lab_times.json
 	$(BIN)/python benchmarks/grading_throughput.py --json benchmarks/grading_throughput.json
+	$(BIN)/python benchmarks/offset_explorer.py --json benchmarks/offset_explorer.json
 
 clean:
 	rm -rf runs .pytest_cache

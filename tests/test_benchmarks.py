@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("script", ["bench_metrics.py", "bench_data.py", "lab_times.py",
-                                    "grading_throughput.py"])
+                                    "grading_throughput.py", "offset_explorer.py"])
 def test_benchmark_smoke_run(script, tmp_path):
     """Does the benchmark finish, print a markdown table and write its JSON?"""
     out = tmp_path / "result.json"
