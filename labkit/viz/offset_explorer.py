@@ -127,7 +127,11 @@ class OffsetExplorer(widgets.VBox):
         self.canvas = Canvas(self.figure)
         FigureManager(self.canvas, 0)
         self.canvas.toolbar_visible = self.canvas.header_visible = False
-        self.canvas.footer_visible = False
+        self.canvas.footer_visible = self.canvas.resizable = False
+        # ipympl sizes its canvas when the canvas itself is displayed; inside a box it is not,
+        # so give the front end the figure's size in CSS pixels, as that display would.
+        self.canvas._size = tuple(v / self.canvas.device_pixel_ratio
+                                  for v in self.figure.bbox.size)
         self.canvas.add_class("labkit-offset-canvas")
         axes = self.figure.subplots(1, len(self.models), squeeze=False)[0]
         self._panels = {name: _Panel(ax, to_image(self.images[0]))
@@ -181,9 +185,8 @@ class OffsetExplorer(widgets.VBox):
                                        if self.prediction.value else to_image(image))
             loc = sampling_locations(captured, pixel, layers=sorted(self.layers.value))
             panel.show(loc, modulation=self.modulation.value)
-            version = captured[-1].version
-            title = (f"{name} ({'regular grid' if version == 'conv' else version}): "
-                     f"{len(loc.points)} points")
+            grid = " (regular grid)" if captured[-1].version == "conv" else ""
+            title = f"{name}{grid}: {len(loc.points)} points"
             if panel.ax.get_title() != title:
                 panel.ax.set_title(title, fontsize=9)
             self.locations[name] = loc

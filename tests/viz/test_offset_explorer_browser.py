@@ -1,0 +1,214 @@
+"""Does the offset explorer work for a student, in JupyterLab, in a real browser?
+
+End to end: a student's finished lab 08 (the release notebook with the solution's code in its
+answer cells) is opened in JupyterLab, served on loopback with a token, in headless Chromium
+driven by Playwright. The test runs every cell, waits for the explorer, clicks a pixel on the
+v1 panel and moves the row slider, and checks each time that the status names the new pixel
+and that the drawn canvas changed. Screenshots go to the test's folder and to
+``runs/screenshots/`` (the README's picture is one of them).
+
+Needs Debian's ``chromium`` (``make test`` installs it where it can) and the ``playwright``
+package (a dev dependency); without them the test skips and says which is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = "lab08_deformable_conv"
+CHROMIUM = "/usr/bin/chromium"
+# Chromium as root, headless, and quiet on a machine with no way out.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync",
+                 "--disable-quic"]
+log = logging.getLogger(__name__)
+
+pytestmark = pytest.mark.slow
+
+
+def _unavailable() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is missing: pip install -e '.[dev]'"
+    if not os.access(CHROMIUM, os.X_OK):
+        return (f"{CHROMIUM} is missing: install Debian's chromium (make test does, as root "
+                "with apt)")
+    return None
+
+
+def _student_notebook(dest: Path) -> Path:
+    """The release notebook, answered as a student who wrote the solution's code would."""
+    release = nbformat.read(ROOT / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+    solution = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
+               if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    filled = 0
+    for cell in release.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type == "code" and grade_id in answers:
+            cell.source = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", "", answers[grade_id],
+                                 flags=re.M)
+            filled += 1
+    assert answers and filled == len(answers), (
+        f"expected the release to have the solution's {len(answers)} answer cells; found {filled}")
+    path = dest / f"{LAB}.ipynb"
+    nbformat.write(release, path)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _jupyter_lab(root: Path):
+    """JupyterLab serving ``root`` on loopback with a token; yields (base url, token)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    settings = root / ".lab-settings"
+    # No news or update checks: their notification would sit over the notebook.
+    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+     ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
+               JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
+               JUPYTER_RUNTIME_DIR=str(root / ".runtime"), MPLBACKEND="Agg")
+    logfile = open(root / "jupyterlab.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.open_browser=False", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        + (["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
+        cwd=root, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("JupyterLab did not start; its log:\n"
+                                       + (root / "jupyterlab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield base, token
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        logfile.close()
+
+
+def _run_all(page, *, timeout_s: float) -> None:
+    """Run every cell from the Run menu and wait until the last code cell has finished."""
+    page.get_by_role("menuitem", name="Run", exact=True).click()
+    page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+    # A cell still running or waiting shows "[*]:"; done, its prompt holds a number.
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""", timeout=timeout_s * 1000, polling=1000)
+    errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+    tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
+    assert not tracebacks, f"a cell of {LAB} failed in the browser:\n{tracebacks[0][:3000]}"
+
+
+def _changed(page, locator, before: bytes, *, timeout_s: float = 30) -> bytes:
+    """Wait until ``locator``'s screenshot differs from ``before``; return the new one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        now = locator.screenshot()
+        if now != before:
+            return now
+        page.wait_for_timeout(250)
+    raise AssertionError("the explorer's canvas did not change")
+
+
+def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
+    """Does clicking a pixel (and moving a slider) in the browser redraw that pixel's points?"""
+    reason = _unavailable()
+    if reason:
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    notebook = _student_notebook(tmp_path)
+    shots = ROOT / "runs" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    with _jupyter_lab(tmp_path) as (base, token), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=120_000)
+            _run_all(page, timeout_s=420)
+
+            explorer = page.locator(".labkit-offset-explorer")
+            explorer.wait_for(timeout=60_000)
+            explorer.scroll_into_view_if_needed()
+            canvas = explorer.locator(".labkit-offset-canvas canvas").last
+            canvas.wait_for(timeout=60_000)
+            status = explorer.locator(".labkit-offset-status")
+            page.wait_for_function("s => s.textContent.includes('pixel (')",
+                                   arg=status.element_handle(), timeout=60_000)
+            first_status = status.inner_text()
+            before = canvas.screenshot()
+            (tmp_path / "explorer_before.png").write_bytes(explorer.screenshot())
+
+            # the middle (v1) panel, a third of the way down its image
+            box = canvas.bounding_box()
+            started = time.monotonic()
+            page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
+            page.wait_for_function("([s, old]) => s.textContent !== old",
+                                   arg=[status.element_handle(), first_status], timeout=60_000)
+            click_s = time.monotonic() - started
+            clicked_status = status.inner_text()
+            after_click = _changed(page, canvas, before)
+            assert re.search(r"pixel \(\d+, \d+\)", clicked_status), clicked_status
+            assert clicked_status.split("→")[0] != first_status.split("→")[0]
+            explorer.screenshot(path=str(tmp_path / "explorer_clicked.png"))
+            shutil.copy(tmp_path / "explorer_clicked.png", shots / "offset_explorer.png")
+
+            # the row slider: focus its handle and step it with the keyboard
+            handle = explorer.locator(".widget-slider .noUi-handle").nth(1)
+            handle.focus()
+            for _ in range(5):
+                page.keyboard.press("ArrowUp")
+            page.wait_for_function("([s, old]) => s.textContent !== old",
+                                   arg=[status.element_handle(), clicked_status], timeout=60_000)
+            _changed(page, canvas, after_click)
+            moved = status.inner_text()
+            row = lambda text: int(re.search(r"pixel \((\d+),", text).group(1))  # noqa: E731
+            assert row(moved) != row(clicked_status), (clicked_status, moved)
+            explorer.screenshot(path=str(tmp_path / "explorer_slider.png"))
+            log.info("click to status: %.2f s; statuses: %r, %r, %r", click_s, first_status,
+                     clicked_status, moved)
+            (shots / "offset_explorer.json").write_text(json.dumps(
+                {"click_to_status_s": click_s, "statuses": [first_status, clicked_status, moved]},
+                indent=1))
+        finally:
+            browser.close()
