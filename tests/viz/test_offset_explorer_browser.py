@@ -90,7 +90,10 @@ def _jupyter_lab(root: Path):
      ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
                JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
-               JUPYTER_RUNTIME_DIR=str(root / ".runtime"), MPLBACKEND="Agg")
+               JUPYTER_RUNTIME_DIR=str(root / ".runtime"), MPLBACKEND="Agg",
+               # One OpenMP thread: beside a busy test run, spinning thread pools on two
+               # cores can slow the kernel's training many times over.
+               OMP_NUM_THREADS="1")
     logfile = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
@@ -121,19 +124,33 @@ def _jupyter_lab(root: Path):
         logfile.close()
 
 
-def _run_all(page, *, timeout_s: float) -> None:
-    """Run every cell from the Run menu and wait until the last code cell has finished."""
+_PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
+
+
+def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
+    """Run every cell from the Run menu; wait until none is queued or running; fail with the
+    traceback (or the cells left unrun) when a cell failed."""
     page.get_by_role("menuitem", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-    # A cell still running or waiting shows "[*]:"; done, its prompt holds a number.
-    page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", timeout=timeout_s * 1000, polling=1000)
+    # Queued or running cells show "[*]:"; a failed cell clears the queue after it, so the
+    # run has settled once no prompt is starred.
+    page.wait_for_function(f"() => {_PROMPTS}.some(t => t.includes('*'))", timeout=60_000)
+    try:
+        page.wait_for_function(f"() => !{_PROMPTS}.some(t => t.includes('*'))",
+                               timeout=timeout_s * 1000, polling=1000)
+    except Exception as err:  # playwright's TimeoutError: say where the notebook stood
+        prompts = page.evaluate(f"() => {_PROMPTS}")
+        running = [i for i, t in enumerate(prompts) if "*" in t]
+        raise AssertionError(
+            f"{LAB} did not finish within {timeout_s:.0f} s in the browser; code cells still "
+            f"queued or running: {running} of {len(prompts)}. JupyterLab's log ends:\n"
+            + log_path.read_text()[-2000:]) from err
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, f"a cell of {LAB} failed in the browser:\n{tracebacks[0][:3000]}"
+    prompts = page.evaluate(f"() => {_PROMPTS}")
+    unrun = [i for i, t in enumerate(prompts) if not re.search(r"\[\d+\]", t)]
+    assert not unrun, f"code cells {unrun} of {LAB} did not run (prompts {prompts})"
 
 
 def _changed(page, locator, before: bytes, *, timeout_s: float = 30) -> bytes:
@@ -165,7 +182,7 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=120_000)
-            _run_all(page, timeout_s=420)
+            _run_all(page, timeout_s=420, log_path=tmp_path / "jupyterlab.log")
 
             explorer = page.locator(".labkit-offset-explorer")
             explorer.wait_for(timeout=60_000)
