@@ -1,6 +1,8 @@
 # labkit: two commands on a fresh machine.
 #   make demo   the main job on the generated Shapes set, then the instructor's course cycle
 #   make test   the whole test suite (installs bubblewrap and chromium first where it can)
+#   make bench  every benchmark, side by side, into benchmarks/RESULTS.md (about 30 minutes)
+#   make ablations  the seeds' experiments, 3 seeds, into benchmarks/ABLATIONS.md (about 30 minutes)
 # Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
 
 PYTHON ?= python3
@@ -10,7 +12,7 @@ STAMP  := $(VENV)/.labkit-installed
 JOBS   ?= 2
 OUT    ?= runs/demo
 
-.PHONY: demo test bench venv clean system-packages
+.PHONY: demo test bench ablations venv clean system-packages
 
 venv: $(STAMP)
 
@@ -30,12 +32,10 @@ test: $(STAMP) system-packages
 	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_metrics.py --json benchmarks/bench_metrics.json
-	$(BIN)/python benchmarks/bench_data.py --json benchmarks/bench_data.json
-	$(BIN)/python benchmarks/model_table.py
-	$(BIN)/python benchmarks/lab_times.py --json benchmarks/lab_times.json
-	$(BIN)/python benchmarks/grading_throughput.py --json benchmarks/grading_throughput.json
-	$(BIN)/python benchmarks/offset_explorer.py --json benchmarks/offset_explorer.json
+	$(BIN)/python benchmarks/results.py
+
+ablations: $(STAMP)
+	$(BIN)/python benchmarks/ablations.py
 
 clean:
 	rm -rf runs .pytest_cache

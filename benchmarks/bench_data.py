@@ -24,15 +24,19 @@ from torch.utils.data import DataLoader
 from labkit.data import VOCSegmentation, generate_shapes, train_transforms
 
 
-def _images_per_second(dataset, *, workers: int, batch_size: int = 16, repeats: int) -> float:
-    times = []
+def _images_per_second(datasets: list, *, workers: int, batch_size: int = 16,
+                       repeats: int) -> list[float]:
+    """Median images/s of each dataset, its passes interleaved with the others' so that a
+    change in the machine's load or the page cache touches all of them alike."""
+    times: list[list[float]] = [[] for _ in datasets]
     for _ in range(repeats):
-        loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-        start = time.perf_counter()
-        for _batch in loader:
-            pass
-        times.append(time.perf_counter() - start)
-    return len(dataset) / statistics.median(times)
+        for dataset, seconds in zip(datasets, times):
+            loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+            start = time.perf_counter()
+            for _batch in loader:
+                pass
+            seconds.append(time.perf_counter() - start)
+    return [len(d) / statistics.median(t) for d, t in zip(datasets, times)]
 
 
 def main() -> None:
@@ -40,7 +44,7 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (CI)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    n, size, repeats = (40, 64, 1) if args.smoke else (1000, 128, 3)
+    n, size, repeats = (40, 64, 1) if args.smoke else (1000, 128, 5)
     results: dict = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -54,8 +58,7 @@ def main() -> None:
                                                       transforms=transforms)
         rows = []
         for workers in (0, 2):
-            a = _images_per_second(ours, workers=workers, repeats=repeats)
-            b = _images_per_second(theirs, workers=workers, repeats=repeats)
+            a, b = _images_per_second([ours, theirs], workers=workers, repeats=repeats)
             rows.append({"workers": workers, "labkit": a, "torchvision": b, "ratio": a / b})
         results["readers"] = rows
 

@@ -4,6 +4,8 @@ Usage::
 
     python benchmarks/model_table.py                 # every registry model, num_classes=21
     python benchmarks/model_table.py --threads 1 --repeats 5
+    python benchmarks/model_table.py --json benchmarks/model_table.json
+    python benchmarks/model_table.py --smoke           # two small models, one pass (CI)
 
 For each model: parameters, trainable parameters, the shortest wall time of one forward +
 backward pass on a 1×3×128×128 batch on the CPU (best of ``--repeats``: the minimum is the
@@ -32,6 +34,7 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -78,22 +81,29 @@ def _run_isolated(name: str, kw: dict, *, repeats: int, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(*, repeats: int, threads: int) -> str:
-    """The markdown table for every registry model and the DCN variants."""
+def measure_all(*, repeats: int, threads: int, smoke: bool = False) -> dict[str, dict]:
+    """Measure every registry model and the DCN variants (``smoke``: two small models),
+    each in its own process; keyed by the row's label, in table order."""
     names = [n for n in LAB_ORDER if n in available_models()]
     names += [n for n in available_models() if n not in LAB_ORDER]
     rows = [(name, name, {}) for name in names] + VARIANTS
-    results = {label: _run_isolated(name, kw, repeats=repeats, threads=threads)
-               for label, name, kw in rows}
-    plain = results["deeplabv3_resnet50"]["params"]
+    if smoke:
+        rows = [("baseline_fcn", "baseline_fcn", {}), ("unet", "unet", {})]
+    return {label: {"model": name, "options": kw,
+                    **_run_isolated(name, kw, repeats=repeats, threads=threads)}
+            for label, name, kw in rows}
+
+
+def table(results: dict[str, dict], *, repeats: int, threads: int) -> str:
+    """The markdown table of :func:`measure_all`'s results."""
+    plain = results.get("deeplabv3_resnet50", {}).get("params")
     lines = [
         "| model | params | trainable | fwd+bwd ms (1×3×128×128, CPU) | peak RSS Δ MiB |",
         "|---|---:|---:|---:|---:|",
     ]
-    for label, _, kw in rows:
-        r = results[label]
+    for label, r in results.items():
         params = f"{r['params']:,}"
-        if kw:
+        if r["options"] and plain:
             extra = r["params"] - plain
             params += f" (+{extra:,}, +{100 * extra / plain:.2f} %)"
         lines.append(f"| `{label}` | {params} | {r['trainable']:,} | {r['ms']:.0f} | "
@@ -111,13 +121,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads (default: torch's default)")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--smoke", action="store_true", help="two small models, one pass")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: '[name, kw]' to measure
     args = parser.parse_args(argv)
     if args.one:
         name, kw = json.loads(args.one)
         print(json.dumps(measure(name, kw, repeats=args.repeats, threads=args.threads)))
         return
-    print(table(repeats=args.repeats, threads=args.threads))
+    repeats = 1 if args.smoke else args.repeats
+    results = measure_all(repeats=repeats, threads=args.threads, smoke=args.smoke)
+    print(table(results, repeats=repeats, threads=args.threads))
+    if args.json:
+        env = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+               "threads": args.threads, "repeats": repeats, "input": list(SIZE),
+               "num_classes": NUM_CLASSES, "smoke": args.smoke}
+        Path(args.json).write_text(json.dumps({"environment": env, "results": results},
+                                              indent=2) + "\n")
 
 
 if __name__ == "__main__":

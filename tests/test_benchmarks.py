@@ -1,4 +1,5 @@
-"""Do the benchmark scripts run end to end (their seconds-long smoke versions)?"""
+"""Does ``make bench`` work end to end: every section's seconds-long smoke version through
+``benchmarks/results.py``, its table in RESULTS.md and its JSON beside it?"""
 
 from __future__ import annotations
 
@@ -10,15 +11,43 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import results  # noqa: E402
 
 
-@pytest.mark.parametrize("script", ["bench_metrics.py", "bench_data.py", "lab_times.py",
-                                    "grading_throughput.py", "offset_explorer.py"])
-def test_benchmark_smoke_run(script, tmp_path):
-    """Does the benchmark finish, print a markdown table and write its JSON?"""
-    out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--smoke",
-                           "--json", str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    assert "|---" in proc.stdout
-    assert json.loads(out.read_text())
+@pytest.mark.parametrize("section", results.SECTIONS, ids=lambda s: s.key)
+def test_benchmark_section_smoke_run(section, tmp_path):
+    """Does the section's script finish, and does the report carry its table and JSON?"""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--smoke",
+                           "--only", section.key, "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert f"## {section.title}" in report
+    assert f"benchmarks/{section.script}" in report
+    data = json.loads((tmp_path / f"{Path(section.script).stem}.json").read_text())
+    if section.summary is not None:
+        target, measured, _ = section.summary(data)
+        assert f"| {target} | {measured} |" in report
+    if section.key != "gpu" or data["results"]:
+        assert "|---" in report.split(f"## {section.title}")[1]
+
+
+def test_a_partial_run_keeps_the_other_sections(tmp_path):
+    """--only reruns one section and keeps the tables of the others from the last report."""
+    for key in ("deform", "gpu"):
+        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--smoke",
+                        "--only", key, "--out", str(tmp_path)], check=True,
+                       capture_output=True, timeout=300)
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "## Deformable convolution" in report and "## GPU" in report
+    assert report.index("## Deformable convolution") < report.index("## GPU")
+
+
+def test_a_failing_script_marks_its_section_and_the_exit_code(tmp_path, monkeypatch):
+    """A benchmark that crashes shows its error in the report and makes the run fail."""
+    broken = results.Section("broken", "Broken", "no_such_script.py", (), "never runs")
+    monkeypatch.setattr(results, "SECTIONS", [broken])
+    assert results.main(["--smoke", "--out", str(tmp_path)]) == 1
+    report = (tmp_path / "RESULTS.md").read_text()
+    assert "**Failed (exit code 2)" in report
