@@ -119,8 +119,17 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: benchmarks/; runs/ is not committed)")
     parser.add_argument("--smoke", action="store_true",
                         help="16 images of 64², one epoch, two seeds: checks the pipeline")
+    parser.add_argument("--report", action="store_true",
+                        help="only write ABLATIONS.md again from --out/ablations.json "
+                             "(after a change to the report's layout; trains nothing)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if args.report:
+        data = json.loads((args.out / "ablations.json").read_text())
+        studies = [s for s in STUDIES if any(r["key"] == row[0] for r in data["runs"]
+                                             for row in STUDIES[s]["rows"])]
+        _write_report(args.out, render(data, studies=studies))
+        return 0
     seeds = args.seeds[:2] if args.smoke else args.seeds
     runs_root = args.out / "runs" if args.out != HERE else HERE.parent / "runs" / "ablations"
     runs_root.mkdir(parents=True, exist_ok=True)
@@ -157,13 +166,18 @@ def main(argv: list[str] | None = None) -> int:
            "wall_seconds": wall, "rare_classes": rare,
            "command": "python benchmarks/ablations.py " + " ".join(argv or sys.argv[1:])}
     data = {"environment": env, "runs": sorted(results, key=lambda r: (r["key"], r["seed"]))}
-    (args.out / "ablations.json").write_text(json.dumps(data, indent=2) + "\n")
-    text = render(data, studies=args.study)
-    tmp = args.out / "ABLATIONS.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(args.out / "ABLATIONS.md")
-    print(text)
+    tmp = args.out / "ablations.json.tmp"
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(args.out / "ablations.json")
+    _write_report(args.out, render(data, studies=args.study))
     return 0
+
+
+def _write_report(out: Path, text: str) -> None:
+    tmp = out / "ABLATIONS.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(out / "ABLATIONS.md")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -67,6 +67,13 @@ def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
     assert "lr: 0.002" in changed.read_text()
     assert (runs / "dcn_v1-seed1" / "metrics.json").is_file()
     assert not list(runs.glob("*/*.pt"))  # finished runs keep their scores, not checkpoints
+
+    report = tmp_path / "ABLATIONS.md"
+    written = report.read_text()
+    report.unlink()
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--report",
+                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=120)
+    assert report.read_text() == written  # from ablations.json alone, nothing retrained
     assert "## Deformable convolution" in (tmp_path / "ABLATIONS.md").read_text()
 
 
