@@ -134,9 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     runs_root = args.out / "runs" if args.out != HERE else HERE.parent / "runs" / "ablations"
     runs_root.mkdir(parents=True, exist_ok=True)
     # A study's budget applies to each of its rows alike (the row's own overrides win).
+    # Longest study first (DeepLab, then the ResNets), so the two workers finish together.
+    longest_first = sorted(args.study, key=["deeplab", "dcn", "pa3"].index)
     jobs = [(key, preset, {**STUDIES[study]["budget"], **overrides}, seed, args.smoke,
              str(runs_root))
-            for study in args.study for key, _, preset, overrides in STUDIES[study]["rows"]
+            for study in longest_first for key, _, preset, overrides in STUDIES[study]["rows"]
             for seed in seeds]
     # Draw each Shapes set once, here, before two workers could both start drawing it.
     from labkit.experiment import resolve_data_root
@@ -147,10 +149,6 @@ def main(argv: list[str] | None = None) -> int:
         if any(j[0] == "baseline" for j in jobs) else []
 
     start, results = time.perf_counter(), []
-    # Longest first (DeepLab, then the ResNets), so the two workers finish together.
-    order = {"deeplab": 0, "dcn": 1, "pa3": 2}
-    jobs.sort(key=lambda j: next(order[s] for s in STUDIES if any(r[0] == j[0] for r in
-                                                                  STUDIES[s]["rows"])))
     ctx = multiprocessing.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx,
                                initializer=_die_with_parent) as pool:
