@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the test suite uses, installed where this machine allows it (root with apt):
-#   bubblewrap  the grading sandbox (without it grading tests use the limits-only fallback)
+#   bubblewrap  the grading sandbox (without it its tests skip, saying why)
 #   chromium    the offset explorer's browser test (without it that one test skips, saying why)
+# Under LABKIT_CI=1 (.ci/run) those skips are failures: CI promises both (tests/system_packages.py).
 # Nothing is done when both are present, so `make test` pays for this only once per machine.
 set -uo pipefail
 missing=()

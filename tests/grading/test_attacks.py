@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from labkit.grading.autograde import autograde
-from labkit.grading.bwrap import bwrap_available
 from labkit.grading.instance import read_record
 from labkit.grading.judge import hidden_lines
 from tests.grading.attack_lab import (ATTACKS, BYSTANDER_MARK, LAB, MAX_AUTOGRADED, REPO, blank,
@@ -22,8 +21,7 @@ from tests.grading.attack_lab import (ATTACKS, BYSTANDER_MARK, LAB, MAX_AUTOGRAD
                                       make_course, outputs_text, partial, release,
                                       source_notebook, submission_counts, submit, write_kit)
 
-pytestmark = pytest.mark.skipif(not bwrap_available(),
-                                reason="bubblewrap does not work here: apt-get install bubblewrap")
+pytestmark = pytest.mark.needs("bwrap")
 
 LIMITS = {"jobs": 2, "timeout": 60, "memory_mb": 1500, "progress": False}
 HONEST = {"honest": honest, "blank": blank, "partial": partial, "bystander": bystander}

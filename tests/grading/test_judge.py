@@ -9,7 +9,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.grading.bwrap import bwrap_available
 from labkit.grading.judge import (WITHHELD, apply_verdicts, hidden_lines, instructor_prelude,
                                   judge_program, run_judge)
 from labkit.grading.sandbox import Limits
@@ -139,7 +138,7 @@ def test_student_errors_keep_their_traceback():
     assert error.ename == "ValueError" and "raise ValueError" in "".join(error.traceback)
 
 
-@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap does not work here")
+@pytest.mark.needs("bwrap")
 def test_judge_cannot_reach_the_network_or_hidden_paths():
     """Inside the judge, is a hidden folder empty and the network unreachable?"""
     secret = Path(tempfile.mkdtemp(prefix="labkit-judge-course-", dir="/var/tmp"))  # not /tmp:

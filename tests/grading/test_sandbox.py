@@ -27,13 +27,12 @@ import pytest
 import torch
 
 from labkit.grading import sandbox
-from labkit.grading.sandbox import (NOBODY, Limits, SandboxError, bwrap_available, run_sandboxed,
-                                    sandbox_command)
+from labkit.grading.sandbox import NOBODY, Limits, SandboxError, run_sandboxed, sandbox_command
+from tests.system_packages import require
 
 ROOT = os.geteuid() == 0
 HOME = str(Path.home())
 SMALL = Limits(memory_mb=512, cpu_seconds=60, processes=64, output_mb=64, wall_seconds=60)
-NO_BWRAP = "bubblewrap does not work here (bwrap_available() is False): apt-get install bubblewrap"
 
 
 @pytest.fixture
@@ -57,16 +56,15 @@ def host_dir():
 @pytest.fixture(params=[True, False], ids=["bwrap", "limits-only"])
 def use_bwrap(request) -> bool:
     """Each test twice: inside bubblewrap, and with resource limits only."""
-    if request.param and not bwrap_available():
-        pytest.skip(NO_BWRAP)
+    if request.param:
+        require("bwrap")
     return request.param
 
 
 @pytest.fixture
 def needs_bwrap() -> None:
-    """Skip where bubblewrap does not work."""
-    if not bwrap_available():
-        pytest.skip(NO_BWRAP)
+    """Skip where bubblewrap does not work (fail under LABKIT_CI=1)."""
+    require("bwrap")
 
 
 @functools.cache

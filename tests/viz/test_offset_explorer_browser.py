@@ -8,7 +8,8 @@ and that the drawn canvas changed. Screenshots go to the test's folder and to
 ``runs/screenshots/`` (the README's picture is one of them).
 
 Needs Debian's ``chromium`` (``make test`` installs it where it can) and the ``playwright``
-package (a dev dependency); without them the test skips and says which is missing.
+package (a dev dependency); without them the test skips and says which is missing, except
+under CI (``LABKIT_CI=1``), where it fails (``tests/system_packages.py``).
 """
 
 from __future__ import annotations
@@ -30,27 +31,18 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests.system_packages import CHROMIUM
+
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "lab08_deformable_conv"
-CHROMIUM = "/usr/bin/chromium"
 # Chromium as root, headless, and quiet on a machine with no way out.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync",
                  "--disable-quic"]
 log = logging.getLogger(__name__)
 
-pytestmark = pytest.mark.slow
-
-
-def _unavailable() -> str | None:
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "the playwright package is missing: pip install -e '.[dev]'"
-    if not os.access(CHROMIUM, os.X_OK):
-        return (f"{CHROMIUM} is missing: install Debian's chromium (make test does, as root "
-                "with apt)")
-    return None
+# Skips where chromium or playwright is missing; CI (LABKIT_CI=1) fails instead.
+pytestmark = [pytest.mark.slow, pytest.mark.needs("chromium")]
 
 
 def _student_notebook(dest: Path) -> Path:
@@ -178,9 +170,6 @@ def _changed(page, locator, before: bytes, *, timeout_s: float = 30) -> bytes:
 
 def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
     """Does clicking a pixel (and moving a slider) in the browser redraw that pixel's points?"""
-    reason = _unavailable()
-    if reason:
-        pytest.skip(reason)
     from playwright.sync_api import sync_playwright
 
     notebook = _student_notebook(tmp_path)
