@@ -61,12 +61,6 @@ def use_bwrap(request) -> bool:
     return request.param
 
 
-@pytest.fixture
-def needs_bwrap() -> None:
-    """Skip where bubblewrap does not work (fail under LABKIT_CI=1)."""
-    require("bwrap")
-
-
 @functools.cache
 def _fallback_python() -> str | None:
     # Without bwrap nothing is bound back: a root grader's unprivileged uid needs an
@@ -143,7 +137,8 @@ print(json.dumps({"host": reach("127.0.0.1", PORT), "public": reach("1.1.1.1", 5
 """
 
 
-def test_no_network_but_loopback(needs_bwrap, scratch):
+@pytest.mark.needs("bwrap")
+def test_no_network_but_loopback(scratch):
     """Can the code reach neither the host's listening port nor the internet, while its own
     loopback connections work?"""
     with socket.create_server(("127.0.0.1", 0)) as listener:
@@ -206,7 +201,8 @@ for path in ("COURSE/gradebook.db", "COURSE/.venv/pkg.py", "NOTE", "COURSE/new")
 """
 
 
-def test_hidden_paths_invisible_readable_visible(needs_bwrap, scratch, host_dir):
+@pytest.mark.needs("bwrap")
+def test_hidden_paths_invisible_readable_visible(scratch, host_dir):
     """Are hidden folders empty and read-only, a hidden file unreadable, and a path bound back
     under a hidden folder readable?"""
     course, note = host_dir / "course", host_dir / "note.txt"
@@ -383,7 +379,8 @@ def test_fallback_warns_once(scratch, monkeypatch, caplog):
 
 
 @pytest.mark.slow
-def test_notebook_runs_in_the_sandbox(needs_bwrap, scratch, host_dir):
+@pytest.mark.needs("bwrap")
+def test_notebook_runs_in_the_sandbox(scratch, host_dir):
     """Does ``jupyter nbconvert --execute`` run a notebook inside (kernel and client both,
     over loopback) as the sandbox user, blind to a hidden course?"""
     (host_dir / "gradebook.db").write_text("hidden tests")

@@ -125,6 +125,8 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
     # Queued or running cells show "[*]:"; a failed cell clears the queue after it, so the
     # run has settled once no prompt is starred. The command is sent again if no cell has
     # started after a while: on a loaded machine a menu click can be lost.
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     started = f"() => {_PROMPTS}.some(t => t.includes('*'))"
     for attempt in range(3):
         page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -132,7 +134,7 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
         try:
             page.wait_for_function(started, timeout=40_000)
             break
-        except Exception:  # playwright's TimeoutError
+        except PlaywrightTimeout:
             if attempt == 2:
                 page.screenshot(path=str(log_path.with_name("run_all_not_started.png")))
                 raise AssertionError(
