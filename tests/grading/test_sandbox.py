@@ -250,7 +250,9 @@ while True:
 def test_fork_bomb_is_capped(use_bwrap, scratch):
     """Does a fork bomb run into the process cap and the wall clock while the host can still
     start processes, and leave nothing behind?"""
-    uid, peak, stop = 64321, [0], threading.Event()  # a uid of its own: the cap counts per uid
+    # A uid of its own, one per variant: the cap counts per uid, and pytest-xdist may run the
+    # bwrap and limits-only variants at the same time.
+    uid, peak, stop = 64321 + use_bwrap, [0], threading.Event()
 
     def sample():
         while not stop.wait(0.05):
