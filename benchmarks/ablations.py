@@ -1,6 +1,6 @@
 """The seeds' experiments on the Shapes set, 3 seeds each: ``make ablations`` → ABLATIONS.md.
 
-Three studies, each a list of labkit presets (``configs/*_quick.yaml``) and overrides, so
+Three studies, each a list of labkit presets (``labkit/presets/*_quick.yaml``) and overrides, so
 every row is a run anyone can repeat with ``labkit train --preset NAME --set seed=S``:
 
 - the PA3 chain: baseline → + cosine → + augmentation → + weighted loss; U-Net; ResNet-18

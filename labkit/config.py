@@ -1,9 +1,9 @@
 """Experiment configurations: one dataclass, YAML/JSON files and named presets.
 
 An experiment is an :class:`ExperimentConfig`; the labs' experiments are small YAML files in
-``configs/`` (presets), most of which say only how they differ from another one::
+``labkit/presets/`` (presets), most of which say only how they differ from another one::
 
-    # configs/cosine_quick.yaml
+    # labkit/presets/cosine_quick.yaml
     extends: baseline_quick
     description: PA3 step 2, the baseline with a cosine learning-rate schedule
     schedule: cosine
@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib.resources
 import json
 import re
 import types
@@ -339,8 +340,9 @@ def _validate(cfg: Any) -> None:
 
 
 def preset_dir() -> Path:
-    """The folder of the named presets: ``configs/`` at the top of the labkit checkout."""
-    return Path(__file__).resolve().parent.parent / "configs"
+    """The folder of the named presets: ``labkit/presets/``, shipped inside the package (so an
+    installed wheel has them as well as a source checkout)."""
+    return Path(str(importlib.resources.files("labkit") / "presets"))
 
 
 def available_presets() -> list[str]:
@@ -420,7 +422,7 @@ def load_config(path: str | Path) -> ExperimentConfig:
 
 
 def load_preset(name: str) -> ExperimentConfig:
-    """Load the preset ``configs/<name>.yaml`` (see :func:`available_presets`).
+    """Load the preset ``labkit/presets/<name>.yaml`` (see :func:`available_presets`).
 
     Raises:
         ConfigError: if there is no such preset.

@@ -54,7 +54,7 @@ def run_demo(out: str | os.PathLike, *, preset: str = "baseline_quick",
 
     Args:
         out: folder for the run (``out/<preset>``) and the generated data (``out/.data``).
-        preset: the experiment preset to run (``configs/<preset>.yaml``).
+        preset: the experiment preset to run (``labkit/presets/<preset>.yaml``).
         overrides: config keys to change, e.g. ``{"epochs": 1, "shapes.num_train": 16}``.
         progress: show progress bars.
 

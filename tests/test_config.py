@@ -129,7 +129,7 @@ def test_overrides_use_dotted_keys_and_yaml_values():
 
 
 def test_every_preset_loads():
-    """Does every file in configs/ load and validate, with a description?"""
+    """Does every file in labkit/presets/ load and validate, with a description?"""
     names = available_presets()
     assert "baseline_quick" in names
     for name in names:
@@ -180,4 +180,4 @@ def test_quick_presets_build_their_models():
         seen.add(key)
         assert not cfg.model_options.get("pretrained_backbone"), name
         build_model(cfg.model, num_classes=cfg.shapes.num_classes, **cfg.model_options)
-    assert preset_dir().name == "configs"
+    assert preset_dir().name == "presets"
