@@ -1,5 +1,6 @@
 # labkit: two commands on a fresh machine.
 #   make demo   the main job on the generated Shapes set, then the instructor's course cycle
+#               (installs bubblewrap, the grading sandbox, first where it can)
 #   make test   the whole test suite (installs bubblewrap and chromium first where it can)
 #   make bench  every benchmark, side by side, into benchmarks/RESULTS.md (about 30 minutes)
 #   make ablations  the seeds' experiments, 3 seeds, into benchmarks/ABLATIONS.md (about 30 minutes)
@@ -22,6 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	@scripts/system-packages.sh bubblewrap
 	$(BIN)/labkit demo --out $(OUT)
 	$(BIN)/labkit course demo --out $(OUT)/course --jobs 2
 

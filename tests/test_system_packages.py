@@ -75,3 +75,21 @@ def test_needs_mark_acts_before_fixtures(tmp_path, ci, outcome):
     assert "apt-get install it" in proc.stdout
     assert not marker.exists(), "the test's fixture was set up before the mark was checked"
 
+
+
+def test_install_script_rejects_an_unknown_package():
+    """Does scripts/system-packages.sh refuse a package it does not know, naming the ones it does?"""
+    proc = subprocess.run([str(REPO / "scripts" / "system-packages.sh"), "bubblewrap", "nosuch"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown package 'nosuch'" in proc.stderr and "bubblewrap or chromium" in proc.stderr
+
+
+def test_make_demo_installs_the_sandbox_first():
+    """Does `make demo` install bubblewrap before it grades (a fresh machine runs it first)?"""
+    proc = subprocess.run(["make", "-n", "demo", "VENV=/nonexistent/venv"], cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    install = next(i for i, line in enumerate(lines) if "system-packages.sh bubblewrap" in line)
+    grade = next(i for i, line in enumerate(lines) if "course demo" in line)
+    assert install < grade, proc.stdout
