@@ -201,6 +201,41 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from labkit.doctor import exit_code, format_table, run_checks
+
+    checks = run_checks(profile=args.profile, root=args.root)
+    code = exit_code(checks)
+    if args.json:
+        print(json.dumps({"profile": args.profile, "exit_code": code,
+                          "checks": [dataclasses.asdict(c) for c in checks]}, indent=2))
+    else:
+        print(format_table(checks))
+    return code
+
+
+def _add_doctor(sub) -> None:
+    doctor = sub.add_parser(
+        "doctor", help="check this machine for a course: versions, GPUs, sandbox, data, weights",
+        description="Check what the labs and the grader need here: torch/torchvision/nbgrader "
+                    "against labkit's pins, CUDA devices and free memory, bubblewrap, the "
+                    "datasets under $LABKIT_DATA, the weights in $TORCH_HOME, every preset, "
+                    "and nbgrader's course config. Prints one row per check with a fix for "
+                    "each problem (docs/deploy.md); exits 1 when a check FAILs, else 0.")
+    doctor.add_argument("--profile", choices=("quick", "full"), default="quick",
+                        help="full: missing VOC/ADE20K or ImageNet weights FAIL (default "
+                             "quick: they only warn)")
+    doctor.add_argument("--root", type=Path, metavar="COURSE",
+                        help="course directory whose nbgrader_config.py to check (default: "
+                             "the working directory, if it holds one)")
+    doctor.add_argument("--json", action="store_true",
+                        help="print the rows as JSON instead of a table")
+    doctor.set_defaults(func=_cmd_doctor)
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one line (and exit code 2)."""
 
@@ -228,7 +263,7 @@ def _add_train(sub) -> None:
                     "processes (DDP); only rank 0 writes.")
     what = train.add_mutually_exclusive_group(required=True)
     what.add_argument("--preset", metavar="NAME",
-                      help="a preset from configs/ (see --list-presets)")
+                      help="a preset from labkit/presets/ (see --list-presets)")
     what.add_argument("--config", type=Path, metavar="FILE", help="a YAML or JSON config file")
     what.add_argument("--list-presets", action="store_true", help="list the presets and exit")
     train.add_argument("--runs-dir", type=Path, default=Path("runs"),
@@ -382,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train(sub)
     _add_run_commands(sub)
+    _add_doctor(sub)
     from labkit.grading.cli import add_course_parser
 
     add_course_parser(sub)
