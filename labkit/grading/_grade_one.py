@@ -1,18 +1,25 @@
-"""Grade one student's lab: ``python -m labkit.grading._grade_one SPEC`` (a JSON object).
+"""Grade one student's lab: the module run with one argument, SPEC (a JSON object).
 
-A process of its own per submission, started by :func:`labkit.grading.autograde.autograde`,
+A process of its own per submission, started by :func:`labkit.grading.autograde.autograde`
+(``python -I`` on the grader's own labkit, :func:`labkit.grading._bootstrap.module_argv`),
 so that a crash, a hang or a kill ends one student's grading and nothing else. It checks the
 submitted folder, then runs nbgrader's own autograde converter for the student in this
 process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of ``Execute`` and
 missing grade cells added back. Its last line on stdout is the outcome as JSON:
 ``{"status": "graded" | "failed", "reason": str, "score": float | null, "max_score": ...}``.
+When nbgrader fails, the reason is the deepest cause: the exception the judge raised (a
+:class:`~labkit.grading.sandbox.SandboxError`, a :class:`~labkit.grading.judge.JudgeError`
+for a judge that never started), else the first exception of the last traceback nbgrader
+logged; never nbgrader's own "see the above traceback".
 It exits when the pipe SPEC's ``lifeline`` names reaches its end: a grader killed with
 SIGKILL takes its workers along.
 """
 
 import json
 import os
+import re
 import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -44,6 +51,36 @@ def check_submission(folder: Path, lab: str) -> tuple[str | None, str]:
                 "save it in Jupyter 4 or later, then grade again."), ""
     extra = [name for name in found if name != f"{lab}.ipynb"]
     return None, f"ignored extra notebook(s): {', '.join(extra)}" if extra else ""
+
+
+_LOGGED = "[ERROR] Traceback (most recent call last):"  # nbgrader logs format_exc() so,
+_EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*: \S.*$", re.M)  # its lines after the first indented
+
+
+def deepest(exc: BaseException) -> str:
+    """``"Type: message"`` of the innermost exception ``exc`` was raised from or during."""
+    seen = {id(exc)}
+    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
+        seen.add(id(inner))
+        exc = inner
+    return f"{type(exc).__name__}: {exc}"
+
+
+def nbgrader_cause(result: dict) -> str:
+    """Why ``NbGraderAPI.autograde`` failed: the innermost exception the judge raised, else
+    the first (innermost) exception of the last traceback nbgrader logged."""
+    from labkit.grading.judge import JudgePreprocessor
+
+    if JudgePreprocessor.failures:
+        return deepest(JudgePreprocessor.failures[-1])
+    log_text = result.get("log") or ""
+    if _LOGGED in log_text:  # one record: up to the next "[LEVEL] ..." line
+        chunk = textwrap.dedent(log_text.rsplit(_LOGGED, 1)[1].split("\n[", 1)[0])
+        found = _EXCEPTION.search(chunk)  # frames stay indented; the first is the innermost
+        if found:
+            return found.group(0)
+    return ("no exception in nbgrader's log; run `nbgrader autograde` for this student in "
+            "the course folder to see it")
 
 
 def _drop_duplicate_ids():
@@ -108,9 +145,8 @@ def grade(spec: dict) -> dict:
         data=spec.get("data", ""))
     result = NbGraderAPI(config=config).autograde(lab, student, force=True, create=True)
     if not result.get("success"):
-        lines = (result.get("error") or result.get("log") or "nbgrader failed").strip()
         return {"status": "failed", "reason": "nbgrader autograde failed: "
-                + lines.splitlines()[-1][:300], "score": None, "max_score": None}
+                + nbgrader_cause(result)[:500], "score": None, "max_score": None}
     with Gradebook(f"sqlite:///{gradebook_path(root)}") as gb:
         sub = gb.find_submission(lab, student)
         score, max_score = float(sub.score), float(sub.max_score)
@@ -119,7 +155,8 @@ def grade(spec: dict) -> dict:
     if judged is not None and not judged.finished:
         notes.append(f"the judge stopped early: {judged.sandbox.reason or 'no reason given'}")
     if judged is not None and not judged.sandbox.sandboxed:
-        notes.append("judged with resource limits only (no bubblewrap)")
+        notes.append("judged with resource limits only (no bubblewrap)"
+                     + (" as the grader's own user" if spec["uid"] is None else ""))
     return {"status": "graded", "reason": "; ".join(notes), "score": score,
             "max_score": max_score}
 

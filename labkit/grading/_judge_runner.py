@@ -1,7 +1,8 @@
 """The judge's own process, inside the sandbox: a submission's cells in plain Python.
 
-Run as ``python -I -m labkit.grading._judge_runner`` by :func:`labkit.grading.judge.run_judge`,
-which writes the program to its standard input as JSON::
+Run by :func:`labkit.grading.judge.run_judge` (``python -I`` on the grader's own labkit,
+:func:`labkit.grading._bootstrap.module_argv`), which writes the program to its standard
+input as JSON::
 
     {"nonce": str, "results": path, "cell_timeout": seconds, "modules": [name, ...],
      "prelude": source, "cells": [{"index": int, "test": bool, "source": str}, ...]}
@@ -16,7 +17,11 @@ test and exits 0 only if it raised nothing and the library is still intact after
 holds only the thread that made it, so nothing the student left running can touch the test.
 
 One JSON line per cell goes to ``results``, prefixed by ``nonce``; lines without it are
-ignored by the grader, and a test cell with no line is a failed test.
+ignored by the grader, and a test cell with no line is a failed test. Before that, once its
+imports and the snapshot are done and before any student code runs, the runner writes
+``{"started": true}``: a run without it failed for a reason of the grader's (a labkit that
+does not import, limits too small for the imports), never of the student's, and is not
+scored.
 """
 
 import functools
@@ -259,6 +264,8 @@ def main() -> None:
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     exec("from IPython.display import display", namespace)  # noqa: S102 - as in a kernel
     snapshot = _snapshot()
+    results.write(f"{nonce} {json.dumps({'started': True})}\n")  # no student code ran yet
+    results.flush()
     for cell in program["cells"]:
         own_globals.update(own)
         if cell["test"]:

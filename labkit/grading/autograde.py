@@ -8,6 +8,24 @@ with the reason, and the batch goes on. Every student ends with a grading record
 (:func:`~labkit.grading.instance.write_record`), written atomically after nbgrader has stored
 the grade, so a run killed at any point and started again regrades whoever has no up-to-date
 record; nbgrader keeps one submission and one grade per cell, so nothing is counted twice.
+A grading that failed (the student's notebook unreadable, or the grader's fault: a judge that
+never started, nbgrader failing) is recorded ``failed`` with its deepest cause and graded
+again by the next run; only a ``graded`` record is ever skipped.
+
+Before anyone is graded, a preflight runs an empty notebook through the judge exactly as the
+students' will run (same sandbox mode, an unprivileged uid): a machine on which grading
+cannot work is one :class:`GradingUnavailable` error, with the cause and the fix, not a
+class of failed students. One case is worked around instead. Without bubblewrap (absent, or
+``sandbox=False``), a root grader drops the judge to an unprivileged uid, which cannot run an
+interpreter (or import a labkit) under a folder only root may enter (pyenv's
+``/root/.pyenv``, root's home being ``0700``). Copying the interpreter and its packages
+somewhere reachable costs gigabytes, and no uid but root may enter such a folder; so when
+the preflight's judge fails as that uid and works as the grader itself, the judges run as the
+grader's own user: with the memory, CPU, output and wall-clock limits but not the process cap
+(Linux exempts root), and with the grader's file access, so student code could change the
+gradebook. A loud warning says so (once per process) and each student's grading note too.
+The fix is bubblewrap (inside it every uid reaches the interpreter) or a Python and labkit
+outside ``/root``.
 """
 
 from __future__ import annotations
@@ -18,7 +36,6 @@ import os
 import queue
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,14 +44,22 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from labkit.grading._bootstrap import module_argv
 from labkit.grading.bwrap import bwrap_available
 from labkit.grading.course import CourseError, check_lab
 from labkit.grading.instance import read_record, read_students, write_record
-from labkit.grading.sandbox import NOBODY
+from labkit.grading.sandbox import NOBODY, Limits, SandboxError
 
-__all__ = ["Outcome", "autograde", "submitted_students"]
+__all__ = ["GradingUnavailable", "Outcome", "autograde", "submitted_students"]
 
 log = logging.getLogger(__name__)
+
+_PREFLIGHT_SECONDS = 120  # an empty notebook: the runner's imports, on a busy machine
+_AS_ROOT_WARNED: list[bool] = []  # the warning that judges run as root: once per process
+
+
+class GradingUnavailable(CourseError):
+    """Grading cannot run on this machine as asked; nobody was graded."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +117,49 @@ def _draw_shapes(folder: Path) -> str:
         return ""
 
 
+def _preflight(root: Path, lab: str, *, sandbox: bool, memory_mb: int) -> bool:
+    """Run an empty notebook through the judge as the students' will run; whether the judges
+    may drop to unprivileged uids (``False``: they run as the grader's own user)."""
+    import nbformat
+
+    from labkit.grading.judge import judge_program, run_judge
+
+    program = judge_program(nbformat.v4.new_notebook(), prelude="", modules=[],
+                            cell_timeout=60.0)
+    limits = Limits(memory_mb=memory_mb, wall_seconds=_PREFLIGHT_SECONDS,
+                    cpu_seconds=_PREFLIGHT_SECONDS)
+    mode = "bubblewrap" if sandbox else "resource limits only"
+    # A root grader with limits only may fall back to itself (see the module's docstring).
+    uids = [NOBODY - 1, *([None] if not sandbox and os.geteuid() == 0 else [])]
+    problems = []
+    for uid in uids:
+        try:
+            result = run_judge(program, limits=limits, hide=[str(root)],
+                               bwrap=None if sandbox else False, uid=uid)
+            why = result.grader_failure() or (None if result.finished else
+                                              f"the judge stopped early ({result.sandbox.reason})")
+        except SandboxError as exc:
+            why = f"SandboxError: {exc}"
+        if why is None:
+            break
+        who = "as the grader's own user" if uid is None else f"as uid {uid}"
+        problems.append(f"{who}: {why}")
+    else:
+        raise GradingUnavailable(
+            f"cannot grade {lab}: an empty notebook does not get through the judge here "
+            f"({mode}): {'; '.join(problems)}. Nobody was graded: fix that (a memory limit: "
+            "raise --memory-mb; an import that fails: repair labkit's environment; a folder "
+            "that bars the way: install bubblewrap or chmod o+x it) and grade again.")
+    if uid is None and not _AS_ROOT_WARNED:
+        _AS_ROOT_WARNED.append(True)
+        log.warning("STUDENT CODE RUNS AS ROOT: with limits only, the unprivileged uid cannot "
+                    "run the judge (%s). Student code keeps root's file access (it could change "
+                    "the gradebook) and no process cap applies. Install bubblewrap (apt-get "
+                    "install bubblewrap), or use a Python and labkit outside root's home (or "
+                    "chmod o+x the folders on their way).", problems[0])
+    return uid is not None
+
+
 def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
            uids: queue.SimpleQueue) -> Outcome:
     uid = uids.get()  # a uid per running judge: the process cap counts all of a uid's processes
@@ -104,8 +172,8 @@ def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
 def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) -> Outcome:
     started = time.monotonic()
     lifeline, keep = os.pipe()  # the worker exits when `keep` closes: when this process dies
-    args = [sys.executable, "-m", "labkit.grading._grade_one",
-            json.dumps(dict(spec, root=str(root), lab=lab, student=student, lifeline=lifeline))]
+    args = module_argv("labkit.grading._grade_one", json.dumps(
+        dict(spec, root=str(root), lab=lab, student=student, lifeline=lifeline)))
     try:
         with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, pass_fds=(lifeline,),
@@ -123,9 +191,10 @@ def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) ->
     try:
         outcome = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
     except (ValueError, IndexError):
-        tail = err.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        lines = [line.strip() for line in err.decode(errors="replace").splitlines()
+                 if line.strip()]
         outcome = {"status": "failed", "reason": f"the grading process ended with status "
-                   f"{proc.returncode}: {tail[0][:300]}"}
+                   f"{proc.returncode}: {' / '.join(lines[-3:]) or 'no output'}"[:600]}
     seconds = time.monotonic() - started
     write_record(root, lab, student, status=outcome["status"], seconds=seconds,
                  reason=outcome.get("reason", ""))
@@ -158,6 +227,8 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
 
     Raises:
         CourseError: the lab is not in the course, a student is unknown, or ``jobs`` < 1.
+        GradingUnavailable: the preflight found that grading cannot run here (the cause and
+            the fix in the message); nobody was graded.
     """
     root = Path(root).resolve()
     check_lab(root, lab)
@@ -179,6 +250,7 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
         sandbox = False  # said once here, not once per student in each worker
     skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
     todo = [s for s in chosen if s not in skipped]
+    drop = _preflight(root, lab, sandbox=sandbox, memory_mb=memory_mb) if todo else True
     drawn = None  # a lab that never imports labkit trains on nothing
     if todo and shapes is None and \
             "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8"):
@@ -188,14 +260,14 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
             "cell_timeout": float(cell_timeout or min(timeout, 300)), "data": str(shapes or "")}
     try:
         return _run(root, lab, todo, skipped, spec, jobs=jobs, timeout=timeout,
-                    progress=progress)
+                    progress=progress, drop=drop)
     finally:
         if drawn is not None:
             shutil.rmtree(drawn, ignore_errors=True)
 
 
 def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, *, jobs: int,
-         timeout: float, progress: bool) -> list[Outcome]:
+         timeout: float, progress: bool, drop: bool) -> list[Outcome]:
     outcomes = [Outcome(s, "skipped", "graded after its last change", None, None, 0.0)
                 for s in skipped]
     log.info("%s: grading %d submission(s) with %d job(s), %d up to date", lab, len(todo),
@@ -205,7 +277,7 @@ def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, 
         # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
         uids = queue.SimpleQueue()
         for slot in range(jobs):
-            uids.put(NOBODY - 1 - slot)
+            uids.put(NOBODY - 1 - slot if drop else None)
         futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, uids) for s in todo]
         for future in as_completed(futures):
             outcomes.append(future.result())

@@ -15,6 +15,14 @@ writes the outputs nbgrader then scores from:
 - an output that quotes a line of the hidden tests is withheld.
 
 ``execute_result`` outputs, which nbgrader reads as partial credit, are never written.
+
+A judge that never started (the runner reports ``started`` after its own imports, before any
+student code) failed for a reason of the grader's: :class:`JudgePreprocessor` raises
+:class:`JudgeError` with the sandbox's account and the runner's last lines of output, so
+nbgrader stores no score and the submission is recorded as failed, to be graded again,
+never as a 0. Every exception the preprocessor raises is kept in
+``JudgePreprocessor.failures``: nbgrader's converter only logs it, and the grading worker
+reports it as the cause.
 """
 
 from __future__ import annotations
@@ -36,9 +44,10 @@ from nbgrader import utils as nbutils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, List, Unicode
 
+from labkit.grading._bootstrap import module_argv
 from labkit.grading.sandbox import NOBODY, Limits, SandboxResult, run_sandboxed
 
-__all__ = ["JudgePreprocessor", "JudgeResult", "apply_verdicts", "hidden_lines",
+__all__ = ["JudgeError", "JudgePreprocessor", "JudgeResult", "apply_verdicts", "hidden_lines",
            "instructor_prelude", "judge_program", "run_judge"]
 
 log = logging.getLogger(__name__)
@@ -46,6 +55,11 @@ log = logging.getLogger(__name__)
 _HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", re.S)
 _MAGIC = re.compile(r"^([ \t]*)%matplotlib\b.*$", re.M)  # plots go to Agg in the judge
 WITHHELD = "[output withheld: it quotes the hidden tests]"
+TAIL_LINES = 3  # of the runner's output, in the reason a judge that never started gives
+
+
+class JudgeError(RuntimeError):
+    """The judge could not judge: a failure of the grader or the machine, not of the student."""
 
 
 def _is_test(cell) -> bool:
@@ -129,26 +143,37 @@ class JudgeResult:
 
     Attributes:
         cells: index → ``{"output", "error", "passed"?}`` (``passed`` for test cells).
+        started: the runner got through its own imports; no student code ran before.
         finished: the runner reached the end of the notebook.
         sandbox: the sandbox's account of the run (limits hit, signals, its output tail).
     """
 
     cells: dict[int, dict]
+    started: bool
     finished: bool
     sandbox: SandboxResult
 
+    def grader_failure(self) -> str | None:
+        """Why the judge never started (``None`` if it did), with its last lines of output."""
+        if self.started:
+            return None
+        lines = [line.strip() for line in self.sandbox.output.splitlines() if line.strip()]
+        tail = " / ".join(lines[-TAIL_LINES:]) or "no output"
+        return (f"the judge did not start ({self.sandbox.reason or 'exited with status 0'}); "
+                f"its output ended: {tail}")
+
 
 def _kit_paths() -> tuple[list[str], list[str]]:
-    """What the judge must hide of the kit and bind back: the package, presets, the Python."""
+    """What the judge must hide of the kit and bind back: the package (presets included),
+    the Python."""
     package = Path(__file__).resolve().parents[1]
     kit = package.parent
     hide = [str(kit)] if (kit / "solutions").is_dir() else []  # an editable install's repo
-    readable = [str(package), os.path.realpath(sys.prefix)]
-    return hide, readable + ([str(kit / "configs")] if hide and (kit / "configs").is_dir() else [])
+    return hide, [str(package), os.path.realpath(sys.prefix)]
 
 
 def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: bool | None = None,
-              uid: int = NOBODY, data: str = "") -> JudgeResult:
+              uid: int | None = NOBODY, data: str = "") -> JudgeResult:
     """Run ``program`` (from :func:`judge_program`) in a fresh scratch folder, sandboxed.
 
     Args:
@@ -157,8 +182,13 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         hide: course paths the student must not see (the course root, the gradebook).
         bwrap: as for :func:`~labkit.grading.sandbox.run_sandboxed`.
         uid: whom a root grader runs the code as; judges running at the same time need
-            different ones, since the process cap counts every process of a uid.
+            different ones, since the process cap counts every process of a uid. ``None``:
+            the grader's own user (see :func:`~labkit.grading.sandbox.run_sandboxed`).
         data: a Shapes set to read (read-only, as ``$LABKIT_DATA``) instead of drawing one.
+
+    Raises:
+        SandboxError: the sandbox cannot run the judge as asked (bwrap required but
+            unusable, the interpreter out of ``uid``'s reach).
     """
     kit_hide, readable = _kit_paths()
     scratch = Path(tempfile.mkdtemp(prefix="labkit-judge-"))
@@ -174,11 +204,10 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         if data and os.path.isdir(data):
             env["LABKIT_DATA"] = data
             readable = [*readable, data]
-        ran = run_sandboxed([sys.executable, "-I", "-m", "labkit.grading._judge_runner"],
-                            scratch=scratch, limits=limits, env=env, bwrap=bwrap, stdin=payload,
+        ran = run_sandboxed(module_argv("labkit.grading._judge_runner"), scratch=scratch, limits=limits, env=env, bwrap=bwrap, stdin=payload,
                             hide=[*hide, *kit_hide, os.path.expanduser("~")],
                             readable=readable, uid=uid)
-        cells, finished = {}, False
+        cells, started, finished = {}, False, False
         for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
             tag, _, body = line.partition(" ")
             if tag != nonce:
@@ -187,11 +216,13 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
                 record = json.loads(body)
             except ValueError:
                 continue
-            if record.get("done"):
+            if record.get("started"):
+                started = True
+            elif record.get("done"):
                 finished = True
             elif isinstance(record.get("index"), int) and record["index"] not in cells:
                 cells[record["index"]] = record  # the first word on a cell is the runner's
-        return JudgeResult(cells, finished, ran)
+        return JudgeResult(cells, started, finished, ran)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -246,11 +277,20 @@ class JudgePreprocessor(NbGraderPreprocessor):
     timeout = Float(900.0, help="Wall-clock seconds for the whole notebook.").tag(config=True)
     memory_mb = Integer(6144, help="Memory (PSS) of the judge's processes, MiB.").tag(config=True)
     sandbox = Bool(True, help="Use bubblewrap where it works (False: limits only).").tag(config=True)
-    uid = Integer(NOBODY, help="Whom a root grader runs student code as.").tag(config=True)
+    uid = Integer(NOBODY, allow_none=True,
+                  help="Whom a root grader runs student code as (None: itself).").tag(config=True)
     data = Unicode("", help="A Shapes set for the judge to read ($LABKIT_DATA).").tag(config=True)
     reports: list[JudgeResult] = []  # every run's JudgeResult, for the grading worker to read
+    failures: list[BaseException] = []  # what preprocess raised: nbgrader only logs it
 
     def preprocess(self, nb, resources):
+        try:
+            return self._judge(nb, resources)
+        except BaseException as exc:
+            JudgePreprocessor.failures.append(exc)
+            raise
+
+    def _judge(self, nb, resources):
         program = judge_program(nb, prelude=self.prelude, modules=list(self.modules),
                                 cell_timeout=self.cell_timeout)
         limits = Limits(memory_mb=self.memory_mb, wall_seconds=self.timeout,
@@ -258,6 +298,8 @@ class JudgePreprocessor(NbGraderPreprocessor):
         result = run_judge(program, limits=limits, hide=list(self.hide),
                            bwrap=None if self.sandbox else False, uid=self.uid, data=self.data)
         JudgePreprocessor.reports.append(result)
+        if why := result.grader_failure():
+            raise JudgeError(why)  # no score: nbgrader fails this submission, not the student
         self.log.info("judge: %d of %d cells reported, finished=%s, %s", len(result.cells),
                       len(program["cells"]), result.finished, result.sandbox.reason or "exit 0")
         return apply_verdicts(nb, result, hidden=set(self.hidden)), resources

@@ -18,6 +18,13 @@ must not run under the limits.) Outside, a watchdog thread sums the resident mem
 process tree from ``/proc`` (proportional set sizes: a fork's shared pages count once) and
 enforces ``memory_mb`` and the wall clock.
 
+``uid=None`` runs the command as the grader's own user: no drop, so a root grader's command
+keeps root's file access and ``RLIMIT_NPROC`` does not bind it (the memory, CPU, output and
+wall-clock limits still do). :func:`labkit.grading.autograde.autograde` asks for it only with
+limits only, when its preflight finds that the unprivileged uid cannot run the judge (an
+interpreter under root's ``0700`` home, as pyenv puts it) but the grader can, and says so in
+a loud warning.
+
 Measured here (torch 2.14, CUDA build, no GPU): ``import torch, torchvision`` and a ResNet-18
 step reach 3.9 GB of address space and fail under a 3 GB ``RLIMIT_AS``; a notebook kernel run
 by ``jupyter nbconvert`` reaches 4.5 GB and 18 threads. Hence ``RLIMIT_AS`` is ``memory_mb``
@@ -220,7 +227,7 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
                   hide: Iterable[str | os.PathLike] = (),
                   readable: Iterable[str | os.PathLike] = (), limits: Limits,
                   env: Mapping[str, str] | None = None, bwrap: bool | None = None,
-                  uid: int = NOBODY, stdin: bytes = b"") -> SandboxResult:
+                  uid: int | None = NOBODY, stdin: bytes = b"") -> SandboxResult:
     """Run ``argv`` in ``scratch`` under bubblewrap (where it works) and ``limits``.
 
     A root grader runs the command as ``uid`` (gid the same number) and first hands
@@ -241,7 +248,8 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
             ``scratch``.
         bwrap: ``None``: bubblewrap where it works, else limits only with a warning;
             ``True``: bubblewrap or :class:`SandboxError`; ``False``: limits only.
-        uid: whom a root grader runs the code as.
+        uid: whom a root grader runs the code as; ``None``: the grader's own user (no
+            drop; a root grader's code then keeps root's file access).
         stdin: what the command reads on its standard input (then end of file).
 
     Returns:
@@ -276,7 +284,7 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
         readable.append(os.path.realpath(sys.base_prefix))
     if sandboxed and _in_tmpfs(os.path.abspath(sys.prefix), tmpfs, readable):
         readable.append(os.path.abspath(sys.prefix))  # a virtual environment under /tmp
-    drop = os.geteuid() == 0
+    drop = os.geteuid() == 0 and uid is not None
     if drop:
         _hand_over(scratch, shutil.which(argv[0], path=env.get("PATH")) or argv[0], uid,
                    tmpfs=tmpfs, binds=[*readable, str(scratch)] if sandboxed else [])

@@ -19,19 +19,30 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from labkit.grading import CourseError, fill_solutions, lab_scores, read_record
-from labkit.grading._grade_one import check_submission
-from labkit.grading.autograde import autograde, submitted_students
-from labkit.grading.instance import init_course
+from nbgrader.preprocessors import SaveAutoGrades
+
+import labkit.grading.autograde as autograde_module
+from labkit.cli import main
+from labkit.grading import CourseError, fill_solutions, judge, lab_scores, read_record, sandbox
+from labkit.grading._grade_one import check_submission, grade
+from labkit.grading.autograde import GradingUnavailable, autograde, submitted_students
+from labkit.grading.cli import format_outcomes, format_status
+from labkit.grading.instance import course_status, init_course
+from labkit.grading.judge import JudgePreprocessor
+from labkit.grading.sandbox import SandboxError
 from tests.grading.conftest import write_toy_lab
 
 LAB = "toy"
 FAST = {"timeout": 60, "memory_mb": 1500, "progress": False}
 
 
-def _course(tmp_path: Path, students: list[str]) -> Path:
+def _course(tmp_path: Path, students: list[str], *, setup: str = "") -> Path:
     kit = tmp_path / "kit"
-    write_toy_lab(kit)
+    source = write_toy_lab(kit)
+    if setup:  # an instructor's setup cell, before the answer: its imports load in the judge
+        nb = nbformat.read(source, as_version=4)
+        nb.cells.insert(1, nbformat.v4.new_code_cell(setup))
+        nbformat.write(nb, source)
     (kit / "nbgrader_config.py").write_text(
         (Path(__file__).resolve().parents[2] / "nbgrader_config.py").read_text())
     table = tmp_path / "students.csv"
@@ -44,7 +55,8 @@ def _hand_in(root: Path, student: str, kind: str) -> None:
     source = nbformat.read(root / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
     nb = {"right": lambda: fill_solutions(release, source), "blank": lambda: release}[kind]()
     if kind == "right" and student.endswith("3"):  # visible test passes, hidden one fails
-        nb.cells[1].source = "def add_one(x):\n    return 2 if x == 1 else 0\n"
+        [answer] = [c for c in nb.cells if c.source.startswith("def add_one")]
+        answer.source = "def add_one(x):\n    return 2 if x == 1 else 0\n"
     folder = root / "submitted" / student / LAB
     folder.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, folder / f"{LAB}.ipynb")
@@ -194,3 +206,122 @@ def test_cli_prints_the_table_and_fails_on_failures(tmp_path):
     assert "| ok | graded | 2 / 3 |" in proc.stdout
     assert "| broken | failed |" in proc.stdout
     assert "1 graded, 1 failed, 0 up to date" in proc.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader drops the judge to another uid")
+def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(tmp_path, monkeypatch,
+                                                                        caplog):
+    """With limits only, where the sandbox's uid cannot reach the interpreter (a pyenv under
+    root's 0700 home; forced where it can), is the solution graded full and the blank 0,
+    with one loud warning saying the judges run as root?"""
+    python = Path(os.path.realpath(sys.executable))
+    real = sandbox._unreachable
+    monkeypatch.setattr(sandbox, "_unreachable", lambda path, uid, *rest: real(
+        path, uid, *rest) or ("forced by the test" if path == python else None))
+    monkeypatch.setattr(autograde_module, "_AS_ROOT_WARNED", [])
+    root = _course(tmp_path, ["ann", "bob"])
+    _hand_in(root, "ann", "right")
+    _hand_in(root, "bob", "blank")
+    with caplog.at_level("WARNING", logger="labkit.grading.autograde"):
+        outcomes = autograde(root, LAB, sandbox=False, jobs=2, **FAST)
+        autograde(root, LAB, sandbox=False, students=["ann"], **FAST)  # no second warning
+    assert [o.status for o in outcomes] == ["graded", "graded"], outcomes
+    assert _scores(root) == {"ann": 2.0, "bob": 0.0}
+    assert all("own user" in o.reason for o in outcomes)
+    warned = [r.getMessage() for r in caplog.records if "RUNS AS ROOT" in r.getMessage()]
+    assert len(warned) == 1 and "cannot reach" in warned[0]
+
+
+def test_grading_from_inside_another_checkout_uses_the_graders_labkit(tmp_path, monkeypatch):
+    """Run from a folder holding another labkit (one that fails when imported), with it on
+    PYTHONPATH too, do the worker and the judge import the grader's labkit and grade the
+    solution full?"""
+    other = tmp_path / "other"
+    (other / "labkit").mkdir(parents=True)
+    (other / "labkit" / "__init__.py").write_text("raise ImportError('the other labkit')\n")
+    root = _course(tmp_path, ["ann"])
+    _hand_in(root, "ann", "right")
+    monkeypatch.chdir(other)
+    monkeypatch.setenv("PYTHONPATH", str(other))
+    [outcome] = autograde(root, LAB, **FAST)
+    assert outcome.status == "graded" and outcome.score == 2.0, outcome
+    assert _scores(root) == {"ann": 2.0}
+
+
+def test_a_judge_that_cannot_start_fails_the_submission_and_is_regraded(tmp_path, capsys):
+    """When the judge dies before any student code runs (here the lab's `import torch`
+    passes the memory cap; an empty notebook does not), is each submission failed with that
+    cause in the outcome, the record, the status and both CLI tables, never graded 0, and
+    graded by the next --resume run?"""
+    root = _course(tmp_path, ["ann", "bob"], setup="import torch")
+    _hand_in(root, "ann", "right")
+    _hand_in(root, "bob", "blank")
+    cause = "JudgeError: the judge did not start (memory limit of 150 MB exceeded)"
+    code = main(["course", "autograde", LAB, "--root", str(root), "--jobs", "2",
+                 "--memory-mb", "150", "--timeout", "60"])
+    table = capsys.readouterr().out
+    assert code == 1
+    assert table.count(f"| failed |  | ") == 2 and table.count(cause) == 2, table
+    for student in ("ann", "bob"):
+        assert read_record(root, LAB, student).status == "failed"
+        assert cause in read_record(root, LAB, student).reason
+    rows = course_status(root, labs=[LAB])
+    assert [(r.state, r.graded) for r in rows] == [("failed", False)] * 2
+    assert main(["course", "status", "--root", str(root)]) == 0
+    assert capsys.readouterr().out.count(cause) == 2
+    assert format_status(rows).count(cause) == 2
+    outcomes = autograde(root, LAB, resume=True, jobs=2, **FAST)
+    assert [(o.status, o.score) for o in outcomes] == [("graded", 2.0), ("graded", 0.0)]
+    assert _scores(root) == {"ann": 2.0, "bob": 0.0}
+    assert cause not in format_outcomes(outcomes, 1.0)
+
+
+def test_preflight_refuses_once_before_anyone_is_graded(tmp_path, monkeypatch, capsys):
+    """When no judge can start here (forced: its command fails with an ImportError), does
+    autograde raise one GradingUnavailable naming the cause before grading anyone, and the
+    CLI print it as one line with exit code 2?"""
+    root = _course(tmp_path, ["ann", "bob"])
+    _hand_in(root, "ann", "right")
+    _hand_in(root, "bob", "blank")
+    crash = "import sys\nsys.exit('ImportError: forced by the test')"
+    monkeypatch.setattr(judge, "module_argv", lambda *a, **k: [sys.executable, "-I", "-c", crash])
+    with pytest.raises(GradingUnavailable, match="did not start .*ImportError: forced by the"):
+        autograde(root, LAB, **FAST)
+    assert [read_record(root, LAB, s) for s in ("ann", "bob")] == [None, None]
+    assert main(["course", "autograde", LAB, "--root", str(root)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "cannot grade toy" in errors[0] and "forced by" in errors[0]
+    assert _submissions(root) == {}
+
+
+def test_nbgrader_failures_carry_the_deepest_cause(tmp_path, monkeypatch):
+    """When the judge's sandbox refuses, or a later nbgrader step fails, is the reason the
+    innermost exception's type and message, never nbgrader's "see the above traceback"?"""
+    root = _course(tmp_path, ["ann"])
+    _hand_in(root, "ann", "right")
+    spec = {"root": str(root), "lab": LAB, "student": "ann", "timeout": 60.0,
+            "cell_timeout": 30.0, "memory_mb": 1500, "sandbox": False, "uid": None, "data": ""}
+    barred = "uid 65534 cannot reach /opt/py: /opt (mode drwx------, uid 0) bars the way"
+
+    def refuse(*args, **kwargs):
+        raise SandboxError(barred)
+
+    monkeypatch.setattr(judge, "run_sandboxed", refuse)
+    monkeypatch.setattr(JudgePreprocessor, "failures", [])
+    outcome = grade(spec)
+    assert (outcome["status"], outcome["score"]) == ("failed", None)
+    assert outcome["reason"] == f"nbgrader autograde failed: SandboxError: {barred}"
+
+    def no_space(self, nb, resources):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError as exc:
+            raise RuntimeError("could not save the grades") from exc
+
+    monkeypatch.undo()
+    monkeypatch.setattr(SaveAutoGrades, "preprocess", no_space)
+    monkeypatch.setattr(JudgePreprocessor, "failures", [])
+    outcome = grade(spec)
+    assert outcome["reason"] == \
+        "nbgrader autograde failed: OSError: [Errno 28] No space left on device"
+    assert "see the" not in outcome["reason"]

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from labkit.grading.judge import (WITHHELD, apply_verdicts, hidden_lines, instructor_prelude,
-                                  judge_program, run_judge)
-from labkit.grading.sandbox import Limits
+from labkit.grading import judge
+from labkit.grading.bwrap import bwrap_available
+from labkit.grading.judge import (WITHHELD, JudgeError, JudgePreprocessor, apply_verdicts,
+                                  hidden_lines, instructor_prelude, judge_program, run_judge)
+from labkit.grading.sandbox import NOBODY, Limits, _unreachable
 
 HIDDEN = "assert add(2, 2) == 4, 'hidden add check'"
+# As autograde runs its judges: the grader's own user where, with limits only, the sandbox's
+# uid cannot reach this interpreter (a root grader's pyenv under /root); else uid NOBODY.
+UID = None if os.geteuid() == 0 and not bwrap_available() and \
+    _unreachable(Path(os.path.realpath(sys.executable)), NOBODY, [], []) else NOBODY
 
 
 def _test_cell(source: str, grade_id: str) -> nbformat.NotebookNode:
@@ -39,7 +47,8 @@ def _notebook(*cells) -> nbformat.NotebookNode:
 
 def _judge(nb, prelude="import numpy as np", **kw):
     program = judge_program(nb, prelude=prelude, modules=["numpy"], cell_timeout=20)
-    return run_judge(program, limits=Limits(memory_mb=1500, wall_seconds=60), **kw)
+    return run_judge(program, limits=Limits(memory_mb=1500, wall_seconds=60),
+                     **{"uid": UID, **kw})
 
 
 def _verdicts(nb, result, **kw) -> dict[str, str | None]:
@@ -81,7 +90,8 @@ def test_passing_and_failing_tests():
                    _test_cell("assert add(1, 1) == 3, 'add(1, 1): expected 3'", "t_bad"),
                    "import os\nos._exit(0)", _test_cell("assert True", "t_after"))
     result = _judge(nb)
-    assert not result.finished
+    assert result.started and not result.finished
+    assert result.grader_failure() is None
     verdicts = _verdicts(nb, result)
     assert verdicts["t_ok"] is None
     assert verdicts["t_bad"] == "AssertionError: add(1, 1): expected 3"
@@ -158,9 +168,30 @@ def test_a_cell_past_its_time_limit_is_stopped_and_the_notebook_goes_on():
     """Is a looping cell stopped at the per-cell limit, with later tests still judged?"""
     nb = _notebook("while True:\n    pass", _test_cell("assert 1 + 1 == 2", "t_after_loop"))
     program = judge_program(nb, prelude="", modules=[], cell_timeout=2)
-    result = run_judge(program, limits=Limits(memory_mb=1500, wall_seconds=60))
+    result = run_judge(program, limits=Limits(memory_mb=1500, wall_seconds=60), uid=UID)
     assert result.finished
     apply_verdicts(nb, result)
     [error] = [o for o in nb.cells[0].outputs if o.output_type == "error"]
     assert error.ename == "TimeoutError"
     assert _verdicts(nb, result) == {"t_after_loop": None}
+
+
+def test_a_judge_that_never_starts_is_the_graders_failure(monkeypatch):
+    """When the runner dies before its "started" record (a labkit that does not import),
+    is that a JudgeError carrying the runner's last lines, never a notebook of failed tests?"""
+    crash = ("import sys\nprint('loading labkit', flush=True)\n"
+             "sys.exit('ImportError: cannot import name judge_program')")
+    monkeypatch.setattr(judge, "module_argv",
+                        lambda *a, **k: [sys.executable, "-I", "-c", crash])
+    nb = _notebook("def add(a, b):\n    return a + b", _test_cell("assert add(1, 1) == 2", "t"))
+    result = _judge(nb)
+    assert not result.started and result.cells == {}
+    why = result.grader_failure()
+    assert "exited with status 1" in why
+    assert why.endswith("loading labkit / ImportError: cannot import name judge_program")
+    monkeypatch.setattr(JudgePreprocessor, "failures", [])
+    preprocessor = JudgePreprocessor(uid=UID, memory_mb=1500, timeout=60.0)
+    with pytest.raises(JudgeError, match="cannot import name judge_program"):
+        preprocessor.preprocess(nb, {})
+    assert [type(e) for e in JudgePreprocessor.failures] == [JudgeError]
+    assert all(not cell.get("outputs") for cell in nb.cells)  # nothing for nbgrader to score

@@ -368,6 +368,22 @@ def test_unreachable_program_is_refused(scratch):
         shutil.rmtree(locked)
 
 
+@pytest.mark.skipif(not ROOT, reason="only a root grader drops to another uid")
+def test_uid_none_runs_as_the_grader_with_the_limits(scratch):
+    """With ``uid=None``, does a root grader run, as itself and under the limits, a program
+    out of the unprivileged uid's reach (autograde's fallback for a Python under /root)?"""
+    locked = scratch.parent / f"{scratch.name}-locked"
+    locked.mkdir(mode=0o700)
+    try:
+        os.symlink(shutil.which("sh"), locked / "sh")
+        result = run_sandboxed([str(locked / "sh"), "-c", "id -u; ulimit -t"], scratch=scratch,
+                               limits=SMALL, bwrap=False, uid=None)
+    finally:
+        shutil.rmtree(locked)
+    assert result.returncode == 0, result
+    assert result.output.split() == [str(os.geteuid()), str(SMALL.cpu_seconds)]
+
+
 def test_fallback_warns_once(scratch, monkeypatch, caplog):
     """Without bwrap, is there one loud warning per process, and do results say so?"""
     monkeypatch.setattr(sandbox, "_WARNED", [])

@@ -1,0 +1,54 @@
+"""Start a labkit module in a new interpreter that imports the same labkit as this one.
+
+``python -m labkit.grading.x`` puts the working directory first on ``sys.path``: run from
+inside another labkit checkout (the kit repository an instructor maintains, next to the
+installed labkit), the grading worker imported that checkout's labkit while the judge
+imported the installed one, and the two did not agree. :func:`module_argv` starts
+``python -I -c BOOT WHERE MODULE ARGS...`` instead: isolated mode leaves out the working
+directory, ``PYTHONPATH`` and the user's site-packages; BOOT puts WHERE, the folder that
+holds this process's labkit, first on ``sys.path`` when it is not there already (an
+editable install's checkout), checks that ``import labkit`` finds that copy, and runs MODULE
+as ``__main__`` with ``sys.argv[1:]`` = ARGS. Both the grading worker
+(:mod:`labkit.grading._grade_one`) and the judge (:mod:`labkit.grading._judge_runner`) are
+started this way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import labkit
+
+_BOOT = """\
+import os, runpy, sys
+where, module = sys.argv[1:3]
+del sys.argv[1:3]
+if where not in sys.path:
+    sys.path.insert(0, where)
+import labkit
+found = os.path.realpath(labkit.__file__)
+if not found.startswith(where.rstrip(os.sep) + os.sep):
+    raise ImportError(f"the grader runs the labkit in {where} but this process imported "
+                      f"{found}; remove the other copy from this interpreter's path")
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def labkit_home() -> str:
+    """The folder holding this process's ``labkit`` package (resolved, no symlinks)."""
+    return os.path.dirname(os.path.dirname(os.path.realpath(labkit.__file__)))
+
+
+def module_argv(module: str, *args: str, python: str | None = None) -> list[str]:
+    """The command that runs ``module`` as ``__main__`` on this process's labkit.
+
+    Args:
+        module: e.g. ``"labkit.grading._judge_runner"``.
+        *args: its arguments (``sys.argv[1:]`` in the module).
+        python: the interpreter (default: this one, ``sys.executable``).
+
+    Returns:
+        ``[python, "-I", "-c", BOOT, labkit_home(), module, *args]``.
+    """
+    return [python or sys.executable, "-I", "-c", _BOOT, labkit_home(), module, *args]
