@@ -1,8 +1,9 @@
 """The course side of the kit: releasing labs with nbgrader, submissions, grades.
 
 A term's course is made with :mod:`~labkit.grading.instance` (``init``, status, grading
-records), filled by :mod:`~labkit.grading.collect`, and summed up by
-:mod:`~labkit.grading.export` (``grades.csv``) and :mod:`~labkit.grading.report`.
+records) from the kit :mod:`~labkit.grading.kit` finds, filled by
+:mod:`~labkit.grading.collect`, and summed up by :mod:`~labkit.grading.export`
+(``grades.csv``) and :mod:`~labkit.grading.report`.
 
 :mod:`~labkit.grading.autograde` grades a lab for the class, each submission judged in a
 sandbox (:mod:`~labkit.grading.judge`, :mod:`~labkit.grading.sandbox`);
@@ -22,6 +23,7 @@ _HOMES = {
                "lab_scores", "nbgrader", "release_labs", "stale_labs"],
     "export": ["export_grades", "grade_rows"],
     "instance": ["course_status", "init_course", "read_record", "write_record"],
+    "kit": ["locate_kit"],
     "report": ["class_report", "lab_summaries"],
     "submissions": ["fill_solutions", "replace_in_cell"],
     "autograde": ["Outcome"],  # the function: labkit.grading.autograde.autograde

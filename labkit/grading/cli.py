@@ -200,7 +200,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from labkit.grading.demo import course_demo
 
     demo = course_demo(args.out, labs=args.labs or None, jobs=args.jobs, timeout=args.timeout,
-                       cheat_labs=args.cheat_labs)
+                       cheat_labs=args.cheat_labs, kit=args.kit)
     print(demo.table(jobs=args.jobs))
     print(f"\ncourse in {demo.root}\ngrades: {demo.grades}\nreport: {demo.report}\n"
           f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}")
@@ -231,7 +231,8 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--students", type=Path, required=True, metavar="CSV",
                       help="students to import: id,first_name,last_name,email")
     init.add_argument("--kit", type=Path, metavar="DIR",
-                      help="the kit holding solutions/ (default: the labkit repository)")
+                      help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
+                           "(default: $LABKIT_KIT, else the checkout labkit runs from)")
     init.add_argument("--lab", dest="labs", action="append", metavar="LAB",
                       help="take only this lab, repeatable (default: every lab of the kit)")
     init.add_argument("--overwrite", action="store_true",
@@ -340,6 +341,9 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--cheat-lab", dest="cheat_labs", action="append", metavar="LAB",
                       help="the cheaters hand in this lab, repeatable (default: the first "
                            "lab only, to keep the demo short)")
+    demo.add_argument("--kit", type=Path, metavar="DIR",
+                      help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
+                           "(default: $LABKIT_KIT, else the checkout labkit runs from)")
     demo.add_argument("--jobs", type=int, default=2, help="submissions at once (default 2)")
     demo.add_argument("--timeout", type=float, default=600,
                       help="wall-clock seconds per notebook (default 600)")

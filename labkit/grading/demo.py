@@ -204,7 +204,8 @@ def _fresh(out: Path) -> None:
 
 def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jobs: int = 2,
                 timeout: float = 600.0, students: Sequence[str] = STUDENTS,
-                cheat_labs: Sequence[str] | None = None, progress: bool = True) -> CourseDemo:
+                cheat_labs: Sequence[str] | None = None, progress: bool = True,
+                kit: str | os.PathLike | None = None) -> CourseDemo:
     """Run the instructor's cycle on the Shapes set with a demo class.
 
     Args:
@@ -218,25 +219,29 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
             judged notebook costs 15-60 s of a core, and an attack that fails on one lab
             fails the same way on the others). The other students hand in every lab.
         progress: show the autograder's progress bars.
+        kit: the lab kit (default: :func:`~labkit.grading.kit.locate_kit`'s:
+            ``$LABKIT_KIT``, else the source checkout labkit runs from).
 
     Returns:
         The course, the scores from the gradebook and the files written.
 
     Raises:
-        CourseError: ``out`` holds something else, an unknown lab or student.
+        CourseError: ``out`` holds something else, an unknown lab or student, no kit.
     """
     from labkit.experiment import resolve_data_root
     from labkit.grading.autograde import autograde
     from labkit.grading.export import export_grades, grade_rows
     from labkit.grading.feedback import write_feedback
     from labkit.grading.instance import init_course
+    from labkit.grading.kit import locate_kit
     from labkit.grading.report import class_report
     from labkit.labs import lab_config
 
     started, out = time.monotonic(), Path(out)
     if unknown := [s for s in students if s not in STUDENTS]:
         raise CourseError(f"unknown demo student(s) {unknown}; expected some of {STUDENTS}.")
-    chosen = list(labs or available_labs(Path(__file__).resolve().parents[2]))
+    kit = locate_kit(kit)
+    chosen = list(labs or available_labs(kit))
     cheated = set(chosen[:1] if cheat_labs is None else cheat_labs)
     if unknown := sorted(cheated - set(chosen)):
         raise CourseError(f"cheat lab(s) {unknown} are not among the demo's labs {chosen}.")
@@ -247,7 +252,7 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
     with open(out / "students.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([["id", "first_name", "last_name"],
                                  *[[s, s.split("_")[0].title(), "Demo"] for s in students]])
-    root = init_course(out / "course", students_csv=out / "students.csv", labs=chosen)
+    root = init_course(out / "course", kit=kit, students_csv=out / "students.csv", labs=chosen)
     for lab in chosen:
         release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
         source = nbformat.read(root / "solutions" / lab / f"{lab}.ipynb", as_version=4)

@@ -34,6 +34,7 @@ from pathlib import Path
 from labkit._atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
+from labkit.grading.kit import locate_kit
 
 __all__ = ["STUDENT_COLUMNS", "GradingRecord", "StatusRow", "course_status", "init_course",
            "read_record", "read_students", "record_path", "write_record"]
@@ -99,7 +100,9 @@ def init_course(dest: str | os.PathLike, *, kit: str | os.PathLike | None = None
 
     Args:
         dest: the new course directory (created; must be empty unless ``overwrite``).
-        kit: the kit holding ``nbgrader_config.py`` and ``solutions/`` (default: this repository).
+        kit: the kit holding ``nbgrader_config.py`` and ``solutions/`` (default: found by
+            :func:`~labkit.grading.kit.locate_kit`: ``$LABKIT_KIT``, else the source
+            checkout labkit runs from).
         students_csv: students to import (see :func:`read_students`); none when omitted.
         labs: the labs to take (default: every lab in the kit's ``solutions/``).
         overwrite: in a folder that is not empty, replace the config and the chosen labs'
@@ -112,11 +115,8 @@ def init_course(dest: str | os.PathLike, *, kit: str | os.PathLike | None = None
     Raises:
         CourseError: no kit, an unknown lab, a bad CSV, or ``dest`` not empty (no ``overwrite``).
     """
-    dest, kit = Path(dest), Path(kit) if kit is not None else Path(__file__).resolve().parents[2]
+    dest, kit = Path(dest), locate_kit(kit)
     known = available_labs(kit)
-    if not (kit / "nbgrader_config.py").is_file() or not known:
-        raise CourseError(f"{kit} is not a lab kit: expected nbgrader_config.py and "
-                          "solutions/<lab>/<lab>.ipynb in it; pass the kit's folder (--kit).")
     if unknown := sorted(set(labs or []) - set(known)):
         raise CourseError(f"unknown lab(s) {unknown}; expected names from {kit / 'solutions'}: "
                           f"{known}.")

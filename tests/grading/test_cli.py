@@ -71,6 +71,15 @@ def test_init_errors_are_one_line(toy_course, tmp_path_factory, capsys):
     assert "has no gradebook.db" in capsys.readouterr().err
 
 
+def test_demo_takes_its_kit_from_kit(tmp_path, capsys):
+    """Does `course demo --kit` reach the demo: a folder that is no kit is one line naming
+    --kit, exit code 2, before the demo's folder is made?"""
+    assert main(["course", "demo", "--out", str(tmp_path / "demo"), "--kit", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("labkit course: error:") and "(from --kit) is not a lab kit" in err
+    assert "\n" not in err and not (tmp_path / "demo").exists()
+
+
 def test_export_and_report_commands(toy_course, capsys):
     """Do `labkit course export` and `report` write grades.csv and report.md, counting a
     student without a submission as missing?"""

@@ -59,6 +59,7 @@ def test_rows_agree_with_the_gradebook(demo):
     assert list(demo.lab_seconds) == [LAB] and demo.seconds >= demo.lab_seconds[LAB] > 0
 
 
+@pytest.mark.needs("bwrap")  # with limits only the course is in plain view, as README says
 def test_gradebook_attack_finds_nothing(demo):
     """Does the notebook that looks for the gradebook and the course find none of them
     (its attack ran: it says so for every path it tried)?"""
@@ -119,4 +120,15 @@ def test_unknown_student_or_cheat_lab(tmp_path):
         course_demo(tmp_path / "a", labs=[LAB], students=["correct", "mallory"])
     with pytest.raises(CourseError, match="cheat lab"):
         course_demo(tmp_path / "b", labs=[LAB], cheat_labs=["lab05_unet"])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_folder_that_is_no_kit_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Is a kit (named, or from $LABKIT_KIT) without solutions refused, naming it, before
+    the demo's folder is made?"""
+    monkeypatch.setenv("LABKIT_KIT", str(tmp_path))
+    with pytest.raises(CourseError, match=r"from \$LABKIT_KIT\) is not a lab kit"):
+        course_demo(tmp_path / "a")
+    with pytest.raises(CourseError, match=r"from --kit\) is not a lab kit"):
+        course_demo(tmp_path / "b", kit=tmp_path)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
