@@ -23,12 +23,22 @@ def _pyproject_requirements() -> dict[str, str]:
 def _conda_pip_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return {_name(r): r.replace(" ", "") for r in pip_section if not r.startswith("-")}
+    return {_name(r): r.replace(" ", "") for r in pip_section
+            if not r.startswith("-") and r != "."}
 
 
 def test_same_requirements_in_both_files():
     """Does environment.yml's pip section name exactly pyproject.toml's requirements?"""
     assert _conda_pip_requirements() == _pyproject_requirements()
+
+
+def test_conda_env_installs_labkit_as_a_package():
+    """Does environment.yml install the checkout as a package, not editable (a shared server's
+    students must not see the kit's solutions/ through an editable install)?"""
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert "." in pip_section
+    assert not [r for r in pip_section if r.startswith("-e")], pip_section
 
 
 def test_torch_pins_are_exact():
