@@ -14,7 +14,8 @@ config describes, trains with :func:`labkit.train.fit` and writes the run folder
 
 Data are read from the config's ``data_root`` or ``$LABKIT_DATA`` and never written there;
 the only thing written outside the run folder is a Shapes set drawn on first use into
-``<runs root>/.data/`` when no Shapes set was given (see :func:`resolve_data_root`).
+``<runs root>/.data/`` (or, where that cannot be written, the user's cache
+``~/.cache/labkit``) when no Shapes set was given (see :func:`resolve_data_root`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import math
 import os
 import random
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +43,9 @@ from labkit.devices import cap_memory, cpu_threads, pick_device
 from labkit.history import History
 from labkit.sampling import ResumableSampler, SeededDataset
 
-__all__ = ["ExperimentResult", "RunExistsError", "build_datasets", "build_loaders",
-           "build_loss_fn", "build_optimizer", "resolve_data_root", "run_experiment",
-           "split_names"]
+__all__ = ["ExperimentResult", "RunExistsError", "TrainingSetup", "build_datasets",
+           "build_loaders", "build_loss_fn", "build_optimizer", "build_training",
+           "resolve_data_root", "run_experiment", "split_names"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,45 @@ def _drawn_with(root: Path, args: dict[str, Any]) -> bool:
                                  if k in args} == args
 
 
+def _user_cache() -> list[Path]:
+    """``$XDG_CACHE_HOME/labkit``, else ``~/.cache/labkit`` (the XDG base directory rule);
+    none for a user without a home (no ``$HOME``, no passwd entry)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    try:
+        return [(Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "labkit"]
+    except RuntimeError:
+        return []
+
+
+def _unwritable(folder: Path) -> OSError | None:
+    """``None`` if ``folder`` can be made and written (a file is made and removed), else why."""
+    try:  # permission bits do not tell: a read-only mount or root-squashed NFS say no later
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".labkit-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _shapes_home(candidates: list[Path], args: dict[str, Any], *, hint: str) -> Path:
+    """The first candidate that holds the set or can be written; DatasetNotFoundError if none."""
+    from labkit.data._paths import DatasetNotFoundError
+
+    tried: list[tuple[Path, OSError]] = []
+    for folder in candidates:
+        if _drawn_with(folder, args) or (why := _unwritable(folder)) is None:
+            if tried:
+                log.warning("cannot write %s (%s); the Shapes set goes to %s instead",
+                            tried[0][0], tried[0][1].strerror or tried[0][1], folder)
+            return folder
+        tried.append((folder, why))
+    places = "; ".join(f"{p} ({type(e).__name__}: {e.strerror or e})" for p, e in tried)
+    raise DatasetNotFoundError(f"no Shapes set drawn with {args}, and nowhere to draw one: "
+                               f"tried {places}. {hint}") from tried[-1][1]
+
+
 def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs") -> Path:
     """Where the config's dataset lives, drawing the Shapes set first if needed.
 
@@ -103,10 +144,15 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
     options, else drawn there with the config's ``shapes`` options); ``$LABKIT_DATA`` if it
     holds a Shapes set drawn with exactly the config's options (read only); else
     ``<runs_root>/.data/shapes-<options>``, drawn once and reused by every later run with
-    the same options.
+    the same options. Where ``runs_root`` cannot be written (a read-only course folder, a
+    student who is not its owner), the set goes to the user's cache instead,
+    ``$XDG_CACHE_HOME/labkit/shapes-<options>`` (default ``~/.cache/labkit``), with a warning.
 
     Raises:
-        labkit.data.DatasetNotFoundError: VOC/ADE20K without a root or ``$LABKIT_DATA``.
+        labkit.data.DatasetNotFoundError: VOC/ADE20K without a root or ``$LABKIT_DATA``; or
+            the Shapes set must be drawn and no folder for it can be written (the message
+            names each place tried, why it failed, and what to set; the cause is the last
+            ``OSError``).
     """
     from labkit.data._paths import resolve_root
     from labkit.data.shapes import generate_shapes
@@ -118,7 +164,7 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
     args = _shapes_arguments(cfg)
     env = os.environ.get("LABKIT_DATA")
     tag = "-".join(f"{k}{v}" for k, v in args.items())
-    cache = Path(runs_root) / ".data" / f"shapes-{tag}"
+    caches = [folder / f"shapes-{tag}" for folder in [Path(runs_root) / ".data", *_user_cache()]]
     if cfg.data_root is not None:
         root = Path(cfg.data_root).expanduser()
         meta = _shapes_meta(root)
@@ -128,10 +174,15 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
                 log.warning("using the Shapes set in %s as it is (drawn with %s); the config "
                             "asks for %s", root, drawn, args)
             return root
+        root = _shapes_home([root], args, hint="Set data_root to a folder you can write.")
     elif env and _drawn_with(Path(env).expanduser(), args):
         return Path(env).expanduser()
     else:
-        root = cache
+        draw = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
+        root = _shapes_home(caches, args, hint=(
+            "Run from a folder you can write (runs/ is made there), set XDG_CACHE_HOME to "
+            "one, or set LABKIT_DATA to a folder holding this set, drawn there by "
+            f"`labkit data shapes --out DIR {draw}`."))
         if _drawn_with(root, args):
             return root
         if env and _shapes_meta(Path(env).expanduser()) is not None:
@@ -259,6 +310,81 @@ def build_loss_fn(cfg: ExperimentConfig, *, root: Path, num_classes: int,
     return build_loss(cfg.loss, weight=weight, ignore_index=255, **cfg.loss_options)
 
 
+@dataclass
+class TrainingSetup:
+    """Everything :func:`labkit.train.fit` needs from a config besides model and data.
+
+    Attributes:
+        device: the training device (the config's ``device``; under ``torchrun`` the rank's GPU).
+        optimizer: over the model's parameters.
+        scheduler: stepped every iteration.
+        loss_fn: on ``device``.
+        amp, channels_last: the config's flags (``None`` = on for CUDA).
+    """
+
+    device: torch.device
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: Any
+    amp: bool | None
+    channels_last: bool | None
+
+    def fit_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`labkit.train.fit` this setup decides."""
+        return {"device": self.device, "amp": self.amp, "channels_last": self.channels_last,
+                "optimizer": self.optimizer, "scheduler": self.scheduler,
+                "loss_fn": self.loss_fn}
+
+
+def build_training(cfg: ExperimentConfig, model: nn.Module, *, root: Path, num_classes: int,
+                   steps_per_epoch: int, epochs: int | None = None,
+                   optimizer: torch.optim.Optimizer | None = None,
+                   scheduler: Any = None, loss_fn: Any = None,
+                   counts_cache: Path | None = None) -> TrainingSetup:
+    """Device, memory cap, optimizer, schedule and loss for training ``model`` as ``cfg`` says.
+
+    The one place :func:`run_experiment` (``labkit train``) and
+    :func:`labkit.labs.train_model` (the notebooks) turn a config into training parts, so
+    both honour ``device``, ``gpu_memory_gib``, ``amp`` and ``channels_last`` alike. The
+    memory cap is applied here, before anything is put on the GPU.
+
+    Args:
+        cfg: the config.
+        model: the network to train (its parameters go to the optimizer).
+        root: the dataset root (class weights are counted there).
+        num_classes: number of classes.
+        steps_per_epoch: optimizer steps per epoch (``len(train_loader)``).
+        epochs: the run's epochs (``cfg.epochs`` when ``None``).
+        optimizer: use this one instead of the config's.
+        scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler`` instead of the
+            config's schedule.
+        loss_fn: use this loss instead of the config's (moved to the device if a module).
+        counts_cache: JSON file caching the class pixel counts (see :func:`build_loss_fn`).
+
+    Raises:
+        ValueError: on a device that does not exist or a cap the GPU cannot give.
+    """
+    from labkit.schedules import build_scheduler
+
+    ctx = distributed.context()
+    if ctx.enabled and torch.cuda.is_available():
+        device = torch.device("cuda", ctx.local_rank)
+    else:
+        device = pick_device(cfg.device)
+    cap_memory(device, gib=cfg.gpu_memory_gib)
+    total = (epochs or cfg.epochs) * steps_per_epoch
+    optimizer = optimizer or build_optimizer(cfg, model)
+    if loss_fn is None:
+        loss_fn = build_loss_fn(cfg, root=root, num_classes=num_classes, cache=counts_cache)
+    if isinstance(loss_fn, nn.Module):
+        loss_fn = loss_fn.to(device)  # class weights must live where the logits do
+    sched = (scheduler(optimizer, total) if scheduler is not None else
+             build_scheduler(cfg.schedule, optimizer, total_steps=total,
+                             warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+                             **cfg.schedule_options))
+    return TrainingSetup(device, optimizer, sched, loss_fn, cfg.amp, cfg.channels_last)
+
+
 def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool,
                    overwrite: bool) -> None:
     # Reads only: every rank runs it, so all of them stop on the same error (none waits at
@@ -344,7 +470,6 @@ def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "run
         labkit.data.DatasetNotFoundError: if the dataset is missing.
     """
     from labkit.models import build_model
-    from labkit.schedules import build_scheduler
     from labkit.train import fit
 
     start = time.perf_counter()
@@ -364,27 +489,17 @@ def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "run
     num_classes = len(classes)
     train_loader, val_loader = build_loaders(cfg, train_set, val_set)
 
-    if ctx.enabled and torch.cuda.is_available():
-        device = torch.device("cuda", ctx.local_rank)
-    else:
-        device = pick_device(cfg.device)
-    cap_memory(device, gib=cfg.gpu_memory_gib)
     model = build_model(cfg.model, num_classes=num_classes, **cfg.model_options)
-    optimizer = build_optimizer(cfg, model)
-    steps = cfg.epochs * len(train_loader)
-    scheduler = build_scheduler(cfg.schedule, optimizer, total_steps=steps,
-                                warmup_steps=round(cfg.warmup_epochs * len(train_loader)),
-                                **cfg.schedule_options)
-    loss_fn = build_loss_fn(cfg, root=root, num_classes=num_classes,
-                            cache=run_dir / "class_counts.json").to(device)
+    setup = build_training(cfg, model, root=root, num_classes=num_classes,
+                           steps_per_epoch=len(train_loader),
+                           counts_cache=run_dir / "class_counts.json")
+    device = setup.device
     meta = {"config": cfg.to_dict(), "classes": list(classes), "data_root": str(root)}
     with cpu_threads(cfg.cpu_threads):  # a notebook keeps its own setting afterwards
-        history = fit(model, train_loader, val_loader, epochs=cfg.epochs, optimizer=optimizer,
-                      loss_fn=loss_fn, scheduler=scheduler, num_classes=num_classes,
-                      device=device, amp=cfg.amp, channels_last=cfg.channels_last,
-                      checkpoint_dir=run_dir, resume=resume,
+        history = fit(model, train_loader, val_loader, epochs=cfg.epochs,
+                      num_classes=num_classes, checkpoint_dir=run_dir, resume=resume,
                       checkpoint_every=cfg.checkpoint_every, progress=progress,
-                      tensorboard=cfg.tensorboard, meta=meta)
+                      tensorboard=cfg.tensorboard, meta=meta, **setup.fit_options())
     metrics = _metrics(cfg, history, classes, model=model, root=root, device=device)
     metrics["wall_seconds"] = time.perf_counter() - start
     files = {"config": run_dir / "config.yaml", "last": run_dir / "last.pt",

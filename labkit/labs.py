@@ -2,7 +2,7 @@
 
 A lab notebook reads one config cell (``PROFILE = "quick"`` or ``"full"``), then::
 
-    cfg = lab_config("baseline", profile=PROFILE)          # configs/baseline_<profile>.yaml
+    cfg = lab_config("baseline", profile=PROFILE)          # labkit/presets/baseline_<profile>.yaml
     data = lab_data(cfg)                                     # Shapes drawn on first use
     run = train_model(my_model, data, name="my FCN")         # labkit.train.fit underneath
     display(Markdown(results_table([run], classes=data.classes)))
@@ -12,13 +12,33 @@ whatever its config cell says): the ``*_quick`` preset shrunk to :data:`LAB_QUIC
 (a small Shapes set of 64² images, a few epochs, one CPU thread) so that a whole notebook
 runs in well under 90 s on two cores. ``full`` is the preset as written: VOC or ADE20K
 from ``$LABKIT_DATA`` on a GPU, the real experiment.
+
+The budget of a full run is the environment variable ``LABKIT_BUDGET``:
+
+- unset, empty or ``full``: the preset's budget as written;
+- ``smoke``: :func:`smoke_budget` — one epoch of one training batch, a handful of
+  validation images, small crops. Everything else stays as the full preset has it (dataset,
+  model, class count, batch sizes, ``val_batch_size``, device), so a smoke run goes through
+  exactly the code paths of the real one, in minutes on a CPU. For checking a course server
+  or a notebook change, never for results.
+
+Any other value is a :class:`~labkit.config.ConfigError`. The quick profile has its own
+budget and ignores ``LABKIT_BUDGET`` (a bad value is still an error).
+
+On the full profile :func:`train_model` keeps a checkpoint of every run after each epoch
+(``runs/<config name>/<run name>/last.pt`` under the notebook's folder) and, when the
+notebook is run again after a kernel restart or an idle culler, continues the run of the
+same name where it stopped (see :func:`train_model`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +53,8 @@ from labkit.config import ConfigError, ExperimentConfig, apply_overrides, load_p
 from labkit.devices import cpu_threads
 from labkit.history import History
 
-__all__ = ["LAB_QUICK", "LabData", "LabRun", "lab_config", "lab_data", "results_table",
+__all__ = ["BUDGETS", "LAB_QUICK", "SMOKE_CROP", "SMOKE_VAL_IMAGES", "LabData", "LabRun",
+           "lab_config", "lab_data", "results_table", "run_folder", "smoke_budget",
            "train_model"]
 
 #: Overrides the quick profile puts on a ``*_quick`` preset inside a lab notebook: the
@@ -43,6 +64,10 @@ LAB_QUICK: dict[str, Any] = {
     "crop_size": 64, "batch_size": 8, "epochs": 4, "device": "cpu", "cpu_threads": 1,
 }
 PROFILES = ("quick", "full")
+#: Values of ``$LABKIT_BUDGET`` (an unset or empty variable means ``"full"``).
+BUDGETS = ("full", "smoke")
+#: The smoke budget's training crop and the most validation images it scores.
+SMOKE_CROP, SMOKE_VAL_IMAGES = 64, 4
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +76,7 @@ def lab_config(preset: str, *, profile: str = "quick", **overrides: Any) -> Expe
     """The experiment config a lab cell trains with.
 
     Args:
-        preset: preset family, e.g. ``"baseline"`` for ``configs/baseline_<profile>.yaml``.
+        preset: preset family, e.g. ``"baseline"`` for ``labkit/presets/baseline_<profile>.yaml``.
         profile: ``"quick"`` (CPU, Shapes, the :data:`LAB_QUICK` budget) or ``"full"``.
         **overrides: config keys to change, dots written as ``__``
             (``lab_config("baseline", epochs=2, augment__hflip=0.5)``).
@@ -68,10 +93,49 @@ def lab_config(preset: str, *, profile: str = "quick", **overrides: Any) -> Expe
         log.warning("nbgrader is running this notebook: profile %r replaced by 'quick'",
                     profile)
         profile = "quick"
+    budget = _budget()
     cfg = load_preset(f"{preset}_{profile}")
     if profile == "quick":
         cfg = apply_overrides(cfg, LAB_QUICK)
+    elif budget == "smoke":
+        log.warning("LABKIT_BUDGET=smoke: %s trains %s", cfg.name,
+                    ", ".join(f"{k}={v}" for k, v in smoke_budget(cfg).items()))
+        cfg = apply_overrides(cfg, smoke_budget(cfg))
     return apply_overrides(cfg, {k.replace("__", "."): v for k, v in overrides.items()})
+
+
+def _budget() -> str:
+    budget = os.environ.get("LABKIT_BUDGET", "").strip().lower() or "full"
+    if budget not in BUDGETS:
+        raise ConfigError(f"LABKIT_BUDGET: expected one of {BUDGETS} (or unset); got "
+                          f"{os.environ['LABKIT_BUDGET']!r}. Unset it for the real experiment, "
+                          "or set LABKIT_BUDGET=smoke for a short check of the full profile.")
+    return budget
+
+
+def smoke_budget(cfg: ExperimentConfig) -> dict[str, Any]:
+    """The overrides ``LABKIT_BUDGET=smoke`` puts on a full-profile config.
+
+    Only the budget shrinks: one epoch of exactly one training batch
+    (``max_train_images = batch_size``), at most :data:`SMOKE_VAL_IMAGES` validation
+    images, :data:`SMOKE_CROP`-pixel crops (and validation images resized to that when the
+    preset resizes them), a warm-up shrunk in proportion. Batch sizes, ``val_batch_size``,
+    dataset, model, classes and device stay as the preset has them.
+
+    Args:
+        cfg: a full-profile config.
+
+    Returns:
+        Dotted keys and values for :func:`labkit.config.apply_overrides`.
+    """
+    val = SMOKE_VAL_IMAGES if cfg.max_val_images is None else min(cfg.max_val_images,
+                                                                  SMOKE_VAL_IMAGES)
+    out: dict[str, Any] = {"epochs": 1, "max_train_images": cfg.batch_size,
+                           "max_val_images": val, "crop_size": min(cfg.crop_size, SMOKE_CROP),
+                           "warmup_epochs": cfg.warmup_epochs / max(cfg.epochs, 1)}
+    if cfg.eval_size is not None:
+        out["eval_size"] = min(cfg.eval_size, SMOKE_CROP)
+    return out
 
 
 @dataclass
@@ -86,6 +150,7 @@ class LabData:
         val_set: validation images, ``(image Tensor[3, H, W], mask Tensor[H, W] int64)``.
         train_loader: shuffled, seeded training batches.
         val_loader: validation batches in order.
+        runs_root: the folder of run folders (checkpoints of :func:`train_model`).
     """
 
     config: ExperimentConfig
@@ -95,6 +160,7 @@ class LabData:
     val_set: Any
     train_loader: DataLoader
     val_loader: DataLoader
+    runs_root: Path = Path("runs")
 
     @property
     def num_classes(self) -> int:
@@ -109,7 +175,7 @@ def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
     Args:
         cfg: from :func:`lab_config`.
         runs_root: where a Shapes set is drawn when ``$LABKIT_DATA`` holds none
-            (``<runs_root>/.data``).
+            (``<runs_root>/.data``) and :func:`train_model` keeps its checkpoints.
         train_transforms: ``f(image, mask) -> (image, mask)`` replacing the config's
             training pipeline (a student's own augmentation, say).
 
@@ -122,7 +188,8 @@ def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
     train_set, val_set, classes = build_datasets(cfg, root=root,
                                                  train_transforms=train_transforms)
     train_loader, val_loader = build_loaders(cfg, train_set, val_set)
-    return LabData(cfg, root, classes, train_set, val_set, train_loader, val_loader)
+    return LabData(cfg, root, classes, train_set, val_set, train_loader, val_loader,
+                   Path(runs_root))
 
 
 @dataclass
@@ -146,54 +213,135 @@ class LabRun:
     seconds: float
 
 
+def run_folder(data: LabData, name: str) -> Path:
+    """Where :func:`train_model` keeps the checkpoint of run ``name``:
+    ``<runs_root>/<config name>/<name as a folder name>``."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "model"
+    return data.runs_root / data.config.name / slug
+
+
+def _fingerprint(cfg: ExperimentConfig, model: nn.Module, epochs: int, parts: dict,
+                 data: LabData) -> str:
+    # What must be equal for a checkpoint to continue this run: the config, the network's
+    # parameter names and shapes, the epochs, the kinds of optimizer, schedule and loss, and
+    # the data. A changed forward() with the same parameters cannot be seen here.
+    plain = {"config": cfg.to_dict(), "epochs": epochs,
+             "model": [type(model).__qualname__] + [
+                 f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()],
+             "parts": {k: type(v).__qualname__ for k, v in parts.items()},
+             "data": [str(data.root), len(data.train_set), len(data.val_set)]}
+    return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _resumable(folder: Path, fingerprint: str) -> int | None:
+    """The epochs the checkpoint in ``folder`` has done, if it continues this run; else None."""
+    from labkit.checkpoint import CheckpointError, load_checkpoint
+
+    last = folder / "last.pt"
+    if not last.is_file():
+        return None
+    try:
+        ckpt = load_checkpoint(last)
+    except (CheckpointError, OSError, RuntimeError) as err:
+        log.warning("cannot read %s (%s: %s); training %s from the start", last,
+                    type(err).__name__, err, folder.name)
+        return None
+    if ckpt.get("meta", {}).get("fingerprint") != fingerprint:
+        log.warning("%s belongs to another run (config, model, epochs, loss, optimizer, "
+                    "schedule or data differ); training from the start and replacing it. "
+                    "Give this run another name= to keep both.", last)
+        return None
+    return int(ckpt["progress"]["epoch"])
+
+
 def train_model(model: nn.Module, data: LabData, *, name: str = "model",
                 loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
                 optimizer: torch.optim.Optimizer | None = None,
                 scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
-                epochs: int | None = None, progress: bool = True) -> LabRun:
+                epochs: int | None = None, progress: bool = True,
+                checkpoints: bool | None = None, resume: bool = True) -> LabRun:
     """Train ``model`` on ``data`` with :func:`labkit.train.fit` and score it.
 
-    Whatever is not given comes from ``data.config``: the optimizer (its ``optimizer``,
-    ``lr``, ``weight_decay``), the loss (its ``loss`` and ``class_weighting``), the schedule
-    (with its ``warmup_epochs``) and the number of epochs. The seed is the config's, so two
-    calls train identically.
+    Whatever is not given comes from ``data.config``, through the same
+    :func:`labkit.experiment.build_training` as ``labkit train``: the device (``device``,
+    under a ``gpu_memory_gib`` cap), ``amp`` and ``channels_last``, the optimizer (its
+    ``optimizer``, ``lr``, ``weight_decay``), the loss (its ``loss`` and
+    ``class_weighting``), the schedule (with its ``warmup_epochs``) and the number of epochs.
+    The seed is the config's, so two calls train identically. The scores are those of the
+    last epoch's validation, on the training device: the validation set is scored once per
+    epoch and never again afterwards.
+
+    Checkpoints: with ``checkpoints`` on, ``last.pt`` (and ``best.pt``) are written to
+    :func:`run_folder` after every epoch. With ``resume`` (the default) a later call for a
+    run of the same ``name`` continues from ``last.pt`` (after a kernel restart, say; a
+    finished run is not trained again) when the config, the model's parameters, ``epochs``,
+    the kinds of loss, optimizer and schedule and the data are the same; otherwise it logs
+    a warning, trains from the start and replaces the checkpoint. ``checkpoints=None`` means
+    on for the full profile, off for the quick one and always off while nbgrader runs the
+    notebook (``NBGRADER_EXECUTION``): grading runs in a scratch folder and must not pick up
+    or leave behind state.
 
     Args:
         model: returns logits (Tensor[N, C, H, W]).
         data: from :func:`lab_data`.
-        name: the label of this run in tables and plots.
+        name: the label of this run in tables and plots, and its checkpoint folder's name.
         loss_fn: ``loss_fn(logits, masks) -> Tensor[]``.
         optimizer: over ``model``'s parameters.
         scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler`` stepped every
             iteration (a function, because the step count is known only here).
         epochs: passes over the training set.
         progress: show progress bars.
+        checkpoints: keep ``last.pt``/``best.pt`` in :func:`run_folder` (``None``: see above).
+        resume: continue a matching run from its ``last.pt``; ``False`` starts over.
+
+    Returns:
+        The :class:`LabRun`; its model is on the CPU, in eval mode.
     """
-    from labkit.experiment import build_loss_fn, build_optimizer
+    from labkit.experiment import build_training
     from labkit.models import count_parameters
-    from labkit.schedules import build_scheduler
     from labkit.train import evaluate, fit
 
     cfg = data.config
     epochs = epochs or cfg.epochs
+    if checkpoints is None:
+        checkpoints = cfg.profile == "full" and not os.environ.get("NBGRADER_EXECUTION")
     torch.manual_seed(cfg.seed)
+    last: dict[str, Any] = {}
     with cpu_threads(cfg.cpu_threads):
-        optimizer = optimizer or build_optimizer(cfg, model)
-        loss_fn = loss_fn or build_loss_fn(cfg, root=data.root, num_classes=data.num_classes)
-        total = epochs * len(data.train_loader)
-        sched = (scheduler(optimizer, total) if scheduler is not None else
-                 build_scheduler(cfg.schedule, optimizer, total_steps=total,
-                                 warmup_steps=round(cfg.warmup_epochs
-                                                    * len(data.train_loader)),
-                                 **cfg.schedule_options))
+        setup = build_training(cfg, model, root=data.root, num_classes=data.num_classes,
+                               steps_per_epoch=len(data.train_loader), epochs=epochs,
+                               optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn)
+        folder = fingerprint = None
+        if checkpoints:
+            folder = run_folder(data, name)
+            fingerprint = _fingerprint(cfg, model, epochs, {
+                "loss": setup.loss_fn, "optimizer": setup.optimizer,
+                "scheduler": setup.scheduler}, data)
+        done = _resumable(folder, fingerprint) if folder and resume else None
+        resuming = done is not None
+        if resuming:
+            # A warning, so that it shows in the notebook: a student who changed code that
+            # the fingerprint cannot see (a forward, a loss's body) must know to retrain.
+            log.warning("run %r: continuing from %s after epoch %d of %d (train_model(..., "
+                        "resume=False) or deleting the folder trains it anew)", name,
+                        folder / "last.pt", done, epochs)
         start = time.perf_counter()
         history = fit(model, data.train_loader, data.val_loader, epochs=epochs,
-                      optimizer=optimizer, loss_fn=loss_fn, scheduler=sched,
-                      num_classes=data.num_classes, device=cfg.device, progress=progress,
-                      log_every=0)
-        seconds = time.perf_counter() - start
+                      num_classes=data.num_classes, progress=progress, log_every=0,
+                      checkpoint_dir=folder,
+                      resume=resuming,
+                      meta={"run": name, "fingerprint": fingerprint} if folder else None,
+                      on_epoch_end=lambda epoch, scores: last.update(scores),
+                      **setup.fit_options())
+        # A resumed run's time is that of all its epochs, not of this call alone.
+        seconds = (sum(r["seconds"] for r in history.rows) if resuming
+                   else time.perf_counter() - start)
+        if not last:  # a finished run resumed from its checkpoint: score it once, here
+            last = evaluate(model, data.val_loader, num_classes=data.num_classes,
+                            device=setup.device, amp=setup.amp,
+                            channels_last=setup.channels_last)
         model.cpu().eval()
-        scores = evaluate(model, data.val_loader, num_classes=data.num_classes, device="cpu")
+    scores = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in last.items()}
     return LabRun(name, model, history, scores, count_parameters(model), seconds)
 
 

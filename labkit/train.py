@@ -11,6 +11,7 @@ validation mIoU improves; ``resume=True`` continues from ``last.pt`` exactly whe
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import os
@@ -47,6 +48,18 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
 def _show_progress(progress: bool) -> bool:
     # nbgrader sets NBGRADER_EXECUTION while it autogrades or validates a notebook.
     return progress and not os.environ.get("NBGRADER_EXECUTION") and distributed.context().is_main
+
+
+def _collect_before_fork(loader: Any) -> None:
+    # A loader with workers forks them when iteration starts. In a Jupyter kernel, progress
+    # widgets leave the previous loop's finished DataLoader iterator in a reference cycle;
+    # uncollected, the cycle is copied into the new workers, whose own garbage collection
+    # then runs the old iterator's __del__ there: it fails ("can only test a child process"),
+    # its message goes to the kernel's ZeroMQ stream from the child, and ZeroMQ aborts the
+    # worker ("DataLoader worker ... killed by signal: Aborted"). Collect it here, in the
+    # parent, first. Loaders without workers fork nothing and skip the cost.
+    if getattr(loader, "num_workers", 0) > 0:
+        gc.collect()
 
 
 def _main_logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
@@ -106,6 +119,7 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
     model.eval()
     cm = ConfusionMatrix(num_classes, device=device)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * images, images
+    _collect_before_fork(loader)
     for images, masks in tqdm(loader, desc="eval", leave=False,
                               disable=not _show_progress(progress)):
         images, masks = _to_device(images, masks, device, use_cl)
@@ -187,7 +201,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         channels_last: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
         resume: bool = False, checkpoint_every: int = 0, progress: bool = True,
         log_every: int = 50, tensorboard: bool | str | os.PathLike = False,
-        meta: dict | None = None) -> History:
+        meta: dict | None = None,
+        on_epoch_end: Callable[[int, dict], Any] | None = None) -> History:
     """Train ``model`` and evaluate it on ``val_loader`` after every epoch.
 
     The scheduler is stepped once per iteration (not per epoch), so ``total_steps`` of
@@ -224,6 +239,9 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         tensorboard: write TensorBoard logs to ``checkpoint_dir/tensorboard`` (``True``) or
             to the given folder; needs the ``tensorboard`` package.
         meta: plain values stored in every checkpoint under ``"meta"`` (e.g. the config).
+        on_epoch_end: called as ``on_epoch_end(epoch, scores)`` after each epoch's
+            validation, with the full scores of :func:`evaluate` (``matrix`` included), so
+            a caller can keep the last ones instead of scoring the model again.
 
     Returns:
         The :class:`History`, one row per epoch.
@@ -304,6 +322,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
             epoch_generator = generator.get_state() if generator is not None else None
             net.train()
             iterations = len(train_loader) if hasattr(train_loader, "__len__") else None
+            _collect_before_fork(train_loader)
             bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
                        disable=not show)
             for i, (images, masks) in enumerate(bar, start=1):
@@ -353,6 +372,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                    "seconds": time.perf_counter() - start}
             row.update({f"iou_{c}": float(v) for c, v in enumerate(scores["iou"].tolist())})
             state.history.rows.append(row)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, scores)
             state.epoch, state.samples = epoch, 0
             state.sums.zero_()
             state.cm.reset()

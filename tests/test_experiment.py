@@ -232,3 +232,38 @@ def test_cpu_threads_apply_during_the_run_only(tmp_path, shapes_root, monkeypatc
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
+
+
+def test_shapes_go_to_the_user_cache_when_the_runs_folder_cannot_be_written(
+        tmp_path, monkeypatch, caplog):
+    """When <runs>/.data cannot be made, is the set drawn into $XDG_CACHE_HOME/labkit (with a
+    warning naming the folder it could not write) and reused from there on the next call?"""
+    blocked = tmp_path / "runs"
+    blocked.write_text("a file where the runs folder would go\n")  # root ignores mode bits
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with caplog.at_level("WARNING", logger="labkit.experiment"):
+        root = resolve_data_root(tiny(), runs_root=blocked)
+    assert root.parent == tmp_path / "cache" / "labkit"
+    assert str(blocked / ".data") in caplog.text
+    meta = json.loads((root / "VOCdevkit" / "VOC2012" / "shapes.json").read_text())
+    assert {k: meta["arguments"][k] for k in SHAPES} == SHAPES
+    stamp = (root / "VOCdevkit" / "VOC2012" / "shapes.json").stat().st_mtime_ns
+    assert resolve_data_root(tiny(), runs_root=blocked) == root
+    assert (root / "VOCdevkit" / "VOC2012" / "shapes.json").stat().st_mtime_ns == stamp
+
+
+def test_nowhere_to_draw_the_shapes_set_names_every_place_tried(tmp_path, monkeypatch):
+    """With neither the runs folder nor the user cache writable, is one DatasetNotFoundError
+    raised that names both places, says what to set, and keeps the OS error as its cause?"""
+    from labkit.data._paths import DatasetNotFoundError
+
+    (tmp_path / "runs").write_text("not a folder\n")
+    (tmp_path / "cache").write_text("not a folder either\n")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(DatasetNotFoundError) as info:
+        resolve_data_root(tiny(), runs_root=tmp_path / "runs")
+    message = str(info.value)
+    assert str(tmp_path / "runs" / ".data") in message
+    assert str(tmp_path / "cache" / "labkit") in message
+    assert "LABKIT_DATA" in message and "XDG_CACHE_HOME" in message
+    assert isinstance(info.value.__cause__, OSError)

@@ -1,13 +1,18 @@
 """Tests for labkit.labs: profile, data, training and results table of the lab notebooks."""
 
+import dataclasses
+import logging
 import math
 
 import pytest
 import torch
+from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 
-from labkit.config import ConfigError, load_preset
-from labkit.labs import LAB_QUICK, lab_config, lab_data, results_table, train_model
+import labkit.experiment
+import labkit.train
+from labkit.config import ConfigError, apply_overrides, load_preset
+from labkit.labs import LAB_QUICK, lab_config, lab_data, results_table, run_folder, train_model
 from labkit.models import build_model
 
 TINY = dict(shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32,
@@ -132,3 +137,172 @@ def test_train_model_warms_up_as_the_config_says(tiny):
         losses.append(train_model(model, data, epochs=2, progress=False)
                       .history.column("train_loss"))
     assert losses[0][0] != losses[1][0]
+
+
+# ---------------------------------------------------------------- LABKIT_BUDGET=smoke
+
+
+def _differences(a, b):
+    return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+
+
+@pytest.mark.parametrize("preset", ["baseline", "deeplab_r50_lr_high", "dcn_v2"])
+def test_smoke_budget_shrinks_only_the_budget(preset, monkeypatch):
+    """Does LABKIT_BUDGET=smoke change epochs, image counts, crop, eval size and warm-up only,
+    to one batch of training, at most 4 validation images and 64-pixel crops?"""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")
+    full = load_preset(f"{preset}_full")
+    smoke = lab_config(preset, profile="full")
+    changed = _differences(full.to_dict(), smoke.to_dict())
+    assert set(changed) <= {"epochs", "max_train_images", "max_val_images", "crop_size",
+                            "eval_size", "warmup_epochs"}, changed
+    assert smoke.epochs == 1 and smoke.max_train_images == full.batch_size
+    assert smoke.max_val_images == 4 and smoke.crop_size == 64
+    assert smoke.eval_size == (None if full.eval_size is None else 64)
+    assert smoke.warmup_epochs == pytest.approx(full.warmup_epochs / full.epochs)
+    assert (smoke.batch_size, smoke.val_batch_size, smoke.dataset, smoke.model) == \
+        (full.batch_size, full.val_batch_size, full.dataset, full.model)
+
+
+def test_budget_leaves_quick_alone_and_rejects_unknown_values(monkeypatch):
+    """Is the quick profile the same under smoke, and does a misspelt budget say what to set?"""
+    monkeypatch.delenv("LABKIT_BUDGET", raising=False)
+    quick = lab_config("baseline")
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")
+    assert lab_config("baseline") == quick
+    monkeypatch.setenv("LABKIT_BUDGET", "tiny")
+    with pytest.raises(ConfigError, match=r"LABKIT_BUDGET: expected one of \('full', 'smoke'\)"
+                                          r".*got 'tiny'"):
+        lab_config("baseline", profile="full")
+    monkeypatch.setenv("LABKIT_BUDGET", "full")
+    assert lab_config("baseline", profile="full") == load_preset("baseline_full")
+
+
+# ------------------------------------------------------- checkpoints, resume, one scoring
+
+
+class _Loss(nn.Module):
+    """Cross-entropy that counts its training calls and can stop the run at one of them
+    (as a kernel restart would)."""
+
+    def __init__(self, stop_at: int | None = None) -> None:
+        super().__init__()
+        self.stop_at, self.calls = stop_at, 0
+
+    def forward(self, logits, target):
+        if torch.is_grad_enabled():  # training, not validation
+            self.calls += 1
+            if self.calls == self.stop_at:
+                raise KeyboardInterrupt("kernel interrupted")
+        return nn.functional.cross_entropy(logits, target, ignore_index=255)
+
+
+def _tiny_model(seed):
+    torch.manual_seed(seed)
+    return build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 8))
+
+
+def test_a_run_resumes_after_an_interruption_with_the_same_weights(tiny, tmp_path):
+    """Does a run stopped in epoch 2 of 3 continue at epoch 2 on the next call and end with
+    exactly the weights and scores of an uninterrupted run, and is a finished run then only
+    scored (once), not trained again?"""
+    steps = len(tiny.train_loader)
+    whole = dataclasses.replace(tiny, runs_root=tmp_path / "a")
+    stopped = dataclasses.replace(tiny, runs_root=tmp_path / "b")
+    reference = train_model(_tiny_model(1), whole, name="run", epochs=3, loss_fn=_Loss(),
+                            checkpoints=True, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        train_model(_tiny_model(1), stopped, name="run", epochs=3,
+                    loss_fn=_Loss(stop_at=steps + 2), checkpoints=True, progress=False)
+    assert (run_folder(stopped, "run") / "last.pt").is_file()
+    loss = _Loss()
+    # other initial weights: whatever is resumed must come from the checkpoint
+    resumed = train_model(_tiny_model(2), stopped, name="run", epochs=3, loss_fn=loss,
+                          checkpoints=True, progress=False)
+    assert loss.calls == 2 * steps, "expected only epochs 2 and 3 to be trained again"
+    assert [r["epoch"] for r in resumed.history.rows] == [1, 2, 3]
+    assert resumed.history.column("train_loss") == reference.history.column("train_loss")
+    for (key, a), b in zip(reference.model.state_dict().items(),
+                           resumed.model.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert resumed.scores["miou"] == reference.scores["miou"]
+
+    again = _Loss()
+    finished = train_model(_tiny_model(3), stopped, name="run", epochs=3, loss_fn=again,
+                           checkpoints=True, progress=False)
+    assert again.calls == 0 and len(finished.history) == 3
+    assert torch.equal(finished.scores["matrix"], reference.scores["matrix"])
+
+
+def test_a_checkpoint_of_another_run_is_not_resumed(tiny, tmp_path, caplog):
+    """Does a changed model under the same name train from the start, with a warning?"""
+    data = dataclasses.replace(tiny, runs_root=tmp_path)
+    train_model(_tiny_model(1), data, name="run", epochs=1, checkpoints=True, progress=False)
+    torch.manual_seed(1)
+    wider = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 16))
+    loss = _Loss()
+    with caplog.at_level(logging.WARNING, logger="labkit.labs"):
+        run = train_model(wider, data, name="run", epochs=1, loss_fn=loss, checkpoints=True,
+                          progress=False)
+    assert loss.calls == len(tiny.train_loader) and len(run.history) == 1
+    assert "belongs to another run" in caplog.text
+
+
+def test_quick_and_grading_keep_no_checkpoints(tiny, tmp_path, monkeypatch):
+    """Does train_model write nothing on the quick profile, nor on the full one while
+    nbgrader runs the notebook, but checkpoint a full-profile run otherwise?"""
+    data = dataclasses.replace(tiny, runs_root=tmp_path)
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    train_model(_tiny_model(1), data, name="quick", progress=False)
+    full = dataclasses.replace(data, config=apply_overrides(tiny.config, {"profile": "full"}))
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    train_model(_tiny_model(1), full, name="graded", progress=False)
+    assert not list(tmp_path.rglob("*.pt"))
+    monkeypatch.delenv("NBGRADER_EXECUTION")
+    train_model(_tiny_model(1), full, name="full", progress=False)
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*.pt"))] == \
+        [f"{tiny.config.name}/full/best.pt", f"{tiny.config.name}/full/last.pt"]
+
+
+def test_the_validation_set_is_scored_once_per_epoch(tiny, monkeypatch):
+    """Are the run's scores the last epoch's validation, with no extra pass afterwards?"""
+    calls = []
+    real = labkit.train.evaluate
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("device"))
+        return real(*args, **kwargs)
+    monkeypatch.setattr(labkit.train, "evaluate", counting)
+    run = train_model(_tiny_model(1), tiny, epochs=2, progress=False)
+    assert calls == [torch.device("cpu")] * 2
+    assert run.scores["miou"] == run.history.rows[-1]["miou"]
+    assert run.scores["pixel_accuracy"] == run.history.rows[-1]["pixel_accuracy"]
+
+
+def test_device_memory_cap_and_precision_reach_fit(tiny, monkeypatch):
+    """Do the config's device, gpu_memory_gib, amp and channels_last get to the device choice,
+    the memory cap and fit, as labkit train passes them?"""
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def pick(device):
+        seen["asked"] = device
+        return torch.device("cpu")
+
+    def fit(model, *args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+    monkeypatch.setattr(labkit.experiment, "pick_device", pick)
+    monkeypatch.setattr(labkit.experiment, "cap_memory",
+                        lambda device, *, gib: seen.update(cap=(device, gib)))
+    monkeypatch.setattr(labkit.train, "fit", fit)
+    cfg = apply_overrides(tiny.config, {"device": "cuda:1", "gpu_memory_gib": 3.5, "amp": True,
+                                        "channels_last": False})
+    with pytest.raises(Stop):
+        train_model(_tiny_model(1), dataclasses.replace(tiny, config=cfg), progress=False)
+    assert seen["asked"] == "cuda:1" and seen["cap"] == (torch.device("cpu"), 3.5)
+    assert (seen["device"], seen["amp"], seen["channels_last"]) == (torch.device("cpu"), True,
+                                                                   False)

@@ -321,3 +321,21 @@ def test_amp_and_channels_last_train_on_cuda():
     fp32 = evaluate(model, loader, num_classes=C, device="cuda", amp=False, channels_last=False)
     mixed = evaluate(model, loader, num_classes=C, device="cuda")
     assert mixed["miou"] == pytest.approx(fp32["miou"], abs=0.02)
+
+
+def test_on_epoch_end_gets_each_epochs_validation_scores():
+    """Is on_epoch_end called once per epoch with the scores of that epoch's history row,
+    the same as scoring the final model afresh?"""
+    seen = []
+    model = _model(0)
+    loader = DataLoader(_colour_task(), batch_size=8)
+    val = DataLoader(_colour_task(seed=1), batch_size=8)
+    history = fit(model, loader, val, epochs=2, optimizer=torch.optim.SGD(model.parameters(),
+                                                                          lr=0.5),
+                  loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
+                  progress=False, on_epoch_end=lambda epoch, scores: seen.append((epoch, scores)))
+    assert [epoch for epoch, _ in seen] == [1, 2]
+    for (_, scores), row in zip(seen, history.rows):
+        assert scores["miou"] == row["miou"] and scores["pixel_accuracy"] == row["pixel_accuracy"]
+    again = evaluate(model, val, num_classes=C, device="cpu")
+    assert torch.equal(seen[-1][1]["matrix"], again["matrix"])
