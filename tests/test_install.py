@@ -321,7 +321,11 @@ def _why_no_student(env: WheelEnv) -> str | None:
         return f"{' and '.join(missing)} not found on this machine"
     if env.why_not_student:
         return env.why_not_student
-    return _barred(env.root)
+    # The environment borrows the checkout's installed dependencies (a .pth line): a checkout
+    # under a root-only home keeps them from the student too.
+    deps = Path(sysconfig.get_paths()["purelib"])
+    return _barred(env.root) or (f"the installed dependencies {deps}: {why}"
+                                 if (why := _barred(deps)) else None)
 
 
 def test_a_student_who_is_not_root_runs_a_lab_on_a_read_only_install(wheel_env, tmp_path):
