@@ -67,9 +67,27 @@ def test_confusion_heatmap_shows_row_normalised_counts():
     matrix = torch.tensor([[8, 2, 0], [1, 3, 0], [0, 0, 0]])
     fig = confusion_figure(matrix, ["a", "b", "c"])
     ax = fig.axes[0]
-    shown = np.asarray(ax.collections[0].get_array()).reshape(3, 3)
+    shown = np.asarray(ax.images[0].get_array()).reshape(3, 3)
     np.testing.assert_allclose(shown, [[0.8, 0.2, 0], [0.25, 0.75, 0], [0, 0, 0]])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert sorted(t.get_text() for t in ax.texts) == sorted(
+        ["0.80", "0.20", "0.00", "0.25", "0.75", "0.00", "0.00", "0.00", "0.00"])
+
+
+def test_confusion_heatmap_of_ade20k_classes_renders(tmp_path):
+    """Does a 150-class matrix (ADE20K, lab 08's full profile) render to a PNG with every class
+    labelled and no per-cell text (seaborn's heatmap of it once took 19 GB and killed the
+    kernel)?"""
+    classes = [f"class {i}" for i in range(150)]
+    matrix = torch.randint(0, 50, (150, 150))
+    fig = confusion_figure(matrix, classes, normalize=False)
+    fig.savefig(tmp_path / "cm.png", dpi=50)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(np.asarray(ax.images[0].get_array()), matrix.numpy())
+    assert [t.get_text() for t in ax.get_xticklabels()] == classes
+    assert not ax.texts
+    assert (tmp_path / "cm.png").stat().st_size > 0
 
 
 def test_compare_makes_one_table_with_deltas(run_dir, tmp_path):
