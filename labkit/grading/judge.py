@@ -165,11 +165,19 @@ class JudgeResult:
 
 def _kit_paths() -> tuple[list[str], list[str]]:
     """What the judge must hide of the kit and bind back: the package (presets included),
-    the Python."""
+    the Python, and every site-packages folder this interpreter imports from.
+
+    The last matter where an environment borrows installed packages from outside its prefix
+    (a ``.pth`` line, ``--system-site-packages``): under a hidden folder such as ``/tmp``
+    the judge would not import them. They hold installed packages only; an editable
+    install's checkout is a plain ``sys.path`` folder and stays hidden.
+    """
     package = Path(__file__).resolve().parents[1]
     kit = package.parent
     hide = [str(kit)] if (kit / "solutions").is_dir() else []  # an editable install's repo
-    return hide, [str(package), os.path.realpath(sys.prefix)]
+    sites = [os.path.realpath(p) for p in sys.path
+             if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+    return hide, list(dict.fromkeys([str(package), os.path.realpath(sys.prefix), *sites]))
 
 
 def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: bool | None = None,

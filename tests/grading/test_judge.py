@@ -195,3 +195,17 @@ def test_a_judge_that_never_starts_is_the_graders_failure(monkeypatch):
         preprocessor.preprocess(nb, {})
     assert [type(e) for e in JudgePreprocessor.failures] == [JudgeError]
     assert all(not cell.get("outputs") for cell in nb.cells)  # nothing for nbgrader to score
+
+
+def test_the_judge_binds_back_borrowed_site_packages(tmp_path, monkeypatch):
+    """Does the judge bind back a site-packages folder the grader imports from outside its
+    prefix (a .pth line into a folder the sandbox hides, say under /tmp), and never a plain
+    sys.path folder such as an editable install's checkout?"""
+    borrowed = tmp_path / "lib" / "site-packages"
+    checkout = tmp_path / "checkout"
+    borrowed.mkdir(parents=True)
+    checkout.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(borrowed), str(checkout)])
+    _, readable = judge._kit_paths()
+    assert os.path.realpath(borrowed) in readable
+    assert os.path.realpath(checkout) not in readable
