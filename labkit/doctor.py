@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from packaging.requirements import Requirement
 
+from labkit._errors import innermost
 from labkit.config import ExperimentConfig, available_presets, load_preset
 
 log = logging.getLogger(__name__)
@@ -69,9 +70,7 @@ def _error(exc: BaseException) -> str:
         text = " ".join(f"{type(e).__name__}: {e}".split())
         return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR - 1] + "…"
 
-    deepest = exc
-    while deepest.__cause__ is not None:
-        deepest = deepest.__cause__
+    deepest = innermost(exc)
     return short(exc) + (f" (caused by {short(deepest)})" if deepest is not exc else "")
 
 

@@ -59,11 +59,10 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*: \S.*$", re.M)  # its lines after the
 
 def deepest(exc: BaseException) -> str:
     """``"Type: message"`` of the innermost exception ``exc`` was raised from or during."""
-    seen = {id(exc)}
-    while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
-        seen.add(id(inner))
-        exc = inner
-    return f"{type(exc).__name__}: {exc}"
+    from labkit._errors import innermost
+
+    inner = innermost(exc)
+    return f"{type(inner).__name__}: {inner}"
 
 
 def nbgrader_cause(result: dict) -> str:

@@ -212,7 +212,8 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         if data and os.path.isdir(data):
             env["LABKIT_DATA"] = data
             readable = [*readable, data]
-        ran = run_sandboxed(module_argv("labkit.grading._judge_runner"), scratch=scratch, limits=limits, env=env, bwrap=bwrap, stdin=payload,
+        ran = run_sandboxed(module_argv("labkit.grading._judge_runner"), scratch=scratch,
+                            limits=limits, env=env, bwrap=bwrap, stdin=payload,
                             hide=[*hide, *kit_hide, os.path.expanduser("~")],
                             readable=readable, uid=uid)
         cells, started, finished = {}, False, False
