@@ -17,13 +17,16 @@ The budget of a full run is the environment variable ``LABKIT_BUDGET``:
 
 - unset, empty or ``full``: the preset's budget as written;
 - ``smoke``: :func:`smoke_budget` — one epoch of one training batch, a handful of
-  validation images, small crops. Everything else stays as the full preset has it (dataset,
-  model, class count, batch sizes, ``val_batch_size``, device), so a smoke run goes through
-  exactly the code paths of the real one, in minutes on a CPU. For checking a course server
-  or a notebook change, never for results.
+  validation images, small crops, one loader worker. Everything else stays as the preset
+  has it (dataset, model, class count, batch sizes, ``val_batch_size``, device), so a smoke
+  run goes through exactly the code paths of the real one, in minutes on a CPU. For
+  checking a course server, a notebook change or the test suite's notebooks, never for
+  results.
 
-Any other value is a :class:`~labkit.config.ConfigError`. The quick profile has its own
-budget and ignores ``LABKIT_BUDGET`` (a bad value is still an error).
+Any other value is a :class:`~labkit.config.ConfigError`. The smoke budget caps both
+profiles, and it is a cap: it holds over a cell's own overrides of the budget
+(``lab_config(..., epochs=8)``, a config changed with ``apply_overrides``) because
+:func:`lab_config`, :func:`lab_data` and :func:`train_model` each apply it.
 
 On the full profile :func:`train_model` keeps a checkpoint of every run after each epoch
 (``runs/<config name>/<run name>/last.pt`` under the notebook's folder) and, when the
@@ -97,11 +100,16 @@ def lab_config(preset: str, *, profile: str = "quick", **overrides: Any) -> Expe
     cfg = load_preset(f"{preset}_{profile}")
     if profile == "quick":
         cfg = apply_overrides(cfg, LAB_QUICK)
-    elif budget == "smoke":
+    cfg = apply_overrides(cfg, {k.replace("__", "."): v for k, v in overrides.items()})
+    if budget == "smoke":
         log.warning("LABKIT_BUDGET=smoke: %s trains %s", cfg.name,
                     ", ".join(f"{k}={v}" for k, v in smoke_budget(cfg).items()))
-        cfg = apply_overrides(cfg, smoke_budget(cfg))
-    return apply_overrides(cfg, {k.replace("__", "."): v for k, v in overrides.items()})
+    return _within_budget(cfg)
+
+
+def _within_budget(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` capped to the smoke budget when ``$LABKIT_BUDGET`` asks for it (idempotent)."""
+    return apply_overrides(cfg, smoke_budget(cfg)) if _budget() == "smoke" else cfg
 
 
 def _budget() -> str:
@@ -114,27 +122,35 @@ def _budget() -> str:
 
 
 def smoke_budget(cfg: ExperimentConfig) -> dict[str, Any]:
-    """The overrides ``LABKIT_BUDGET=smoke`` puts on a full-profile config.
+    """The overrides ``LABKIT_BUDGET=smoke`` puts on a config.
 
     Only the budget shrinks: one epoch of exactly one training batch
     (``max_train_images = batch_size``), at most :data:`SMOKE_VAL_IMAGES` validation
     images, :data:`SMOKE_CROP`-pixel crops (and validation images resized to that when the
-    preset resizes them), a warm-up shrunk in proportion. Batch sizes, ``val_batch_size``,
+    preset resizes them), a warm-up shrunk in proportion, and one data-loader worker where
+    the preset has several. Batch sizes, ``val_batch_size``,
     dataset, model, classes and device stay as the preset has them.
 
     Args:
-        cfg: a full-profile config.
+        cfg: a config of either profile.
 
     Returns:
-        Dotted keys and values for :func:`labkit.config.apply_overrides`.
+        Dotted keys and values for :func:`labkit.config.apply_overrides`; applied to their
+        own result they change nothing.
     """
     val = SMOKE_VAL_IMAGES if cfg.max_val_images is None else min(cfg.max_val_images,
                                                                   SMOKE_VAL_IMAGES)
-    out: dict[str, Any] = {"epochs": 1, "max_train_images": cfg.batch_size,
+    train = cfg.batch_size if cfg.max_train_images is None else min(cfg.max_train_images,
+                                                                    cfg.batch_size)
+    out: dict[str, Any] = {"epochs": 1, "max_train_images": train,
                            "max_val_images": val, "crop_size": min(cfg.crop_size, SMOKE_CROP),
                            "warmup_epochs": cfg.warmup_epochs / max(cfg.epochs, 1)}
     if cfg.eval_size is not None:
         out["eval_size"] = min(cfg.eval_size, SMOKE_CROP)
+    if cfg.num_workers > 1:
+        # Starting a loader's worker processes costs about 0.4 s each per pass, more than a
+        # smoke run's one batch; one worker still goes through the worker-process path.
+        out["num_workers"] = 1
     return out
 
 
@@ -184,6 +200,7 @@ def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
     """
     from labkit.experiment import build_datasets, build_loaders, resolve_data_root
 
+    cfg = _within_budget(cfg)
     root = resolve_data_root(cfg, runs_root=runs_root)
     train_set, val_set, classes = build_datasets(cfg, root=root,
                                                  train_transforms=train_transforms)
@@ -303,6 +320,8 @@ def train_model(model: nn.Module, data: LabData, *, name: str = "model",
 
     cfg = data.config
     epochs = epochs or cfg.epochs
+    if _budget() == "smoke":
+        epochs = min(epochs, _within_budget(cfg).epochs)
     if checkpoints is None:
         checkpoints = cfg.profile == "full" and not os.environ.get("NBGRADER_EXECUTION")
     torch.manual_seed(cfg.seed)

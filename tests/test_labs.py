@@ -156,7 +156,8 @@ def test_smoke_budget_shrinks_only_the_budget(preset, monkeypatch):
     smoke = lab_config(preset, profile="full")
     changed = _differences(full.to_dict(), smoke.to_dict())
     assert set(changed) <= {"epochs", "max_train_images", "max_val_images", "crop_size",
-                            "eval_size", "warmup_epochs"}, changed
+                            "eval_size", "warmup_epochs", "num_workers"}, changed
+    assert smoke.num_workers == min(full.num_workers, 1)
     assert smoke.epochs == 1 and smoke.max_train_images == full.batch_size
     assert smoke.max_val_images == 4 and smoke.crop_size == 64
     assert smoke.eval_size == (None if full.eval_size is None else 64)
@@ -165,16 +166,36 @@ def test_smoke_budget_shrinks_only_the_budget(preset, monkeypatch):
         (full.batch_size, full.val_batch_size, full.dataset, full.model)
 
 
-def test_budget_leaves_quick_alone_and_rejects_unknown_values(monkeypatch):
-    """Is the quick profile the same under smoke, and does a misspelt budget say what to set?"""
+def test_smoke_caps_the_quick_profile_over_a_cells_own_budget(monkeypatch, tmp_path):
+    """Does smoke cap the quick profile too, and hold over a cell's overrides, a config changed
+    afterwards (lab_data caps it) and train_model's own epochs?"""
     monkeypatch.delenv("LABKIT_BUDGET", raising=False)
-    quick = lab_config("baseline")
+    small = dict(shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32)
+    quick = lab_config("baseline", **small)
     monkeypatch.setenv("LABKIT_BUDGET", "smoke")
-    assert lab_config("baseline") == quick
+    smoke = lab_config("baseline", epochs=8, max_train_images=64, **small)
+    assert (smoke.epochs, smoke.max_train_images, smoke.max_val_images) == \
+        (1, quick.batch_size, 4)
+    assert (smoke.shapes, smoke.batch_size, smoke.model) == \
+        (quick.shapes, quick.batch_size, quick.model)
+    widened = apply_overrides(smoke, {"epochs": 3, "max_train_images": 32})
+    data = lab_data(widened, runs_root=tmp_path)
+    assert data.config == smoke
+    assert (len(data.train_set), len(data.val_set)) == (quick.batch_size, 4)
+    model = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 8))
+    run = train_model(model, data, epochs=5, progress=False)
+    assert len(run.history) == 1
+
+
+def test_a_misspelt_budget_says_what_to_set(monkeypatch):
+    """Does a misspelt budget say what to set, and is an explicit full the preset as written?"""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)  # it would force quick
     monkeypatch.setenv("LABKIT_BUDGET", "tiny")
     with pytest.raises(ConfigError, match=r"LABKIT_BUDGET: expected one of \('full', 'smoke'\)"
                                           r".*got 'tiny'"):
         lab_config("baseline", profile="full")
+    with pytest.raises(ConfigError, match=r"LABKIT_BUDGET"):
+        lab_config("baseline")
     monkeypatch.setenv("LABKIT_BUDGET", "full")
     assert lab_config("baseline", profile="full") == load_preset("baseline_full")
 

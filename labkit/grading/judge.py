@@ -194,6 +194,10 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
             the grader's own user (see :func:`~labkit.grading.sandbox.run_sandboxed`).
         data: a Shapes set to read (read-only, as ``$LABKIT_DATA``) instead of drawing one.
 
+    The notebook sees none of the grader's environment but ``$LABKIT_BUDGET``: a grader that
+    sets ``LABKIT_BUDGET=smoke`` (a test of the course, a check of a new lab) has every
+    training cell run one batch. The graded cells of the labs come before their training.
+
     Raises:
         SandboxError: the sandbox cannot run the judge as asked (bwrap required but
             unusable, the interpreter out of ``uid``'s reach).
@@ -209,6 +213,8 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8",
                "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1"}
+        if os.environ.get("LABKIT_BUDGET"):
+            env["LABKIT_BUDGET"] = os.environ["LABKIT_BUDGET"]
         if data and os.path.isdir(data):
             env["LABKIT_DATA"] = data
             readable = [*readable, data]

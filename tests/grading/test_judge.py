@@ -209,3 +209,13 @@ def test_the_judge_binds_back_borrowed_site_packages(tmp_path, monkeypatch):
     _, readable = judge._kit_paths()
     assert os.path.realpath(borrowed) in readable
     assert os.path.realpath(checkout) not in readable
+
+
+def test_the_notebook_sees_the_graders_budget_and_nothing_else(monkeypatch):
+    """Does a grader's LABKIT_BUDGET reach the notebook, and another of its variables not?"""
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")
+    monkeypatch.setenv("LABKIT_JUDGE_SECRET", "grader-only")
+    nb = _notebook("import os\nprint(os.environ.get('LABKIT_BUDGET'), "
+                   "os.environ.get('LABKIT_JUDGE_SECRET'))")
+    apply_verdicts(nb, _judge(nb))
+    assert nb.cells[0].outputs[0].text.split() == ["smoke", "None"]
