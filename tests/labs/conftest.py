@@ -1,14 +1,28 @@
 """Grade a lab with the real nbgrader command line in a throwaway course directory.
 
 The course directory holds only the repository's ``nbgrader_config.py`` and the lab's
-``solutions/<lab>/`` folder, and every step is a plain ``nbgrader`` command
-(``generate_assignment``, ``autograde``, ``validate``): what a university JupyterHub with
-nbgrader and labkit installed as a library would run. Nothing of labkit's own grading
-commands takes part.
+``solutions/<lab>/`` folder, and every step that grades is a plain ``nbgrader`` command
+(``generate_assignment``, ``autograde``): what a university JupyterHub with nbgrader and
+labkit installed as a library would run. Nothing of labkit's own grading commands takes part.
+
+Each lab's module grades its class once (a module fixture): the solution, the blank release
+and the planted mistakes go through one ``nbgrader autograde``. What is spent is kept small
+where it is not what the test is about:
+
+- the kernels train on ``LABKIT_BUDGET=smoke`` (one batch; the graded cells of every lab
+  come before its training, and how long the quick profile takes is ``make bench``'s lab
+  timings' business);
+- they read one Shapes set drawn once per test process (``$LABKIT_DATA``);
+- only the solution runs its whole notebook: the other submissions stop after their last
+  autograded cell (:func:`cut_after_last_test`), and :meth:`Course.assert_cut_kept_every_test`
+  checks, per lab, against nbgrader's own gradebook, that no graded cell was cut;
+- ``nbgrader validate``'s verdict on the instructor's notebook is read from the outputs of
+  the solution's graded run (:meth:`Course.validate_source`), not from a second execution.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 from collections.abc import Callable
@@ -23,26 +37,43 @@ REPO = Path(__file__).resolve().parents[2]
 # Every test process shares two cores: one thread per notebook kernel, no GUI backend.
 KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
               "PYTHONWARNINGS": "ignore"}
+# The preset whose Shapes set a lab's quick profile reads (lab 08's shapes are deformed more).
+SHAPES_PRESET = {"lab08_deformable_conv": "dcn_conv"}
+SOLUTION = "solution"
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(KERNEL_ENV)
-    env.pop("LABKIT_DATA", None)  # the quick profile draws its own Shapes set
-    return env
+def _grade_ids(nb: nbformat.NotebookNode) -> list[str]:
+    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade_id")]
+
+
+def _is_autograded(cell: nbformat.NotebookNode) -> bool:
+    meta = cell.metadata.get("nbgrader", {})
+    return cell.cell_type == "code" and bool(meta.get("grade")) and not meta.get("solution")
+
+
+def cut_after_last_test(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of ``nb`` without the code cells after its last autograded test cell (the
+    training and plots that score nothing); markdown and nbgrader cells stay."""
+    out = copy.deepcopy(nb)
+    last = max(i for i, c in enumerate(out.cells) if _is_autograded(c))
+    out.cells = [c for i, c in enumerate(out.cells)
+                 if i <= last or c.cell_type != "code" or c.metadata.get("nbgrader")]
+    return out
 
 
 class Course:
     """A temporary nbgrader course holding one lab, released from the repository's source."""
 
-    def __init__(self, root: Path, lab: str) -> None:
-        self.root, self.lab = root, lab
+    def __init__(self, root: Path, lab: str, env: dict[str, str]) -> None:
+        self.root, self.lab, self.env = root, lab, env
         shutil.copy2(REPO / "nbgrader_config.py", root)
         shutil.copytree(REPO / "solutions" / lab, root / "solutions" / lab,
                         ignore=shutil.ignore_patterns("runs", "__pycache__",
                                                       ".ipynb_checkpoints"))
-        nbgrader("generate_assignment", lab, "--force", root=root, env=_env())
-        self.source = nbformat.read(root / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+        nbgrader("generate_assignment", lab, "--force", root=root, env=env)
+        self.source_path = root / "solutions" / lab / f"{lab}.ipynb"
+        self.source = nbformat.read(self.source_path, as_version=4)
         self.release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
 
     def solution(self) -> nbformat.NotebookNode:
@@ -63,24 +94,65 @@ class Course:
         return nb
 
     def autograde(self, submissions: dict[str, nbformat.NotebookNode]) -> dict[str, LabScore]:
-        """Submit each notebook as its student, run ``nbgrader autograde``, read the grades."""
+        """Submit each notebook as its student (all but :data:`SOLUTION` cut after their last
+        test), run ``nbgrader autograde`` once, read the grades."""
         for student, nb in submissions.items():
             folder = self.root / "submitted" / student / self.lab
             folder.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb, folder / f"{self.lab}.ipynb")
-        nbgrader("autograde", self.lab, "--force", root=self.root, env=_env(), timeout=1500)
+            nbformat.write(nb if student == SOLUTION else cut_after_last_test(nb),
+                           folder / f"{self.lab}.ipynb")
+        nbgrader("autograde", self.lab, "--force", root=self.root, env=self.env, timeout=1500)
         return lab_scores(self.root, self.lab)
 
-    def validate_source(self) -> str:
-        """Output of ``nbgrader validate`` on the instructor's notebook (executes it)."""
-        nb = self.root / "solutions" / self.lab / f"{self.lab}.ipynb"
-        proc = nbgrader("validate", str(nb), root=self.root, env=_env(), timeout=900,
-                        check=False)
-        return proc.stdout
+    def autograded(self, student: str) -> nbformat.NotebookNode:
+        """The notebook nbgrader graded for ``student``, with its outputs."""
+        return nbformat.read(self.root / "autograded" / student / self.lab / f"{self.lab}.ipynb",
+                             as_version=4)
 
+    def validate_source(self) -> dict:
+        """``nbgrader validate``'s results on the instructor's notebook (``{}``: it passes),
+        judged on the outputs of the solution's graded run.
+
+        The source's cells are the graded notebook's, one for one (the release keeps every
+        cell; autograde puts the hidden tests back), so the run's outputs are copied into the
+        source and nbgrader's own Validator judges them, with its metadata checks and
+        without its clear-and-execute steps.
+        """
+        from nbgrader.preprocessors import CheckCellMetadata
+        from nbgrader.validator import Validator
+
+        ran = self.autograded(SOLUTION)
+        source = copy.deepcopy(self.source)
+        assert [c.cell_type for c in ran.cells] == [c.cell_type for c in source.cells] and \
+            _grade_ids(ran) == _grade_ids(source), "the graded run's cells are not the source's"
+        for mine, theirs in zip(source.cells, ran.cells):
+            if mine.cell_type == "code":
+                mine.outputs, mine.execution_count = theirs.outputs, theirs.execution_count
+        path = self.root / "validate" / self.lab / f"{self.lab}.ipynb"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(source, path)
+        validator = Validator()
+        validator.preprocessors = [CheckCellMetadata]
+        return validator.validate(str(path))
+
+    def assert_cut_kept_every_test(self, students) -> None:
+        """Did every cut submission keep, and run, every autograded cell nbgrader's gradebook
+        knows for this lab, so that no graded cell was left out by the cut?"""
+        from nbgrader.api import Gradebook
+
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}") as gb:
+            tests = {c.name for c in gb.find_notebook(self.lab, self.lab).grade_cells
+                     if c.cell_type == "code"}
+        assert tests, f"{self.lab}: the gradebook knows no autograded cell"
+        for student in students:
+            ran = {c.metadata["nbgrader"]["grade_id"]: c for c in self.autograded(student).cells
+                   if _is_autograded(c)}
+            assert set(ran) == tests, (student, tests ^ set(ran))
+            unrun = [k for k, c in ran.items() if c.execution_count is None]
+            assert not unrun, f"{student}: graded cells {unrun} did not run"
 
     @staticmethod
-    def assert_grades(scores: dict[str, LabScore], *, right: str = "solution",
+    def assert_grades(scores: dict[str, LabScore], *, right: str = SOLUTION,
                       blank: str = "blank", wrong: tuple[str, ...] = ("wrong",)) -> None:
         """The solution scores every autograded point, the blank release none, each wrong
         submission fewer than the solution (messages name the test cells)."""
@@ -95,7 +167,32 @@ class Course:
             assert scores[name].auto < full.auto_max, f"{name} kept every point"
 
 
-@pytest.fixture
-def course(tmp_path: Path) -> Callable[[str], Course]:
-    """``course(lab)``: a fresh nbgrader course directory with ``lab`` released."""
-    return lambda lab: Course(tmp_path, lab)
+@pytest.fixture(scope="session")
+def shapes_data(tmp_path_factory) -> Callable[[str], str]:
+    """``shapes_data(lab)``: the folder of the Shapes set the lab's quick profile reads,
+    drawn once per test process."""
+    from labkit.experiment import resolve_data_root
+    from labkit.labs import lab_config
+
+    drawn: dict[str, str] = {}
+
+    def get(lab: str) -> str:
+        preset = SHAPES_PRESET.get(lab, "baseline")
+        if preset not in drawn:
+            runs = tmp_path_factory.mktemp("shapes")
+            drawn[preset] = str(resolve_data_root(lab_config(preset), runs_root=runs))
+        return drawn[preset]
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory, shapes_data) -> Callable[[str], Course]:
+    """``course(lab)``: a fresh nbgrader course directory with ``lab`` released; its kernels
+    train on the smoke budget and read the Shapes set of ``shapes_data``."""
+    def make(lab: str) -> Course:
+        env = {**os.environ, **KERNEL_ENV, "LABKIT_BUDGET": "smoke",
+               "LABKIT_DATA": shapes_data(lab)}
+        return Course(tmp_path_factory.mktemp(lab), lab, env)
+
+    return make

@@ -31,7 +31,7 @@ LABS = sorted(p.name for p in (REPO / "solutions").iterdir() if p.name.startswit
 QUICK, FULL = 'PROFILE = "quick"', 'PROFILE = "full"'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # not module: its cases spread over both workers
 def full_env(tmp_path_factory) -> dict[str, str]:
     """The kernel environment: data trees, a hub cache of random weights, the smoke budget."""
     root = tmp_path_factory.mktemp("full")

@@ -1,5 +1,7 @@
 """Does lab 01 grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab01_baseline_fcn"
 
 BORROWED_IOU = '''
@@ -9,15 +11,16 @@ import labkit.metrics
 def iou_per_class(pred, target, num_classes, *, ignore_index=255):
     return labkit.metrics.iou_per_class(pred, target, num_classes, ignore_index=ignore_index)
 '''
+MISTAKES = ("wrong", "last_skipped", "borrowed")
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and do two
-    off-by-one IoUs (one pixel too many in every union; the last class skipped, which the
-    visible example cannot see) and a student calling labkit's own iou_per_class lose
-    points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: the solution, the blank release, two off-by-one IoUs (one pixel
+    too many in every union; the last class skipped, which the visible example cannot see)
+    and a student calling labkit's own iou_per_class."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("iou_per_class", "union = (is_pred | is_true).sum().item()",
@@ -26,17 +29,28 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
                                 "for c in range(num_classes - 1):"),
         "borrowed": c.with_cell("iou_per_class", BORROWED_IOU),
     })
-    c.assert_grades(scores, wrong=("wrong", "last_skipped", "borrowed"))
-    for name in ("wrong", "last_skipped", "borrowed"):
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and do the
+    two off-by-one IoUs and the borrowed one lose the IoU points, the borrowing submission
+    keeping the points of the exercises it did itself?"""
+    c, scores = graded
+    c.assert_grades(scores, wrong=MISTAKES)
+    for name in MISTAKES:
         got, full = scores[name].tests["test_iou_per_class"]
         assert got < full, f"{name} kept the points of test_iou_per_class"
-    # The other exercises of the borrowing submission are the solution's: pixel accuracy and
-    # the network keep their points.
     for test in ("test_pixel_accuracy", "test_fcn_layers", "test_fcn_matches_reference"):
         assert scores["borrowed"].tests[test][0] == scores["borrowed"].tests[test][1], test
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", *MISTAKES])

@@ -1,14 +1,15 @@
 """Does lab 02 grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab02_lr_schedules"
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and a
-    plausible mistake (a cosine schedule that never decays) and a student calling labkit's
-    own ``labkit.schedules.cosine_lr`` lose the cosine points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong(
@@ -22,6 +23,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
             "    return reference(step, base_lr=base_lr, total_steps=total_steps, "
             "min_lr=min_lr)\n"),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and a
+    plausible mistake (a cosine schedule that never decays) and a student calling labkit's
+    own ``labkit.schedules.cosine_lr`` lose the cosine points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     for name in ("wrong", "borrowed"):
         got, most = scores[name].tests["test_cosine_lr"]
@@ -30,7 +38,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
     assert scores["borrowed"].tests["test_poly_lr"][0] == scores["borrowed"].tests["test_poly_lr"][1]
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

@@ -1,5 +1,7 @@
 """Does lab 03 (augmentation) grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab03_augmentation"
 
 # A student who hands labkit's whole pipeline in as their own: it aligns the pairs, but it
@@ -26,23 +28,35 @@ def make_train_transform(*, crop_size, scale=(0.5, 2.0), hflip=0.5, max_angle=10
 '''
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and a
-    plausible mistake (the mask flipped upside down while the image is mirrored) and a
-    student calling labkit's own augmentation pipeline lose points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("hflip_pair", "mask.flip(-1)", "mask.flip(-2)"),
         "borrowed": c.with_cell("train_transform", BORROWED),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and a
+    plausible mistake (the mask flipped upside down while the image is mirrored) and a
+    student calling labkit's own augmentation pipeline lose points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     assert scores["wrong"].tests["test_hflip_pair"][0] < scores["wrong"].tests["test_hflip_pair"][1]
     assert scores["borrowed"].tests["test_train_transform"][0] == 0
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

@@ -1,5 +1,7 @@
 """Does lab 05 (U-Net) grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab05_unet"
 
 # A student whose Up drops the skip but keeps the channel count by concatenating zeros.
@@ -18,17 +20,23 @@ class UNet(LabkitUNet):
 '''
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and an Up that
-    drops its skip (zeros concatenated in its place) and a UNet that subclasses labkit's
-    UNet lose points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("up", *SKIP_DROPPED),
         "borrowed": c.with_cell("unet", BORROWED_UNET),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and an Up that
+    drops its skip (zeros concatenated in its place) and a UNet that subclasses labkit's
+    UNet lose points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     for test in ("test_up_skip", "test_unet_matches"):
         got, most = scores["wrong"].tests[test]
@@ -40,7 +48,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
     assert scores["borrowed"].tests["test_up_skip"][0] == scores["borrowed"].tests["test_up_skip"][1]
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

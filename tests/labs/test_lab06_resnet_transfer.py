@@ -1,5 +1,7 @@
 """Does lab 06 grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab06_resnet_transfer"
 
 # A student who builds the model by calling labkit's own transfer model.
@@ -15,19 +17,25 @@ def ResNet18Segmenter(num_classes, *, pretrained=False, freeze_encoder=True):
 '''
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and a
-    plausible mistake (a `freeze` that switches gradients off and calls `eval()` once, so
-    that `model.train()` puts BatchNorm back in training mode and its running statistics
-    drift) and a student returning labkit's own `resnet18_transfer` lose points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("freeze", "    module.train = types.MethodType(stay_in_eval, module)\n",
                          ""),
         "borrowed": c.with_cell("resnet_segmenter", BORROWED),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and a
+    plausible mistake (a `freeze` that switches gradients off and calls `eval()` once, so
+    that `model.train()` puts BatchNorm back in training mode and its running statistics
+    drift) and a student returning labkit's own `resnet18_transfer` lose points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     assert scores["wrong"].tests["test_freeze"][0] < scores["wrong"].tests["test_freeze"][1]
     assert (scores["wrong"].tests["test_segmenter_freezing"][0]
@@ -38,7 +46,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
     assert scores["borrowed"].tests["test_freeze"][0] == scores["borrowed"].tests["test_freeze"][1]
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

@@ -1,5 +1,7 @@
 """Does lab 07 (DeepLab v3) grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab07_deeplab_v3"
 
 # labkit's own ASPP standing in for the student's: the visible checks pass (same layout),
@@ -10,18 +12,24 @@ BORROWED_ASPP = (
 )
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and an ASPP
-    without its image-pooling branch and an ASPP cell that imports labkit's own ASPP lose
-    points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("aspp", "branches.append(ASPPPooling(in_channels, out_channels))",
                          "pass  # image pooling left out"),
         "borrowed": c.with_cell("aspp", BORROWED_ASPP),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and an ASPP
+    without its image-pooling branch and an ASPP cell that imports labkit's own ASPP lose
+    points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     for student in ("wrong", "borrowed"):
         for test in ("test_aspp_layout", "test_aspp_matches_reference", "test_swap_aspp"):
@@ -32,7 +40,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
             assert got == best, f"{student} lost the points of {test}, which it did not touch"
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

@@ -1,5 +1,7 @@
 """Does lab 08 grade as it should with plain nbgrader?"""
 
+import pytest
+
 LAB = "lab08_deformable_conv"
 
 BORROWED = '''
@@ -13,12 +15,11 @@ def deform_conv2d(input, offset, weight, bias=None, *, stride=1, padding=0, dila
 '''
 
 
-def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
-    """Does the solution score every autograded point, the blank release none, and do a
-    modulation mask that is never applied (v2 computes v1), offsets read as (Δx, Δy) instead
-    of (Δy, Δx), and a student calling torchvision's deform_conv2d lose points?"""
+@pytest.fixture(scope="module")
+def graded(course):
+    """The class graded once: solution, blank, wrong, swapped, borrowed."""
     c = course(LAB)
-    scores = c.autograde({
+    return c, c.autograde({
         "solution": c.solution(),
         "blank": c.release,
         "wrong": c.wrong("deform_conv2d", "sampled = sampled * mask.unsqueeze(1)",
@@ -26,6 +27,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
         "swapped": c.wrong("deform_conv2d", "dy, dx = offset", "dx, dy = offset"),
         "borrowed": c.with_cell("deform_conv2d", BORROWED),
     })
+
+
+def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
+    """Does the solution score every autograded point, the blank release none, and do a
+    modulation mask that is never applied (v2 computes v1), offsets read as (Δx, Δy) instead
+    of (Δy, Δx), and a student calling torchvision's deform_conv2d lose points?"""
+    c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "swapped", "borrowed"))
     for student, test in [("wrong", "test_deform_conv2d_mask"),
                           ("wrong", "test_deform_conv_module"),
@@ -42,7 +50,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(course):
         assert got == most, f"{student} lost points in test_bilinear_sample"
 
 
-def test_source_passes_nbgrader_validate(course):
-    """Does `nbgrader validate` pass on the instructor's notebook?"""
-    out = course(LAB).validate_source()
-    assert "Success! Your notebook passes all the tests." in out, out[-3000:]
+def test_source_passes_nbgrader_validate(graded):
+    """Does nbgrader's validator pass the instructor's notebook?"""
+    c, _ = graded
+    assert c.validate_source() == {}
+
+
+def test_cut_submissions_ran_every_graded_cell(graded):
+    """Did the submissions cut after their last test keep and run every graded cell?"""
+    c, _ = graded
+    c.assert_cut_kept_every_test(["blank", "wrong", "swapped", "borrowed"])
