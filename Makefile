@@ -1,7 +1,11 @@
 # labkit: two commands on a fresh machine.
 #   make demo   the main job on the generated Shapes set, then the instructor's course cycle
 #               (installs bubblewrap, the grading sandbox, first where it can)
-#   make test   the whole test suite (installs bubblewrap and chromium first where it can)
+#   make test   the whole test suite (installs bubblewrap and chromium first where it can);
+#               its durations go to runs/test-durations.json (benchmarks/test_durations.py
+#               turns them into benchmarks/test_durations.md)
+#   make test-fast  the unit tests only (no notebook, grading, install or browser runs), for
+#               the edit-test loop; make test stays the one that says a change is good
 #   make bench  every benchmark, side by side, into benchmarks/RESULTS.md (about 30 minutes)
 #   make ablations  the seeds' experiments, 3 seeds, into benchmarks/ABLATIONS.md (about 30 minutes)
 # Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
@@ -13,7 +17,7 @@ STAMP  := $(VENV)/.labkit-installed
 JOBS   ?= 2
 OUT    ?= runs/demo
 
-.PHONY: demo test bench ablations venv clean system-packages
+.PHONY: demo test test-fast bench ablations venv clean system-packages
 
 venv: $(STAMP)
 
@@ -30,8 +34,15 @@ demo: $(STAMP)
 system-packages:
 	@scripts/system-packages.sh
 
+# loadgroup keeps the tests of a module fixture on one worker (tests/conftest.py groups them);
+# without reordering, work goes out in the order tests/conftest.py sorts it: longest first.
+PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder
+
 test: $(STAMP) system-packages
-	$(BIN)/python -m pytest -n $(JOBS) --dist worksteal --durations=15
+	$(PYTEST) --durations=15 --durations-json runs/test-durations.json
+
+test-fast: $(STAMP)
+	$(PYTEST) -m "not slow" --durations=5
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/results.py
