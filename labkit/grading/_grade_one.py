@@ -101,6 +101,11 @@ def _drop_duplicate_ids():
 
 def grade(spec: dict) -> dict:
     """Autograde ``spec["student"]``'s ``spec["lab"]`` in course ``spec["root"]``."""
+    root, lab, student = Path(spec["root"]).resolve(), spec["lab"], spec["student"]
+    # before nbgrader's imports (about a second): a submission that cannot be graded fails fast
+    problem, note = check_submission(root / "submitted" / student / lab, lab)
+    if problem:
+        return {"status": "failed", "reason": problem, "score": None, "max_score": None}
     import nbformat
     from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.api import Gradebook
@@ -120,12 +125,8 @@ def grade(spec: dict) -> dict:
     from labkit.grading.export import gradebook_path
     from labkit.grading.judge import JudgePreprocessor, hidden_lines, instructor_prelude
 
-    root, lab, student = Path(spec["root"]).resolve(), spec["lab"], spec["student"]
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     source_dir = config.CourseDirectory.get("source_directory", "source")
-    problem, note = check_submission(root / "submitted" / student / lab, lab)
-    if problem:
-        return {"status": "failed", "reason": problem, "score": None, "max_score": None}
     source = nbformat.read(root / source_dir / lab / f"{lab}.ipynb", as_version=4)
     prelude, modules = instructor_prelude(source)
     config.CourseDirectory.root = str(root)

@@ -1,14 +1,24 @@
-"""A two-cell nbgrader course to exercise labkit.grading without running a real lab."""
+"""A two-cell nbgrader course to exercise labkit.grading without running a real lab.
 
+Building a graded course costs seconds (nbgrader, kernels, judges), so a course several
+tests read is built once per test run with :func:`shared_build` (once across the
+pytest-xdist workers too) and copied where a test changes it (:func:`built_once`).
+"""
+
+import fcntl
+import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 import nbformat
 import pytest
 
-from labkit.grading import fill_solutions, nbgrader, replace_in_cell
+from labkit.grading import fill_solutions, replace_in_cell
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = "def add_one(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
@@ -42,12 +52,51 @@ def write_toy_lab(root: Path, lab: str = "toy") -> Path:
     return path
 
 
+def make_toy_course(root: Path) -> Path:
+    """``root`` as a course: the repository's nbgrader_config.py and the toy lab."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
+    write_toy_lab(root)
+    return root
+
+
 @pytest.fixture
 def toy_course(tmp_path: Path) -> Path:
     """A course directory with the repository's nbgrader_config.py and a toy lab."""
-    (tmp_path / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
-    write_toy_lab(tmp_path)
-    return tmp_path
+    return make_toy_course(tmp_path)
+
+
+def nbgrader_api(root: Path, action: str, *args) -> dict:
+    """``NbGraderAPI.<action>(*args)`` on the course ``root``, in this process.
+
+    nbgrader's own converters with the course's config, as its command line runs them, for
+    tests whose subject is not that command line: no interpreter to start and nbgrader to
+    import (seconds) per call. Raises with nbgrader's log when the action fails.
+    """
+    from nbgrader.apps import NbGraderAPI
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    # nbgrader runs `alembic` by name (a new gradebook); kernels get one thread, as the
+    # suite's two workers share two cores
+    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+           "OMP_NUM_THREADS": "1"}
+    with mock.patch.dict(os.environ, env):
+        result = getattr(NbGraderAPI(config=config), action)(*args)
+    assert result["success"], f"nbgrader {action} {args} failed:\n{result.get('log')}"
+    return result
+
+
+def nbgrader_export(root: Path) -> Path:
+    """``root/nbgrader.csv`` as ``nbgrader export --to nbgrader.csv`` writes it: nbgrader's
+    CSV export plugin on the course's gradebook, in this process."""
+    from nbgrader.api import Gradebook
+    from nbgrader.plugins import CsvExportPlugin
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        CsvExportPlugin(to=str(root / "nbgrader.csv")).export(gb)
+    return root / "nbgrader.csv"
 
 
 def add_fractions_test(root: Path) -> None:
@@ -65,7 +114,7 @@ def add_fractions_test(root: Path) -> None:
 def grade_toy_class(root: Path, *, stamps: dict[str, str] | None = None) -> None:
     """In a course with the toy lab released, hand in ann (the solution), bob (the blank release), cid
     (``int(x) + 1``: right on integers only) and eve (``x + 2``), with ``stamps`` as their
-    timestamp.txt, and grade them with the real ``nbgrader autograde``."""
+    timestamp.txt, and grade them with nbgrader's own autograde (in this process)."""
     release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
     good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
     subs = {"ann": good, "bob": release,
@@ -77,16 +126,49 @@ def grade_toy_class(root: Path, *, stamps: dict[str, str] | None = None) -> None
         nbformat.write(nb, folder / "toy.ipynb")
         if student in (stamps or {}):
             (folder / "timestamp.txt").write_text(stamps[student])
-    nbgrader("autograde", "toy", "--force", root=root, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    nbgrader_api(root, "autograde", "toy", "*")  # "*": every student, as the command line
 
 
-def built_once(course: Path, cache: dict, tmp_path_factory, build: Callable[[Path], None]
+def shared_build(tmp_path_factory, key: str, build: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """A folder ``build`` filled once per test run, and what ``build`` returned (as JSON).
+
+    Every pytest-xdist worker of the run shares it: the first caller builds under a lock
+    while any other waits (a module fixture would be built again by each worker running
+    one of its tests). Read it as it is; copy it (:func:`built_once`) to change it.
+
+    Args:
+        tmp_path_factory: pytest's fixture; key: the build's name, unique in the suite.
+        build: fills the empty folder it is given; returns a JSON-serialisable value.
+    """
+    base = tmp_path_factory.getbasetemp()
+    # each worker's basetemp lies in the run's own folder, which they all share
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder, done = shared / f"shared-{key}", shared / f"shared-{key}.json"
+    with open(shared / f"shared-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+            folder.mkdir()
+            value = build(folder)
+            done.write_text(json.dumps(value))
+    return folder, json.loads(done.read_text())
+
+
+def built_once(course: Path, key: str, tmp_path_factory, build: Callable[[Path], None]
                ) -> Path:
-    """``course`` after ``build(course)``; the first call builds, later ones copy that."""
-    if "path" not in cache:
-        build(course)
-        cache["path"] = tmp_path_factory.mktemp("built")
-        shutil.copytree(course, cache["path"], dirs_exist_ok=True)
-    else:
-        shutil.copytree(cache["path"], course, dirs_exist_ok=True)
+    """``course``: a copy of the folder ``build`` filled (once per run, see
+    :func:`shared_build`), for a test that changes it."""
+    folder, _ = shared_build(tmp_path_factory, key, build)
+    shutil.copytree(folder, course, dirs_exist_ok=True)
     return course
+
+
+@pytest.fixture
+def released_toy(tmp_path: Path, tmp_path_factory) -> Path:
+    """A toy course whose lab nbgrader has released (``labs/toy``, the gradebook), copied
+    from one release per run."""
+    def build(root: Path) -> None:
+        make_toy_course(root)
+        nbgrader_api(root, "generate_assignment", "toy")
+
+    return built_once(tmp_path / "released", "released-toy", tmp_path_factory, build)

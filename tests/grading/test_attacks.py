@@ -1,29 +1,36 @@
 """The attack suite: hostile submissions graded with honest ones by ``autograde``.
 
-One class (module scope) holds an honest student, a blank release, a partly right one, a
-bystander and one student per attack in ``attack_lab.ATTACKS``; it is graded once with two
-jobs. Scores come from nbgrader's own gradebook, not from labkit's report of them.
+One class (built once per test run, read by every test here) holds an honest student, a
+blank release, a partly right one, a bystander and one student per attack in
+``attack_lab.ATTACKS``; it is graded with two jobs (attackers run beside other students'
+judges), except the infinite loop, graded alone with a short cell limit so that it does not
+hold a job for the class's whole limit. Scores come from nbgrader's own gradebook, not from
+labkit's report of them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
 
-from labkit.grading.autograde import autograde
+from labkit.grading.autograde import Outcome, autograde
 from labkit.grading.instance import read_record
 from labkit.grading.judge import hidden_lines
 from tests.grading.attack_lab import (ATTACKS, BYSTANDER_MARK, LAB, MAX_AUTOGRADED, REPO, blank,
                                       bystander, gradebook_cells, gradebook_scores, honest,
                                       make_course, outputs_text, partial, release,
                                       source_notebook, submission_counts, submit, write_kit)
+from tests.grading.conftest import shared_build
 
 pytestmark = pytest.mark.needs("bwrap")
 
 LIMITS = {"jobs": 2, "timeout": 60, "memory_mb": 1500, "progress": False}
+LOOP = "infinite_loop"  # graded alone: each cell of it stops after LOOP_CELL_SECONDS
+LOOP_CELL_SECONDS = 3
 HONEST = {"honest": honest, "blank": blank, "partial": partial, "bystander": bystander}
 HOST_MARKERS = [Path("/tmp/labkit-attack-marker"), REPO / "labkit-attack-marker"]
 
@@ -32,12 +39,10 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    """The class graded: (root, bystander's cells graded alone, digests before grading)."""
+def _grade_class(work: Path) -> dict:
+    """Grade the class in ``work``: the bystander alone, the class, then the loop alone."""
     for marker in HOST_MARKERS:
         marker.unlink(missing_ok=True)
-    work = tmp_path_factory.mktemp("attacks")
     write_kit(work / "kit")
     root = make_course(work / "course", work / "kit", [*HONEST, *ATTACKS])
     nb = release(root)
@@ -51,9 +56,23 @@ def graded(tmp_path_factory):
         submit(root, student, build(nb, root))
     protected = [root / "submitted" / "bystander" / LAB / f"{LAB}.ipynb",
                  root / "solutions" / LAB / f"{LAB}.ipynb"]
-    before = {p: _digest(p) for p in protected}
-    outcomes = {o.student: o for o in autograde(root, LAB, **LIMITS)}
-    return root, cells_alone, before, outcomes
+    before = {str(p): _digest(p) for p in protected}
+    outcomes = autograde(root, LAB, students=[s for s in [*HONEST, *ATTACKS] if s != LOOP],
+                         **LIMITS)
+    outcomes += autograde(root, LAB, students=[LOOP], **{**LIMITS, "jobs": 1},
+                          cell_timeout=LOOP_CELL_SECONDS)
+    return {"cells_alone": cells_alone, "before": before,
+            "outcomes": [dataclasses.asdict(o) for o in outcomes]}
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """The class graded: (root, bystander's cells graded alone, digests before grading,
+    outcomes by student)."""
+    work, built = shared_build(tmp_path_factory, "attack-class", _grade_class)
+    outcomes = {o["student"]: Outcome(**o) for o in built["outcomes"]}
+    before = {Path(p): digest for p, digest in built["before"].items()}
+    return work / "course", built["cells_alone"], before, outcomes
 
 
 def test_honest_student_scores_full_marks(graded):
@@ -77,7 +96,7 @@ def test_attacker_scores_no_more_than_blank(graded, attack):
 
 
 def test_bystander_keeps_its_grade(graded):
-    """Is the bystander, graded with 22 attackers beside it, scored as when graded alone?"""
+    """Is the bystander, graded with the attackers beside it, scored as when graded alone?"""
     root, cells_alone, _, _ = graded
     assert gradebook_cells(root, "bystander") == cells_alone
     assert sum(v for k, v in cells_alone.items() if k.startswith("test_")) == MAX_AUTOGRADED
@@ -130,7 +149,7 @@ def test_limits_name_the_reason(graded):
     """Do the loop and the memory bomb end with the limit they hit named, in the grading
     note or in the cell's error?"""
     root, _, _, outcomes = graded
-    loop = outcomes["infinite_loop"].reason + outputs_text(root, "infinite_loop")
+    loop = outcomes[LOOP].reason + outputs_text(root, LOOP)
     assert "wall-clock limit" in loop or "time limit" in loop, loop[-500:]
     bomb = outcomes["memory_bomb"].reason + outputs_text(root, "memory_bomb")
     assert "memory limit" in bomb or "MemoryError" in bomb, bomb[-500:]

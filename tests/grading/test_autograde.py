@@ -2,13 +2,16 @@
 
 Grades come from nbgrader's own gradebook (``lab_scores``, ``attack_lab.submission_counts``
 style queries), the oracle; the toy lab of ``conftest.write_toy_lab`` keeps each grading to
-a few seconds.
+a few seconds. Each test grades a copy of one course ``init_course`` made (once per run),
+with one job unless running several at once is what it checks: the suite itself already
+keeps both cores busy.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,24 +33,36 @@ from labkit.grading.cli import format_outcomes, format_status
 from labkit.grading.instance import course_status, init_course
 from labkit.grading.judge import JudgePreprocessor
 from labkit.grading.sandbox import SandboxError
-from tests.grading.conftest import write_toy_lab
+from tests.grading.conftest import REPO, nbgrader_api, shared_build, write_toy_lab
 
 LAB = "toy"
 FAST = {"timeout": 60, "memory_mb": 1500, "progress": False}
 
 
-def _course(tmp_path: Path, students: list[str], *, setup: str = "") -> Path:
-    kit = tmp_path / "kit"
-    source = write_toy_lab(kit)
-    if setup:  # an instructor's setup cell, before the answer: its imports load in the judge
-        nb = nbformat.read(source, as_version=4)
-        nb.cells.insert(1, nbformat.v4.new_code_cell(setup))
-        nbformat.write(nb, source)
-    (kit / "nbgrader_config.py").write_text(
-        (Path(__file__).resolve().parents[2] / "nbgrader_config.py").read_text())
-    table = tmp_path / "students.csv"
-    table.write_text("id\n" + "".join(f"{s}\n" for s in students))
-    return init_course(tmp_path / "course", kit=kit, students_csv=table, labs=[LAB])
+def _init(folder: Path) -> None:
+    """A course with the toy lab released and no students: whoever hands in is graded."""
+    kit = folder / "kit"
+    write_toy_lab(kit)
+    (kit / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
+    init_course(folder / "course", kit=kit, labs=[LAB])
+
+
+@pytest.fixture
+def course(tmp_path: Path, tmp_path_factory) -> Path:
+    """A copy of the toy course (made once per run) for this test to grade."""
+    built, _ = shared_build(tmp_path_factory, "autograde-course", _init)
+    return Path(shutil.copytree(built / "course", tmp_path / "course"))
+
+
+def _with_setup(root: Path, setup: str) -> Path:
+    """``root`` with an instructor's setup cell before the answer (its imports load in the
+    judge), released again (by nbgrader in this process)."""
+    source = root / "solutions" / LAB / f"{LAB}.ipynb"
+    nb = nbformat.read(source, as_version=4)
+    nb.cells.insert(1, nbformat.v4.new_code_cell(setup))
+    nbformat.write(nb, source)
+    nbgrader_api(root, "generate_assignment", LAB)
+    return root
 
 
 def _hand_in(root: Path, student: str, kind: str) -> None:
@@ -72,84 +87,78 @@ def _submissions(root: Path) -> dict[str, int]:
     return {s: ids.count(s) for s in ids}
 
 
-@pytest.fixture(scope="module")
-def class_of_20(tmp_path_factory):
-    root = _course(tmp_path_factory.mktemp("twenty"), [f"s{i:02d}" for i in range(20)])
-    for i in range(20):
-        _hand_in(root, f"s{i:02d}", "right" if i % 2 == 0 else "blank")
-    return root
-
-
-def test_parallel_grades_equal_serial_grades(class_of_20):
-    """Do 20 students graded with two jobs get the grades serial grading gave them, with one
-    gradebook submission each after the regrade?"""
-    serial = autograde(class_of_20, LAB, jobs=1, **FAST)
-    serial_scores = _scores(class_of_20)
-    parallel = autograde(class_of_20, LAB, jobs=2, **FAST)
-    assert [o.status for o in serial + parallel] == ["graded"] * 40
-    assert _scores(class_of_20) == serial_scores
+def test_parallel_grades_equal_serial_grades_and_resume_skips_the_graded(course):
+    """Do four students graded with two jobs get the grades serial grading gave them, with
+    one gradebook submission each after the regrade, and does --resume then skip a graded
+    student and regrade one whose notebook changed?"""
+    students = [f"s{i:02d}" for i in range(4)]  # s03: the visible test passes, hidden fails
+    for i, student in enumerate(students):
+        _hand_in(course, student, "right" if i % 2 == 0 or i == 3 else "blank")
+    serial = autograde(course, LAB, jobs=1, **FAST)
+    serial_scores = _scores(course)
+    parallel = autograde(course, LAB, jobs=2, **FAST)
+    assert [o.status for o in serial + parallel] == ["graded"] * 8
+    assert _scores(course) == serial_scores
     assert {o.student: o.score for o in parallel} == {o.student: o.score for o in serial}
     assert set(serial_scores.values()) == {0.0, 2.0} and serial_scores["s03"] == 0.0
-    assert set(_submissions(class_of_20).values()) == {1}
-
-
-def test_resume_skips_up_to_date_students(class_of_20):
-    """Does --resume skip graded students, and regrade one whose notebook changed?"""
-    autograde(class_of_20, LAB, students=["s00", "s01"], jobs=1, **FAST)
+    assert set(_submissions(course).values()) == {1}
     time.sleep(0.01)
-    _hand_in(class_of_20, "s01", "right")
-    outcomes = {o.student: o for o in autograde(class_of_20, LAB, students=["s00", "s01"],
+    _hand_in(course, "s01", "right")
+    outcomes = {o.student: o for o in autograde(course, LAB, students=["s00", "s01"],
                                                 resume=True, **FAST)}
     assert outcomes["s00"].status == "skipped"
     assert outcomes["s01"].status == "graded" and outcomes["s01"].score == 2.0
 
 
-def _workers() -> list[int]:
+def _workers(root: Path) -> list[int]:
+    """The grading workers of the course ``root`` (the other xdist worker may grade too)."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if b"labkit.grading._grade_one" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(int(pid))
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
-            pass
+            continue
+        if b"labkit.grading._grade_one" in cmdline and str(root).encode() in cmdline:
+            found.append(int(pid))
     return found
 
 
-def test_sigkill_then_rerun_grades_everyone_once(tmp_path):
+def test_sigkill_then_rerun_grades_everyone_once(course, capsys):
     """After the grader is killed with SIGKILL mid-run, do its workers die, and does a rerun
     with --resume leave every student graded once, with the serial grades?"""
-    students = [f"k{i}" for i in range(6)]
-    root = _course(tmp_path, students)
+    students = [f"k{i}" for i in range(4)]
     for i, s in enumerate(students):
-        _hand_in(root, s, "right" if i % 2 == 0 else "blank")
-    cmd = [sys.executable, "-m", "labkit", "course", "autograde", LAB, "--root", str(root),
-           "--jobs", "2", "--timeout", "60"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    records = root / "autograded" / ".labkit" / LAB
+        _hand_in(course, s, "right" if i % 2 == 0 else "blank")
+    args = ["course", "autograde", LAB, "--root", str(course), "--timeout", "60"]
+    # two jobs: both running workers must die with the grader
+    proc = subprocess.Popen([sys.executable, "-m", "labkit", *args, "--jobs", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = course / "autograded" / ".labkit" / LAB
     deadline = time.monotonic() + 120
-    while not (records.is_dir() and any(records.iterdir())) and time.monotonic() < deadline:
+    # *.json: a record in place, not the temporary file it is written to first
+    while not (records.is_dir() and any(records.glob("*.json"))) and \
+            time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = len(list(records.iterdir()))
+    done_before = len(list(records.glob("*.json")))
     assert done_before < len(students), "the run finished before it could be killed"
     deadline = time.monotonic() + 15
-    while _workers() and time.monotonic() < deadline:
+    while _workers(course) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _workers(), "a grading worker outlived the killed grader"
-    rerun = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, timeout=300)
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "up to date" in rerun.stdout
-    assert all(read_record(root, LAB, s).status == "graded" for s in students)
-    assert _submissions(root) == {s: 1 for s in students}
-    assert _scores(root) == {s: 2.0 if i % 2 == 0 else 0.0 for i, s in enumerate(students)}
+    assert not _workers(course), "a grading worker outlived the killed grader"
+    assert main([*args, "--resume"]) == 0  # the rerun: the same command, in this process
+    assert f"{done_before} up to date" in capsys.readouterr().out
+    assert all(read_record(course, LAB, s).status == "graded" for s in students)
+    assert _submissions(course) == {s: 1 for s in students}
+    assert _scores(course) == {s: 2.0 if i % 2 == 0 else 0.0 for i, s in enumerate(students)}
 
 
-def test_broken_submissions_are_reported_per_student(tmp_path):
+def test_broken_submissions_are_reported_per_student(course):
     """Are invalid JSON, nbformat 3, a missing or misnamed notebook each a failed student
     with a reason, an extra notebook a note on a graded one, and the batch unharmed?"""
     names = ["good", "json", "v3", "none", "misnamed", "extra"]
-    root = _course(tmp_path, names)
+    root = course
     _hand_in(root, "good", "right")
     _hand_in(root, "extra", "right")
     folder = {n: root / "submitted" / n / LAB for n in names}
@@ -161,7 +170,7 @@ def test_broken_submissions_are_reported_per_student(tmp_path):
     (folder["none"] / "notes.txt").write_text("no notebook here")
     nbformat.write(nbformat.v4.new_notebook(), folder["misnamed"] / "Untitled.ipynb")
     nbformat.write(nbformat.v4.new_notebook(), folder["extra"] / "scratch.ipynb")
-    outcomes = {o.student: o for o in autograde(root, LAB, jobs=2, **FAST)}
+    outcomes = {o.student: o for o in autograde(root, LAB, **FAST)}
     assert outcomes["good"].status == "graded" and outcomes["good"].score == 2.0
     assert outcomes["extra"].status == "graded" and "scratch.ipynb" in outcomes["extra"].reason
     expected = {"json": "invalid JSON", "v3": "nbformat 3", "none": "no notebook",
@@ -181,9 +190,9 @@ def test_check_submission(tmp_path):
     assert check_submission(tmp_path / "ok", LAB) == (None, "")
 
 
-def test_bad_requests_are_refused(tmp_path):
+def test_bad_requests_are_refused(course):
     """Are an unknown lab, an unknown student and jobs=0 refused before grading starts?"""
-    root = _course(tmp_path, ["a"])
+    root = course
     with pytest.raises(CourseError, match="lab 'nope'"):
         autograde(root, "nope")
     with pytest.raises(CourseError, match="no student 'zed'"):
@@ -193,23 +202,21 @@ def test_bad_requests_are_refused(tmp_path):
     assert submitted_students(root, LAB) == []
 
 
-def test_cli_prints_the_table_and_fails_on_failures(tmp_path):
+def test_cli_prints_the_table_and_fails_on_failures(course, capsys):
     """Does `labkit course autograde` print a row per student and the totals, exiting 1
     when a student failed?"""
-    root = _course(tmp_path, ["ok", "broken"])
-    _hand_in(root, "ok", "right")
-    (root / "submitted" / "broken" / LAB).mkdir(parents=True)
-    proc = subprocess.run([sys.executable, "-m", "labkit", "course", "autograde", LAB,
-                           "--root", str(root), "--timeout", "60"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1, proc.stderr
-    assert "| ok | graded | 2 / 3 |" in proc.stdout
-    assert "| broken | failed |" in proc.stdout
-    assert "1 graded, 1 failed, 0 up to date" in proc.stdout
+    _hand_in(course, "ok", "right")
+    (course / "submitted" / "broken" / LAB).mkdir(parents=True)
+    # the command's own code in this process (`python -m labkit` starts in the SIGKILL test)
+    assert main(["course", "autograde", LAB, "--root", str(course), "--timeout", "60"]) == 1
+    out = capsys.readouterr().out
+    assert "| ok | graded | 2 / 3 |" in out
+    assert "| broken | failed |" in out
+    assert "1 graded, 1 failed, 0 up to date" in out
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader drops the judge to another uid")
-def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(tmp_path, monkeypatch,
+def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, monkeypatch,
                                                                         caplog):
     """With limits only, where the sandbox's uid cannot reach the interpreter (a pyenv under
     root's 0700 home; forced where it can), is the solution graded full and the blank 0,
@@ -219,11 +226,11 @@ def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(tmp_path, 
     monkeypatch.setattr(sandbox, "_unreachable", lambda path, uid, *rest: real(
         path, uid, *rest) or ("forced by the test" if path == python else None))
     monkeypatch.setattr(autograde_module, "_AS_ROOT_WARNED", [])
-    root = _course(tmp_path, ["ann", "bob"])
+    root = course
     _hand_in(root, "ann", "right")
     _hand_in(root, "bob", "blank")
     with caplog.at_level("WARNING", logger="labkit.grading.autograde"):
-        outcomes = autograde(root, LAB, sandbox=False, jobs=2, **FAST)
+        outcomes = autograde(root, LAB, sandbox=False, **FAST)
         autograde(root, LAB, sandbox=False, students=["ann"], **FAST)  # no second warning
     assert [o.status for o in outcomes] == ["graded", "graded"], outcomes
     assert _scores(root) == {"ann": 2.0, "bob": 0.0}
@@ -232,14 +239,15 @@ def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(tmp_path, 
     assert len(warned) == 1 and "cannot reach" in warned[0]
 
 
-def test_grading_from_inside_another_checkout_uses_the_graders_labkit(tmp_path, monkeypatch):
+def test_grading_from_inside_another_checkout_uses_the_graders_labkit(course, tmp_path,
+                                                                      monkeypatch):
     """Run from a folder holding another labkit (one that fails when imported), with it on
     PYTHONPATH too, do the worker and the judge import the grader's labkit and grade the
     solution full?"""
     other = tmp_path / "other"
     (other / "labkit").mkdir(parents=True)
     (other / "labkit" / "__init__.py").write_text("raise ImportError('the other labkit')\n")
-    root = _course(tmp_path, ["ann"])
+    root = course
     _hand_in(root, "ann", "right")
     monkeypatch.chdir(other)
     monkeypatch.setenv("PYTHONPATH", str(other))
@@ -248,17 +256,17 @@ def test_grading_from_inside_another_checkout_uses_the_graders_labkit(tmp_path, 
     assert _scores(root) == {"ann": 2.0}
 
 
-def test_a_judge_that_cannot_start_fails_the_submission_and_is_regraded(tmp_path, capsys):
+def test_a_judge_that_cannot_start_fails_the_submission_and_is_regraded(course, capsys):
     """When the judge dies before any student code runs (here the lab's `import torch`
     passes the memory cap; an empty notebook does not), is each submission failed with that
     cause in the outcome, the record, the status and both CLI tables, never graded 0, and
     graded by the next --resume run?"""
-    root = _course(tmp_path, ["ann", "bob"], setup="import torch")
+    root = _with_setup(course, "import torch")
     _hand_in(root, "ann", "right")
     _hand_in(root, "bob", "blank")
     cause = "JudgeError: the judge did not start (memory limit of 150 MB exceeded)"
-    code = main(["course", "autograde", LAB, "--root", str(root), "--jobs", "2",
-                 "--memory-mb", "150", "--timeout", "60"])
+    code = main(["course", "autograde", LAB, "--root", str(root), "--memory-mb", "150",
+                 "--timeout", "60"])
     table = capsys.readouterr().out
     assert code == 1
     assert table.count(f"| failed |  | ") == 2 and table.count(cause) == 2, table
@@ -270,17 +278,17 @@ def test_a_judge_that_cannot_start_fails_the_submission_and_is_regraded(tmp_path
     assert main(["course", "status", "--root", str(root)]) == 0
     assert capsys.readouterr().out.count(cause) == 2
     assert format_status(rows).count(cause) == 2
-    outcomes = autograde(root, LAB, resume=True, jobs=2, **FAST)
+    outcomes = autograde(root, LAB, resume=True, **FAST)
     assert [(o.status, o.score) for o in outcomes] == [("graded", 2.0), ("graded", 0.0)]
     assert _scores(root) == {"ann": 2.0, "bob": 0.0}
     assert cause not in format_outcomes(outcomes, 1.0)
 
 
-def test_preflight_refuses_once_before_anyone_is_graded(tmp_path, monkeypatch, capsys):
+def test_preflight_refuses_once_before_anyone_is_graded(course, monkeypatch, capsys):
     """When no judge can start here (forced: its command fails with an ImportError), does
     autograde raise one GradingUnavailable naming the cause before grading anyone, and the
     CLI print it as one line with exit code 2?"""
-    root = _course(tmp_path, ["ann", "bob"])
+    root = course
     _hand_in(root, "ann", "right")
     _hand_in(root, "bob", "blank")
     crash = "import sys\nsys.exit('ImportError: forced by the test')"
@@ -294,10 +302,10 @@ def test_preflight_refuses_once_before_anyone_is_graded(tmp_path, monkeypatch, c
     assert _submissions(root) == {}
 
 
-def test_nbgrader_failures_carry_the_deepest_cause(tmp_path, monkeypatch):
+def test_nbgrader_failures_carry_the_deepest_cause(course, monkeypatch):
     """When the judge's sandbox refuses, or a later nbgrader step fails, is the reason the
     innermost exception's type and message, never nbgrader's "see the above traceback"?"""
-    root = _course(tmp_path, ["ann"])
+    root = course
     _hand_in(root, "ann", "right")
     spec = {"root": str(root), "lab": LAB, "student": "ann", "timeout": 60.0,
             "cell_timeout": 30.0, "memory_mb": 1500, "sandbox": False, "uid": None, "data": ""}

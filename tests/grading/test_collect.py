@@ -10,27 +10,30 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
-from labkit.grading import CourseError, fill_solutions, lab_scores, nbgrader, replace_in_cell
+from labkit.grading import CourseError, fill_solutions, lab_scores, replace_in_cell
 from labkit.grading.collect import collect_submissions
 from labkit.grading.instance import init_course
+from tests.grading.conftest import make_toy_course, nbgrader_api, shared_build
 
 STUDENTS = "id,first_name,last_name\nann,Ann,Lee\nbob,Bob,Ng\n1001,Lee,Ann\n2001,Dan,Roe\n"
-_TEMPLATE: list[Path] = []  # one initialised course, copied for every test
+
+
+def _init(work: Path) -> None:
+    """A course made with init_course: labs toy and toy2, students ann, bob, 1001 (Canvas)
+    and 2001 (Moodle)."""
+    kit = make_toy_course(work / "kit")
+    shutil.copytree(kit / "solutions/toy", kit / "solutions/toy2")
+    os.rename(kit / "solutions/toy2/toy.ipynb", kit / "solutions/toy2/toy2.ipynb")
+    (work / "students.csv").write_text(STUDENTS)
+    init_course(work / "course", kit=kit, students_csv=work / "students.csv")
 
 
 @pytest.fixture
-def course(toy_course, tmp_path_factory) -> Path:
-    """A course with labs toy and toy2 and students ann, bob, 1001 (Canvas) and 2001
-    (Moodle), made once with init_course and copied for each test."""
-    if not _TEMPLATE:
-        shutil.copytree(toy_course / "solutions/toy", toy_course / "solutions/toy2")
-        os.rename(toy_course / "solutions/toy2/toy.ipynb", toy_course / "solutions/toy2/toy2.ipynb")
-        kit_csv = tmp_path_factory.mktemp("csv") / "students.csv"
-        kit_csv.write_text(STUDENTS)
-        _TEMPLATE.append(init_course(tmp_path_factory.mktemp("template") / "course",
-                                     kit=toy_course, students_csv=kit_csv))
+def course(tmp_path_factory) -> Path:
+    """A copy of the course ``_init`` made (once per run) for each test."""
+    built, _ = shared_build(tmp_path_factory, "collect-course", _init)
     root = tmp_path_factory.mktemp("course") / "course"
-    shutil.copytree(_TEMPLATE[0], root)
+    shutil.copytree(built / "course", root)
     return root
 
 
@@ -85,7 +88,7 @@ def test_every_layout_lands_where_nbgrader_autograde_grades_it(course, tmp_path)
         "1001/toy/toy.ipynb": nb["good"], "2001/toy/toy.ipynb": nb["wrong"],
         "ann/toy/toy.ipynb": nb["good"], "bob/toy/toy.ipynb": nb["blank"],
         "bob/toy/timestamp.txt": b"2025-03-01 09:30:00.000000 UTC"}
-    nbgrader("autograde", "toy", root=course)
+    nbgrader_api(course, "autograde", "toy", "*")  # nbgrader's autograde, in this process
     assert {s: v.auto for s, v in lab_scores(course, "toy").items()} == {
         "ann": 2.0, "bob": 0.0, "1001": 2.0, "2001": 0.0}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:

@@ -1,8 +1,8 @@
 """Tests for labkit.grading.export: grades.csv from nbgrader's gradebook.
 
 The oracle is nbgrader itself: a toy course is released, four notebooks are handed in and
-graded with the real ``nbgrader autograde``, and the export is compared with ``nbgrader
-export``'s own grades.csv of the same gradebook.
+graded with nbgrader's own autograde, and the export is compared with ``nbgrader export``'s
+own grades.csv of the same gradebook (both nbgrader's code, run in this process).
 """
 
 import csv
@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.grading import CourseError, nbgrader, release_labs
+from labkit.grading import CourseError
 from labkit.grading.export import CSV_COLUMNS, export_grades, grade_rows
-from tests.grading.conftest import add_fractions_test, built_once, grade_toy_class
+from tests.grading.conftest import (add_fractions_test, built_once, grade_toy_class,
+                                    make_toy_course, nbgrader_api, nbgrader_export)
 
 DUE = "2024-03-02 00:00:00 UTC"
 STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
@@ -22,30 +23,30 @@ STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.0
 
 def _build(root: Path) -> None:
     """ann (solution, on time), bob (blank), cid (int-only, late), eve (+2); dee, who hands
-    in nothing; autograded with a zero-if-late penalty."""
+    in nothing; autograded with a zero-if-late penalty (nbgrader in this process)."""
+    from nbgrader.api import Gradebook
+
+    make_toy_course(root)
     with open(root / "nbgrader_config.py", "a") as f:
         f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
     add_fractions_test(root)
-    release_labs(root)
-    nbgrader("db", "assignment", "add", "toy", f"--duedate={DUE}", root=root)
-    nbgrader("db", "student", "add", "dee", "--first-name=Dee", "--last-name=Dale", root=root)
+    nbgrader_api(root, "generate_assignment", "toy")
+    # what `nbgrader db assignment add` and `db student add` do
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        gb.update_or_create_assignment("toy", duedate=DUE)
+        gb.update_or_create_student("dee", first_name="Dee", last_name="Dale")
     grade_toy_class(root, stamps=STAMPS)
 
 
-@pytest.fixture(scope="module")
-def _template() -> dict:
-    return {}
-
-
 @pytest.fixture
-def graded(toy_course: Path, _template: dict, tmp_path_factory) -> Path:
-    """The toy course, autograded (once per module; each test gets its own copy)."""
-    return built_once(toy_course, _template, tmp_path_factory, _build)
+def graded(tmp_path: Path, tmp_path_factory) -> Path:
+    """The toy course, autograded (once per run; each test gets its own copy)."""
+    return built_once(tmp_path / "course", "export-class", tmp_path_factory, _build)
 
 
 def _nbgrader_export(root: Path) -> dict[tuple[str, str], dict]:
-    nbgrader("export", "--to", "nbgrader.csv", root=root)
-    with open(root / "nbgrader.csv") as f:
+    """nbgrader's own export of the course's gradebook, by student and lab."""
+    with open(nbgrader_export(root)) as f:
         return {(r["student_id"], r["assignment"]): r for r in csv.DictReader(f)}
 
 

@@ -4,23 +4,24 @@ from __future__ import annotations
 
 import html
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
 
 from labkit.grading import lab_scores
 from labkit.grading.autograde import autograde
-from labkit.grading.feedback import write_feedback
+from labkit.grading.feedback import FeedbackReport, write_feedback
 from labkit.grading.judge import hidden_lines
 from tests.grading.attack_lab import (LAB, MEAN_SOLUTION, SCALE_SOLUTION, answered, make_course,
                                       release, source_notebook, submit, write_kit)
+from tests.grading.conftest import shared_build
 
 STUDENTS = ["good", "wrong", "marker", "late"]
 
 
-@pytest.fixture(scope="module")
-def course(tmp_path_factory):
-    work = tmp_path_factory.mktemp("feedback")
+def _build(work: Path) -> dict:
+    """good, wrong and marker graded (late hands in nothing); the pages written."""
     write_kit(work / "kit")
     root = make_course(work / "course", work / "kit", STUDENTS)
     nb = release(root)
@@ -31,9 +32,18 @@ def course(tmp_path_factory):
                                    scale="def scale(x, k):\n    raise ValueError('no scale')\n"))
     submit(root, "marker", answered(nb, mean=right["mean"] + "\n### BEGIN HIDDEN TESTS\n",
                                     scale=right["scale"]))
-    autograde(root, LAB, students=["good", "wrong", "marker"], jobs=2, timeout=60,
+    autograde(root, LAB, students=["good", "wrong", "marker"], jobs=1, timeout=60,
               memory_mb=1500, progress=False)
-    return root, write_feedback(root, LAB, students=STUDENTS)
+    report = write_feedback(root, LAB, students=STUDENTS)
+    return {"written": [str(p) for p in report.written], "failed": report.failed}
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """The graded course (built once per run, only read here) and write_feedback's report."""
+    work, report = shared_build(tmp_path_factory, "feedback-course", _build)
+    return work / "course", FeedbackReport(tuple(map(Path, report["written"])),
+                                           report["failed"])
 
 
 def _page(root, student) -> str:

@@ -2,23 +2,25 @@
 
 import json
 import os
-import re
+import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
 import pytest
 
-from labkit.grading import CourseError, fill_solutions, lab_scores, nbgrader
+from labkit.grading import CourseError, fill_solutions, lab_scores
 from labkit.grading.instance import (course_status, init_course, read_record, read_students,
                                      record_path, write_record)
+from tests.grading.conftest import make_toy_course, nbgrader_api, shared_build
 
 REPO = Path(__file__).resolve().parents[2]
 STUDENTS = ("id,first_name,last_name,email\n"
             "ann,Ann,Lee,ann@uni.example\n"
             "bob,Bob,Ng,\n"
             "\n"
-            "cid,Cid,Ortiz,cid@uni.example\n")
+            "cid,Cid,Ortiz,cid@uni.example\n"
+            "dan,Dan,Roe,\n")
 
 
 def _csv(folder: Path, text: str, name: str = "students.csv") -> Path:
@@ -27,53 +29,71 @@ def _csv(folder: Path, text: str, name: str = "students.csv") -> Path:
     return path
 
 
-def _student_list(root: Path) -> set[str]:
-    """`nbgrader db student list`, one "id (last, first) -- email, lms id" line each."""
-    out = nbgrader("db", "student", "list", root=root).stdout
-    return {line.strip() for line in out.splitlines() if " -- " in line}
+def _students(root: Path) -> set[tuple]:
+    """(id, last name, first name, email, LMS id) of each student, as nbgrader's gradebook
+    (what `nbgrader db student list` prints) holds them."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        return {(s.id, s.last_name, s.first_name, s.email, s.lms_user_id) for s in gb.students}
 
 
-def test_init_makes_a_course_that_nbgrader_knows(toy_course, tmp_path_factory):
-    """Does init copy the kit, release the lab, and leave a gradebook whose students
-    (`nbgrader db student list`) and labs (`nbgrader db assignment list`) are the CSV's and
-    the kit's?"""
-    dest = tmp_path_factory.mktemp("term") / "fall"
-    students = _csv(tmp_path_factory.mktemp("csv"), STUDENTS)
-    assert init_course(dest, kit=toy_course, students_csv=students) == dest
-    assert (dest / "nbgrader_config.py").read_bytes() == \
-        (toy_course / "nbgrader_config.py").read_bytes()
+def _init(work: Path) -> dict:
+    """``init_course(work/course)`` from the toy kit ``work/kit``, with STUDENTS."""
+    make_toy_course(work / "kit")
+    return {"returned": str(init_course(work / "course", kit=work / "kit",
+                                        students_csv=_csv(work, STUDENTS)))}
+
+
+@pytest.fixture
+def inited(tmp_path: Path, tmp_path_factory) -> Path:
+    """A copy of the kit and the course ``_init`` made (once per run), for a test to change."""
+    built, _ = shared_build(tmp_path_factory, "instance-course", _init)
+    return Path(shutil.copytree(built, tmp_path / "work"))
+
+
+def test_init_makes_a_course_that_nbgrader_knows(tmp_path_factory):
+    """Does init copy the kit, release the lab, and leave a gradebook whose students and labs
+    (nbgrader's Gradebook: what `nbgrader db student list` and `db assignment list` show)
+    are the CSV's and the kit's?"""
+    from nbgrader.api import Gradebook
+
+    work, built = shared_build(tmp_path_factory, "instance-course", _init)
+    dest, kit = work / "course", work / "kit"
+    assert built["returned"] == str(dest)
+    assert (dest / "nbgrader_config.py").read_bytes() == (kit / "nbgrader_config.py").read_bytes()
     assert (dest / "solutions/toy/toy.ipynb").read_bytes() == \
-        (toy_course / "solutions/toy/toy.ipynb").read_bytes()
+        (kit / "solutions/toy/toy.ipynb").read_bytes()
     release = (dest / "labs/toy/toy.ipynb").read_text()
     assert "raise NotImplementedError" in release and "add_one(-5)" not in release
     assert (dest / "submitted").is_dir() and not any((dest / "submitted").iterdir())
-    assert _student_list(dest) == {"ann (Lee, Ann) -- ann@uni.example, None",
-                                   "bob (Ng, Bob) -- None, None",
-                                   "cid (Ortiz, Cid) -- cid@uni.example, None"}
-    assert re.search(r"^toy \(due: None\)", nbgrader("db", "assignment", "list",
-                                                     root=dest).stdout, flags=re.M)
-    assert not (toy_course / "gradebook.db").exists(), "the kit got a gradebook"
+    assert _students(dest) == {("ann", "Lee", "Ann", "ann@uni.example", None),
+                               ("bob", "Ng", "Bob", None, None),
+                               ("cid", "Ortiz", "Cid", "cid@uni.example", None),
+                               ("dan", "Roe", "Dan", None, None)}
+    with Gradebook(f"sqlite:///{dest / 'gradebook.db'}") as gb:
+        assert [(a.name, a.duedate) for a in gb.assignments] == [("toy", None)]
+    assert not (kit / "gradebook.db").exists(), "the kit got a gradebook"
 
 
-def test_init_refuses_an_existing_course_unless_asked(toy_course, tmp_path):
+def test_init_refuses_an_existing_course_unless_asked(inited):
     """Is a folder that is not empty refused, and does overwrite renew the kit's files and
     students while keeping the submissions?"""
-    dest = tmp_path / "course"
-    init_course(dest, kit=toy_course, students_csv=_csv(tmp_path, "id\nann\n"))
+    dest, kit = inited / "course", inited / "kit"
     submission = dest / "submitted/ann/toy/toy.ipynb"
     submission.parent.mkdir(parents=True)
     submission.write_text("{}")
     with pytest.raises(CourseError, match=r"is not empty .*--overwrite"):
-        init_course(dest, kit=toy_course)
-    source = toy_course / "solutions/toy/toy.ipynb"
+        init_course(dest, kit=kit)
+    source = kit / "solutions/toy/toy.ipynb"
     source.write_text(source.read_text().replace("Learning goals: add one.", "Goals: add 1."))
-    init_course(dest, kit=toy_course, students_csv=_csv(tmp_path, "id,last_name\ndan,Roe\n",
-                                                        "more.csv"), overwrite=True)
+    init_course(dest, kit=kit, students_csv=_csv(inited, "id,last_name\neve,Roe\n",
+                                                 "more.csv"), overwrite=True)
     assert "Goals: add 1." in (dest / "labs/toy/toy.ipynb").read_text()
     assert submission.read_text() == "{}"
-    assert {line.split()[0] for line in _student_list(dest)} == {"ann", "dan"}
+    assert {s[0] for s in _students(dest)} == {"ann", "bob", "cid", "dan", "eve"}
     with pytest.raises(CourseError, match="is the kit itself"):
-        init_course(toy_course, kit=toy_course, overwrite=True)
+        init_course(kit, kit=kit, overwrite=True)
 
 
 def test_init_checks_everything_before_writing(toy_course, tmp_path_factory):
@@ -168,18 +188,17 @@ def test_records_refuse_what_is_not_one(tmp_path):
         read_record(tmp_path, "toy", "bob")
 
 
-def test_status_agrees_with_nbgrader(toy_course, tmp_path):
+def test_status_agrees_with_nbgrader(inited):
     """After `nbgrader autograde` of one student, is each student's state, time and score
     what the gradebook, the submitted/ folder and the grading records say?"""
-    root = tmp_path / "course"
-    init_course(root, kit=toy_course, students_csv=_csv(tmp_path, "id\nann\nbob\ncid\ndan\n"))
+    root = inited / "course"
     release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
     good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
     for student, nb in {"ann": good, "bob": release, "cid": good}.items():
         (root / "submitted" / student / "toy").mkdir(parents=True)
         nbformat.write(nb, root / "submitted" / student / "toy/toy.ipynb")
     (root / "submitted/cid/toy/timestamp.txt").write_text("2025-03-01 12:00:00.000000 UTC")
-    nbgrader("autograde", "toy", "--student", "ann", root=root)
+    nbgrader_api(root, "autograde", "toy", "ann")  # nbgrader's autograde, in this process
     write_record(root, "toy", "bob", status="failed", seconds=600.0, reason="timed out | 600 s")
     rows = {r.student: r for r in course_status(root)}
     assert {s: r.state for s, r in rows.items()} == {
@@ -193,10 +212,9 @@ def test_status_agrees_with_nbgrader(toy_course, tmp_path):
     assert rows["ann"].submitted.timestamp() == pytest.approx(mtime)
 
 
-def test_status_survives_a_broken_record(toy_course, tmp_path):
+def test_status_survives_a_broken_record(inited, tmp_path):
     """Does an unreadable record show as a failure for its student only?"""
-    root = tmp_path / "course"
-    init_course(root, kit=toy_course, students_csv=_csv(tmp_path, "id\nann\nbob\n"))
+    root = inited / "course"
     path = record_path(root, "toy", "ann")
     path.parent.mkdir(parents=True)
     path.write_text("{not json")

@@ -1,6 +1,6 @@
 """Tests for labkit.grading.report: the class report from the gradebook and grading records.
 
-A toy course with two autograder tests is graded by the real ``nbgrader autograde``; the
+A toy course with two autograder tests is graded by nbgrader's own autograde; the
 expected numbers are worked out by hand from the notebooks handed in, and the totals are
 checked against ``nbgrader export`` as well.
 """
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from matplotlib.image import imread
 
-from labkit.grading import CourseError, nbgrader, release_labs
+from labkit.grading import CourseError, lab_scores
 from labkit.grading.report import class_report, lab_summaries
-from tests.grading.conftest import add_fractions_test, built_once, grade_toy_class
+from tests.grading.conftest import (add_fractions_test, built_once, grade_toy_class,
+                                    make_toy_course, nbgrader_api, nbgrader_export)
 
 # What each student handed in, and what it earns by hand: test_add_one (2 points) checks
 # add_one(1) == 2 and add_one(-5) == -4, test_fractions (1 point) add_one(0.5) == 1.5.
@@ -34,21 +35,21 @@ RECORDS = {"ann": ("graded", "", 4.0), "bob": ("graded", "", 2.5), "cid": ("grad
 
 
 def _build(root: Path) -> None:
+    """The toy lab with both tests, ann, bob, cid and eve autograded; dee hands in nothing."""
+    from nbgrader.api import Gradebook
+
+    make_toy_course(root)
     add_fractions_test(root)
-    release_labs(root)
-    nbgrader("db", "student", "add", "dee", root=root)  # hands in nothing
+    nbgrader_api(root, "generate_assignment", "toy")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:  # `nbgrader db student add`
+        gb.update_or_create_student("dee")  # hands in nothing
     grade_toy_class(root)
 
 
-@pytest.fixture(scope="module")
-def _template() -> dict:
-    return {}
-
-
 @pytest.fixture
-def graded(toy_course: Path, _template: dict, tmp_path_factory) -> Path:
-    """The toy course, autograded (once per module; each test gets its own copy)."""
-    return built_once(toy_course, _template, tmp_path_factory, _build)
+def graded(tmp_path: Path, tmp_path_factory) -> Path:
+    """The toy course, autograded (once per run; each test gets its own copy)."""
+    return built_once(tmp_path / "course", "report-class", tmp_path_factory, _build)
 
 
 def _write_records(root: Path) -> None:
@@ -72,8 +73,7 @@ def test_numbers_match_the_submissions(graded, tmp_path, caplog):
     [toy] = files.labs
     totals = {s: sum(POINTS[t] for t in tests) for s, tests in PASSES.items()}
     assert toy.totals == totals == {"ann": 3.0, "bob": 0.0, "cid": 2.0, "eve": 0.0}
-    nbgrader("export", "--to", "nbgrader.csv", root=graded)
-    with open(graded / "nbgrader.csv") as f:
+    with open(nbgrader_export(graded)) as f:
         exported = {r["student_id"]: float(r["score"]) for r in csv.DictReader(f)}
     assert exported == {**toy.totals, "dee": 0.0}
     values = list(totals.values())
@@ -140,6 +140,21 @@ def test_no_records_still_reports_scores(graded, tmp_path):
     md = files.markdown.read_text()
     assert "Failed submissions: none" in md and "slowest" not in md
     assert "grading_seconds" not in md
+
+
+def test_lab_scores_match_nbgraders_own_export(graded):
+    """Do the scores read from the gradebook (lab_scores) equal the hand-worked ones and
+    `nbgrader export`'s grades.csv, the written answer's point counted apart?"""
+    scores = lab_scores(graded, "toy")
+    assert {s: (v.auto, v.auto_max, v.manual_max) for s, v in scores.items()} == {
+        s: (sum(POINTS[t] for t in tests), 3.0, 1.0) for s, tests in PASSES.items()}
+    assert {s: v.tests for s, v in scores.items()} == {
+        s: {t: (POINTS[t] * (t in tests), POINTS[t]) for t in POINTS}
+        for s, tests in PASSES.items()}
+    with open(nbgrader_export(graded)) as f:
+        exported = {row["student_id"]: float(row["score"]) for row in csv.DictReader(f)}
+    # nbgrader's score counts the written answer too: 0 until graded by hand; dee has none
+    assert exported == {**{s: v.auto for s, v in scores.items()}, "dee": 0.0}
 
 
 def test_no_gradebook_says_what_to_do(tmp_path):

@@ -3,15 +3,15 @@
 import nbformat
 import pytest
 
-from labkit.grading import fill_solutions, release_labs, replace_in_cell
+from labkit.grading import fill_solutions, replace_in_cell
 
 
 @pytest.fixture
-def toy(toy_course):
-    release_labs(toy_course)
+def toy(released_toy):
+    """The toy lab's release (nbgrader's, made once per run) and its source."""
     read = lambda p: nbformat.read(p, as_version=4)  # noqa: E731
-    return (read(toy_course / "labs/toy/toy.ipynb"),
-            read(toy_course / "solutions/toy/toy.ipynb"))
+    return (read(released_toy / "labs/toy/toy.ipynb"),
+            read(released_toy / "solutions/toy/toy.ipynb"))
 
 
 def test_fill_solutions_types_the_solution_into_the_release(toy):
