@@ -119,6 +119,23 @@ def _jupyter_lab(root: Path):
 _PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
 
 
+def _dismiss_dialogs(page) -> None:
+    """Accept any dialog JupyterLab put over the notebook (on a loaded machine, say, a kernel
+    that was slow to start); it would take the clicks meant for the menu. What it said is
+    logged, and a failure later shows it in JupyterLab's log."""
+    dialogs = page.locator(".jp-Dialog")
+    for _ in range(3):
+        if not dialogs.count() or not dialogs.first.is_visible():
+            return
+        log.warning("JupyterLab showed a dialog: %s", dialogs.first.inner_text()[:500])
+        accept = dialogs.first.locator(".jp-Dialog-button.jp-mod-accept")
+        if accept.count():
+            accept.first.click()
+        else:
+            page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+
+
 def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
     """Run every cell from the Run menu; wait until none is queued or running; fail with the
     traceback (or the cells left unrun) when a cell failed."""
@@ -129,6 +146,7 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
 
     started = f"() => {_PROMPTS}.some(t => t.includes('*'))"
     for attempt in range(3):
+        _dismiss_dialogs(page)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
@@ -156,7 +174,10 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
     assert not tracebacks, f"a cell of {LAB} failed in the browser:\n{tracebacks[0][:3000]}"
     prompts = page.evaluate(f"() => {_PROMPTS}")
     unrun = [i for i, t in enumerate(prompts) if not re.search(r"\[\d+\]", t)]
-    assert not unrun, f"code cells {unrun} of {LAB} did not run (prompts {prompts})"
+    # A kernel that died (killed for memory, say) leaves the cells after it unrun, with no
+    # traceback in the page: JupyterLab's log says why.
+    assert not unrun, (f"code cells {unrun} of {LAB} did not run (prompts {prompts}). "
+                       f"JupyterLab's log ends:\n{log_path.read_text()[-2000:]}")
 
 
 def _changed(page, locator, before: bytes, *, timeout_s: float = 30) -> bytes:
