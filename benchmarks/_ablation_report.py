@@ -204,7 +204,8 @@ def render(data: dict, *, studies: list[str]) -> str:
              "(`labkit train --preset NAME --set seed=S`); `benchmarks/ablations.json` has "
              "every run.", ""]
     if env["smoke"]:
-        lines += ["**Smoke run: 16 images of 64², one epoch; the numbers mean nothing.**", ""]
+        lines += ["**Smoke run: one batch of 4 images of 32², one epoch; the numbers mean "
+                  "nothing.**", ""]
     lines += ["A verdict compares the mean gap with its standard error (SE) over the seeds: "
               "**holds** when the gap has the claimed sign and exceeds 2 SE, *within noise* "
               "when it is smaller than that.", "",

@@ -5,7 +5,7 @@ Usage::
     python benchmarks/model_table.py                 # every registry model, num_classes=21
     python benchmarks/model_table.py --threads 1 --repeats 5
     python benchmarks/model_table.py --json benchmarks/model_table.json
-    python benchmarks/model_table.py --smoke           # two small models, one pass (CI)
+    python benchmarks/model_table.py --smoke           # one small model, one pass (CI)
 
 For each model: parameters, trainable parameters, the shortest wall time of one forward +
 backward pass on a 1×3×128×128 batch on the CPU (best of ``--repeats``: the minimum is the
@@ -38,8 +38,6 @@ from pathlib import Path
 
 import torch
 
-from labkit.models import available_models, build_model, count_parameters
-
 NUM_CLASSES = 21
 # The order of the labs; registry models not listed here follow, sorted.
 LAB_ORDER = ["baseline_fcn", "improved_fcn", "unet", "resnet18_transfer", "fcn_resnet50",
@@ -53,6 +51,8 @@ VARIANTS = [
 
 def measure(name: str, kw: dict, *, repeats: int, threads: int) -> dict:
     """Build one model and time forward + backward; run this in a fresh process."""
+    from labkit.models import build_model, count_parameters
+
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = build_model(name, num_classes=NUM_CLASSES, **kw).eval()
@@ -82,13 +82,18 @@ def _run_isolated(name: str, kw: dict, *, repeats: int, threads: int) -> dict:
 
 
 def measure_all(*, repeats: int, threads: int, smoke: bool = False) -> dict[str, dict]:
-    """Measure every registry model and the DCN variants (``smoke``: two small models),
+    """Measure every registry model and the DCN variants (``smoke``: one small model),
     each in its own process; keyed by the row's label, in table order."""
-    names = [n for n in LAB_ORDER if n in available_models()]
-    names += [n for n in available_models() if n not in LAB_ORDER]
-    rows = [(name, name, {}) for name in names] + VARIANTS
     if smoke:
-        rows = [("baseline_fcn", "baseline_fcn", {}), ("unet", "unet", {})]
+        rows = [("baseline_fcn", "baseline_fcn", {})]
+    else:
+        # Imported here, not at the top: labkit.models (torchvision) takes seconds to import,
+        # and this process needs it only for the list of models, not for a smoke run.
+        from labkit.models import available_models
+
+        names = [n for n in LAB_ORDER if n in available_models()]
+        names += [n for n in available_models() if n not in LAB_ORDER]
+        rows = [(name, name, {}) for name in names] + VARIANTS
     return {label: {"model": name, "options": kw,
                     **_run_isolated(name, kw, repeats=repeats, threads=threads)}
             for label, name, kw in rows}
@@ -122,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
                         help="torch intra-op threads (default: torch's default)")
     parser.add_argument("--json", help="also write the results here")
-    parser.add_argument("--smoke", action="store_true", help="two small models, one pass")
+    parser.add_argument("--smoke", action="store_true", help="one small model, one pass")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: '[name, kw]' to measure
     args = parser.parse_args(argv)
     if args.one:

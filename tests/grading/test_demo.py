@@ -1,6 +1,7 @@
 """labkit.grading.demo: the instructor's cycle on a real lab, checked against nbgrader's gradebook."""
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import nbformat
@@ -8,17 +9,42 @@ import pytest
 from nbgrader.api import Gradebook
 
 from labkit.grading import CourseError
-from labkit.grading.demo import STUDENTS, course_demo, demo_submission
+from labkit.grading.demo import STUDENTS, CourseDemo, DemoRow, course_demo, demo_submission
+from tests.grading.conftest import shared_build
 
 REPO = Path(__file__).resolve().parents[2]
-LAB = "lab01_baseline_fcn"  # the fastest lab: about 20 s per judged notebook
+LAB = "lab01_baseline_fcn"  # the fastest lab: a few seconds per judged notebook at one batch
+
+
+_PATHS = ("root", "data", "grades", "report")  # the Path fields of a CourseDemo
+
+
+def _to_json(made: CourseDemo) -> dict:
+    """``made`` as JSON, for :func:`shared_build` to keep; :func:`_from_json` reads it back."""
+    out = dataclasses.asdict(made)  # the rows become dicts
+    out.update({key: str(out[key]) for key in _PATHS}, feedback=[str(p) for p in made.feedback])
+    return out
+
+
+def _from_json(data: dict) -> CourseDemo:
+    return CourseDemo(**{**data, **{key: Path(data[key]) for key in _PATHS},
+                         "rows": tuple(DemoRow(**row) for row in data["rows"]),
+                         "feedback": tuple(Path(p) for p in data["feedback"])})
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """The demo on one lab with the default class (about 3 minutes on two cores)."""
-    return course_demo(tmp_path_factory.mktemp("course-demo") / "out", labs=[LAB],
-                       progress=False)
+def demo(tmp_path_factory) -> CourseDemo:
+    """The demo on one lab with the default class, made once per test run (the workers that
+    get one of these tests read the same course), one notebook at a time (the suite's
+    workers fill the cores), its training cells at one batch: ``LABKIT_BUDGET=smoke`` in the
+    grader's environment, which the judge passes on. Every graded test cell of a lab comes
+    before its training, so the scores are those of the full budget (about a minute)."""
+    def build(folder: Path) -> dict:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("LABKIT_BUDGET", "smoke")
+            return _to_json(course_demo(folder / "out", labs=[LAB], jobs=1, progress=False))
+
+    return _from_json(shared_build(tmp_path_factory, "course-demo", build)[1])
 
 
 def _autograded(root: Path) -> dict[str, tuple[float, float]]:
@@ -32,8 +58,12 @@ def _autograded(root: Path) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _graded(root: Path, student: str) -> nbformat.NotebookNode:
+    return nbformat.read(root / "autograded" / student / LAB / f"{LAB}.ipynb", as_version=4)
+
+
 def _outputs(root: Path, student: str, grade_id: str) -> str:
-    nb = nbformat.read(root / "autograded" / student / LAB / f"{LAB}.ipynb", as_version=4)
+    nb = _graded(root, student)
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
     return "".join(o.get("text", "") + o.get("evalue", "") for o in cell.outputs)
 
@@ -49,6 +79,16 @@ def test_scores_order_the_class(demo):
     assert 0 < scores["partial"][0] < most
     for cheater in ("cheat_isclose", "cheat_transformer", "cheat_gradebook"):
         assert scores[cheater][0] <= scores["blank"][0], cheater
+
+
+def test_the_correct_notebook_ran_to_its_end(demo):
+    """Did every cell of the correct notebook run without an error, the training and the
+    results table after its tests included (the smoke budget shortens them only)? A cell
+    that failed shows its error; a judge stopped early leaves the last cell without output."""
+    code = [c for c in _graded(demo.root, "correct").cells if c.cell_type == "code"]
+    errors = [o for c in code for o in c.outputs if o.output_type == "error"]
+    assert not errors, errors[0]
+    assert code[-1].outputs, "the notebook's last cell did not run"
 
 
 def test_rows_agree_with_the_gradebook(demo):
