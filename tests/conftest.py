@@ -93,7 +93,7 @@ def pytest_collection_modifyitems(config, items):
         unit = item.nodeid
         if _module_scoped(item) and item.get_closest_marker("xdist_group") is None:
             unit = item.nodeid.split("::")[0]
-            item.add_marker(pytest.mark.xdist_group(unit))
+            item.add_marker(pytest.mark.xdist_group(unit.replace("/", ".")))
         unit_of[item.nodeid] = unit
         units[unit] += known.get(item.nodeid, 0.0)
     for item in items:
@@ -101,6 +101,29 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.slow)
     # sorted() is stable: tests of one unit stay together and in collection order.
     items.sort(key=lambda item: -units[unit_of[item.nodeid]])
+    if getattr(config.option, "loadgroup", False):  # set in xdist's workers by --dist loadgroup
+        for item in items:
+            _suffix_group(item)
+
+
+def _suffix_group(item) -> None:
+    """Append ``@<group>`` to a grouped test's node id, which is how xdist's loadgroup sends a
+    group to one worker. xdist 3.8 writes it to ``item._nodeid``, which pytest 9 no longer
+    reads (the id lives in ``item._id``), so its own suffix is lost and every group spreads
+    over both workers; this writes it where pytest 9 reads it."""
+    from _pytest.nodeid import coerce_node_id
+
+    marks = [m for m in item.iter_markers("xdist_group")]
+    if not marks or not hasattr(item, "_id") or _grouped(item.nodeid):
+        return
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                    for m in marks})
+    item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
+def _grouped(nodeid: str) -> bool:
+    # xdist's own rule for a group suffix: an "@" after the last "]".
+    return nodeid.rfind("@") > nodeid.rfind("]")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -119,8 +142,10 @@ class _Durations:
         self.path, self.start, self.seconds = Path(path), time.time(), defaultdict(float)
 
     def pytest_runtest_logreport(self, report):
-        # xdist's loadgroup appends "@<group>" to the node id of grouped tests.
-        self.seconds[report.nodeid.split("@")[0]] += report.duration
+        # loadgroup appends "@<group>" to the node id of grouped tests.
+        nodeid = report.nodeid
+        self.seconds[nodeid[:nodeid.rfind("@")] if _grouped(nodeid) else nodeid] += \
+            report.duration
 
     def pytest_sessionfinish(self, session, exitstatus):
         if os.environ.get("PYTEST_XDIST_WORKER"):
