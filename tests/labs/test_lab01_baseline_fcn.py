@@ -2,6 +2,9 @@
 
 import pytest
 
+from tests.labs.shared_checks import (  # noqa: F401  (collected here)
+    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+
 LAB = "lab01_baseline_fcn"
 
 BORROWED_IOU = '''
@@ -42,15 +45,3 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
         assert got < full, f"{name} kept the points of test_iou_per_class"
     for test in ("test_pixel_accuracy", "test_fcn_layers", "test_fcn_matches_reference"):
         assert scores["borrowed"].tests[test][0] == scores["borrowed"].tests[test][1], test
-
-
-def test_source_passes_nbgrader_validate(graded):
-    """Does nbgrader's validator pass the instructor's notebook?"""
-    c, _ = graded
-    assert c.validate_source() == {}
-
-
-def test_cut_submissions_ran_every_graded_cell(graded):
-    """Did the submissions cut after their last test keep and run every graded cell?"""
-    c, _ = graded
-    c.assert_cut_kept_every_test(["blank", *MISTAKES])

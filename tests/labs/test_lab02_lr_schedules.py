@@ -2,6 +2,9 @@
 
 import pytest
 
+from tests.labs.shared_checks import (  # noqa: F401  (collected here)
+    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+
 LAB = "lab02_lr_schedules"
 
 
@@ -36,15 +39,3 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
         assert got < most, f"{name} kept the points of test_cosine_lr"
     # the other exercises of those submissions are right and keep their points
     assert scores["borrowed"].tests["test_poly_lr"][0] == scores["borrowed"].tests["test_poly_lr"][1]
-
-
-def test_source_passes_nbgrader_validate(graded):
-    """Does nbgrader's validator pass the instructor's notebook?"""
-    c, _ = graded
-    assert c.validate_source() == {}
-
-
-def test_cut_submissions_ran_every_graded_cell(graded):
-    """Did the submissions cut after their last test keep and run every graded cell?"""
-    c, _ = graded
-    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])

@@ -2,6 +2,9 @@
 
 import pytest
 
+from tests.labs.shared_checks import (  # noqa: F401  (collected here)
+    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+
 LAB = "lab04_weighted_loss"
 
 # A student who calls labkit's or PyTorch's own versions of all four exercises: the visible
@@ -75,15 +78,3 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
         scores["wrong_ignore"].tests["test_weighted_ce_grad"][1]
     assert scores["borrowed"].auto == 0, \
         f"borrowed code scored in {[k for k, (s, _) in scores['borrowed'].tests.items() if s]}"
-
-
-def test_source_passes_nbgrader_validate(graded):
-    """Does nbgrader's validator pass the instructor's notebook?"""
-    c, _ = graded
-    assert c.validate_source() == {}
-
-
-def test_cut_submissions_ran_every_graded_cell(graded):
-    """Did the submissions cut after their last test keep and run every graded cell?"""
-    c, _ = graded
-    c.assert_cut_kept_every_test(["blank", "wrong", "wrong_ignore", "borrowed"])

@@ -2,6 +2,9 @@
 
 import pytest
 
+from tests.labs.shared_checks import (  # noqa: F401  (collected here)
+    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+
 LAB = "lab07_deeplab_v3"
 
 # labkit's own ASPP standing in for the student's: the visible checks pass (same layout),
@@ -38,15 +41,3 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
         for test in ("test_effective_kernel", "test_receptive_field", "test_dilate_kernel"):
             got, best = scores[student].tests[test]
             assert got == best, f"{student} lost the points of {test}, which it did not touch"
-
-
-def test_source_passes_nbgrader_validate(graded):
-    """Does nbgrader's validator pass the instructor's notebook?"""
-    c, _ = graded
-    assert c.validate_source() == {}
-
-
-def test_cut_submissions_ran_every_graded_cell(graded):
-    """Did the submissions cut after their last test keep and run every graded cell?"""
-    c, _ = graded
-    c.assert_cut_kept_every_test(["blank", "wrong", "borrowed"])
