@@ -62,6 +62,19 @@ def _collect_before_fork(loader: Any) -> None:
         gc.collect()
 
 
+def _bar(loader: Iterable, *, desc: str, show: bool) -> Any:
+    """A progress bar over one pass of ``loader`` that starts exactly one pass of it.
+
+    ``tqdm.auto``'s class calls ``iter()`` on its iterable when it is built and again when
+    it is looped over. Given a DataLoader, the first pass would fork its own workers,
+    prefetch batches nobody reads and, never exhausted, wait out its workers' shutdown
+    timeout (5 s) when it is collected; it would also draw the loader's base seed. Given
+    the one iterator, tqdm only counts.
+    """
+    total = len(loader) if hasattr(loader, "__len__") else None
+    return tqdm(iter(loader), total=total, desc=desc, leave=False, disable=not show)
+
+
 def _main_logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     return output["out"] if isinstance(output, dict) else output
 
@@ -120,8 +133,7 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
     cm = ConfusionMatrix(num_classes, device=device)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss * images, images
     _collect_before_fork(loader)
-    for images, masks in tqdm(loader, desc="eval", leave=False,
-                              disable=not _show_progress(progress)):
+    for images, masks in _bar(loader, desc="eval", show=_show_progress(progress)):
         images, masks = _to_device(images, masks, device, use_cl)
         with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=device,
                          phase="evaluating"):
@@ -323,8 +335,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
             net.train()
             iterations = len(train_loader) if hasattr(train_loader, "__len__") else None
             _collect_before_fork(train_loader)
-            bar = tqdm(train_loader, desc=f"epoch {epoch}/{epochs}", leave=False,
-                       disable=not show)
+            bar = _bar(train_loader, desc=f"epoch {epoch}/{epochs}", show=show)
             for i, (images, masks) in enumerate(bar, start=1):
                 images, masks = _to_device(images, masks, device, use_cl)
                 with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:],

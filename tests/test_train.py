@@ -339,3 +339,26 @@ def test_on_epoch_end_gets_each_epochs_validation_scores():
         assert scores["miou"] == row["miou"] and scores["pixel_accuracy"] == row["pixel_accuracy"]
     again = evaluate(model, val, num_classes=C, device="cpu")
     assert torch.equal(seen[-1][1]["matrix"], again["matrix"])
+
+
+class _CountingLoader(DataLoader):
+    passes = 0
+
+    def __iter__(self):
+        self.passes += 1
+        return super().__iter__()
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_each_epoch_starts_one_pass_of_each_loader(progress, monkeypatch):
+    """Does an epoch with its progress bars start exactly one pass of each loader? tqdm.auto
+    calls iter() when a bar is built and again when it is looped over; a second pass of a
+    loader with workers forks workers that prefetch unread batches and are then waited for."""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    model = _model()
+    train = _CountingLoader(_colour_task(), batch_size=8)
+    val = _CountingLoader(_colour_task(seed=1), batch_size=8)
+    fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
+        progress=progress)
+    assert (train.passes, val.passes) == (2, 2)
