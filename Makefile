@@ -38,8 +38,10 @@ system-packages:
 # without reordering, work goes out in the order tests/conftest.py sorts it: longest first.
 PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reorder
 
+# "--durations-json=FILE", not "--durations-json FILE": pytest reads an existing FILE given
+# apart as a test path, and then never loads tests/conftest.py, which defines the option.
 test: $(STAMP) system-packages
-	$(PYTEST) --durations=15 --durations-json runs/test-durations.json
+	$(PYTEST) --durations=15 --durations-json=runs/test-durations.json
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" --durations=5

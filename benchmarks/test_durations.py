@@ -1,6 +1,6 @@
 """Write the test suite's durations table from a ``make test`` run.
 
-``make test`` runs pytest with ``--durations-json runs/test-durations.json`` (see
+``make test`` runs pytest with ``--durations-json=runs/test-durations.json`` (see
 ``tests/conftest.py``); this turns that file into ``benchmarks/test_durations.md`` (the wall
 time, the seconds per module and every test above a threshold, slowest first) and copies it
 to ``tests/durations.json``, from which the next run hands out its longest work first::
@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = ("make test  (pytest -n 2 --dist loadgroup --no-loadscope-reorder "
-           "--durations-json runs/test-durations.json)")
+           "--durations-json=runs/test-durations.json)")
 
 
 def table(data: dict, *, min_seconds: float) -> str:

@@ -13,7 +13,7 @@ Scheduling (``make test`` runs ``--dist loadgroup --no-loadscope-reorder``):
 test (or a module-fixture group) that took :data:`FAST_LIMIT` seconds or more in the measured
 run is marked ``slow`` here. What the file does not know yet runs in both.
 
-``--durations-json FILE`` writes each test's seconds (setup, call and teardown together) and
+``--durations-json=FILE`` writes each test's seconds (setup, call and teardown together) and
 the run's wall time, for ``benchmarks/test_durations.py``.
 """
 

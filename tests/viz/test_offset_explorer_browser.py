@@ -7,6 +7,10 @@ v1 panel and moves the row slider, and checks each time that the status names th
 and that the drawn canvas changed. Screenshots go to the test's folder and to
 ``runs/screenshots/`` (the README's picture is one of them).
 
+The notebook trains on ``LABKIT_BUDGET=smoke`` (one batch per model): what is tested is the
+widget, not what the models learnt. For the README's picture, run this test with
+``LABKIT_BUDGET=full``, whose offsets have moved away from the grid.
+
 Needs Debian's ``chromium`` (``make test`` installs it where it can) and the ``playwright``
 package (a dev dependency); without them the test skips and says which is missing, except
 under CI (``LABKIT_CI=1``), where it fails (``tests/system_packages.py``).
@@ -85,7 +89,8 @@ def _jupyter_lab(root: Path):
                JUPYTER_RUNTIME_DIR=str(root / ".runtime"), MPLBACKEND="Agg",
                # One OpenMP thread: beside a busy test run, spinning thread pools on two
                # cores can slow the kernel's training many times over.
-               OMP_NUM_THREADS="1")
+               OMP_NUM_THREADS="1",
+               LABKIT_BUDGET=os.environ.get("LABKIT_BUDGET") or "smoke")
     logfile = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
