@@ -1,9 +1,12 @@
-"""Grade a lab with the real nbgrader command line in a throwaway course directory.
+"""Grade a lab with plain nbgrader in a throwaway course directory.
 
 The course directory holds only the repository's ``nbgrader_config.py`` and the lab's
-``solutions/<lab>/`` folder, and every step that grades is a plain ``nbgrader`` command
-(``generate_assignment``, ``autograde``): what a university JupyterHub with nbgrader and
-labkit installed as a library would run. Nothing of labkit's own grading commands takes part.
+``solutions/<lab>/`` folder, and every step that grades is nbgrader's own
+(``generate_assignment``, ``autograde``, through ``NbGraderAPI`` with the course's config,
+as its command line runs them): what a university JupyterHub with nbgrader and labkit
+installed as a library would run. Nothing of labkit's own grading commands takes part. The
+command line itself is tested with labkit's course commands (tests/grading/); here it would
+only add an interpreter start and nbgrader's imports (seconds) per step.
 
 Each lab's module grades its class once (a module fixture): the solution, the blank release
 and the planted mistakes go through one ``nbgrader autograde``. What is spent is kept small
@@ -25,13 +28,15 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pytest
 
-from labkit.grading import LabScore, fill_solutions, lab_scores, nbgrader, replace_in_cell
+from labkit.grading import LabScore, fill_solutions, lab_scores, replace_in_cell
 
 REPO = Path(__file__).resolve().parents[2]
 # Every test process shares two cores: one thread per notebook kernel, no GUI backend.
@@ -63,7 +68,8 @@ def cut_after_last_test(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 class Course:
-    """A temporary nbgrader course holding one lab, released from the repository's source."""
+    """A temporary nbgrader course holding one lab, released from the repository's source;
+    ``env`` is added to the environment nbgrader's kernels start from."""
 
     def __init__(self, root: Path, lab: str, env: dict[str, str]) -> None:
         self.root, self.lab, self.env = root, lab, env
@@ -71,7 +77,7 @@ class Course:
         shutil.copytree(REPO / "solutions" / lab, root / "solutions" / lab,
                         ignore=shutil.ignore_patterns("runs", "__pycache__",
                                                       ".ipynb_checkpoints"))
-        nbgrader("generate_assignment", lab, "--force", root=root, env=env)
+        self.nbgrader("generate_assignment", lab, force=True)
         self.source_path = root / "solutions" / lab / f"{lab}.ipynb"
         self.source = nbformat.read(self.source_path, as_version=4)
         self.release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
@@ -101,8 +107,24 @@ class Course:
             folder.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb if student == SOLUTION else cut_after_last_test(nb),
                            folder / f"{self.lab}.ipynb")
-        nbgrader("autograde", self.lab, "--force", root=self.root, env=self.env, timeout=1500)
+        for student in submissions:
+            self.nbgrader("autograde", self.lab, student, force=True, create=True)
         return lab_scores(self.root, self.lab)
+
+    def nbgrader(self, action: str, *args, **kwargs) -> dict:
+        """``NbGraderAPI.<action>(*args, **kwargs)`` on this course, in this process, with
+        :attr:`env` in the environment its kernels start from; fails with nbgrader's log."""
+        from nbgrader.apps import NbGraderAPI
+        from traitlets.config.loader import PyFileConfigLoader
+
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        config.CourseDirectory.root = str(self.root)
+        # nbgrader runs `alembic` by name when it makes the gradebook
+        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+        with mock.patch.dict(os.environ, {**self.env, "PATH": path}):
+            result = getattr(NbGraderAPI(config=config), action)(*args, **kwargs)
+        assert result["success"], f"nbgrader {action} {args} failed:\n{result.get('log')}"
+        return result
 
     def autograded(self, student: str) -> nbformat.NotebookNode:
         """The notebook nbgrader graded for ``student``, with its outputs."""
@@ -191,8 +213,7 @@ def course(tmp_path_factory, shapes_data) -> Callable[[str], Course]:
     """``course(lab)``: a fresh nbgrader course directory with ``lab`` released; its kernels
     train on the smoke budget and read the Shapes set of ``shapes_data``."""
     def make(lab: str) -> Course:
-        env = {**os.environ, **KERNEL_ENV, "LABKIT_BUDGET": "smoke",
-               "LABKIT_DATA": shapes_data(lab)}
+        env = {**KERNEL_ENV, "LABKIT_BUDGET": "smoke", "LABKIT_DATA": shapes_data(lab)}
         return Course(tmp_path_factory.mktemp(lab), lab, env)
 
     return make
