@@ -210,6 +210,12 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
         except BaseException:  # noqa: BLE001 - the fork must never go back to the parent's loop
             os._exit(2)
     os.close(writer)
+    exited, pidfd = select.poll(), None  # ends the wait below when the fork exits
+    try:  # a pidfd turns readable then (Linux >= 5.3); poll(), unlike select(), takes any fd
+        pidfd = os.pidfd_open(pid)
+        exited.register(pidfd, select.POLLIN)
+    except (AttributeError, OSError):
+        pass  # poll() on no file sleeps its timeout
     # Until the fork exits: a process it started may hold the pipe open long after.
     data, status, readable = b"", None, True
     deadline = time.monotonic() + program["cell_timeout"] + 5
@@ -218,13 +224,15 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
             chunk = os.read(reader, 1 << 16)
             data, readable = data + chunk, bool(chunk)
         elif not readable:
-            time.sleep(0.05)
+            exited.poll(50)
         done, code = os.waitpid(pid, os.WNOHANG)
         status = code if done else None
     while readable and select.select([reader], [], [], 0)[0]:  # what it wrote before exiting
         chunk = os.read(reader, 1 << 16)
         data, readable = data + chunk, bool(chunk)
     os.close(reader)
+    if pidfd is not None:
+        os.close(pidfd)
     if status is None:  # over time
         os.kill(pid, signal.SIGKILL)
         status = os.waitpid(pid, 0)[1]
@@ -275,8 +283,23 @@ def main() -> None:
         output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
         report(cell, {"output": output, "seconds": time.monotonic() - started,
                       "error": None if error is None else _error(error, full=True)})
+    own_globals.update(own)  # the last cell may have replaced _quit too
     results.write(f"{nonce} {json.dumps({'done': True})}\n")
     results.close()
+    _quit()
+
+
+def _quit() -> None:
+    """End the process now that every verdict is written, skipping the interpreter's
+    shutdown: with torch, matplotlib and the student's objects loaded it costs over a second
+    of CPU per notebook, and nothing in it reaches the grader (the results file is closed;
+    exit handlers or threads the student left behind have nothing left to report)."""
+    for stream in (sys.stdout, sys.stderr):  # as the interpreter's own exit flushes them
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 if __name__ == "__main__":
