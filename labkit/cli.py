@@ -424,20 +424,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors a user can fix, answered with one line, by (module, class). Only a module already
+# imported can have raised one: importing them to catch them would load torch and
+# torchvision (seconds) into every command, `labkit course ...` included.
+_USER_ERRORS = (("labkit.data._paths", "DatasetNotFoundError"),
+                ("labkit.models.backbones", "PretrainedWeightsNotFoundError"),
+                ("labkit.devices", "GPUOutOfMemoryError"))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    loaded = tuple(getattr(sys.modules[module], name) for module, name in _USER_ERRORS
+                   if module in sys.modules)
+    return (*loaded, ModuleNotFoundError, ValueError, _UsageError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``labkit`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from labkit.data._paths import DatasetNotFoundError
-    from labkit.devices import GPUOutOfMemoryError
-    from labkit.models import PretrainedWeightsNotFoundError
-
     try:
         return args.func(args)
-    except (DatasetNotFoundError, PretrainedWeightsNotFoundError, GPUOutOfMemoryError,
-            ModuleNotFoundError, ValueError, _UsageError) as exc:
+    except _user_errors() as exc:  # evaluated only when something was raised
         message = " ".join(str(exc).split())  # one line, whatever the message held
         print(f"labkit {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -74,10 +74,12 @@ def test_every_option_of_every_subcommand_is_explained(capsys):
     (["train", "--preset", "baseline_quick", "--lr", "fast"], "invalid float"),
     (["evaluate", "."], "not a run folder"),
     (["data", "check", "."], "neither VOCdevkit"),
+    (["train", "--preset", "baseline_full", "--epochs", "1"], "LABKIT_DATA"),  # no VOC
 ])
 def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, needle):
     """Does each user error print one line on stderr and return (or exit with) code 2?"""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("LABKIT_DATA", raising=False)
     try:
         code = main(argv)
     except SystemExit as exc:
@@ -85,6 +87,19 @@ def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv
     err = capsys.readouterr().err
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and needle in err, err
+
+
+def test_a_course_command_answers_without_loading_torch(tmp_path):
+    """Does `labkit course status` on a folder that is no course answer with one line, exit
+    code 2, in a fresh interpreter that never imports torch (seconds per command)?"""
+    code = ("import sys; from labkit.cli import main; "
+            "code = main(['course', 'status', '--root', sys.argv[1]]); "
+            "print(code, 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "gradebook.db" in proc.stderr, \
+        proc.stderr
 
 
 def test_list_presets(capsys):
