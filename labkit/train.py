@@ -51,13 +51,14 @@ def _show_progress(progress: bool) -> bool:
 
 
 def _collect_before_fork(loader: Any) -> None:
-    # A loader with workers forks them when iteration starts. In a Jupyter kernel, progress
-    # widgets leave the previous loop's finished DataLoader iterator in a reference cycle;
-    # uncollected, the cycle is copied into the new workers, whose own garbage collection
-    # then runs the old iterator's __del__ there: it fails ("can only test a child process"),
-    # its message goes to the kernel's ZeroMQ stream from the child, and ZeroMQ aborts the
-    # worker ("DataLoader worker ... killed by signal: Aborted"). Collect it here, in the
-    # parent, first. Loaders without workers fork nothing and skip the cost.
+    # A loader with workers forks them when iteration starts. A DataLoader iterator that was
+    # never exhausted and sits in a reference cycle (one that tqdm.auto used to start beside
+    # each loop, see _bar; a notebook's `next(iter(loader))` held by a widget), uncollected,
+    # is copied into the new workers, whose own garbage collection then runs its __del__
+    # there: it fails ("can only test a child process"), its message goes to the kernel's
+    # ZeroMQ stream from the child, and ZeroMQ aborts the worker ("DataLoader worker ...
+    # killed by signal: Aborted"). Collect it here, in the parent, first. Loaders without
+    # workers fork nothing and skip the cost.
     if getattr(loader, "num_workers", 0) > 0:
         gc.collect()
 
