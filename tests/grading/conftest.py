@@ -66,12 +66,14 @@ def toy_course(tmp_path: Path) -> Path:
     return make_toy_course(tmp_path)
 
 
-def nbgrader_api(root: Path, action: str, *args) -> dict:
-    """``NbGraderAPI.<action>(*args)`` on the course ``root``, in this process.
+def nbgrader_api(root: Path, action: str, *args, env: dict[str, str] | None = None,
+                 **kwargs) -> dict:
+    """``NbGraderAPI.<action>(*args, **kwargs)`` on the course ``root``, in this process.
 
     nbgrader's own converters with the course's config, as its command line runs them, for
     tests whose subject is not that command line: no interpreter to start and nbgrader to
-    import (seconds) per call. Raises with nbgrader's log when the action fails.
+    import (seconds) per call. ``env`` is added to the environment nbgrader's kernels start
+    from. Raises with nbgrader's log when the action fails.
     """
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
@@ -80,10 +82,10 @@ def nbgrader_api(root: Path, action: str, *args) -> dict:
     config.CourseDirectory.root = str(root)
     # nbgrader runs `alembic` by name (a new gradebook); kernels get one thread, as the
     # suite's two workers share two cores
-    env = {"PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
-           "OMP_NUM_THREADS": "1"}
+    env = {"OMP_NUM_THREADS": "1", **(env or {}),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     with mock.patch.dict(os.environ, env):
-        result = getattr(NbGraderAPI(config=config), action)(*args)
+        result = getattr(NbGraderAPI(config=config), action)(*args, **kwargs)
     assert result["success"], f"nbgrader {action} {args} failed:\n{result.get('log')}"
     return result
 

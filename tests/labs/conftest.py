@@ -28,15 +28,14 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import nbformat
 import pytest
 
 from labkit.grading import LabScore, fill_solutions, lab_scores, replace_in_cell
+from tests.grading.conftest import nbgrader_api
 
 REPO = Path(__file__).resolve().parents[2]
 # Every test process shares two cores: one thread per notebook kernel, no GUI backend.
@@ -112,19 +111,9 @@ class Course:
         return lab_scores(self.root, self.lab)
 
     def nbgrader(self, action: str, *args, **kwargs) -> dict:
-        """``NbGraderAPI.<action>(*args, **kwargs)`` on this course, in this process, with
-        :attr:`env` in the environment its kernels start from; fails with nbgrader's log."""
-        from nbgrader.apps import NbGraderAPI
-        from traitlets.config.loader import PyFileConfigLoader
-
-        config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
-        config.CourseDirectory.root = str(self.root)
-        # nbgrader runs `alembic` by name when it makes the gradebook
-        path = os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
-        with mock.patch.dict(os.environ, {**self.env, "PATH": path}):
-            result = getattr(NbGraderAPI(config=config), action)(*args, **kwargs)
-        assert result["success"], f"nbgrader {action} {args} failed:\n{result.get('log')}"
-        return result
+        """``NbGraderAPI.<action>(*args, **kwargs)`` on this course, in this process, its
+        kernels started with :attr:`env`."""
+        return nbgrader_api(self.root, action, *args, env=self.env, **kwargs)
 
     def autograded(self, student: str) -> nbformat.NotebookNode:
         """The notebook nbgrader graded for ``student``, with its outputs."""
