@@ -321,7 +321,7 @@ def train_model(model: nn.Module, data: LabData, *, name: str = "model",
     cfg = data.config
     epochs = epochs or cfg.epochs
     if _budget() == "smoke":
-        epochs = min(epochs, _within_budget(cfg).epochs)
+        epochs = min(epochs, smoke_budget(cfg)["epochs"])
     if checkpoints is None:
         checkpoints = cfg.profile == "full" and not os.environ.get("NBGRADER_EXECUTION")
     torch.manual_seed(cfg.seed)
