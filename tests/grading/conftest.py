@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -174,3 +175,29 @@ def released_toy(tmp_path: Path, tmp_path_factory) -> Path:
         nbgrader_api(root, "generate_assignment", "toy")
 
     return built_once(tmp_path / "released", "released-toy", tmp_path_factory, build)
+
+
+@pytest.fixture
+def connect():
+    """connect(namespace) -> a :class:`~labkit.grading.proxy.Channel` to a student's side
+    serving ``namespace`` (:func:`labkit.grading.remote.serve`) in a thread: the protocol of
+    the judge's student process, with the namespace set up directly by the test."""
+    from labkit.grading.proxy import Channel
+    from labkit.grading.remote import serve
+
+    opened = []
+
+    def make(namespace: dict, *, timeout: float = 30.0, server=serve) -> Channel:
+        to_server, from_server = os.pipe(), os.pipe()
+        thread = threading.Thread(target=server, args=(to_server[0], from_server[1], namespace),
+                                  daemon=True)
+        thread.start()
+        opened.append((thread, to_server, from_server))
+        return Channel(from_server[0], to_server[1], timeout=timeout)
+
+    yield make
+    for thread, to_server, from_server in opened:
+        os.close(to_server[1])  # the server reads the end of its requests and returns
+        thread.join(timeout=5)
+        for fd in (to_server[0], *from_server):
+            os.close(fd)

@@ -1,0 +1,159 @@
+"""The student's process, inside the sandbox: a submission's cells in plain Python.
+
+Run by the judge (``python -I`` on the grader's own labkit) with its program on standard
+input as JSON::
+
+    {"channel": [fd_in, fd_out], "cell_timeout": seconds, "modules": [name, ...],
+     "cells": [{"index": int, "test": false, "source": str} | {"index": int, "test": true}]}
+
+Test cells come without their source: it never enters this process. The process imports
+``modules``, says ``{"started": true}`` on the channel (:mod:`labkit.grading.wire`) before any
+student code runs, and runs the cells in order in one namespace, as a kernel would but with no
+IPython in it. After each answer cell it sends ``{"cell": index, "output": ..., "error": ...,
+"seconds": ...}``. At a test cell it sends ``{"test": index}`` and forks: the fork answers the
+referee's requests (:func:`labkit.grading.remote.serve`) on the notebook's objects until the
+referee is done or the cell's time is up, with its output thrown away, and exits; then this
+process sends ``{"test_over": index, "status": ...}`` and goes on with the state it had before
+the test. At the end it sends ``{"done": true}``.
+
+Everything here is the student's to rewrite, and none of it matters: the referee reads these
+frames as data and decides every test itself.
+"""
+
+import importlib
+import io
+import json
+import linecache
+import os
+import signal
+import sys
+import time
+import traceback
+
+from labkit.grading.remote import serve
+from labkit.grading.wire import write_frame
+
+OUTPUT_CHARS = 20_000  # per cell; the rest is cut and counted
+GRACE = 5.0  # seconds a test's fork has past the cell's time before it is killed
+FIRST = 1_000_000  # object numbers of the n-th test start at n * FIRST: none is reused
+
+
+class _Capped(io.TextIOBase):
+    """A text stream that keeps the first ``limit`` characters written to it."""
+
+    def __init__(self, limit: int = OUTPUT_CHARS):
+        self.parts, self.kept, self.cut, self.limit = [], 0, 0, limit
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text) -> int:
+        text = str(text)
+        room = max(self.limit - self.kept, 0)
+        self.parts.append(text[:room])
+        self.kept, self.cut = self.kept + min(len(text), room), self.cut + max(len(text) - room, 0)
+        return len(text)
+
+    def text(self) -> str:
+        more = f"\n[... {self.cut} more characters of output cut]" if self.cut else ""
+        return "".join(self.parts) + more
+
+
+def _error(exc: BaseException) -> dict:
+    """An exception as nbformat's error output, with the frames of the cells only."""
+    tb = traceback.extract_tb(exc.__traceback__)
+    cells = traceback.StackSummary.from_list([f for f in tb if f.filename.startswith("<cell")])
+    lines = ["Traceback (most recent call last):\n", *cells.format(),
+             *traceback.format_exception_only(type(exc), exc)]
+    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
+
+
+def _alarm(signum, frame):
+    raise TimeoutError("the cell ran past its time limit")
+
+
+def _run(source: str, index: int, namespace: dict, cell_timeout: float):
+    """Run one answer cell with its output captured; returns (output, error or None)."""
+    out = _Capped()
+    old = sys.stdout, sys.stderr
+    sys.stdout = sys.stderr = out
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, cell_timeout)
+    error, name = None, f"<cell {index}>"
+    linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks
+    try:
+        exec(compile(source, name, "exec"), namespace)  # noqa: S102 - the point
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
+        error = exc
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout, sys.stderr = old
+    return out.text(), error
+
+
+def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> str:
+    """Answer the referee's requests for one test in a fork; how the fork ended."""
+    try:
+        pid = os.fork()
+    except OSError as exc:  # the student's own processes hold its uid's process cap
+        return f"the test could not start: fork failed ({exc})"
+    if pid == 0:
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            sys.stdout = sys.stderr = io.StringIO()  # a test's output is never shown
+            serve(*channel, namespace, first=first)
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + seconds + GRACE
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return "exited" if os.WIFEXITED(status) else f"killed by signal {os.WTERMSIG(status)}"
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "ran past its time limit"
+
+
+def main() -> None:
+    program = json.loads(sys.stdin.read())
+    sys.stdin.close()
+    channel = program["channel"]
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in program["modules"]:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - a test that needs it will fail and say so
+            pass
+
+    def send(record: dict) -> None:
+        write_frame(channel[1], record)
+
+    namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec("from IPython.display import display", namespace)  # noqa: S102 - as in a kernel
+    send({"started": True})  # no student code ran yet
+    tests = 0
+    for cell in program["cells"]:
+        if cell["test"]:
+            tests += 1
+            send({"test": cell["index"]})
+            status = _serve_test(channel, namespace, tests * FIRST, program["cell_timeout"])
+            send({"test_over": cell["index"], "status": status})
+            continue
+        started = time.monotonic()
+        output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
+        send({"cell": cell["index"], "output": output, "seconds": time.monotonic() - started,
+              "error": None if error is None else _error(error)})
+    send({"done": True})
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(0)  # the interpreter's shutdown with torch loaded costs a second, for nothing
+
+
+if __name__ == "__main__":
+    main()
