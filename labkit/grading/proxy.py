@@ -47,6 +47,7 @@ class Channel:
         self.callbacks: dict[int, Callable] = {}
         self.sources: dict[int, tuple[Any, int]] = {}  # id(tensor) -> (tensor, ref number)
         self.classes: dict[int, type] = {}
+        self.generators: dict[int, tuple] = {}  # id -> (the referee's, the student's copy)
         self.numbers = itertools.count(1)  # of the referee's own objects: callbacks, leaves
         self.broken: str | None = None
         self.over: dict | None = None  # the student's report that the test's run ended
@@ -124,6 +125,13 @@ class Channel:
                 leaves[number] = value
                 return Ref(-number)
             return value
+        if isinstance(value, torch.Generator):  # made there once, from this one's state
+            made = self.generators.get(id(value))
+            if made is None or made[0] is not value:
+                there = self.module("torch").Generator()
+                there.set_state(value.get_state())
+                made = self.generators[id(value)] = (value, there)
+            return Ref(object.__getattribute__(made[1], "_number"))
         if callable(value) and not isinstance(value, type) and \
                 not isinstance(value, torch.nn.Module):
             number = next(self.numbers)
@@ -134,7 +142,7 @@ class Channel:
     def _incoming(self, value: Any, grads: dict, leaves: dict[int, torch.Tensor]) -> Any:
         if type(value) is Ref:
             if value.id in grads:
-                return self._bridge(value.id, grads[value.id], leaves)
+                return self._tensor(value.id, grads[value.id], leaves)
             proxy = self.proxies.get(value.id)
             if proxy is None:
                 proxy = self.proxies[value.id] = Proxy(self, value.id)
@@ -144,6 +152,20 @@ class Channel:
         if type(value) is dict:
             return {k: self._incoming(v, grads, leaves) for k, v in value.items()}
         return value
+
+    def _tensor(self, number: int, spec: Any, leaves: dict) -> torch.Tensor:
+        """A tensor of the student's autograd as one of the referee's (see remote._plain)."""
+        kind = spec[0] if type(spec) is list and spec else None
+        if kind == "graph" and len(spec) == 2 and type(spec[1]) is torch.Tensor:
+            return self._bridge(number, spec[1], leaves)
+        if kind == "leaf" and len(spec) == 4 and type(spec[1]) is torch.Tensor and \
+                (spec[2] is None or type(spec[2]) is torch.Tensor):
+            leaf = torch.nn.Parameter(spec[1]) if spec[3] is True else \
+                spec[1].requires_grad_(spec[1].is_floating_point() or spec[1].is_complex())
+            if spec[2] is not None and spec[2].shape == spec[1].shape:
+                leaf.grad = spec[2].to(spec[1].dtype)
+            return leaf
+        raise WireError(f"a tensor the referee cannot rebuild: {str(spec)[:80]}")
 
     def _bridge(self, number: int, data: torch.Tensor, leaves: dict) -> torch.Tensor:
         wanted = sorted(leaves)
@@ -246,6 +268,14 @@ class Proxy:
     def __class__(self):  # isinstance() asks this after type()
         return object.__getattribute__(self, "_channel").class_of(
             object.__getattribute__(self, "_number"))
+
+    def __instancecheck__(self, instance: Any) -> bool:  # isinstance(x, StudentClass)
+        return _exact(self._ask("isinstance", of=instance), bool, "isinstance()") \
+            if isinstance(instance, Proxy) else False
+
+    def __subclasscheck__(self, cls: Any) -> bool:
+        return _exact(self._ask("isinstance", of=cls, subclass=True), bool, "issubclass()") \
+            if isinstance(cls, Proxy) else False
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):

@@ -54,7 +54,13 @@ class RemoteError(Exception):
 
 
 def _plain(value: Any, refs: Callable[[Any], Ref], grads: dict[int, Any]) -> Any:
-    """``value`` as wire data: plain values as they are, other objects as references."""
+    """``value`` as wire data: plain values as they are, other objects as references.
+
+    ``grads`` gets, by reference number, what the referee needs to rebuild a tensor that
+    takes part in autograd: ``["graph", values]`` for a result in a graph (joined to the
+    referee's graph), ``["leaf", values, grad, is_parameter]`` for a parameter or another
+    leaf that requires gradients (a snapshot, its ``.grad`` as it is now).
+    """
     kind = type(value)
     if value is None or kind in (bool, int, float, str, bytes):
         return value
@@ -63,15 +69,18 @@ def _plain(value: Any, refs: Callable[[Any], Ref], grads: dict[int, Any]) -> Any
         return items if kind is list else tuple(items)
     if isinstance(value, dict) and kind.__module__ in ("builtins", "collections"):
         return {_plain(k, refs, grads): _plain(v, refs, grads) for k, v in value.items()}
-    # A parameter is the model's state (its .grad, requires_grad, in-place updates): it stays
-    # there. Other tensors are values; one in an autograd graph is also kept for backward.
-    tensor = isinstance(value, torch.Tensor) and not isinstance(value, torch.nn.Parameter)
-    if tensor and not value.requires_grad:
-        return value
-    ref = refs(value)
-    if tensor and value.grad_fn is not None:
-        grads[ref.id] = value.detach()
-    return ref
+    if isinstance(value, torch.Tensor):
+        if not value.requires_grad:
+            return value
+        ref = refs(value)  # kept: backward runs from it, or its .grad is read again
+        if value.grad_fn is not None:
+            grads[ref.id] = ["graph", value.detach()]
+        else:
+            grad = value.grad
+            grads[ref.id] = ["leaf", value.detach(), None if grad is None else grad.detach(),
+                             isinstance(value, torch.nn.Parameter)]
+        return ref
+    return refs(value)
 
 
 class _Server:
@@ -143,6 +152,9 @@ class _Server:
             args = self.resolve(request["args"])
             return OPERATORS[request["name"]](*(args + [obj] if request.get("reflected")
                                                  else [obj] + args))
+        if op == "isinstance":  # obj is the class
+            other = self.resolve(request["of"])
+            return issubclass(other, obj) if request.get("subclass") else isinstance(other, obj)
         if op == "type":
             cls = type(obj)
             return [[c.__module__, c.__qualname__] for c in cls.__mro__]

@@ -176,3 +176,35 @@ def test_a_liar_gets_no_further_than_its_data(connect):
         write_frame(fd_out, {"passed": True, "ok": None, "verdict": "pass"})
 
     assert connect({}, server=verdict).lookup("x") is None  # data: the referee decides
+
+
+def test_parameters_student_classes_and_generators(connect):
+    """A parameter arrives as a snapshot with its ``.grad``; ``isinstance`` against a class of
+    the student's asks the student's process; a generator the referee passes is copied there
+    once, so passing it again goes on with its draws."""
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.tensor([2.0, 3.0]))
+
+        def forward(self, x):
+            return x * self.scale
+
+    def draw(generator):
+        return torch.rand(2, generator=generator)
+
+    channel = connect({"Head": Head, "draw": draw, "Other": nn.Linear})
+    StudentHead = channel.lookup("Head")
+    head = StudentHead()
+    assert isinstance(head, StudentHead) and not isinstance(head, channel.lookup("Other"))
+    assert not isinstance(torch.zeros(1), StudentHead)
+    before = head.scale
+    assert type(before) is nn.Parameter and before.grad is None
+    torch.testing.assert_close(before.detach(), torch.tensor([2.0, 3.0]))
+    head(torch.ones(2)).sum().backward()
+    torch.testing.assert_close(head.scale.grad, torch.ones(2))  # read after the backward
+    g = torch.Generator().manual_seed(5)
+    mine = torch.Generator().manual_seed(5)
+    first, second = channel.lookup("draw")(g), channel.lookup("draw")(g)
+    torch.testing.assert_close(first, torch.rand(2, generator=mine))
+    torch.testing.assert_close(second, torch.rand(2, generator=mine))
