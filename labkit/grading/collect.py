@@ -1,16 +1,27 @@
 """Submissions from an LMS download into ``submitted/<student>/<lab>/<lab>.ipynb``.
 
-:func:`collect_submissions` reads a folder or a zip file and recognises, anywhere in it,
-``<student>/<lab>.ipynb``, ``<student>/<lab>/<lab>.ipynb`` (nbgrader's layout), Canvas names
-``<lastfirst>_[late_]<id>_<submission id>_<lab>[-N].ipynb`` (``-N``: a resubmission; highest N,
-then submission id, is newest) and Moodle folders ``<Name>_<id>_assignsubmission_file_/``;
-students by id against the gradebook, labs by the notebook's name. A ``timestamp.txt`` beside
-a notebook is the LMS's time of it: it says which submission is newer and is copied along (for
-nbgrader's late penalties); else the file's (zip entry's) modification time decides. The source
-is only read; a submission in place is replaced only by a newer one, and moved to
-``.labkit/replaced/<student>/<lab>/``; each placement is atomic (written beside, renamed). A
-zip file with an entry leaving it (absolute, ``..``) or unpacking to over ``max_bytes`` is
-refused whole.
+:func:`collect_submissions` reads a folder or a zip file. Whose a notebook is, the top level
+of the download alone decides (the LMS writes it; below it all is the student's upload):
+a folder ``<student>/`` or a Moodle folder ``<Name>_<id>_assignsubmission_file_/`` owns
+everything in it at any depth (``<student>/<lab>.ipynb``, nbgrader's
+``<student>/<lab>/<lab>.ipynb``, an uploaded folder), so no folder a student names can file a
+notebook under a classmate; a file at the top is its Canvas name's,
+``<lastfirst>_[late_]<id>_<submission id>_<lab>[-N].ipynb`` (``-N``: a resubmission; highest
+N, then submission id, is newest). Students are matched by id against the gradebook, labs by
+the notebook's name (in a student's folder a Canvas-shaped name is an unknown lab).
+
+One allowance: a download that is a single folder (hidden files and ``__MACOSX`` aside),
+neither a gradebook student's nor a Moodle one, is a wrapper (a zip of the folder an LMS
+download unpacked to) and is stepped into, once. A download of several entries has none, so
+there a student's folder is always its own; only a download of nothing but the folder of
+someone the gradebook lacks would be misread (the log names every wrapper stepped into).
+
+A ``timestamp.txt`` beside a notebook is the LMS's time of it: it says which submission is
+newer and is copied along (for nbgrader's late penalties); else the file's (zip entry's)
+modification time decides. The source is only read; a submission in place is replaced only
+by a newer one, and moved to ``.labkit/replaced/<student>/<lab>/``; each placement is atomic
+(written beside, renamed). A zip file with an entry leaving it (absolute, ``..``) or unpacking
+to over ``max_bytes`` is refused whole.
 """
 
 from __future__ import annotations
@@ -132,20 +143,39 @@ def _lab_of(stem: str, labs: set[str]) -> tuple[str, int]:
     return (m["lab"], int(m["n"])) if stem not in labs and m and m["lab"] in labs else (stem, 0)
 
 
+def _ignored(parts: tuple[str, ...]) -> bool:
+    """Hidden files, macOS metadata, notebook checkpoints: never submissions."""
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts)
+
+
+def _unwrap(entries: list[_Entry], students: set[str]) -> None:
+    """Step into the download's wrapper folder, if it has one (see the module docstring)."""
+    tops = {e.parts[0] for e in entries if not _ignored(e.parts)}
+    if len(tops) != 1:
+        return
+    (top,) = tops
+    if top in students or _MOODLE.fullmatch(top) \
+            or any(e.parts == (top,) for e in entries):  # a file, not a folder
+        return
+    for entry in entries:
+        if entry.parts[0] == top:
+            entry.parts = entry.parts[1:]
+    log.warning("the download holds one folder, %r, and nothing else: read as a wrapper "
+                "around the submissions, whose entries are the students'", top)
+
+
 def _recognise(entry: _Entry, labs: set[str]) -> None:
-    """Set the student id (empty: none), lab and rank that a notebook's path names."""
-    name, folders = entry.parts[-1], entry.parts[:-1]
+    """Set the student id (empty: none), lab and rank of a notebook: the student from the
+    top-level entry of the download only, the lab from the notebook's name."""
+    top, name = entry.parts[0], entry.parts[-1]
     entry.lab, resubmission = _lab_of(name[:-len(".ipynb")], labs)
-    canvas = _CANVAS.fullmatch(name)
-    if entry.lab not in labs and canvas:
+    entry.student, entry.rank = "", (resubmission, 0)
+    if len(entry.parts) > 1:  # in a student's folder, at any depth: that student's
+        moodle = _MOODLE.fullmatch(top)
+        entry.student = moodle["id"] if moodle else top
+    elif entry.lab not in labs and (canvas := _CANVAS.fullmatch(name)):
         entry.lab, resubmission = _lab_of(canvas["file"], labs)
         entry.student, entry.rank = canvas["id"], (resubmission, int(canvas["sub"]))
-        return
-    if folders and folders[-1] == entry.lab:
-        folders = folders[:-1]
-    moodle = [m["id"] for m in map(_MOODLE.fullmatch, folders) if m]
-    entry.student = moodle[-1] if moodle else folders[-1] if folders else ""
-    entry.rank = (resubmission, 0)
 
 
 def _why_not(entry: _Entry, students: set[str], labs: set[str], max_file_bytes: int) -> str | None:
@@ -159,7 +189,8 @@ def _why_not(entry: _Entry, students: set[str], labs: set[str], max_file_bytes: 
         return f"unknown lab {entry.lab!r}: expected a notebook named <lab>.ipynb, <lab> one " \
                f"of {sorted(labs)}"
     if not entry.student:
-        return "no student folder: expected <student>/<lab>.ipynb"
+        return "no student folder: a notebook at the top of the download without a Canvas " \
+               "name; expected <student>/<lab>.ipynb"
     if entry.student not in students:
         return f"unknown student {entry.student!r}: not in the gradebook; add them (`nbgrader " \
                "db student add ID`) or fix the name, and collect again"
@@ -170,8 +201,7 @@ def _candidates(entries: list[_Entry], students: set[str], labs: set[str], wante
                 max_file_bytes: int, report: CollectReport) -> Iterator[_Entry]:
     stamps = {e.parts[:-1]: e for e in entries if e.parts[-1] == "timestamp.txt"}
     for entry in entries:
-        if any(p.startswith(".") or p == "__MACOSX" for p in entry.parts) \
-                or entry is stamps.get(entry.parts[:-1]):
+        if _ignored(entry.parts) or entry is stamps.get(entry.parts[:-1]):
             continue  # hidden files, macOS metadata, checkpoints; timestamps are read below
         if entry.parts[-1].lower().endswith(".ipynb"):
             _recognise(entry, labs)
@@ -247,7 +277,8 @@ def _settle(root: Path, group: list[_Entry], report: CollectReport) -> None:
         return
     folder = root / "submitted" / best.student / best.lab
     old = submission_time(folder, best.lab)
-    placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb", best.lms_time)
+    placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb",
+                    best.lms_time)
     if old is not None and placed.path.read_bytes() == body:
         report.unchanged.append(placed)
     elif old is not None and (best.lms_time or best.mtime) <= old:
@@ -290,6 +321,7 @@ def collect_submissions(root: str | os.PathLike, source: str | os.PathLike, *,
         students = {s.id for s in gb.students}
     report = CollectReport()
     with _entries(source, max_bytes) as entries:
+        _unwrap(entries, students)
         groups = defaultdict(list)
         for c in _candidates(entries, students, known, set(labs or known), max_file_bytes, report):
             groups[c.student, c.lab].append(c)

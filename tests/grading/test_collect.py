@@ -221,3 +221,72 @@ def test_collect_needs_a_course_and_a_download(course, tmp_path):
     (tmp_path / "notes.txt").write_text("not a zip")
     with pytest.raises(CourseError, match="neither a folder nor a zip file"):
         collect_submissions(course, tmp_path / "notes.txt")
+
+
+MOODLE_DAN = "Dan Roe_2001_assignsubmission_file_"
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+@pytest.mark.parametrize("path, owner", [
+    ("ann/bob/toy.ipynb", "ann"),
+    ("ann/bob/toy/toy.ipynb", "ann"),
+    (f"ann/{MOODLE_DAN}/toy.ipynb", "ann"),
+    (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+    ("ann/bob/deeper/still/toy.ipynb", "ann"),
+])
+def test_a_folder_named_for_a_classmate_files_under_its_owner(course, tmp_path, path, owner,
+                                                              as_zip):
+    """Is a notebook in a folder named for another student, inside a student's own folder,
+    filed under the owner of the top-level folder, never under the one it names? (The
+    earlier collect took the innermost folder: ann's upload went to bob or 2001.)"""
+    nb = _notebooks(course)
+    files = {path: nb["wrong"], "leeann_1001_70001_toy.ipynb": nb["good"]}  # and a bystander
+    source = (_zip(tmp_path / "lms.zip", files) if as_zip
+              else _files(tmp_path / "download", files))
+    report = collect_submissions(course, source)
+    assert report.problems == [] and report.skipped == []
+    assert _submitted(course) == {f"{owner}/toy/toy.ipynb": nb["wrong"],
+                                  "1001/toy/toy.ipynb": nb["good"]}
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_a_canvas_name_inside_a_students_folder_names_no_one(course, tmp_path, as_zip):
+    """Is a Canvas-shaped file name in ann's folder, naming student 1001 and a newer
+    submission id, an unknown lab of ann's, not 1001's newest submission? (The earlier collect
+    placed it over 1001's own.)"""
+    nb = _notebooks(course)
+    files = {"leeann_1001_70001_toy.ipynb": nb["good"],
+             "ann/leeann_1001_79999_toy.ipynb": nb["wrong"]}
+    source = (_zip(tmp_path / "lms.zip", files) if as_zip
+              else _files(tmp_path / "download", files))
+    report = collect_submissions(course, source)
+    assert _submitted(course) == {"1001/toy/toy.ipynb": nb["good"]}
+    assert [p.reason.split(":")[0] for p in report.problems] == [
+        "unknown lab 'leeann_1001_79999_toy'"]
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+@pytest.mark.parametrize("path, owner", [
+    ("ann/bob/toy.ipynb", "ann"),  # ann alone in the download: a student, not a wrapper
+    (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+    ("submissions/ann/toy.ipynb", "ann"),  # a zip of a folder: the wrapper is stepped into
+    ("submissions/ann/bob/toy.ipynb", "ann"),
+    (f"submissions/{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+    ("submissions/leeann_1001_70001_toy.ipynb", "1001"),
+    ("submissions/inner/ann/toy.ipynb", None),  # stepped into once: 'inner' is no student
+])
+def test_a_single_folder_is_a_wrapper_unless_it_is_a_students(course, tmp_path, path, owner,
+                                                              as_zip):
+    """Is a download that is one folder stepped into once (macOS's __MACOSX beside it left
+    alone), unless the folder is a gradebook student's or a Moodle submission?"""
+    nb = _notebooks(course)
+    files = {path: nb["wrong"], f"__MACOSX/{path.split('/')[0]}/._toy.ipynb": "junk"}
+    source = (_zip(tmp_path / "lms.zip", files) if as_zip
+              else _files(tmp_path / "download", files))
+    report = collect_submissions(course, source)
+    if owner is None:
+        assert _submitted(course) == {}
+        assert [p.reason.split(":")[0] for p in report.problems] == ["unknown student 'inner'"]
+    else:
+        assert report.problems == []
+        assert _submitted(course) == {f"{owner}/toy/toy.ipynb": nb["wrong"]}
