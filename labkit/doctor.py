@@ -175,7 +175,8 @@ def check_bwrap() -> list[Check]:
     works, sized, why = _probe()
     if works:
         return [Check("bubblewrap", OK, "the sandbox command runs" + ("" if sized else
-                      " (without --size, so the sandbox's /tmp has no size cap of its own)"))]
+                      " (without --size, so the scratch folder, /tmp and /dev/shm have no total "
+                      "size cap; each file is still capped)"))]
     fix = ("apt-get install bubblewrap" if shutil.which("bwrap") is None else
            "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
            "Ubuntu 24.04: kernel.apparmor_restrict_unprivileged_userns=0)")

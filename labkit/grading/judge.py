@@ -164,19 +164,21 @@ class JudgeResult:
 
 
 def _kit_paths() -> tuple[list[str], list[str]]:
-    """What the judge must hide of the kit and bind back: the package (presets included),
-    the Python, and every site-packages folder this interpreter imports from.
+    """What the judge must see of the kit, and hide: ``(hide, readable)``.
 
-    The last matter where an environment borrows installed packages from outside its prefix
-    (a ``.pth`` line, ``--system-site-packages``): under a hidden folder such as ``/tmp``
-    the judge would not import them. They hold installed packages only; an editable
-    install's checkout is a plain ``sys.path`` folder and stays hidden.
+    Readable: labkit's package folder (its files only, presets included), the environment
+    (``sys.prefix``) and every site-packages folder this interpreter imports from; the
+    sandbox adds the system and the interpreter's installation, and shows nothing else. The
+    site-packages folders matter where an environment borrows installed packages from
+    outside its prefix (a ``.pth`` line, ``--system-site-packages``). Hidden: the folder
+    around the package where that is not a site-packages folder (an editable install's
+    checkout, ``solutions/`` and all), should a bound tree hold it; the package is bound
+    back over it.
     """
     package = Path(__file__).resolve().parents[1]
-    kit = package.parent
-    hide = [str(kit)] if (kit / "solutions").is_dir() else []  # an editable install's repo
     sites = [os.path.realpath(p) for p in sys.path
              if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+    hide = [] if str(package.parent) in sites else [str(package.parent)]
     return hide, list(dict.fromkeys([str(package), os.path.realpath(sys.prefix), *sites]))
 
 
@@ -184,10 +186,20 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
               uid: int | None = NOBODY, data: str = "") -> JudgeResult:
     """Run ``program`` (from :func:`judge_program`) in a fresh scratch folder, sandboxed.
 
+    Under bubblewrap the runner sees the system, the interpreter and its environment,
+    labkit's package (not the checkout around an editable install), the dataset and
+    nothing else (:func:`_kit_paths`, :mod:`labkit.grading.bwrap`). Its working directory
+    and ``HOME`` are a tmpfs of ``limits.output_mb``, as are ``/tmp`` and ``/dev/shm``; the
+    one host file it can write is the results file, bound into that tmpfs and capped at
+    ``limits.output_mb`` (``RLIMIT_FSIZE``): in all at most ``4 * output_mb`` (2 GiB by
+    default), three quarters of it memory. With limits only, it writes to the host's
+    scratch folder, each file capped but not their total.
+
     Args:
         program: the cells and prelude.
         limits: memory, CPU, processes, output size and the notebook's wall clock.
-        hide: course paths the student must not see (the course root, the gradebook).
+        hide: course paths the student must not see (the course root), covered should a
+            bound tree hold them; the rest of the host is not there anyway.
         bwrap: as for :func:`~labkit.grading.sandbox.run_sandboxed`.
         uid: whom a root grader runs the code as; judges running at the same time need
             different ones, since the process cap counts every process of a uid. ``None``:
@@ -221,7 +233,7 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         ran = run_sandboxed(module_argv("labkit.grading._judge_runner"), scratch=scratch,
                             limits=limits, env=env, bwrap=bwrap, stdin=payload,
                             hide=[*hide, *kit_hide, os.path.expanduser("~")],
-                            readable=readable, uid=uid)
+                            readable=readable, writable=[results], uid=uid)
         cells, started, finished = {}, False, False
         for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
             tag, _, body = line.partition(" ")

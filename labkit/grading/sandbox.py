@@ -1,11 +1,17 @@
 """Run untrusted student code: bubblewrap isolation plus resource limits.
 
-:func:`sandbox_command` wraps a command in ``bwrap``: the file system read-only, fresh
-``/tmp``, ``/dev`` and ``/proc``, no network but loopback, its own process namespace, only the
-scratch folder writable; the gradebook, the course, other students and the instructor's home
-covered (``hide``), and what the code needs from under them bound back read-only
-(``readable``). Where bwrap is missing or cannot make namespaces, :func:`run_sandboxed` falls
-back to resource limits alone and warns, loudly, once per process.
+Under bubblewrap (:func:`labkit.grading.bwrap.sandbox_command`) the code sees an allow-list:
+the system (``/usr``, ``/lib*``, a few files of ``/etc``), the interpreter this module runs on
+and its environment, what the caller binds ``readable`` (labkit's package, a dataset) and a
+fresh ``/dev``, ``/proc``, ``/tmp`` and ``/dev/shm``; nothing else of the host (no home, no
+checkout or kit, no course), no network but loopback, its own process namespace. ``hide``
+covers what lies inside a bound tree. All it can write is size-capped: ``/tmp``, ``/dev/shm``
+and the scratch folder (its working directory and ``HOME``) are each a tmpfs of
+``Limits.output_mb``, and the host files bound ``writable`` (a results file) are capped one by
+one by ``RLIMIT_FSIZE``. Where bwrap is missing or cannot make namespaces,
+:func:`run_sandboxed` falls back to resource limits alone and warns, loudly, once per
+process: the code then sees the whole file system and writes to the host's scratch folder,
+each file capped but not their total.
 
 The ``bwrap`` command line is :func:`labkit.grading.bwrap.sandbox_command`.
 The first program in the sandbox is :mod:`labkit.grading._launcher`, run by
@@ -41,7 +47,6 @@ import select
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -51,7 +56,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from labkit.grading._launcher import _descendants
-from labkit.grading.bwrap import _in_tmpfs, _probe, bwrap_available, sandbox_command
+from labkit.grading.bwrap import (Layout, _interpreter, _probe, _unreachable, bwrap_available,
+                                  layout, sandbox_command)
 
 __all__ = ["NOBODY", "OUTPUT_TAIL_BYTES", "Limits", "SandboxError", "SandboxResult",
            "bwrap_available", "run_sandboxed", "sandbox_command"]
@@ -81,7 +87,8 @@ class Limits:
         memory_mb: resident memory of the whole process tree; above it all of it is killed.
         cpu_seconds: CPU time of each process (``RLIMIT_CPU``: SIGXCPU, SIGKILL 5 s later).
         processes: processes and threads of the sandbox's uid (``RLIMIT_NPROC``).
-        output_mb: size of each file written (``RLIMIT_FSIZE``) and of ``/tmp``, ``/dev/shm``.
+        output_mb: size of each file written (``RLIMIT_FSIZE``) and, inside bubblewrap, of
+            each of its tmpfs: ``/tmp``, ``/dev/shm`` and the scratch folder.
         wall_seconds: wall-clock time of the whole run.
     """
 
@@ -127,30 +134,17 @@ class SandboxResult:
     peak_memory_mb: float
 
 
-def _unreachable(path: Path, uid: int, tmpfs: list[str], binds: list[str]) -> str | None:
-    """Why ``uid`` cannot reach ``path`` in the sandbox; folders bwrap makes are 0755."""
-    for step in [*reversed(path.parents), path]:
-        if _in_tmpfs(str(step), tmpfs, binds):
-            if step == path:
-                return f"{path} is hidden in the sandbox; add it (or its folder) to `readable`"
-        elif step != path and step.exists():  # a missing program: the launcher says so
-            st = step.stat()
-            bit = stat.S_IXUSR if st.st_uid == uid else \
-                stat.S_IXGRP if st.st_gid == uid else stat.S_IXOTH
-            if not st.st_mode & bit:
-                return f"{step} (mode {stat.filemode(st.st_mode)}, uid {st.st_uid}) bars the way"
-    return None
-
-
-def _hand_over(scratch: Path, program: str, uid: int, *, tmpfs: list[str],
-               binds: list[str]) -> None:
-    """Check that ``uid`` reaches ``scratch`` and ``program``, then give it ``scratch``."""
-    for path in {scratch, Path(os.path.abspath(program)), Path(os.path.realpath(program))}:
-        why = _unreachable(path, uid, tmpfs, binds)
+def _hand_over(scratch: Path, program: str, uid: int | None, plan: Layout | None) -> None:
+    """Check that ``uid`` (``None``: the sandbox, whoever runs in it) reaches ``scratch`` and
+    ``program``; give ``uid`` ``scratch``."""
+    found = [Path(os.path.abspath(program)), Path(os.path.realpath(program))]
+    for path in {scratch, *(found if found[1].exists() else [])}:  # else the launcher says
+        why = _unreachable(path, uid, plan)
         if why:
-            raise SandboxError(f"uid {uid} cannot reach {path}: {why}. Move it, grant that "
-                               "uid access (chmod o+x), or bind it back with `readable`.")
-    for folder, dirs, files in os.walk(scratch):
+            raise SandboxError(f"{'the sandbox' if uid is None else f'uid {uid}'} cannot "
+                               f"reach {path}: {why}. Move it, grant that uid access (chmod "
+                               "o+x), or bind it with `readable`.")
+    for folder, dirs, files in os.walk(scratch) if uid is not None else ():
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
             os.lchown(name, uid, uid)  # never follows a student's symlink
 
@@ -219,7 +213,8 @@ def _watch(proc: subprocess.Popen, limits: Limits, sandboxed: bool, state: dict,
         polls += 1
         state["wall"] = time.monotonic() - state["start"] > limits.wall_seconds
         if state["memory"] or state["wall"]:
-            log.info("stopping pid %d: %s limit", proc.pid, "memory" if state["memory"] else "time")
+            log.info("stopping pid %d: %s limit", proc.pid,
+                     "memory" if state["memory"] else "time")
             return _stop(proc, sandboxed)
 
 
@@ -250,7 +245,8 @@ def _reason(code: int, state: dict, limits: Limits) -> str | None:
 
 def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
                   hide: Iterable[str | os.PathLike] = (),
-                  readable: Iterable[str | os.PathLike] = (), limits: Limits,
+                  readable: Iterable[str | os.PathLike] = (),
+                  writable: Iterable[str | os.PathLike] = (), limits: Limits,
                   env: Mapping[str, str] | None = None, bwrap: bool | None = None,
                   uid: int | None = NOBODY, stdin: bytes = b"") -> SandboxResult:
     """Run ``argv`` in ``scratch`` under bubblewrap (where it works) and ``limits``.
@@ -263,11 +259,16 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
 
     Args:
         argv: the command, e.g. ``[python, "-m", "jupyter", "nbconvert", ...]``.
-        scratch: an existing folder with the student's copy: writable, cwd and ``HOME``.
-        hide: what the code must not see (see :func:`sandbox_command`).
-        readable: what to bind back read-only; the Python running this module is added
-            (``sys.base_prefix``, and ``sys.prefix`` for a virtual environment) when hidden,
-            since the launcher runs on it.
+        scratch: an existing folder: the code's working directory and ``HOME``. Under
+            bubblewrap with ``--size`` a fresh tmpfs of ``limits.output_mb`` at this path,
+            in which only ``readable`` and ``writable`` files of the folder are seen;
+            otherwise the folder itself, writable.
+        hide: what the code must not see of a bound tree (see :func:`sandbox_command`).
+        readable: what to bind read-only besides the system; the Python running this
+            module is added (its installation and environment), since the launcher runs on
+            it.
+        writable: files to bind writable (under bubblewrap; without it all of ``scratch``
+            is), each capped by ``limits.output_mb``.
         limits: the resource limits.
         env: the environment (default: only ``PATH`` and ``LANG``); ``HOME`` becomes
             ``scratch``.
@@ -297,22 +298,20 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     if not sandboxed and not _WARNED:
         _WARNED.append(True)
         log.warning("STUDENT CODE RUNS WITHOUT A SANDBOX (%s): it can read the gradebook, the "
-                    "solutions and other students' work and use the network; only resource "
-                    "limits apply. Install bubblewrap (apt-get install bubblewrap).",
+                    "solutions and other students' work, use the network and fill the disk "
+                    "(each file it writes is capped, not their total); only resource limits "
+                    "apply. Install bubblewrap (apt-get install bubblewrap).",
                     why if bwrap is None else "turned off by the caller")
     env = dict({"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None
                else env, HOME=str(scratch))
-    hide, readable = [os.path.abspath(p) for p in hide], [os.path.abspath(p) for p in readable]
-    python = os.path.realpath(sys.executable)
-    tmpfs = ["/tmp", "/dev/shm", *filter(os.path.isdir, hide)] if sandboxed else []
-    if sandboxed and _in_tmpfs(python, tmpfs, readable):
-        readable.append(os.path.realpath(sys.base_prefix))
-    if sandboxed and _in_tmpfs(os.path.abspath(sys.prefix), tmpfs, readable):
-        readable.append(os.path.abspath(sys.prefix))  # a virtual environment under /tmp
+    python, program = os.path.realpath(sys.executable), \
+        shutil.which(argv[0], path=env.get("PATH")) or argv[0]
+    files = {"hide": list(hide), "readable": [*readable, *_interpreter()],
+             "writable": list(writable), "tmpfs_mb": limits.output_mb if sized else None}
+    plan = layout(scratch=scratch, **files) if sandboxed else None
     drop = os.geteuid() == 0 and uid is not None
-    if drop:
-        _hand_over(scratch, shutil.which(argv[0], path=env.get("PATH")) or argv[0], uid,
-                   tmpfs=tmpfs, binds=[*readable, str(scratch)] if sandboxed else [])
+    if drop or sandboxed:  # inside, a program that is not bound is not there
+        _hand_over(scratch, program, uid if drop else None, plan)
     ours, theirs = socket.socketpair()
     space = (limits.memory_mb + _AS_HEADROOM_MB) * _MB
     rlimits = [(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
@@ -322,8 +321,7 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     spec = json.dumps({"rlimits": rlimits, "uid": uid if drop else None, "line": theirs.fileno()})
     cmd = [python, "-I", "-S", "-c", _LAUNCHER.read_text(encoding="utf-8"), spec, *argv]
     if sandboxed:
-        cmd = sandbox_command(cmd, scratch=scratch, hide=hide, readable=readable,
-                              tmpfs_mb=limits.output_mb if sized else None)
+        cmd = sandbox_command(cmd, scratch=scratch, **files)
     state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
     try:
         proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.PIPE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import sys
@@ -12,7 +13,7 @@ import nbformat
 import pytest
 
 from labkit.grading import judge
-from labkit.grading.bwrap import bwrap_available
+from labkit.grading.bwrap import _probe, bwrap_available
 from labkit.grading.judge import (WITHHELD, JudgeError, JudgePreprocessor, apply_verdicts,
                                   hidden_lines, instructor_prelude, judge_program, run_judge)
 from labkit.grading.sandbox import NOBODY, Limits, _unreachable
@@ -21,7 +22,7 @@ HIDDEN = "assert add(2, 2) == 4, 'hidden add check'"
 # As autograde runs its judges: the grader's own user where, with limits only, the sandbox's
 # uid cannot reach this interpreter (a root grader's pyenv under /root); else uid NOBODY.
 UID = None if os.geteuid() == 0 and not bwrap_available() and \
-    _unreachable(Path(os.path.realpath(sys.executable)), NOBODY, [], []) else NOBODY
+    _unreachable(Path(os.path.realpath(sys.executable)), NOBODY) else NOBODY
 
 
 def _test_cell(source: str, grade_id: str) -> nbformat.NotebookNode:
@@ -150,10 +151,10 @@ def test_student_errors_keep_their_traceback():
 
 @pytest.mark.needs("bwrap")
 def test_judge_cannot_reach_the_network_or_hidden_paths():
-    """Inside the judge, is a hidden folder empty and the network unreachable?"""
+    """Inside the judge, is a hidden folder absent and the network unreachable?"""
     secret = Path(tempfile.mkdtemp(prefix="labkit-judge-course-", dir="/var/tmp"))  # not /tmp:
     (secret / "gradebook.db").write_text("secret")  # the sandbox has a /tmp of its own
-    nb = _notebook("import os, socket\nprint(sorted(os.listdir(%r)))\n"
+    nb = _notebook("import os, socket\nprint(os.path.exists(%r))\n"
                    "try:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n"
                    "    print('REACHED')\nexcept OSError as exc:\n    print('refused')"
                    % str(secret))
@@ -161,7 +162,55 @@ def test_judge_cannot_reach_the_network_or_hidden_paths():
         apply_verdicts(nb, _judge(nb, hide=[str(secret)]))
     finally:
         shutil.rmtree(secret)
-    assert nb.cells[0].outputs[0].text.split() == ["[]", "refused"]
+    assert nb.cells[0].outputs[0].text.split() == ["False", "refused"]
+
+
+FILL = """
+import errno
+total = 0
+try:
+    for i in range(8):
+        with open(f"fill{i}", "wb") as f:
+            f.write(b"x" * 3 * 2**20)
+        total += 3
+except OSError as exc:
+    print("stopped", total, errno.errorcode[exc.errno])
+"""
+
+
+@pytest.mark.needs("bwrap")
+def test_the_judge_sees_no_kit_and_writes_a_capped_scratch():
+    """Inside the judge, with torch and labkit imported, is there nothing of the checkout
+    around labkit but the package (and the environment), no kit copied to an unrelated
+    folder, and does filling the working directory stop at output_mb with the next test
+    still judged?"""
+    if not _probe()[1]:
+        pytest.skip("this bubblewrap takes no --size (it needs 0.7): its tmpfs have no cap")
+    kit = Path(tempfile.mkdtemp(prefix="labkit-judge-kit-", dir="/var/tmp"))
+    (kit / "solutions").mkdir()
+    (kit / "solutions" / "lab.ipynb").write_text("### BEGIN HIDDEN TESTS")
+    for path in (kit, kit / "solutions"):
+        path.chmod(0o755)
+    nb = _notebook("import os, labkit, torch\n"
+                   "around = os.listdir(os.path.dirname(os.path.dirname(labkit.__file__)))\n"
+                   f"print(around, os.path.exists({str(kit / 'solutions')!r}), "
+                   "torch.ones(2).sum().item())", FILL, _test_cell("assert True", "t_after"))
+    program = judge_program(nb, prelude="", modules=["numpy"], cell_timeout=60)
+    try:
+        result = run_judge(program, limits=Limits(memory_mb=3000, wall_seconds=120,
+                                                  output_mb=16), uid=UID)
+    finally:
+        shutil.rmtree(kit)
+    assert _verdicts(nb, result) == {"t_after": None}
+    around, exists, two = nb.cells[0].outputs[0].text.rsplit(" ", 2)
+    package = Path(judge.__file__).resolve().parents[1]
+    expected = {"labkit"} | {Path(p).relative_to(package.parent).parts[0]
+                             for p in (sys.prefix, sys.base_prefix)
+                             if Path(p).is_relative_to(package.parent)}
+    assert set(ast.literal_eval(around)) == expected, around
+    assert [exists, two] == ["False", "2.0\n"]
+    stopped, total, why = nb.cells[1].outputs[0].text.split()
+    assert stopped == "stopped" and int(total) < 16 and why == "ENOSPC"
 
 
 def test_a_cell_past_its_time_limit_is_stopped_and_the_notebook_goes_on():
@@ -198,17 +247,20 @@ def test_a_judge_that_never_starts_is_the_graders_failure(monkeypatch):
 
 
 def test_the_judge_binds_back_borrowed_site_packages(tmp_path, monkeypatch):
-    """Does the judge bind back a site-packages folder the grader imports from outside its
-    prefix (a .pth line into a folder the sandbox hides, say under /tmp), and never a plain
-    sys.path folder such as an editable install's checkout?"""
+    """Does the judge bind a site-packages folder the grader imports from outside its prefix
+    (a .pth line into a folder the sandbox does not show, say under /tmp), and never a plain
+    sys.path folder such as an editable install's checkout, which it hides?"""
     borrowed = tmp_path / "lib" / "site-packages"
     checkout = tmp_path / "checkout"
     borrowed.mkdir(parents=True)
     checkout.mkdir()
     monkeypatch.setattr(sys, "path", [*sys.path, str(borrowed), str(checkout)])
-    _, readable = judge._kit_paths()
+    hide, readable = judge._kit_paths()
     assert os.path.realpath(borrowed) in readable
     assert os.path.realpath(checkout) not in readable
+    package = Path(judge.__file__).resolve().parents[1]
+    assert str(package) in readable
+    assert hide == ([] if str(package.parent) in readable else [str(package.parent)])
 
 
 def test_the_notebook_sees_the_graders_budget_and_nothing_else(monkeypatch):

@@ -26,6 +26,7 @@ import nbformat
 import pytest
 import torch
 
+import labkit
 from labkit.grading import sandbox
 from labkit.grading.sandbox import NOBODY, Limits, SandboxError, run_sandboxed, sandbox_command
 from tests.system_packages import require
@@ -170,23 +171,27 @@ print([l for l in open("/proc/self/status") if l.startswith("NoNewPrivs")][0].sp
 
 def test_writes_outside_scratch_fail(use_bwrap, scratch, host_dir):
     """Is the scratch folder the only place the code can write, as an unprivileged user with
-    HOME there and none of the grader's environment?"""
+    HOME there and none of the grader's environment? (Inside bwrap scratch is a tmpfs: what
+    is written there stays off the host.)"""
     host_dir.chmod(0o777 if use_bwrap else 0o755)  # bwrap: read-only even when world-writable
     code = WRITE.replace("OUTSIDE", str(host_dir)).replace("SCRATCH", str(scratch))
     os.environ["LABKIT_SANDBOX_SECRET"] = "1"
     try:
-        result = run_python(code, use_bwrap=use_bwrap, scratch=scratch)
+        result = run_python(code, use_bwrap=use_bwrap, scratch=scratch,
+                            readable=[host_dir] if use_bwrap else [])
     finally:
         del os.environ["LABKIT_SANDBOX_SECRET"]
     lines = result.output.splitlines()
     if use_bwrap or ROOT:  # a plain user's code without bwrap writes wherever the user may
         assert lines[0] == f"{host_dir}/x {errno.EROFS if use_bwrap else errno.EACCES}", result
         assert not (host_dir / "x").exists()
-    assert lines[1] == f"{scratch}/y ok" and (scratch / "y").read_text() == "written"
+    assert lines[1] == f"{scratch}/y ok"
+    in_tmpfs = use_bwrap and sandbox._probe()[1]  # bubblewrap >= 0.7: scratch is a tmpfs
+    assert (scratch / "y").exists() != in_tmpfs
     assert lines[2] == (f"uid {NOBODY if ROOT else os.getuid()} home {scratch} "
                         "env ['HOME', 'LANG', 'PATH']")
     assert lines[3] == "1"  # no_new_privs: setuid programs gain nothing
-    if ROOT:
+    if ROOT and not in_tmpfs:
         assert (scratch / "y").stat().st_uid == NOBODY
 
 
@@ -203,8 +208,8 @@ for path in ("COURSE/gradebook.db", "COURSE/.venv/pkg.py", "NOTE", "COURSE/new")
 
 @pytest.mark.needs("bwrap")
 def test_hidden_paths_invisible_readable_visible(scratch, host_dir):
-    """Are hidden folders empty and read-only, a hidden file unreadable, and a path bound back
-    under a hidden folder readable?"""
+    """Inside a bound tree, are hidden folders empty and read-only, a hidden file unreadable,
+    and a path bound back under a hidden folder readable?"""
     course, note = host_dir / "course", host_dir / "note.txt"
     (course / ".venv").mkdir(parents=True)
     (course / "gradebook.db").write_text("hidden tests")
@@ -212,14 +217,104 @@ def test_hidden_paths_invisible_readable_visible(scratch, host_dir):
     note.write_text("instructor note")
     code = SNOOP.replace("COURSE", str(course)).replace("NOTE", str(note))
     result = run_python(code, use_bwrap=True, scratch=scratch, hide=[course, note],
-                        readable=[course / ".venv"])
+                        readable=[host_dir, course / ".venv"])
     assert result.output.splitlines() == ["['.venv']", str(errno.ENOENT), "'ANSWER = 42'",
                                           str(errno.EACCES), str(errno.EROFS)], result
     inner = course / "autograde" / "student"  # scratch under the hidden course stays writable
     inner.mkdir(parents=True)
+    (inner / "out").touch()  # and a writable file in it reaches the host
     code = f"import os\nopen('out', 'w').write('ok')\nprint(os.listdir({str(course)!r}))"
-    result = run_python(code, use_bwrap=True, scratch=inner, hide=[course])
+    result = run_python(code, use_bwrap=True, scratch=inner, hide=[course],
+                        writable=[inner / "out"])
     assert result.output == "['autograde']\n" and (inner / "out").read_text() == "ok", result
+
+
+PEEK = """
+for path in "$@"; do
+    if cat "$path" > /dev/null 2>&1; then echo "read $path"; else echo "none $path"; fi
+done
+"""
+
+
+def _kit(folder: Path) -> Path:
+    """A lab kit (nbgrader_config.py, a hidden test in solutions/): what a student wants."""
+    (folder / "solutions" / "lab01").mkdir(parents=True)
+    (folder / "nbgrader_config.py").write_text("c = get_config()\n")
+    secret = folder / "solutions" / "lab01" / "lab01.ipynb"
+    secret.write_text("### BEGIN HIDDEN TESTS\nassert add(2, 2) == 4\n")
+    return secret
+
+
+@pytest.mark.needs("bwrap")
+def test_only_the_allow_list_is_there(scratch, host_dir):
+    """Does the code see no kit: not a copy of it in an unrelated folder, not another checkout
+    (which the old sandbox, the whole file system read-only less a deny-list, showed), not the
+    checkout around an editable install, not the grader's home, while the system, /etc's
+    chosen files and what is bound readable are there, and a program outside is refused?"""
+    package = Path(labkit.__file__).resolve().parent
+    copy, other = _kit(host_dir / "kit-copy"), _kit(host_dir / "other-checkout")
+    for path in [host_dir, *host_dir.rglob("*")]:  # the host's permissions let anyone read
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    home = sorted(str(p) for p in Path.home().iterdir() if p.is_file())[:1]
+    repo = [str(package.parent / n) for n in ("pyproject.toml", "solutions/lab01/lab01.ipynb")
+            if (package.parent / n).is_file()]
+    allowed = ["/etc/passwd", "/usr/bin/env", str(package / "__init__.py")]
+    paths = [str(copy), str(other), *repo, *home, "/etc/shadow", "/etc/hostname", *allowed]
+    old = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs",
+           "/tmp", "--tmpfs", str(Path.home()), *(["--tmpfs", str(package.parent)] if repo
+                                                   else []), "sh", "-c", PEEK, "sh", *paths]
+    before = subprocess.run(old, capture_output=True, text=True, check=True).stdout.split("\n")
+    assert [f"read {copy}", f"read {other}"] == before[:2]  # the attack that worked
+    # as the grader itself, whom no file mode stops: only the allow-list can
+    result = run_sandboxed(["sh", "-c", PEEK, "sh", *paths], scratch=scratch, limits=SMALL,
+                           hide=[HOME], readable=[package], uid=None)
+    assert result.output.splitlines() == [
+        *(f"none {p}" for p in paths[:-3]), *(f"read {p}" for p in allowed)], result
+    program = host_dir / "true"
+    shutil.copy(shutil.which("true"), program)
+    with pytest.raises(SandboxError, match=f"{program} is not in the sandbox"):
+        run_sandboxed([str(program)], scratch=scratch, limits=SMALL, bwrap=True)
+
+
+FILL = """
+import errno
+for where in FOLDERS:
+    total = 0
+    try:
+        for i in range(8):
+            with open(f"{where}/fill{i}", "wb") as f:
+                f.write(b"x" * 4 * 2**20)
+            total += 4
+        print(where, "wrote", total)
+    except OSError as exc:
+        print(where, "stopped", total, errno.errorcode[exc.errno])
+with open("results", "ab") as f:
+    f.write(b"y" * 2**20)
+print("results written")
+"""
+
+
+def test_scratch_is_capped_in_total(use_bwrap, scratch):
+    """Does writing 32 MB in 4 MB files to scratch, /tmp and /dev/shm stop at the 10 MB cap
+    with ENOSPC inside bwrap, nothing of it on the host, while the results file is still
+    written? With limits only (and in the old sandbox, which bound scratch writable) each
+    file is capped, not the total: all 32 MB land on the host's disk."""
+    if use_bwrap and not sandbox._probe()[1]:
+        pytest.skip("this bubblewrap takes no --size (it needs 0.7): its tmpfs have no cap")
+    (scratch / "results").touch()
+    folders = [str(scratch), *(["/tmp", "/dev/shm"] if use_bwrap else [])]
+    result = run_python(FILL.replace("FOLDERS", repr(folders)), use_bwrap=use_bwrap,
+                        scratch=scratch, limits=Limits(output_mb=10, wall_seconds=60),
+                        writable=[scratch / "results"])
+    lines = result.output.splitlines()
+    assert lines[-1] == "results written", result
+    assert (scratch / "results").stat().st_size == 2**20
+    if use_bwrap:
+        assert lines[:-1] == [f"{f} stopped 8 ENOSPC" for f in folders]
+        assert sorted(p.name for p in scratch.iterdir()) == ["results"]
+    else:
+        assert lines[:-1] == [f"{scratch} wrote 32"]
+        assert sum(p.stat().st_size for p in scratch.glob("fill*")) == 32 * 2**20
 
 
 def test_memory_bomb_is_stopped(use_bwrap, scratch):
@@ -274,14 +369,19 @@ def test_fork_bomb_is_capped(use_bwrap, scratch):
 
 
 def test_file_output_is_capped(use_bwrap, scratch):
-    """Does writing 50 MB stop at output_mb, as an error for Python and SIGXFSZ for dd?"""
+    """Does writing 50 MB to a host file (a results file) stop at output_mb, as an error for
+    Python and SIGXFSZ for dd?"""
     limits = Limits(output_mb=10, wall_seconds=60)
+    (scratch / "big.bin").touch()
+    (scratch / "big.dd").touch()
     code = "open('big.bin', 'wb').write(b'x' * 50 * 2**20)"
-    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=limits)
+    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=limits,
+                        writable=[scratch / "big.bin"])
     assert result.returncode == 1 and "File too large" in result.output, result
     assert (scratch / "big.bin").stat().st_size == 10 * 2**20
     dd = run_sandboxed(["dd", "if=/dev/zero", "of=big.dd", "bs=1M", "count=50"],
-                       scratch=scratch, limits=limits, bwrap=use_bwrap)
+                       scratch=scratch, limits=limits, bwrap=use_bwrap,
+                       writable=[scratch / "big.dd"])
     assert dd.returncode == -signal.SIGXFSZ and dd.reason == "file size limit of 10 MB exceeded"
     assert (scratch / "big.dd").stat().st_size == 10 * 2**20
 
@@ -400,19 +500,21 @@ def test_fallback_warns_once(scratch, monkeypatch, caplog):
 @pytest.mark.needs("bwrap")
 def test_notebook_runs_in_the_sandbox(scratch, host_dir):
     """Does ``jupyter nbconvert --execute`` run a notebook inside (kernel and client both,
-    over loopback) as the sandbox user, blind to a hidden course?"""
+    over loopback) as the sandbox user, blind to a course, writing its one output file?"""
     (host_dir / "gradebook.db").write_text("hidden tests")
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                  "language": "python"}
     nb.cells = [nbformat.v4.new_code_cell(
-        f"import os, torch\nprint(os.getuid(), os.listdir({str(host_dir)!r}), "
+        f"import os, torch\nprint(os.getuid(), os.path.exists({str(host_dir)!r}), "
         "torch.ones(3).sum().item())")]
     nbformat.write(nb, scratch / "lab.ipynb")
+    (scratch / "done.ipynb").touch()
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     result = run_sandboxed([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
                             "--execute", "--output", "done.ipynb", "lab.ipynb"],
-                           scratch=scratch, hide=[HOME, host_dir], env=env, limits=Limits())
+                           scratch=scratch, hide=[HOME, host_dir], env=env, limits=Limits(),
+                           readable=[scratch / "lab.ipynb"], writable=[scratch / "done.ipynb"])
     assert result.returncode == 0 and result.sandboxed, result
     done = nbformat.read(scratch / "done.ipynb", as_version=4)
-    assert done.cells[0].outputs[0].text == f"{NOBODY if ROOT else os.getuid()} [] 3.0\n"
+    assert done.cells[0].outputs[0].text == f"{NOBODY if ROOT else os.getuid()} False 3.0\n"
