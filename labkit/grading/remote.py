@@ -32,7 +32,7 @@ import torch
 
 from labkit.grading.wire import Ref, WireError, WireLimits, read_frame, write_frame
 
-__all__ = ["MODULES", "Channel", "Proxy", "RemoteError", "serve"]
+__all__ = ["MODULES", "OPERATORS", "RemoteError", "serve"]
 
 #: What the referee may ask the student's process to import (and build objects from).
 MODULES = ("torch", "torchvision", "numpy", "math", "labkit")
