@@ -26,41 +26,19 @@ scored.
 
 import functools
 import importlib
-import io
 import json
-import linecache
 import os
 import select
 import signal
 import sys
 import time
-import traceback
 import types
 import warnings
 
-OUTPUT_CHARS = 20_000  # per cell; the rest is cut and counted
+from labkit.grading._cells import error_output as _error
+from labkit.grading._cells import run_cell as _run
+
 _MISSING = object()
-
-
-class _Capped(io.TextIOBase):
-    """A text stream that keeps the first ``limit`` characters written to it."""
-
-    def __init__(self, limit: int = OUTPUT_CHARS):
-        self.parts, self.kept, self.cut, self.limit = [], 0, 0, limit
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text) -> int:
-        text = str(text)
-        room = max(self.limit - self.kept, 0)
-        self.parts.append(text[:room])
-        self.kept, self.cut = self.kept + min(len(text), room), self.cut + max(len(text) - room, 0)
-        return len(text)
-
-    def text(self) -> str:
-        more = f"\n[... {self.cut} more characters of output cut]" if self.cut else ""
-        return "".join(self.parts) + more
 
 
 def _snapshot() -> tuple[list, list, dict]:
@@ -145,41 +123,6 @@ def _tampered(snapshot) -> str | None:
                 key is not None and now is not None and _foreign(now):
             return where
     return None
-
-
-def _error(exc: BaseException, *, full: bool) -> dict:
-    """An exception as nbformat's error output; ``full=False`` keeps only its last line."""
-    lines = [f"{type(exc).__name__}: {exc}"]
-    if full:  # frames of the cells only: the runner's own are of no use to a student
-        tb = traceback.extract_tb(exc.__traceback__)
-        cells = traceback.StackSummary.from_list([f for f in tb if f.filename.startswith("<cell")])
-        lines = ["Traceback (most recent call last):\n", *cells.format(),
-                 *traceback.format_exception_only(type(exc), exc)]
-    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
-
-
-def _alarm(signum, frame):
-    raise TimeoutError("the cell ran past its time limit")
-
-
-def _run(source: str, index: int, namespace: dict, cell_timeout: float) -> tuple[str, dict | None]:
-    """Run one cell with its output captured; returns (output, error or None)."""
-    out = _Capped()
-    old = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = out
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, cell_timeout)
-    error = None
-    name = f"<cell {index}>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks
-    try:
-        exec(compile(source, name, "exec"), namespace)  # noqa: S102 - the point
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
-        error = exc
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.stdout, sys.stderr = old
-    return out.text(), error
 
 
 def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:

@@ -23,72 +23,17 @@ frames as data and decides every test itself.
 import importlib
 import io
 import json
-import linecache
 import os
 import signal
 import sys
 import time
-import traceback
 
+from labkit.grading._cells import error_output, run_cell
 from labkit.grading.remote import serve
 from labkit.grading.wire import write_frame
 
-OUTPUT_CHARS = 20_000  # per cell; the rest is cut and counted
 GRACE = 5.0  # seconds a test's fork has past the cell's time before it is killed
 FIRST = 1_000_000  # object numbers of the n-th test start at n * FIRST: none is reused
-
-
-class _Capped(io.TextIOBase):
-    """A text stream that keeps the first ``limit`` characters written to it."""
-
-    def __init__(self, limit: int = OUTPUT_CHARS):
-        self.parts, self.kept, self.cut, self.limit = [], 0, 0, limit
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text) -> int:
-        text = str(text)
-        room = max(self.limit - self.kept, 0)
-        self.parts.append(text[:room])
-        self.kept, self.cut = self.kept + min(len(text), room), self.cut + max(len(text) - room, 0)
-        return len(text)
-
-    def text(self) -> str:
-        more = f"\n[... {self.cut} more characters of output cut]" if self.cut else ""
-        return "".join(self.parts) + more
-
-
-def _error(exc: BaseException) -> dict:
-    """An exception as nbformat's error output, with the frames of the cells only."""
-    tb = traceback.extract_tb(exc.__traceback__)
-    cells = traceback.StackSummary.from_list([f for f in tb if f.filename.startswith("<cell")])
-    lines = ["Traceback (most recent call last):\n", *cells.format(),
-             *traceback.format_exception_only(type(exc), exc)]
-    return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
-
-
-def _alarm(signum, frame):
-    raise TimeoutError("the cell ran past its time limit")
-
-
-def _run(source: str, index: int, namespace: dict, cell_timeout: float):
-    """Run one answer cell with its output captured; returns (output, error or None)."""
-    out = _Capped()
-    old = sys.stdout, sys.stderr
-    sys.stdout = sys.stderr = out
-    signal.signal(signal.SIGALRM, _alarm)
-    signal.setitimer(signal.ITIMER_REAL, cell_timeout)
-    error, name = None, f"<cell {index}>"
-    linecache.cache[name] = (len(source), None, source.splitlines(True), name)  # tracebacks
-    try:
-        exec(compile(source, name, "exec"), namespace)  # noqa: S102 - the point
-    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt too
-        error = exc
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        sys.stdout, sys.stderr = old
-    return out.text(), error
 
 
 def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> str:
@@ -143,9 +88,10 @@ def main() -> None:
             send({"test_over": cell["index"], "status": status})
             continue
         started = time.monotonic()
-        output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
+        output, error = run_cell(cell["source"], cell["index"], namespace,
+                                 program["cell_timeout"])
         send({"cell": cell["index"], "output": output, "seconds": time.monotonic() - started,
-              "error": None if error is None else _error(error)})
+              "error": None if error is None else error_output(error)})
     send({"done": True})
     for stream in (sys.stdout, sys.stderr):
         try:
