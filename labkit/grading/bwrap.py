@@ -22,10 +22,11 @@ What the code can write is size-capped: with ``tmpfs_mb`` (bubblewrap >= 0.7) ``
 ``/dev/shm`` and the scratch folder (the working directory and ``HOME``, at the scratch's own
 path) are each a fresh tmpfs of ``tmpfs_mb``, and the only host files it can write are
 ``writable`` ones, each capped by the sandbox's ``RLIMIT_FSIZE``: at most ``3 * tmpfs_mb`` of
-memory (tmpfs pages: they may swap, and the sandbox's memory watchdog does not count them)
-plus the file size limit per writable file, none of it on the host's disk but those files. Without ``tmpfs_mb`` the tmpfs have no size of their own
-(half the memory, the kernel's default) and the scratch folder is the host's, bound
-writable: each file is capped, the total only by the disk.
+memory (tmpfs pages, which the sandbox's memory watchdog counts with the processes') plus
+the file size limit per writable file, none of it on the host's disk but those files.
+Without ``tmpfs_mb`` the tmpfs have no size of their own (half the memory, the kernel's
+default) and the scratch folder is the host's, bound writable: each file is capped, the
+total only by the disk.
 :func:`bwrap_available` runs that command once to learn whether user namespaces work.
 """
 

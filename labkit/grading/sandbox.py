@@ -22,7 +22,8 @@ then apply), sets no_new_privs and execs the command; it stays the child's subre
 whatever the command leaves behind. (No ``preexec_fn``: it is not safe with threads, and bwrap
 must not run under the limits.) Outside, a watchdog thread sums the resident memory of the
 process tree from ``/proc`` (proportional set sizes: a fork's shared pages count once) and
-enforces ``memory_mb`` and the wall clock.
+what its files hold in the sandbox's tmpfs (``/tmp``, ``/dev/shm``, scratch: memory that no
+process maps), and enforces ``memory_mb`` and the wall clock.
 
 ``uid=None`` runs the command as the grader's own user: no drop, so a root grader's command
 keeps root's file access and ``RLIMIT_NPROC`` does not bind it (the memory, CPU, output and
@@ -84,7 +85,8 @@ class Limits:
     """Resource limits of one run (MB are 2**20 bytes).
 
     Attributes:
-        memory_mb: resident memory of the whole process tree; above it all of it is killed.
+        memory_mb: resident memory of the whole process tree, with the files it keeps in the
+            sandbox's tmpfs; above it all of it is killed.
         cpu_seconds: CPU time of each process (``RLIMIT_CPU``: SIGXCPU, SIGKILL 5 s later).
         processes: processes and threads of the sandbox's uid (``RLIMIT_NPROC``).
         output_mb: size of each file written (``RLIMIT_FSIZE``) and, inside bubblewrap, of
@@ -181,6 +183,18 @@ def _tree_resident(pid: int) -> int:
     return total
 
 
+def _tmpfs_held(pid: int, mounts: Sequence[str]) -> int:
+    """Bytes in the sandbox's writable tmpfs: memory that no process maps, so no PSS shows
+    it. Read through ``/proc/<pid>/root`` of a process inside (``statvfs``, microseconds)."""
+    for inner in _descendants(pid) if mounts else ():
+        try:
+            return sum((st.f_blocks - st.f_bfree) * st.f_frsize for st in
+                       (os.statvfs(f"/proc/{inner}/root{m}") for m in mounts))
+        except OSError:  # not in the sandbox's mounts yet, or gone
+            continue
+    return 0
+
+
 def _stop(proc: subprocess.Popen, sandboxed: bool) -> None:
     # bwrap: kill its pid-namespace init; the kernel takes every process inside along before
     # bwrap sees it die. Otherwise SIGTERM the launcher, which kills what it started.
@@ -201,13 +215,14 @@ def _stop(proc: subprocess.Popen, sandboxed: bool) -> None:
 
 
 def _watch(proc: subprocess.Popen, limits: Limits, sandboxed: bool, state: dict,
-           done: threading.Event) -> None:
+           done: threading.Event, tmpfs: Sequence[str] = ()) -> None:
     limit, polls = limits.memory_mb * _MB, 0
     while not done.wait(_POLL) and proc.poll() is None:
+        held = _tmpfs_held(proc.pid, tmpfs)  # files in the sandbox's tmpfs are memory too
         # far below the limit by the cheap bound, the tree is below it by PSS too: the exact
         # sum is needed only near the limit, and now and then for the peak
-        if polls % _PSS_EVERY == 0 or _tree_resident(proc.pid) > _NEAR * limit:
-            rss = _tree_rss(proc.pid)
+        if polls % _PSS_EVERY == 0 or _tree_resident(proc.pid) + held > _NEAR * limit:
+            rss = _tree_rss(proc.pid) + held
             state["peak"] = max(state["peak"], rss)
             state["memory"] = rss > limit
         polls += 1
@@ -331,7 +346,9 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
         theirs.close()
     threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     done = threading.Event()
-    watchdog = threading.Thread(target=_watch, args=(proc, limits, sandboxed, state, done),
+    tmpfs = ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] \
+        if plan else []
+    watchdog = threading.Thread(target=_watch, args=(proc, limits, sandboxed, state, done, tmpfs),
                                 name=f"sandbox-watchdog-{proc.pid}", daemon=True)
     watchdog.start()
     tail, pipe, drain_until = bytearray(), select.poll(), float("inf")

@@ -328,6 +328,22 @@ def test_memory_bomb_is_stopped(use_bwrap, scratch):
     assert result.seconds < 30 and result.sandboxed == use_bwrap
 
 
+@pytest.mark.needs("bwrap")
+def test_files_in_the_sandboxs_tmpfs_count_as_memory(scratch):
+    """A process of a few MB that writes 150 MB into /tmp holds 150 MB of memory no PSS shows
+    (tmpfs pages): under a 100 MB cap it is killed for memory, not left to run out its time
+    (as it was when the watchdog counted processes only: 15 MB, killed at the wall clock)."""
+    if not sandbox._probe()[1]:
+        pytest.skip("this bubblewrap takes no --size (it needs 0.7)")
+    code = ("import time\nchunk = b'x' * 2**20\nwith open('/tmp/hoard', 'wb') as f:\n"
+            "    for _ in range(150):\n        f.write(chunk)\n"
+            "print('written', flush=True)\ntime.sleep(60)")
+    result = run_python(code, use_bwrap=True, scratch=scratch,
+                        limits=Limits(memory_mb=100, output_mb=256, wall_seconds=30))
+    assert result.memory_exceeded and not result.timed_out, result
+    assert result.reason == "memory limit of 100 MB exceeded" and result.peak_memory_mb > 100
+
+
 BOMB = """
 import os, time
 refused = False
