@@ -186,10 +186,17 @@ def _tree_resident(pid: int) -> int:
 def _tmpfs_held(pid: int, mounts: Sequence[str]) -> int:
     """Bytes in the sandbox's writable tmpfs: memory that no process maps, so no PSS shows
     it. Read through ``/proc/<pid>/root`` of a process inside (``statvfs``, microseconds)."""
-    for inner in _descendants(pid) if mounts else ():
+    if not mounts:
+        return 0
+    try:  # bwrap's child, pid 1 of the sandbox, has the sandbox's root as its own
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = [int(k) for k in f.read().split()]
+    except (OSError, ValueError):
+        return 0
+    for child in children:
         try:
             return sum((st.f_blocks - st.f_bfree) * st.f_frsize for st in
-                       (os.statvfs(f"/proc/{inner}/root{m}") for m in mounts))
+                       (os.statvfs(f"/proc/{child}/root{m}") for m in mounts))
         except OSError:  # not in the sandbox's mounts yet, or gone
             continue
     return 0
