@@ -5,8 +5,10 @@ Shared by the judge's runners (:mod:`labkit.grading._judge_runner`,
 nothing before the student's code runs.
 """
 
+import importlib
 import io
 import linecache
+import os
 import signal
 import sys
 import traceback
@@ -69,3 +71,14 @@ def run_cell(source: str, index: int, namespace: dict,
         signal.setitimer(signal.ITIMER_REAL, 0)
         sys.stdout, sys.stderr = old
     return out.text(), error
+
+
+def load_modules(names: list[str]) -> None:
+    """Import ``names`` before any student code runs (plots to Agg); a module that does not
+    import is skipped: a test that needs it fails and says so."""
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - see above
+            pass

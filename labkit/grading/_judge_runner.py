@@ -25,7 +25,6 @@ scored.
 """
 
 import functools
-import importlib
 import json
 import os
 import select
@@ -36,6 +35,7 @@ import types
 import warnings
 
 from labkit.grading._cells import error_output as _error
+from labkit.grading._cells import load_modules
 from labkit.grading._cells import run_cell as _run
 
 _MISSING = object()
@@ -195,12 +195,7 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
 def main() -> None:
     program = json.loads(sys.stdin.read())
     sys.stdin.close()
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in program["modules"]:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a test that needs it will fail and say so
-            pass
+    load_modules(program["modules"])
     results = open(program["results"], "a", encoding="utf-8")
     nonce = program.pop("nonce")
 

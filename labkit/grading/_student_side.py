@@ -20,7 +20,6 @@ Everything here is the student's to rewrite, and none of it matters: the referee
 frames as data and decides every test itself.
 """
 
-import importlib
 import io
 import json
 import os
@@ -28,7 +27,7 @@ import signal
 import sys
 import time
 
-from labkit.grading._cells import error_output, run_cell
+from labkit.grading._cells import error_output, load_modules, run_cell
 from labkit.grading.remote import serve
 from labkit.grading.wire import write_frame
 
@@ -66,12 +65,7 @@ def main() -> None:
     program = json.loads(sys.stdin.read())
     sys.stdin.close()
     channel = program["channel"]
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    for name in program["modules"]:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - a test that needs it will fail and say so
-            pass
+    load_modules(program["modules"])
 
     def send(record: dict) -> None:
         write_frame(channel[1], record)

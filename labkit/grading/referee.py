@@ -129,8 +129,7 @@ class Referee:
         finally:
             channel.done()
             for name in borrowed:
-                if self.namespace.get(name) is not None:
-                    self.namespace.pop(name, None)
+                self.namespace.pop(name, None)
         return Verdict(message is None, output.getvalue(), message)
 
 
