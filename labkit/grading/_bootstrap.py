@@ -8,9 +8,9 @@ imported the installed one, and the two did not agree. :func:`module_argv` start
 directory, ``PYTHONPATH`` and the user's site-packages; BOOT puts WHERE, the folder that
 holds this process's labkit, first on ``sys.path`` when it is not there already (an
 editable install's checkout), checks that ``import labkit`` finds that copy, and runs MODULE
-as ``__main__`` with ``sys.argv[1:]`` = ARGS. Both the grading worker
-(:mod:`labkit.grading._grade_one`) and the judge (:mod:`labkit.grading._judge_runner`) are
-started this way.
+as ``__main__`` with ``sys.argv[1:]`` = ARGS. The grading workers' zygote
+(:mod:`labkit.grading._zygote`), the judge (:mod:`labkit.grading._judge_runner`) and
+labkit's ``nbgrader`` commands (:mod:`labkit.grading._nbgrader`) are started this way.
 """
 
 from __future__ import annotations

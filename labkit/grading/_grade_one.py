@@ -1,9 +1,10 @@
 """Grade one student's lab: the module run with one argument, SPEC (a JSON object).
 
-A process of its own per submission, started by :func:`labkit.grading.autograde.autograde`
-(``python -I`` on the grader's own labkit, :func:`labkit.grading._bootstrap.module_argv`),
-so that a crash, a hang or a kill ends one student's grading and nothing else. It checks the
-submitted folder, then runs nbgrader's own autograde converter for the student in this
+A process of its own per submission, forked by a zygote (:mod:`labkit.grading._zygote`)
+that :func:`labkit.grading.autograde.autograde` starts (``python -I`` on the grader's own
+labkit, :func:`labkit.grading._bootstrap.module_argv`), so that a crash, a hang or a kill
+ends one student's grading and nothing else (``python -m`` with SPEC runs one the same
+way). It checks the submitted folder, then runs nbgrader's own autograde converter for the student in this
 process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of ``Execute`` and
 missing grade cells added back. Its last line on stdout is the outcome as JSON:
 ``{"status": "graded" | "failed", "reason": str, "score": float | null, "max_score": ...}``.
@@ -161,8 +162,24 @@ def grade(spec: dict) -> dict:
             "max_score": max_score}
 
 
-def main() -> None:
-    spec = json.loads(sys.argv[1])
+def preload() -> None:
+    """Import what :func:`grade` imports (nbgrader, nbconvert, the judge): what a zygote
+    (:mod:`labkit.grading._zygote`) does once, before it forks a worker per submission."""
+    import nbconvert.preprocessors  # noqa: F401
+    import nbformat  # noqa: F401
+    import nbgrader.api  # noqa: F401
+    import nbgrader.apps  # noqa: F401
+    import nbgrader.preprocessors  # noqa: F401
+    import traitlets.config.loader  # noqa: F401
+
+    import labkit._errors  # noqa: F401
+    import labkit.grading.export  # noqa: F401
+    import labkit.grading.judge  # noqa: F401
+
+
+def run(spec: dict) -> None:
+    """Grade as :func:`grade`, print the outcome as the last line of stdout and end the
+    process; it ends sooner when the pipe ``spec["lifeline"]`` reaches its end."""
     threading.Thread(target=_orphaned, args=(spec["lifeline"],), daemon=True).start()
     try:
         outcome = grade(spec)
@@ -175,4 +192,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(json.loads(sys.argv[1]))

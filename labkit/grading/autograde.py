@@ -2,9 +2,10 @@
 
 Each submission is graded by its own process (:mod:`labkit.grading._grade_one`): nbgrader's
 autograde converter with the sandboxed judge (:mod:`labkit.grading.judge`) in place of the
-kernel. ``jobs`` of them run at once; a thread per job waits on its process, so a crash, a
-hang past ``timeout`` or a kill ends one student's grading, which is then recorded as failed
-with the reason, and the batch goes on. Every student ends with a grading record
+kernel. ``jobs`` of them run at once, each forked by its job's zygote
+(:mod:`labkit.grading._zygote`, which has nbgrader imported already); a thread per job waits
+on its process, so a crash, a hang past ``timeout`` or a kill ends one student's grading,
+which is then recorded as failed with the reason, and the batch goes on. Every student ends with a grading record
 (:func:`~labkit.grading.instance.write_record`), written atomically after nbgrader has stored
 the grade, so a run killed at any point and started again regrades whoever has no up-to-date
 record; nbgrader keeps one submission and one grade per cell, so nothing is counted twice.
@@ -35,7 +36,6 @@ import logging
 import os
 import queue
 import shutil
-import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from labkit.grading._bootstrap import module_argv
+from labkit.grading._zygote import Zygote
 from labkit.grading.bwrap import bwrap_available
 from labkit.grading.course import CourseError, check_lab
 from labkit.grading.instance import read_record, read_students, write_record
@@ -161,40 +161,31 @@ def _preflight(root: Path, lab: str, *, sandbox: bool, memory_mb: int) -> bool:
 
 
 def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
-           uids: queue.SimpleQueue) -> Outcome:
-    uid = uids.get()  # a uid per running judge: the process cap counts all of a uid's processes
+           slots: queue.SimpleQueue) -> Outcome:
+    # a uid per running judge (the process cap counts all of a uid's processes), and the
+    # zygote that forks this job's workers
+    uid, zygote = slots.get()
     try:
-        return _grade_as(root, lab, student, dict(spec, uid=uid), timeout)
+        return _grade_as(root, lab, student, dict(spec, uid=uid), timeout, zygote)
     finally:
-        uids.put(uid)
+        slots.put((uid, zygote))
 
 
-def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float) -> Outcome:
+def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float,
+              zygote: Zygote) -> Outcome:
     started = time.monotonic()
-    lifeline, keep = os.pipe()  # the worker exits when `keep` closes: when this process dies
-    args = module_argv("labkit.grading._grade_one", json.dumps(
-        dict(spec, root=str(root), lab=lab, student=student, lifeline=lifeline)))
+    status, out, err = zygote.grade(dict(spec, root=str(root), lab=lab, student=student),
+                                    timeout)
+    if status is None:
+        out = json.dumps({"status": "failed", "reason": f"grading took more than {timeout:g} s"})
     try:
-        with subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, pass_fds=(lifeline,),
-                              start_new_session=True) as proc:
-            os.close(lifeline)
-            try:
-                out, err = proc.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, 9)
-                out, err = proc.communicate()
-                out = json.dumps({"status": "failed",
-                                  "reason": f"grading took more than {timeout:g} s"}).encode()
-    finally:
-        os.close(keep)
-    try:
-        outcome = json.loads(out.decode(errors="replace").strip().splitlines()[-1])
+        outcome = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
-        lines = [line.strip() for line in err.decode(errors="replace").splitlines()
-                 if line.strip()]
+        lines = [line.strip() for line in err.splitlines() if line.strip()]
         outcome = {"status": "failed", "reason": f"the grading process ended with status "
-                   f"{proc.returncode}: {' / '.join(lines[-3:]) or 'no output'}"[:600]}
+                   f"{status}: {' / '.join(lines[-3:]) or 'no output'}"[:600]}
+        if err.startswith("the grading process ended"):  # the zygote's own account
+            outcome["reason"] = err
     seconds = time.monotonic() - started
     write_record(root, lab, student, status=outcome["status"], seconds=seconds,
                  reason=outcome.get("reason", ""))
@@ -272,15 +263,23 @@ def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, 
                 for s in skipped]
     log.info("%s: grading %d submission(s) with %d job(s), %d up to date", lab, len(todo),
              jobs, len(skipped))
-    with ThreadPoolExecutor(max_workers=jobs) as pool, \
+    slots: queue.SimpleQueue = queue.SimpleQueue()
+    zygotes: list[Zygote] = []
+    with tempfile.TemporaryDirectory(prefix="labkit-grading-") as scratch, \
+            ThreadPoolExecutor(max_workers=jobs) as pool, \
             tqdm(total=len(todo), desc=lab, unit="nb", disable=not progress or None) as bar:
-        # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
-        uids = queue.SimpleQueue()
-        for slot in range(jobs):
-            uids.put(NOBODY - 1 - slot if drop else None)
-        futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, uids) for s in todo]
-        for future in as_completed(futures):
-            outcomes.append(future.result())
-            bar.update()
-            bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes))
+        try:
+            for slot in range(min(jobs, len(todo))):
+                zygotes.append(Zygote(root, Path(scratch)))
+                slots.put((NOBODY - 1 - slot if drop else None, zygotes[-1]))
+            # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
+            futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, slots)
+                       for s in todo]
+            for future in as_completed(futures):
+                outcomes.append(future.result())
+                bar.update()
+                bar.set_postfix(failed=sum(o.status == "failed" for o in outcomes))
+        finally:
+            for zygote in zygotes:
+                zygote.close()
     return sorted(outcomes, key=lambda o: o.student)

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.grading._bootstrap import module_argv
+
 __all__ = ["CourseError", "LabScore", "NbgraderError", "available_labs", "check_lab", "lab_scores", "nbgrader",
            "release_labs", "stale_labs"]
 
@@ -35,7 +37,7 @@ class NbgraderError(RuntimeError):
 
 
 def _tool_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    # nbgrader runs `alembic` and `jupyter` by name: the interpreter's own bin/ must be first.
+    # nbgrader runs `jupyter` by name: the interpreter's own bin/ must be first.
     env = dict(os.environ if env is None else env)
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -43,7 +45,8 @@ def _tool_env(env: dict[str, str] | None = None) -> dict[str, str]:
 
 def nbgrader(*args: str, root: str | os.PathLike, env: dict[str, str] | None = None,
              timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    """Run ``nbgrader <args>`` in the course directory ``root``.
+    """Run ``nbgrader <args>`` in the course directory ``root`` (nbgrader's own command line,
+    on this process's labkit, a new gradebook stamped in process: :mod:`._nbgrader`).
 
     Args:
         *args: the command line after ``nbgrader``, e.g. ``"autograde", "lab01", "--force"``.
@@ -55,7 +58,8 @@ def nbgrader(*args: str, root: str | os.PathLike, env: dict[str, str] | None = N
     Returns:
         The finished process, output captured as text (stdout and stderr together).
     """
-    cmd = [sys.executable, "-m", "nbgrader", *args]
+    # nbgrader's own command line, stamping a new gradebook without an `alembic` process
+    cmd = module_argv("labkit.grading._nbgrader", *args)
     proc = subprocess.run(cmd, cwd=root, env=_tool_env(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
     if check and proc.returncode != 0:
@@ -107,7 +111,7 @@ def release_labs(root: str | os.PathLike = ".", labs: Sequence[str] | None = Non
     chosen = _check_labs(root, labs)
     # nbgrader's assignment id is a glob: when "*" names exactly the chosen labs (each folder
     # of solutions/ holding a notebook), one command releases them all, paying its start-up
-    # (the interpreter, nbgrader's imports, a new gradebook's alembic check) once, not per lab.
+    # (the interpreter, nbgrader's imports) once, not per lab.
     globbed = {p.name for p in (root / "solutions").glob("*")
                if not p.name.startswith(".") and any(p.glob("*.ipynb"))}
     for lab in ["*"] if len(chosen) > 1 and globbed == set(chosen) else chosen:

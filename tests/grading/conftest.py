@@ -79,10 +79,13 @@ def nbgrader_api(root: Path, action: str, *args, env: dict[str, str] | None = No
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
+    from labkit.grading._nbgrader import stamp_in_process
+
+    stamp_in_process()  # a new gradebook without an `alembic` process, as labkit's commands
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
-    # nbgrader runs `alembic` by name (a new gradebook); kernels get one thread, as the
-    # suite's two workers share two cores
+    # nbgrader runs `jupyter` by name; kernels get one thread, as the suite's two workers
+    # share two cores
     env = {"OMP_NUM_THREADS": "1", **(env or {}),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
     with mock.patch.dict(os.environ, env):

@@ -118,7 +118,7 @@ def _workers(root: Path) -> list[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"labkit.grading._grade_one" in cmdline and str(root).encode() in cmdline:
+        if b"labkit.grading._zygote" in cmdline and str(root).encode() in cmdline:
             found.append(int(pid))
     return found
 
