@@ -13,8 +13,8 @@ Scheduling (``make test`` runs ``--dist loadgroup --no-loadscope-reorder``):
 test (or a module-fixture group) that took :data:`FAST_LIMIT` seconds or more in the measured
 run is marked ``slow`` here. What the file does not know yet runs in both.
 
-``--durations-json=FILE`` writes each test's seconds (setup, call and teardown together) and
-the run's wall time, for ``benchmarks/test_durations.py``.
+``--durations-json=FILE`` writes each test's seconds (setup, call and teardown together), when
+and on which worker it ran, and the run's wall time, for ``benchmarks/test_durations.py``.
 """
 
 from __future__ import annotations
@@ -140,12 +140,17 @@ class _Durations:
 
     def __init__(self, path: str) -> None:
         self.path, self.start, self.seconds = Path(path), time.time(), defaultdict(float)
+        self.spans: dict[str, list] = {}  # test -> [worker, first start, last stop]
 
     def pytest_runtest_logreport(self, report):
         # loadgroup appends "@<group>" to the node id of grouped tests.
         nodeid = report.nodeid
-        self.seconds[nodeid[:nodeid.rfind("@")] if _grouped(nodeid) else nodeid] += \
-            report.duration
+        nodeid = nodeid[:nodeid.rfind("@")] if _grouped(nodeid) else nodeid
+        self.seconds[nodeid] += report.duration
+        node = getattr(report, "node", None)  # xdist's worker; absent without it
+        worker = getattr(getattr(node, "gateway", None), "id", "main")
+        span = self.spans.setdefault(nodeid, [worker, report.start, report.stop])
+        span[1], span[2] = min(span[1], report.start), max(span[2], report.stop)
 
     def pytest_sessionfinish(self, session, exitstatus):
         if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -154,7 +159,10 @@ class _Durations:
         self.path.write_text(json.dumps({
             "wall_seconds": round(time.time() - self.start, 1), "exit_status": int(exitstatus),
             "workers": session.config.getoption("numprocesses", None) or 0,
-            "tests": {k: round(v, 3) for k, v in sorted(self.seconds.items())}}, indent=1) + "\n")
+            "tests": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
+            # when each test ran, on which worker: where a worker sat idle
+            "spans": {k: [w, round(a - self.start, 2), round(b - self.start, 2)]
+                      for k, (w, a, b) in sorted(self.spans.items())}}, indent=1) + "\n")
 
 
 def pytest_configure(config):
