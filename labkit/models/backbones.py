@@ -116,7 +116,9 @@ def load_pretrained_resnet(
     if not path.is_file():
         raise PretrainedWeightsNotFoundError(_missing_weights_message(arch, weights_tag, path))
     state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    # assign: a model built on the meta device (resnet_backbone) takes the loaded tensors
+    # themselves; on a real one, assign=False copies them into its own
+    model.load_state_dict(state, assign=next(model.parameters()).is_meta)
     logger.info("loaded %s %s weights from %s", arch, weights_tag, path)
     return model
 
@@ -156,7 +158,12 @@ def resnet_backbone(
             f"output_stride=32 for it; got {output_stride} (use resnet50/101 for 8 or 16)"
         )
     builder = _RESNETS[arch][0]
-    model = builder(weights=None, replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride])
+    # With ImageNet weights, every parameter and buffer is replaced by the file's: built on
+    # the meta device, the network skips its random initialisation (about a second of a
+    # core for a ResNet-101) and takes the loaded tensors (strict: none is left on meta).
+    with torch.device("meta" if pretrained else "cpu"):
+        model = builder(weights=None,
+                        replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride])
     if pretrained:
         load_pretrained_resnet(model, arch, weights_tag=weights_tag)
     make_deformable(model, version=deformable, stages=deformable_stages)

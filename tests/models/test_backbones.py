@@ -157,3 +157,26 @@ def test_make_deformable_none_is_a_no_op():
     model = torchvision.models.resnet18(weights=None)
     assert make_deformable(model, version=None) == 0
     assert not any(isinstance(m, DeformConv2d) for m in model.modules())
+
+
+def test_pretrained_backbone_is_torchvisions_resnet_with_the_file_loaded(checkpoints):
+    """Built on the meta device and given the file's tensors, is the pretrained backbone
+    what torchvision's ResNet with ``load_state_dict`` of the same file is: every parameter
+    and buffer equal and on the CPU, parameters trainable, the same output and gradients?"""
+    state = torchvision.models.resnet50(weights=None).state_dict()
+    torch.save(state, checkpoints / _file_name(torchvision.models.ResNet50_Weights))
+    ours = resnet_backbone("resnet50", pretrained=True, output_stride=16)
+    theirs = torchvision.models.resnet50(replace_stride_with_dilation=[False, False, True])
+    theirs.load_state_dict(torch.load(pretrained_weights_path("resnet50"), weights_only=True))
+    tensors = [*ours.parameters(), *ours.buffers()]
+    assert not any(t.is_meta for t in tensors) and {t.device.type for t in tensors} == {"cpu"}
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in ours.parameters())
+    mine, reference = ours.state_dict(), theirs.state_dict()
+    assert mine.keys() == reference.keys()
+    assert all(torch.equal(mine[k], reference[k]) for k in reference)
+    x = torch.randn(2, 3, 64, 64)
+    for model in (ours, theirs):
+        model.train()
+        model(x).square().mean().backward()
+    torch.testing.assert_close(ours.layer4[0].conv2.weight.grad,
+                               theirs.layer4[0].conv2.weight.grad)
