@@ -12,3 +12,6 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
                             "runs", "*.pt", ".data"]
 # The quick profile runs each notebook in under 90 s; a cell stuck for 5 minutes is a bug.
 c.ExecutePreprocessor.timeout = 300
+# A graded kernel is stopped as soon as its notebook has run (its outputs are in): asked to
+# exit, a kernel holding torch spends 0.6-3.5 s tearing its interpreter down, per student.
+c.ExecutePreprocessor.shutdown_kernel = "immediate"
