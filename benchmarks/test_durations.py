@@ -44,6 +44,7 @@ def table(data: dict, *, min_seconds: float) -> str:
         f"Wall time {data['wall_seconds']:.0f} s ({data['wall_seconds'] / 60:.1f} min) with "
         f"{data['workers'] or 1} workers; {len(tests)} tests; {total:.0f} s of test time "
         f"(setup + call + teardown); exit status {data['exit_status']}.", "",
+        *_busy(data),
         "## Per module", "", "| module | tests | s | share |", "|---|---:|---:|---:|"]
     for module, secs in sorted(modules.items(), key=lambda kv: -sum(kv[1])):
         lines.append(f"| {module} | {len(secs)} | {sum(secs):.1f} | "
@@ -54,6 +55,20 @@ def table(data: dict, *, min_seconds: float) -> str:
               "together)", "", "| s | test |", "|---:|---|"]
     lines += [f"| {s:.2f} | `{n}` |" for s, n in slow]
     return "\n".join(lines) + "\n"
+
+
+def _busy(data: dict) -> list[str]:
+    """A line on how long each worker was running tests (the sum of its tests' spans, from
+    the first report's start to the last one's stop); nothing for a file without spans."""
+    spans = data.get("spans")
+    if not spans:
+        return []
+    busy: dict[str, float] = defaultdict(float)
+    for worker, start, stop in spans.values():
+        busy[worker] += stop - start
+    held = ", ".join(f"{w} {s:.0f} s" for w, s in sorted(busy.items()))
+    return [f"Busy: {held} of {data['wall_seconds']:.0f} s each (the rest: start-up, "
+            "collection, and a worker waiting at the end).", ""]
 
 
 def main(argv: list[str] | None = None) -> int:
