@@ -153,7 +153,7 @@ class _Durations:
         span[1], span[2] = min(span[1], report.start), max(span[2], report.stop)
 
     def pytest_sessionfinish(self, session, exitstatus):
-        if os.environ.get("PYTEST_XDIST_WORKER"):
+        if hasattr(session.config, "workerinput"):
             return  # the controller writes the file
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps({
@@ -167,5 +167,7 @@ class _Durations:
 
 def pytest_configure(config):
     path = config.getoption("--durations-json")
-    if path and not os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist's workers have `workerinput`; not the environment variable, which a pytest
+    # started by a test inside a worker inherits
+    if path and not hasattr(config, "workerinput"):
         config.pluginmanager.register(_Durations(path), "labkit-durations")
