@@ -5,10 +5,11 @@ autograde converter with the sandboxed judge (:mod:`labkit.grading.judge`) in pl
 kernel. ``jobs`` of them run at once, each forked by its job's zygote
 (:mod:`labkit.grading._zygote`, which has nbgrader imported already); a thread per job waits
 on its process, so a crash, a hang past ``timeout`` or a kill ends one student's grading,
-which is then recorded as failed with the reason, and the batch goes on. Every student ends with a grading record
-(:func:`~labkit.grading.instance.write_record`), written atomically after nbgrader has stored
-the grade, so a run killed at any point and started again regrades whoever has no up-to-date
-record; nbgrader keeps one submission and one grade per cell, so nothing is counted twice.
+which is then recorded as failed with the reason, and the batch goes on. Every student ends
+with a grading record (:func:`~labkit.grading.instance.write_record`), written atomically
+after nbgrader has stored the grade, so a run killed at any point and started again regrades
+whoever has no up-to-date record; nbgrader keeps one submission and one grade per cell, so
+nothing is counted twice.
 A grading that failed (the student's notebook unreadable, or the grader's fault: a judge that
 never started, nbgrader failing) is recorded ``failed`` with its deepest cause and graded
 again by the next run; only a ``graded`` record is ever skipped.
