@@ -75,18 +75,17 @@ class Zygote:
             if line.strip():
                 return json.loads(line)
 
-    def _died(self) -> str:
-        """Why the zygote stopped answering: its exit status and last lines of stderr."""
+    def _died(self) -> tuple[int, str, str]:
+        """The zygote stopped answering: ``(its exit status, "", its stderr)``, reported
+        as a worker's own end."""
         self.close()
-        text = (self.scratch / f"zygote-{id(self)}.err").read_text(errors="replace")
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return f"the grading process ended with status {self._proc.returncode}: " \
-               f"{' / '.join(lines[-3:]) or 'no output'}"[:600]
+        return (self._proc.returncode, "",
+                (self.scratch / f"zygote-{id(self)}.err").read_text(errors="replace"))
 
     def grade(self, spec: dict, timeout: float) -> tuple[int | None, str, str]:
         """Grade one submission in a forked child: ``(status, stdout, stderr)`` of the child,
         status ``None`` when it ran past ``timeout`` seconds and was killed (its whole
-        session), and stderr the zygote's own account when the zygote itself failed."""
+        session), and the zygote's own status and stderr when the zygote itself failed."""
         if self._proc is None or self._proc.poll() is not None:
             self._start()
         self._count += 1
@@ -98,19 +97,19 @@ class Zygote:
             while request:
                 request = request[self._proc.stdin.write(request):]
         except OSError:
-            return 1, "", self._died()
+            return self._died()
         try:
             started = self._line(time.monotonic() + 120)  # a fork: at once, unless it broke
         except EOFError:
             started = None
         if started is None:
-            return 1, "", self._died()
+            return self._died()
         pid = started["pid"]
         try:
             ended = self._line(deadline)
         except EOFError:  # the zygote died: the child's session ends too
             _kill_session(pid)
-            return 1, "", self._died()
+            return self._died()
         killed = ended is None
         if killed:  # past the deadline
             _kill_session(pid)
