@@ -30,12 +30,14 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import nbformat
 import pytest
 
 from labkit.grading import LabScore, fill_solutions, lab_scores, replace_in_cell
 from tests.grading.conftest import nbgrader_api
+from tests.warm_kernels import WarmKernelManager
 
 REPO = Path(__file__).resolve().parents[2]
 # Every test process shares two cores: one thread per notebook kernel, no GUI backend.
@@ -112,8 +114,11 @@ class Course:
 
     def nbgrader(self, action: str, *args, **kwargs) -> dict:
         """``NbGraderAPI.<action>(*args, **kwargs)`` on this course, in this process, its
-        kernels started with :attr:`env`."""
-        return nbgrader_api(self.root, action, *args, env=self.env, **kwargs)
+        kernels started with :attr:`env` and forked from a warm process
+        (:mod:`tests.warm_kernels`: nbgrader's executor with jupyter_client's kernel manager
+        otherwise unchanged)."""
+        with mock.patch("nbgrader.preprocessors.execute.AsyncKernelManager", WarmKernelManager):
+            return nbgrader_api(self.root, action, *args, env=self.env, **kwargs)
 
     def autograded(self, student: str) -> nbformat.NotebookNode:
         """The notebook nbgrader graded for ``student``, with its outputs."""

@@ -6,7 +6,8 @@ sizes and validation batches of one image. Here it runs on the CPU against tiny 
 real layouts (tests/data_trees.py), random weights saved under torchvision's file names, and
 ``LABKIT_BUDGET=smoke``, which shrinks the budget only (one epoch of one batch, a few
 validation images, 64-pixel crops). The notebook is executed as a student would run it
-(nbclient, no nbgrader), so ``NBGRADER_EXECUTION`` must stay unset: it would force ``quick``.
+(nbclient, no nbgrader; the kernel forked from a warm process, see tests/warm_kernels.py), so
+``NBGRADER_EXECUTION`` must stay unset: it would force ``quick``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nbclient import NotebookClient
 from labkit.models import pretrained_weights_path
 from tests.data_trees import write_ade, write_voc
 from tests.labs.conftest import KERNEL_ENV, REPO
+from tests.warm_kernels import WarmKernelManager
 
 pytestmark = pytest.mark.slow  # each case runs a whole notebook: 10-120 s
 
@@ -113,7 +115,7 @@ def test_solution_runs_on_the_full_profile(lab, weights, full_env, tmp_path):
     hook = None if weights else _stop_after_fallback(path.parent)
     # killed once done, as nbgrader_config.py has it: a graceful exit only tears torch down
     client = NotebookClient(nb, timeout=600, kernel_name="python3", on_cell_executed=hook,
-                            shutdown_kernel="immediate",
+                            shutdown_kernel="immediate", kernel_manager_class=WarmKernelManager,
                             resources={"metadata": {"path": str(path.parent)}})
     try:
         client.execute(env=env)
