@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.errors import LabkitError
+
 from labkit._atomic import replace_atomically
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_weights", "rng_state", "save_atomic",
@@ -33,7 +35,7 @@ __all__ = ["CheckpointError", "load_checkpoint", "load_weights", "rng_state", "s
 log = logging.getLogger(__name__)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(LabkitError, ValueError):
     """A checkpoint is missing, unreadable or does not fit the model."""
 
 

@@ -3,8 +3,10 @@
 ``labkit demo``, ``labkit data shapes|check``, ``labkit train``, ``labkit evaluate``,
 ``labkit compare``, ``labkit predict`` and ``labkit course`` (:mod:`labkit.grading.cli`).
 Every subcommand explains its options under
-``--help``. Errors the user can fix (a missing dataset, a bad option or config value, a
-GPU out of memory) end as one line on stderr and exit code 2, not a traceback.
+``--help``. Errors the user can fix (:class:`labkit.errors.LabkitError`: a missing dataset,
+a bad option or config value, a GPU out of memory) end as one line on stderr and exit code 2
+(with ``-v``, after their traceback). Any other exception is a bug and ends as Python ends
+it: its traceback, exit code 1.
 """
 
 from __future__ import annotations
@@ -14,14 +16,13 @@ import logging
 import math
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from labkit.errors import LabkitError, UsageError
+
 __all__ = ["main", "build_parser"]
-
-
-class _UsageError(Exception):
-    """An error the user can fix; reported as one line, exit code 2."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -83,7 +84,7 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
         elif (root / "ADEChallengeData2016").is_dir():
             kind = "ade20k"
         else:
-            raise _UsageError(f"{root} holds neither VOCdevkit/ (Pascal VOC or Shapes) nor "
+            raise UsageError(f"{root} holds neither VOCdevkit/ (Pascal VOC or Shapes) nor "
                               "ADEChallengeData2016/ (ADE20K); pass the folder that holds one, "
                               "or --dataset to say which.")
     splits = args.split or (["training", "validation"] if kind == "ade20k" else ["train", "val"])
@@ -358,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``labkit`` command and its subcommands."""
     parser = _Parser(
         prog="labkit", description="labkit: a course lab kit for semantic segmentation.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log progress details; an error shows its traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     demo = sub.add_parser("demo", help="generate the Shapes set, train a small FCN, evaluate it",
@@ -424,20 +426,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Errors a user can fix, answered with one line, by (module, class). Only a module already
-# imported can have raised one: importing them to catch them would load torch and
-# torchvision (seconds) into every command, `labkit course ...` included.
-_USER_ERRORS = (("labkit.data._paths", "DatasetNotFoundError"),
-                ("labkit.models.backbones", "PretrainedWeightsNotFoundError"),
-                ("labkit.devices", "GPUOutOfMemoryError"))
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    loaded = tuple(getattr(sys.modules[module], name) for module, name in _USER_ERRORS
-                   if module in sys.modules)
-    return (*loaded, ModuleNotFoundError, ValueError, _UsageError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``labkit`` command; returns the exit code."""
     parser = build_parser()
@@ -446,7 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except _user_errors() as exc:  # evaluated only when something was raised
+    except LabkitError as exc:
+        if args.verbose:
+            traceback.print_exc()
         message = " ".join(str(exc).split())  # one line, whatever the message held
         print(f"labkit {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -29,6 +29,8 @@ from typing import Any, Union
 
 import yaml
 
+from labkit.errors import LabkitError
+
 __all__ = ["AugmentOptions", "ConfigError", "ExperimentConfig", "ShapesOptions",
            "apply_overrides", "available_presets", "load_config", "load_preset",
            "parse_override", "preset_dir", "save_config"]
@@ -41,7 +43,7 @@ _FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-class ConfigError(ValueError):
+class ConfigError(LabkitError, ValueError):
     """A configuration key is unknown or its value is out of type or range."""
 
 

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
+from labkit.errors import LabkitError, UsageError
+
 __all__ = ["GPUOutOfMemoryError", "cap_memory", "cpu_threads", "explain_oom", "oom_message",
            "pick_device", "resolve_amp", "resolve_channels_last"]
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 _GIB = 1 << 30
 
 
-class GPUOutOfMemoryError(RuntimeError):
+class GPUOutOfMemoryError(LabkitError, RuntimeError):
     """CUDA ran out of memory; the message says with which batch and what to lower."""
 
 
@@ -52,16 +54,16 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise ValueError(f"expected a device such as 'auto', 'cpu', 'cuda' or 'cuda:1'; got "
+        raise UsageError(f"expected a device such as 'auto', 'cpu', 'cuda' or 'cuda:1'; got "
                          f"{device!r}.") from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for CUDA, but torch sees no CUDA GPU on "
+            raise UsageError(f"device {device!r} asked for CUDA, but torch sees no CUDA GPU on "
                              "this machine; use device='auto' or 'cpu'.")
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
         if index >= count:
-            raise ValueError(f"device {device!r} does not exist: {count} GPU(s) are visible "
+            raise UsageError(f"device {device!r} does not exist: {count} GPU(s) are visible "
                              f"(cuda:0 to cuda:{count - 1}); check CUDA_VISIBLE_DEVICES.")
         return torch.device("cuda", index)
     return dev
@@ -90,13 +92,13 @@ def cap_memory(device: torch.device, *, gib: float | None) -> None:
     if gib is None:
         return
     if gib <= 0:
-        raise ValueError(f"expected a GPU memory cap > 0 GiB; got {gib}.")
+        raise UsageError(f"expected a GPU memory cap > 0 GiB; got {gib}.")
     if device.type != "cuda":
         log.info("GPU memory cap of %.1f GiB ignored on %s", gib, device)
         return
     total = torch.cuda.get_device_properties(device).total_memory
     if gib * _GIB > total:
-        raise ValueError(f"GPU memory cap {gib} GiB exceeds the {total / _GIB:.1f} GiB of "
+        raise UsageError(f"GPU memory cap {gib} GiB exceeds the {total / _GIB:.1f} GiB of "
                          f"{device}; ask for less.")
     torch.cuda.set_per_process_memory_fraction(gib * _GIB / total, device)
     log.info("capped %s at %.1f GiB of %.1f", device, gib, total / _GIB)
@@ -134,7 +136,7 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     before = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
-            raise ValueError(f"expected at least 1 CPU thread; got {threads}.")
+            raise UsageError(f"expected at least 1 CPU thread; got {threads}.")
         torch.set_num_threads(threads)
     try:
         yield

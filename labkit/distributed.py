@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from labkit.errors import UsageError
+
 __all__ = ["DistributedContext", "all_reduce_sum", "barrier", "broadcast_object", "context",
            "init_distributed", "shutdown", "wrap_model"]
 
@@ -89,7 +91,7 @@ def init_distributed(*, backend: str | None = None,
         return DistributedContext()
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise ValueError(f"WORLD_SIZE={world_size} but {missing} not set; launch distributed "
+        raise UsageError(f"WORLD_SIZE={world_size} but {missing} not set; launch distributed "
                          "runs with `torchrun --nproc_per_node=N -m labkit train ...`.")
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     local_rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))

@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from packaging.requirements import Requirement
 
-from labkit._errors import innermost
 from labkit.config import ExperimentConfig, available_presets, load_preset
+from labkit.errors import UsageError, innermost
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +362,7 @@ def run_checks(*, profile: str = "quick", root: str | os.PathLike | None = None)
         ValueError: an unknown profile.
     """
     if profile not in ("quick", "full"):
-        raise ValueError(f"expected profile 'quick' or 'full'; got {profile!r}.")
+        raise UsageError(f"expected profile 'quick' or 'full'; got {profile!r}.")
     configs = _load_all()[0]
     checks = [("versions", check_versions), ("presets", check_presets),
               ("weights", lambda: check_weights(configs, profile=profile)),

@@ -40,6 +40,7 @@ from torch.utils.data import DataLoader, Subset
 from labkit import distributed
 from labkit.config import ConfigError, ExperimentConfig, save_config
 from labkit.devices import cap_memory, cpu_threads, pick_device
+from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.sampling import ResumableSampler, SeededDataset
 
@@ -57,7 +58,7 @@ _RESUMABLE_CHANGES = {"description", "device", "num_workers", "tensorboard", "ch
                       "gpu_memory_gib", "cpu_threads"}
 
 
-class RunExistsError(ValueError):
+class RunExistsError(LabkitError, ValueError):
     """The run folder already holds a run and neither resume nor overwrite was asked for."""
 
 

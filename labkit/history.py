@@ -10,6 +10,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from labkit.errors import UsageError
+
 __all__ = ["History", "plot_histories"]
 
 
@@ -41,7 +43,7 @@ class History:
     def best(self) -> dict[str, float]:
         """The row with the highest validation mIoU (NaN rows never win; the first of ties)."""
         if not self.rows:
-            raise ValueError("History is empty; train for at least one epoch first.")
+            raise UsageError("History is empty; train for at least one epoch first.")
         return max(self.rows, key=lambda r: -math.inf if math.isnan(r["miou"]) else r["miou"])
 
     def to_csv(self, path: str | Path) -> Path:

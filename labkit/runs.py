@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from labkit.checkpoint import CheckpointError, load_checkpoint, load_weights
 from labkit.config import ExperimentConfig, load_config
 from labkit.devices import cpu_threads
+from labkit.errors import UsageError
 from labkit.history import History, plot_histories
 from labkit.train import _main_logits
 
@@ -73,7 +74,7 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best",
     from labkit.models import build_model
 
     if checkpoint not in ("best", "last"):
-        raise ValueError(f"expected checkpoint 'best' or 'last'; got {checkpoint!r}.")
+        raise UsageError(f"expected checkpoint 'best' or 'last'; got {checkpoint!r}.")
     run_dir = Path(run_dir)
     _check_run_dir(run_dir)
     cfg = load_config(run_dir / "config.yaml")
@@ -207,7 +208,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> tuple[str, Figure]:
         CheckpointError: if a folder is not a finished run.
     """
     if not run_dirs:
-        raise ValueError("expected at least one run folder to compare; got none.")
+        raise UsageError("expected at least one run folder to compare; got none.")
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:
         _check_run_dir(d)
@@ -262,10 +263,10 @@ def predict_images(run_dir: str | os.PathLike, in_dir: str | os.PathLike,
 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
-        raise ValueError(f"expected a folder of images; {in_dir} is not a folder.")
+        raise UsageError(f"expected a folder of images; {in_dir} is not a folder.")
     images = sorted(p for p in in_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise ValueError(f"expected images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}; found "
+        raise UsageError(f"expected images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}; found "
                          "none.")
     device = pick_device(device)
     run = load_run(run_dir, checkpoint=checkpoint, device=device)

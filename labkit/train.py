@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from labkit import distributed
 from labkit.checkpoint import load_checkpoint, load_weights, rng_state, save_atomic, set_rng_state
 from labkit.devices import explain_oom, pick_device, resolve_amp, resolve_channels_last
+from labkit.errors import MissingPackageError, UsageError
 from labkit.history import History
 from labkit.metrics import ConfusionMatrix
 
@@ -195,13 +196,13 @@ def _open_tensorboard(tensorboard: bool | str | os.PathLike, checkpoint_dir: Pat
         return None
     if tensorboard is True:
         if checkpoint_dir is None:
-            raise ValueError("tensorboard=True writes to <checkpoint_dir>/tensorboard; pass "
+            raise UsageError("tensorboard=True writes to <checkpoint_dir>/tensorboard; pass "
                              "checkpoint_dir=... or tensorboard='some/folder'.")
         tensorboard = checkpoint_dir / "tensorboard"
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:
-        raise ModuleNotFoundError("TensorBoard logging needs the tensorboard package: run "
+        raise MissingPackageError("TensorBoard logging needs the tensorboard package: run "
                                   "`pip install tensorboard`, or train without "
                                   "tensorboard.") from err
     return SummaryWriter(log_dir=str(tensorboard))
@@ -266,13 +267,13 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         labkit.devices.GPUOutOfMemoryError: when CUDA runs out of memory.
     """
     if epochs < 1:
-        raise ValueError(f"epochs must be at least 1; got {epochs}.")
+        raise UsageError(f"epochs must be at least 1; got {epochs}.")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if (resume or checkpoint_every) and ckpt_dir is None:
-        raise ValueError("resume and checkpoint_every need checkpoint_dir=... to know where "
+        raise UsageError("resume and checkpoint_every need checkpoint_dir=... to know where "
                          "last.pt lives.")
     if checkpoint_every and not hasattr(getattr(train_loader, "sampler", None), "set_start"):
-        raise ValueError("checkpoint_every needs a train loader whose sampler can skip the "
+        raise UsageError("checkpoint_every needs a train loader whose sampler can skip the "
                          "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
                          "use it, or checkpoint per epoch only (checkpoint_every=0).")
     ctx = distributed.context()

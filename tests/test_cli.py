@@ -89,6 +89,36 @@ def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv
     assert len(err.strip().splitlines()) == 1 and needle in err, err
 
 
+def test_verbose_shows_a_user_errors_traceback_and_still_exits_2(capsys, tmp_path):
+    """With -v, is a user error's traceback shown above its one line, exit code still 2?"""
+    assert main(["-v", "data", "check", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "UsageError" in err
+    assert err.strip().splitlines()[-1].startswith("labkit data: error:")
+
+
+def test_an_unexpected_error_is_a_traceback_not_a_one_liner(monkeypatch, capsys):
+    """Is an exception that is no LabkitError (a bug, even a ValueError) let through with its
+    traceback, so the command ends with exit code 1, instead of being worded as the user's
+    mistake?"""
+    import labkit.cli
+
+    def buggy(args):
+        raise ValueError("an index the code got wrong")
+    monkeypatch.setattr(labkit.cli, "_cmd_data_check", buggy)
+    with pytest.raises(ValueError, match="an index the code got wrong"):
+        main(["data", "check", "."])
+    assert "error:" not in capsys.readouterr().err
+    code = ("import sys, labkit.cli\n"
+            "def buggy(args): raise ValueError('an index the code got wrong')\n"
+            "labkit.cli._cmd_data_check = buggy\n"
+            "sys.exit(labkit.cli.main(['data', 'check', '.']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == "ValueError: an index the code got wrong"
+
+
 def test_a_course_command_answers_without_loading_torch(tmp_path):
     """Does `labkit course status` on a folder that is no course answer with one line, exit
     code 2, in a fresh interpreter that never imports torch (seconds per command)?"""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from labkit.errors import LabkitError
+
 __all__ = ["DatasetNotFoundError", "resolve_root"]
 
 #: Environment variable naming the folder that holds the course datasets.
 DATA_ENV = "LABKIT_DATA"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(LabkitError, FileNotFoundError):
     """A dataset is missing or not laid out as expected.
 
     The message names the path that was looked in, the layout expected there and what to do.

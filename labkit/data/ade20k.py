@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from labkit.data._paths import missing, resolve_root
 from labkit.data.voc import check_files, read_label, read_rgb, to_sample
+from labkit.errors import UsageError
 
 __all__ = ["ADE20K", "ADE20K_CLASSES"]
 
@@ -92,7 +93,7 @@ class ADE20K(Dataset):
     def __init__(self, root: str | os.PathLike | None = None, split: str = "training",
                  transforms: Callable[..., Any] | None = None) -> None:
         if split not in _SPLITS:
-            raise ValueError(f"ADE20K split must be one of {_SPLITS}; got {split!r}.")
+            raise UsageError(f"ADE20K split must be one of {_SPLITS}; got {split!r}.")
         self.root = resolve_root(root, dataset="ADE20K", expected=_EXPECTED)
         self.split = split
         self.transforms = transforms

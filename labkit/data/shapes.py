@@ -35,6 +35,7 @@ from PIL import Image
 
 from labkit.data._shapes_geometry import SDF, background, grid, pattern
 from labkit.data.palette import voc_colormap
+from labkit.errors import UsageError
 
 __all__ = ["SHAPES_CLASSES", "generate_shapes", "shapes_classes"]
 
@@ -62,7 +63,7 @@ def _check_int(name: str, value, lo: int, hi: int | None) -> None:
     span = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
             or value < lo or (hi is not None and value > hi):
-        raise ValueError(f"expected {name} to be an integer {span}; got {value!r}.")
+        raise UsageError(f"expected {name} to be an integer {span}; got {value!r}.")
 
 
 def _combo(j: int) -> tuple[str, str, str]:
@@ -138,7 +139,7 @@ def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, si
         _check_int("workers", workers, 1, None)
     if isinstance(deformation, bool) or not isinstance(deformation, (int, float)) \
             or not 0.0 <= deformation <= 1.0:
-        raise ValueError(f"expected deformation to be a number in [0, 1] (0 = rigid shapes); "
+        raise UsageError(f"expected deformation to be a number in [0, 1] (0 = rigid shapes); "
                          f"got {deformation!r}.")
     root = Path(root).expanduser()
     voc = root / "VOCdevkit" / "VOC2012"

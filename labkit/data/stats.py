@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from labkit.errors import UsageError
+
 __all__ = ["class_pixel_counts"]
 
 log = logging.getLogger(__name__)
@@ -40,10 +42,10 @@ def class_pixel_counts(dataset: Any, num_classes: int, *,
     """
     if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
             or not 1 <= num_classes <= _IGNORE):
-        raise ValueError(f"num_classes must be an int in [1, {_IGNORE}] (255 is the ignore "
+        raise UsageError(f"num_classes must be an int in [1, {_IGNORE}] (255 is the ignore "
                          f"label); got {num_classes!r}.")
     if max_items is not None and max_items < 0:
-        raise ValueError(f"max_items must be >= 0 or None; got {max_items}.")
+        raise UsageError(f"max_items must be >= 0 or None; got {max_items}.")
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
     counts = torch.zeros(num_classes, dtype=torch.int64)
     for index in range(n):
@@ -52,14 +54,14 @@ def class_pixel_counts(dataset: Any, num_classes: int, *,
         # np.array copies: arrays viewing a PIL image are read-only, which torch warns about.
         labels = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.array(mask))
         if labels.is_floating_point() or labels.is_complex():
-            raise ValueError(f"expected an integer mask; item {index} has dtype {labels.dtype}.")
+            raise UsageError(f"expected an integer mask; item {index} has dtype {labels.dtype}.")
         labels = labels.reshape(-1).long()
         valid = (labels >= 0) & (labels < num_classes)
         bad = ~valid & (labels != _IGNORE)
         if bad.any():
             found = torch.unique(labels[bad])
             shown = found[:10].tolist()
-            raise ValueError(
+            raise UsageError(
                 f"expected labels in [0, {num_classes}) or {_IGNORE}; item {index} has "
                 f"label(s) {shown}{' ...' if len(found) > 10 else ''}. Pass the dataset's "
                 f"num_classes (dataset.num_classes) or fix its masks.")

@@ -23,6 +23,8 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from labkit.errors import UsageError
+
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transforms", "eval_transforms"]
 
 #: Channel means and standard deviations of ImageNet, which pretrained backbones expect.
@@ -66,9 +68,9 @@ def train_transforms(*, crop_size: int | Sequence[int], scale: Sequence[float] =
     low, high = _scale_range(scale)
     for name, p in (("hflip", hflip), ("blur", blur)):
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} is a probability and must lie in [0, 1]; got {p}.")
+            raise UsageError(f"{name} is a probability and must lie in [0, 1]; got {p}.")
     if rotate < 0:
-        raise ValueError(f"rotate is the largest angle in degrees and must be >= 0; got {rotate}.")
+        raise UsageError(f"rotate is the largest angle in degrees and must be >= 0; got {rotate}.")
     base = min(height, width)
     steps: list[Any] = [
         _ToImageMask(),
@@ -149,15 +151,15 @@ def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
         size = (size, size)
     size = tuple(size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise ValueError(f"{name} must be a positive int or (height, width) of positive ints; "
+        raise UsageError(f"{name} must be a positive int or (height, width) of positive ints; "
                          f"got {size!r}.")
     return size  # type: ignore[return-value]
 
 
 def _scale_range(scale: Sequence[float]) -> tuple[float, float]:
     if len(scale) != 2:
-        raise ValueError(f"scale must be (low, high); got {tuple(scale)}.")
+        raise UsageError(f"scale must be (low, high); got {tuple(scale)}.")
     low, high = float(scale[0]), float(scale[1])
     if not (0 < low <= high and math.isfinite(high)):
-        raise ValueError(f"scale must be (low, high) with 0 < low <= high; got {tuple(scale)}.")
+        raise UsageError(f"scale must be (low, high) with 0 < low <= high; got {tuple(scale)}.")
     return low, high

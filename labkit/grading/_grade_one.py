@@ -60,7 +60,7 @@ _EXCEPTION = re.compile(r"^[A-Za-z_][\w.]*: \S.*$", re.M)  # its lines after the
 
 def deepest(exc: BaseException) -> str:
     """``"Type: message"`` of the innermost exception ``exc`` was raised from or during."""
-    from labkit._errors import innermost
+    from labkit.errors import innermost
 
     inner = innermost(exc)
     return f"{type(inner).__name__}: {inner}"
@@ -172,7 +172,7 @@ def preload() -> None:
     import nbgrader.preprocessors  # noqa: F401
     import traitlets.config.loader  # noqa: F401
 
-    import labkit._errors  # noqa: F401
+    import labkit.errors  # noqa: F401
     import labkit.grading.export  # noqa: F401
     import labkit.grading.judge  # noqa: F401
 

@@ -22,13 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.errors import LabkitError
+
 from labkit.grading._bootstrap import module_argv
 
 __all__ = ["CourseError", "LabScore", "NbgraderError", "available_labs", "check_lab", "lab_scores", "nbgrader",
            "release_labs", "stale_labs"]
 
 
-class CourseError(ValueError):
+class CourseError(LabkitError, ValueError):
     """A course directory or lab name that is not what was expected."""
 
 

@@ -56,6 +56,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from labkit.errors import LabkitError
 from labkit.grading._launcher import _descendants
 from labkit.grading.bwrap import (Layout, _interpreter, _probe, _unreachable, bwrap_available,
                                   layout, sandbox_command)
@@ -76,7 +77,7 @@ _NEAR, _PSS_EVERY = 0.875, 20
 _LAUNCHER = Path(__file__).with_name("_launcher.py")
 
 
-class SandboxError(RuntimeError):
+class SandboxError(LabkitError, RuntimeError):
     """Student code cannot run as asked: bwrap required but unusable, a path out of reach."""
 
 

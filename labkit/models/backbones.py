@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from labkit.errors import LabkitError
+
 from labkit.models.deformable import DeformConv2d
 
 __all__ = [
@@ -50,7 +52,7 @@ _DILATION_FOR_STRIDE = {32: [False, False, False], 16: [False, False, True], 8: 
 _DEFORMABLE_VERSIONS = (None, "v1", "v2")
 
 
-class PretrainedWeightsNotFoundError(FileNotFoundError):
+class PretrainedWeightsNotFoundError(LabkitError, FileNotFoundError):
     """Raised when ImageNet weights are asked for but absent from the local torch hub cache."""
 
 

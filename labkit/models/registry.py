@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from labkit.errors import UsageError
 from labkit.models import deeplab, fcn, resnet_transfer, unet
 
 __all__ = ["available_models", "build_model", "count_parameters", "model_options"]
@@ -37,7 +38,7 @@ def available_models() -> list[str]:
 
 def _builder(name: str) -> Callable[..., nn.Module]:
     if name not in _BUILDERS:
-        raise ValueError(f"unknown model {name!r}; expected one of {available_models()}")
+        raise UsageError(f"unknown model {name!r}; expected one of {available_models()}")
     return _BUILDERS[name]
 
 
@@ -71,14 +72,14 @@ def build_model(name: str, *, num_classes: int, **kw: object) -> nn.Module:
     """
     builder = _builder(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise ValueError(f"expected num_classes to be a positive int; got {num_classes!r}")
+        raise UsageError(f"expected num_classes to be a positive int; got {num_classes!r}")
     if num_classes < 1:
-        raise ValueError(f"expected num_classes to be a positive int; got {num_classes!r}")
+        raise UsageError(f"expected num_classes to be a positive int; got {num_classes!r}")
     num_classes = int(num_classes)  # e.g. a numpy integer from a class table
     options = model_options(name)
     unknown = sorted(set(kw) - set(options))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"model {name!r} does not take option(s) {unknown}; "
             f"its options are {sorted(options)}"
         )
