@@ -1,7 +1,7 @@
 """Checkpoints that survive a kill: atomic writes and the random state an exact resume needs.
 
 A checkpoint is written to a temporary file in the same folder, flushed to disk and then
-moved over the old one with ``os.replace`` (:mod:`labkit._atomic`), which is atomic on POSIX
+moved over the old one with ``os.replace`` (:mod:`labkit.atomic`), which is atomic on POSIX
 and Windows: a process killed at any instant leaves either the previous checkpoint or the
 new one, never half a file. Checkpoints hold only tensors and plain Python values, so they load with
 ``torch.load(weights_only=True)`` (no arbitrary code runs when a checkpoint is opened).
@@ -27,7 +27,7 @@ from torch import nn
 
 from labkit.errors import LabkitError
 
-from labkit._atomic import replace_atomically
+from labkit.atomic import replace_atomically
 
 __all__ = ["CheckpointError", "load_checkpoint", "load_weights", "rng_state", "save_atomic",
            "set_rng_state", "unwrap"]

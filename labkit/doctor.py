@@ -170,9 +170,9 @@ def check_bwrap() -> list[Check]:
     """
     # The probe runs the real sandbox command; calling it (not a copy) keeps the doctor and
     # the grader in agreement, and it gives the reason, which bwrap_available() drops.
-    from labkit.grading.bwrap import _probe
+    from labkit.grading.bwrap import probe
 
-    works, sized, why = _probe()
+    works, sized, why = probe()
     if works:
         return [Check("bubblewrap", OK, "the sandbox command runs" + ("" if sized else
                       " (without --size, so the scratch folder, /tmp and /dev/shm have no total "

@@ -45,8 +45,8 @@ from labkit.history import History
 from labkit.sampling import ResumableSampler, SeededDataset
 
 __all__ = ["ExperimentResult", "RunExistsError", "TrainingSetup", "build_datasets",
-           "build_loaders", "build_loss_fn", "build_optimizer", "build_training",
-           "resolve_data_root", "run_experiment", "split_names"]
+           "build_loaders", "build_loss_fn", "build_optimizer", "build_training", "open_split",
+           "resolve_data_root", "run_experiment", "split_names", "take_first"]
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _unwritable(folder: Path) -> OSError | None:
 
 def _shapes_home(candidates: list[Path], args: dict[str, Any], *, hint: str) -> Path:
     """The first candidate that holds the set or can be written; DatasetNotFoundError if none."""
-    from labkit.data._paths import DatasetNotFoundError
+    from labkit.data import DatasetNotFoundError
 
     tried: list[tuple[Path, OSError]] = []
     for folder in candidates:
@@ -155,7 +155,7 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
             names each place tried, why it failed, and what to set; the cause is the last
             ``OSError``).
     """
-    from labkit.data._paths import resolve_root
+    from labkit.data import resolve_root
     from labkit.data.shapes import generate_shapes
 
     if cfg.dataset != "shapes":
@@ -196,7 +196,19 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
     return root
 
 
-def _open(cfg: ExperimentConfig, root: Path, split: str, transforms: Any) -> Any:
+def open_split(cfg: ExperimentConfig, root: Path, split: str, transforms: Any) -> Any:
+    """One split of the config's dataset, read from ``root``.
+
+    Args:
+        cfg: the config; ``cfg.dataset`` picks the reader (ADE20K's, else the VOC layout's,
+            which the Shapes set shares).
+        root: the dataset root (:func:`resolve_data_root`).
+        split: the split's name in that layout (:func:`split_names`).
+        transforms: a paired ``(image, mask)`` transform, or ``None``.
+
+    Returns:
+        The dataset of ``(image, mask)`` pairs.
+    """
     from labkit.data.ade20k import ADE20K
     from labkit.data.voc import VOCSegmentation
 
@@ -224,11 +236,11 @@ def build_datasets(cfg: ExperimentConfig, *, root: Path,
 
     train_split, val_split = split_names(cfg)
     a = cfg.augment
-    train = _open(cfg, root, train_split, train_transforms or config_pipeline(
+    train = open_split(cfg, root, train_split, train_transforms or config_pipeline(
         crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip, rotate=a.rotate, blur=a.blur))
-    val = _open(cfg, root, val_split, eval_transforms(size=cfg.eval_size))
+    val = open_split(cfg, root, val_split, eval_transforms(size=cfg.eval_size))
     classes = tuple(train.classes)
-    train, val = _limit(train, cfg.max_train_images), _limit(val, cfg.max_val_images)
+    train, val = take_first(train, cfg.max_train_images), take_first(val, cfg.max_val_images)
     return SeededDataset(train, seed=cfg.seed), val, classes
 
 
@@ -238,7 +250,16 @@ def val_batch_size(cfg: ExperimentConfig) -> int:
     return cfg.val_batch_size or (cfg.batch_size if cfg.dataset == "shapes" else 1)
 
 
-def _limit(dataset: Any, n: int | None) -> Any:
+def take_first(dataset: Any, n: int | None) -> Any:
+    """The first ``n`` items of ``dataset`` (all of it when ``n`` is ``None`` or not smaller).
+
+    Args:
+        dataset: a map-style dataset.
+        n: how many items to keep; ``None``: every one.
+
+    Returns:
+        ``dataset`` itself, or a :class:`~torch.utils.data.Subset` of its first ``n`` items.
+    """
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
 
@@ -301,7 +322,8 @@ def build_loss_fn(cfg: ExperimentConfig, *, root: Path, num_classes: int,
         if cache is not None and cache.is_file():
             counts = torch.tensor(json.loads(cache.read_text())["counts"])
         else:
-            plain = _limit(_open(cfg, root, split_names(cfg)[0], None), cfg.max_train_images)
+            plain = take_first(open_split(cfg, root, split_names(cfg)[0], None),
+                               cfg.max_train_images)
             counts = class_pixel_counts(plain, num_classes)
             if cache is not None and distributed.context().is_main:
                 cache.write_text(json.dumps({"counts": counts.tolist()}))

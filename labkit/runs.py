@@ -29,7 +29,7 @@ from labkit.config import ExperimentConfig, load_config
 from labkit.devices import cpu_threads
 from labkit.errors import UsageError
 from labkit.history import History, plot_histories
-from labkit.train import _main_logits
+from labkit.train import main_logits
 
 __all__ = ["IMAGE_SUFFIXES", "LoadedRun", "compare_runs", "confusion_figure", "evaluate_run",
            "load_run", "predict_images"]
@@ -113,7 +113,7 @@ def evaluate_run(run_dir: str | os.PathLike | LoadedRun, *, split: str = "val",
     """
     from labkit.data.transforms import eval_transforms
     from labkit.devices import pick_device
-    from labkit.experiment import _limit, _open, resolve_data_root, val_batch_size
+    from labkit.experiment import open_split, resolve_data_root, take_first, val_batch_size
     from labkit.train import evaluate
 
     if isinstance(run_dir, LoadedRun):
@@ -129,7 +129,7 @@ def evaluate_run(run_dir: str | os.PathLike | LoadedRun, *, split: str = "val",
     if root is None:
         root = resolve_data_root(cfg, runs_root=run.run_dir.parent)
     limit = cfg.max_val_images if split in ("val", "validation") else cfg.max_train_images
-    dataset = _limit(_open(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
+    dataset = take_first(open_split(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
     loader = DataLoader(dataset, batch_size=val_batch_size(cfg), num_workers=cfg.num_workers)
     with cpu_threads(cfg.cpu_threads):
         scores = evaluate(run.model, loader, num_classes=len(run.classes), device=device,
@@ -285,7 +285,7 @@ def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
 
     rgb = read_rgb(path)  # (H, W, 3) uint8
     image, _ = transform(rgb, np.zeros(rgb.shape[:2], np.uint8))  # (3, h, w)
-    logits = _main_logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
+    logits = main_logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
     if logits.shape[-2:] != rgb.shape[:2]:
         logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
                                align_corners=False)

@@ -31,7 +31,7 @@ from labkit.errors import MissingPackageError, UsageError
 from labkit.history import History
 from labkit.metrics import ConfusionMatrix
 
-__all__ = ["History", "evaluate", "fit", "resolve_device"]
+__all__ = ["History", "evaluate", "fit", "main_logits", "resolve_device"]
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,16 @@ def _bar(loader: Iterable, *, desc: str, show: bool) -> Any:
     return tqdm(iter(loader), total=total, desc=desc, leave=False, disable=not show)
 
 
-def _main_logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+def main_logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """The logits to score from a model's output.
+
+    Args:
+        output: a model's output: logits (Tensor[N, C, H, W]), or torchvision's segmentation
+            dict, whose ``"out"`` holds them (and ``"aux"`` the auxiliary head's).
+
+    Returns:
+        The main logits (Tensor[N, C, H, W]).
+    """
     return output["out"] if isinstance(output, dict) else output
 
 
@@ -140,7 +149,7 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
         with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=device,
                          phase="evaluating"):
             with torch.autocast(device.type, enabled=use_amp):
-                logits = _main_logits(model(images))
+                logits = main_logits(model(images))
             if loss_fn is not None:
                 sums[0] += loss_fn(logits.float(), masks).double() * images.shape[0]
                 sums[1] += images.shape[0]
@@ -361,7 +370,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
                                            torch.tensor(n, dtype=torch.float64, device=device)])
                 state.samples += n
                 state.step += 1
-                state.cm.update(_labels(_main_logits(output)), masks)
+                state.cm.update(_labels(main_logits(output)), masks)
                 if log_every and i % log_every == 0:
                     log.info("epoch %d iteration %d: loss %.4f", epoch, i, loss.item())
                     if writer is not None:

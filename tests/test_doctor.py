@@ -19,7 +19,7 @@ from labkit.cli import main
 from labkit.config import available_presets, load_preset
 from labkit.data import generate_shapes
 from labkit.doctor import FAIL, OK, WARN
-from labkit.grading.bwrap import _probe
+from labkit.grading.bwrap import probe
 from tests.data.test_ade20k import NAMES as ADE_NAMES
 from tests.data.test_ade20k import _write_ade
 from tests.data.test_voc import SPLITS as VOC_SPLITS
@@ -105,9 +105,9 @@ def test_cuda_rows_on_a_real_gpu():
 @pytest.fixture
 def fresh_probe():
     """Forget the cached bubblewrap probe before and after, so PATH changes take effect."""
-    _probe.cache_clear()
+    probe.cache_clear()
     yield
-    _probe.cache_clear()
+    probe.cache_clear()
 
 
 @pytest.mark.needs("bwrap")

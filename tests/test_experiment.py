@@ -155,7 +155,7 @@ def test_shapes_without_a_root_are_cached_under_the_runs_folder(tmp_path):
 
 def test_voc_without_a_root_says_where_to_put_it(tmp_path):
     """Does a VOC config with no root and no $LABKIT_DATA fail with a DatasetNotFoundError?"""
-    from labkit.data._paths import DatasetNotFoundError
+    from labkit.data import DatasetNotFoundError
 
     with pytest.raises(DatasetNotFoundError, match="LABKIT_DATA"):
         resolve_data_root(tiny(dataset="voc"), runs_root=tmp_path)
@@ -255,7 +255,7 @@ def test_shapes_go_to_the_user_cache_when_the_runs_folder_cannot_be_written(
 def test_nowhere_to_draw_the_shapes_set_names_every_place_tried(tmp_path, monkeypatch):
     """With neither the runs folder nor the user cache writable, is one DatasetNotFoundError
     raised that names both places, says what to set, and keeps the OS error as its cause?"""
-    from labkit.data._paths import DatasetNotFoundError
+    from labkit.data import DatasetNotFoundError
 
     (tmp_path / "runs").write_text("not a folder\n")
     (tmp_path / "cache").write_text("not a folder either\n")

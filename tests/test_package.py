@@ -57,3 +57,50 @@ def test_modules_have_explicit_all():
         if not name.rsplit(".", 1)[-1].startswith("_") and not hasattr(module, "__all__"):
             missing.append(name)
     assert not missing, f"modules without __all__: {missing}"
+
+
+def _private_imports(path: Path, package: str) -> list[str]:
+    """The imports in ``path`` (a module of ``package``) of another module's private name:
+    ``from labkit.x import _name``, or a private module (``labkit.a._m``) imported from outside
+    its own package ``labkit.a``."""
+    import ast
+    import importlib.util
+
+    def is_module(name: str) -> bool:
+        parent = importlib.util.find_spec(name.rpartition(".")[0])
+        return parent.submodule_search_locations is not None and \
+            importlib.util.find_spec(name) is not None
+
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and not node.level and \
+                (node.module or "").split(".")[0] == "labkit":
+            taken = [f"{node.module}.{a.name}" for a in node.names]
+            modules = [node.module, *filter(is_module, taken)]
+            names = [t for t in taken if t not in modules]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names if a.name.split(".")[0] == "labkit"]
+            names = []
+        else:
+            continue
+        found += [f"line {node.lineno}: {n}" for n in names
+                  if n.rpartition(".")[2].startswith("_")]
+        for module in modules:
+            parts = module.split(".")
+            private = [i for i, p in enumerate(parts) if p.startswith("_")]
+            if private and not package.startswith(".".join(parts[:private[0]])):
+                found.append(f"line {node.lineno}: module {module}")
+    return found
+
+
+def test_no_module_imports_a_private_name_of_another():
+    """Does every name one labkit module takes from another belong to that module's public
+    API: no ``_name`` imported across modules, and a private module only from inside its own
+    package? Renaming a private helper then never breaks another module."""
+    bad = {}
+    for path in sorted((ROOT / "labkit").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        package = ".".join(parts[:-1])
+        if found := _private_imports(path, package):
+            bad[str(path.relative_to(ROOT))] = found
+    assert not bad, f"private names imported across modules: {bad}"

@@ -18,7 +18,8 @@ import sys
 import threading
 
 
-def _descendants(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` now, read from ``/proc`` (children of every thread)."""
     found, todo = [], [pid]
     while todo:
         parent = todo.pop()
@@ -73,7 +74,7 @@ def launch() -> None:
     finally:  # also on SIGTERM: kill what the command left behind (orphans come to us)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         while True:
-            for kid in _descendants(os.getpid()):
+            for kid in descendants(os.getpid()):
                 try:
                     os.kill(kid, signal.SIGKILL)
                 except OSError:

@@ -43,7 +43,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ETC", "SYSTEM", "Layout", "bwrap_available", "layout", "sandbox_command"]
+__all__ = ["ETC", "SYSTEM", "Layout", "bwrap_available", "interpreter_paths", "layout", "probe",
+           "sandbox_command", "unreachable"]
 
 _MB = 2**20
 #: The system's top-level folders bound into the sandbox (or linked, as the host has them).
@@ -56,7 +57,14 @@ ETC = tuple(f"/etc/{name}" for name in (
 
 
 @functools.cache
-def _probe() -> tuple[bool, bool, str]:  # (works, takes --size, why not)
+def probe() -> tuple[bool, bool, str]:
+    """Whether bubblewrap works here, found by running the real sandbox command on ``true``
+    (once per process: the answer is cached).
+
+    Returns:
+        ``(works, sized, why)``: bwrap runs; it takes ``--size`` (bubblewrap >= 0.7, a sized
+        tmpfs for the scratch folder); and, when it does not run, why not, in one line.
+    """
     if shutil.which("bwrap") is None:
         return False, False, "there is no `bwrap` on PATH"
     errors = []
@@ -75,7 +83,7 @@ def _probe() -> tuple[bool, bool, str]:  # (works, takes --size, why not)
 
 def bwrap_available() -> bool:
     """Whether bubblewrap works here: the real sandbox command runs ``true`` (tried once)."""
-    return _probe()[0]
+    return probe()[0]
 
 
 def _within(path: str, root: str) -> bool:
@@ -173,10 +181,19 @@ def layout(*, scratch: str | os.PathLike, hide: Iterable[str | os.PathLike] = ()
     return plan
 
 
-def _unreachable(path: Path, uid: int | None, plan: Layout | None = None) -> str | None:
-    """Why ``uid`` (``None``: whoever may enter every folder) cannot reach ``path`` in the
-    sandbox ``plan`` (``None``: on the host). Folders bwrap makes are 0755, its tmpfs 0755 or
-    1777; bound ones keep the host's modes."""
+def unreachable(path: Path, uid: int | None, plan: Layout | None = None) -> str | None:
+    """Why ``uid`` cannot reach ``path`` in a sandbox, if it cannot.
+
+    Folders bwrap makes are 0755, its tmpfs 0755 or 1777; bound ones keep the host's modes.
+
+    Args:
+        path: what the sandboxed code must open (the interpreter, a bound file).
+        uid: whom the code runs as; ``None``: whoever may enter every folder.
+        plan: the sandbox's :class:`Layout`; ``None``: the host as it is.
+
+    Returns:
+        ``None`` when ``path`` is reachable, else one line saying what bars the way.
+    """
     path = Path(_inside(path)) if plan else path
     for step in [*reversed(path.parents), path]:
         mount, kind = plan.cover(str(step)) if plan else ("/", "ro")
@@ -192,8 +209,13 @@ def _unreachable(path: Path, uid: int | None, plan: Layout | None = None) -> str
     return None
 
 
-def _interpreter() -> list[str]:
-    """What the launcher's Python needs inside: its installation and its environment."""
+def interpreter_paths() -> list[str]:
+    """What the launcher's Python needs inside a sandbox.
+
+    Returns:
+        The folders of this interpreter's installation and of its environment (both as
+        given and resolved), to be bound read-only.
+    """
     paths = [f(p) for p in (sys.base_prefix, sys.prefix) for f in (os.path.abspath,
                                                                    os.path.realpath)]
     python = os.path.realpath(sys.executable)

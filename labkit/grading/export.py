@@ -28,7 +28,7 @@ from dataclasses import astuple, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
-from labkit._atomic import write_atomic
+from labkit.atomic import write_atomic
 from labkit.grading.course import CourseError
 
 __all__ = ["CSV_COLUMNS", "GradeRow", "export_grades", "grade_rows", "gradebook_path"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from labkit._atomic import write_atomic
+from labkit.atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
 from labkit.grading.kit import locate_kit

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from labkit.grading.remote import _BUILTIN_ERRORS, MODULES, RemoteError
+from labkit.grading.remote import BUILTIN_ERRORS, MODULES, RemoteError
 from labkit.grading.wire import (Ref, WireError, WireLimits, encode, read_frame,
                                  write_encoded, write_frame)
 
@@ -86,7 +86,7 @@ class Channel:
             raise TimeoutError(self.broken) from None
         if "raise" in answer:
             name, text = (list(answer["raise"]) + ["", ""])[:2]
-            error = _BUILTIN_ERRORS.get(name)
+            error = BUILTIN_ERRORS.get(name)
             raise error(text) if error else RemoteError(f"{name}: {text}")
         return self._incoming(answer.get("ok"), answer.get("grads") or {}, leaves)
 

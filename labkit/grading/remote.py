@@ -32,7 +32,7 @@ import torch
 
 from labkit.grading.wire import Ref, WireError, WireLimits, read_frame, write_frame
 
-__all__ = ["MODULES", "OPERATORS", "RemoteError", "serve"]
+__all__ = ["BUILTIN_ERRORS", "MODULES", "OPERATORS", "RemoteError", "serve"]
 
 #: What the referee may ask the student's process to import (and build objects from).
 MODULES = ("torch", "torchvision", "numpy", "math", "labkit")
@@ -42,7 +42,9 @@ OPERATORS = {name: getattr(operator, name) for name in (
     "pow", "matmul", "neg", "pos", "abs", "invert", "and_", "or_", "xor", "contains", "index")}
 OPERATORS.update(len=len, iter=iter, next=next, bool=bool, repr=repr, str=str, int=int,
                  float=float)
-_BUILTIN_ERRORS = {e.__name__: e for e in (
+#: Python's own exceptions, by name: an error the student's side reports as one of these is
+#: raised as that type on the referee's side (any other as :class:`RemoteError`).
+BUILTIN_ERRORS = {e.__name__: e for e in (
     ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
     NameError, NotImplementedError, RuntimeError, StopIteration, TypeError, ValueError,
     ZeroDivisionError, OverflowError, RecursionError, TimeoutError, MemoryError, ImportError,

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from labkit.grading.course import CourseError
-from labkit._atomic import write_atomic
+from labkit.atomic import write_atomic
 from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
 

@@ -57,9 +57,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from labkit.errors import LabkitError
-from labkit.grading._launcher import _descendants
-from labkit.grading.bwrap import (Layout, _interpreter, _probe, _unreachable, bwrap_available,
-                                  layout, sandbox_command)
+from labkit.grading._launcher import descendants
+from labkit.grading.bwrap import (Layout, bwrap_available, interpreter_paths, layout, probe,
+                                  sandbox_command, unreachable)
 
 __all__ = ["NOBODY", "OUTPUT_TAIL_BYTES", "Limits", "SandboxError", "SandboxResult",
            "bwrap_available", "run_sandboxed", "sandbox_command"]
@@ -142,7 +142,7 @@ def _hand_over(scratch: Path, program: str, uid: int | None, plan: Layout | None
     ``program``; give ``uid`` ``scratch``."""
     found = [Path(os.path.abspath(program)), Path(os.path.realpath(program))]
     for path in {scratch, *(found if found[1].exists() else [])}:  # else the launcher says
-        why = _unreachable(path, uid, plan)
+        why = unreachable(path, uid, plan)
         if why:
             raise SandboxError(f"{'the sandbox' if uid is None else f'uid {uid}'} cannot "
                                f"reach {path}: {why}. Move it, grant that uid access (chmod "
@@ -156,7 +156,7 @@ def _tree_rss(pid: int) -> int:
     """Memory of a process tree: the sum of proportional set sizes (PSS), so pages a fork
     shares with its parent count once, not once per process as RSS would."""
     total = 0
-    for p in [pid, *_descendants(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
                 total += next(int(line.split()[1]) * 1024 for line in f
@@ -175,7 +175,7 @@ def _tree_resident(pid: int) -> int:
     counted once per process (a process's PSS never exceeds its RSS). Read from
     ``/proc/<pid>/statm``, a counter, where PSS needs a walk of the page tables."""
     total, page = 0, os.sysconf("SC_PAGE_SIZE")
-    for p in [pid, *_descendants(pid)]:
+    for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/statm") as f:
                 total += int(f.read().split()[1]) * page
@@ -215,7 +215,7 @@ def _stop(proc: subprocess.Popen, sandboxed: bool) -> None:
         return
     except (OSError, subprocess.TimeoutExpired):
         pass
-    for pid in [proc.pid, *_descendants(proc.pid)]:
+    for pid in [proc.pid, *descendants(proc.pid)]:
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
@@ -313,7 +313,7 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     if not argv or not scratch.is_dir():
         raise ValueError(f"expected a command and an existing scratch folder; got argv="
                          f"{list(argv)!r}, scratch={scratch}.")
-    works, sized, why = _probe()
+    works, sized, why = probe()
     if bwrap and not works:
         raise SandboxError(f"bubblewrap is required but {why}; install it (apt-get install "
                            "bubblewrap) where user namespaces are allowed.")
@@ -329,7 +329,7 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
                else env, HOME=str(scratch))
     python, program = os.path.realpath(sys.executable), \
         shutil.which(argv[0], path=env.get("PATH")) or argv[0]
-    files = {"hide": list(hide), "readable": [*readable, *_interpreter()],
+    files = {"hide": list(hide), "readable": [*readable, *interpreter_paths()],
              "writable": list(writable), "tmpfs_mb": limits.output_mb if sized else None}
     plan = layout(scratch=scratch, **files) if sandboxed else None
     drop = os.geteuid() == 0 and uid is not None

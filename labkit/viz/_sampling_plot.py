@@ -20,7 +20,7 @@ __all__ = ["plot_sampling_locations"]
 _MODULATION = ("size", "opacity")
 
 
-class _Panel:
+class Panel:
     """The artists of one sampling-points picture, made once and then updated in place, so
     that a new pixel redraws only the points (what keeps :class:`OffsetExplorer` quick)."""
 
@@ -82,7 +82,7 @@ def plot_sampling_locations(image: Tensor, locations: SamplingLocations, *,
         fig = Figure(figsize=(4, 4), layout="constrained")
         ax = fig.add_subplot()
     picture = to_image(image) if mask is None else overlay_mask(image, mask, alpha=0.45)
-    _Panel(ax, picture).show(locations, modulation=modulation)
+    Panel(ax, picture).show(locations, modulation=modulation)
     if title is not None:
         ax.set_title(title, fontsize=9)
     return ax.figure

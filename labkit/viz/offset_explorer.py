@@ -12,11 +12,11 @@ from ipympl.backend_nbagg import Canvas, FigureManager
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from labkit.viz.offsets import (LayerOffsets, SamplingLocations, _capture,
-                                _no_deformable_error, deformable_layer_names,
+from labkit.viz.offsets import (LayerOffsets, SamplingLocations, capture_with_logits,
+                                deformable_layer_names, no_deformable_error,
                                 sampling_locations)
 from labkit.viz.overlay import overlay_mask, to_image
-from labkit.viz._sampling_plot import _Panel
+from labkit.viz._sampling_plot import Panel
 
 __all__ = ["OffsetExplorer"]
 
@@ -41,7 +41,7 @@ def _layer_names(models: Mapping[str, nn.Module]) -> dict[str, list[str]]:
     own = {name: deformable_layer_names(m) for name, m in models.items()}
     reference = next((names for names in own.values() if names), None)
     if reference is None:
-        raise _no_deformable_error(next(iter(models.values())))
+        raise no_deformable_error(next(iter(models.values())))
     for name, names in own.items():
         if names and len(names) != len(reference):
             raise ValueError(f"model {name!r} has {len(names)} deformable layers and another "
@@ -134,7 +134,7 @@ class OffsetExplorer(widgets.VBox):
                                   for v in self.figure.bbox.size)
         self.canvas.add_class("labkit-offset-canvas")
         axes = self.figure.subplots(1, len(self.models), squeeze=False)[0]
-        self._panels = {name: _Panel(ax, to_image(self.images[0]))
+        self._panels = {name: Panel(ax, to_image(self.images[0]))
                         for name, ax in zip(self.models, axes)}
         self.canvas.mpl_connect("button_press_event", self._on_click)
         for control in (self.image, self.row, self.col, self.layers, self.modulation,
@@ -149,7 +149,7 @@ class OffsetExplorer(widgets.VBox):
     def _captured(self, name: str, index: int) -> tuple[list[LayerOffsets], Tensor]:
         key = (name, index)
         if key not in self._cache:
-            self._cache[key] = _capture(self.models[name], self.images[index],
+            self._cache[key] = capture_with_logits(self.models[name], self.images[index],
                                         self._names[name])
         return self._cache[key]
 

@@ -30,8 +30,9 @@ from torch.nn.modules.utils import _pair
 
 from labkit.viz._sampling_plot import plot_sampling_locations
 
-__all__ = ["LayerOffsets", "SamplingLocations", "capture_offsets", "deformable_layer_names",
-           "sampling_locations", "plot_sampling_locations", "OffsetExplorer"]
+__all__ = ["LayerOffsets", "SamplingLocations", "capture_offsets", "capture_with_logits",
+           "deformable_layer_names", "no_deformable_error", "sampling_locations",
+           "plot_sampling_locations", "OffsetExplorer"]
 
 _Pair = tuple[int, int]
 
@@ -114,7 +115,15 @@ def deformable_layer_names(model: nn.Module) -> list[str]:
     return [name for name, m in model.named_modules() if _is_deformable(m)]
 
 
-def _no_deformable_error(model: nn.Module) -> ValueError:
+def no_deformable_error(model: nn.Module) -> ValueError:
+    """The error for a model without a deformable layer: what it lacks and how to build one.
+
+    Args:
+        model: the model that was given.
+
+    Returns:
+        The error to raise (a :class:`ValueError`).
+    """
     return ValueError(
         f"{type(model).__name__} has no deformable convolution (a module with `offset_conv` and "
         "`last_offset`, such as labkit.models.DeformConv2d), so it has no offsets to show. "
@@ -123,9 +132,19 @@ def _no_deformable_error(model: nn.Module) -> ValueError:
         "architecture to see its regular grid.")
 
 
-def _capture(model: nn.Module, image: Tensor, names: Sequence[str] | None = None,
-             ) -> tuple[list[LayerOffsets], Tensor]:
-    """:func:`capture_offsets`, also returning the logits (Tensor[C, H, W])."""
+def capture_with_logits(model: nn.Module, image: Tensor, names: Sequence[str] | None = None,
+                        ) -> tuple[list[LayerOffsets], Tensor]:
+    """:func:`capture_offsets`, and the logits of the same forward pass.
+
+    Args:
+        model: as for :func:`capture_offsets`.
+        image: as for :func:`capture_offsets`.
+        names: as for :func:`capture_offsets`.
+
+    Returns:
+        ``(offsets, logits)``: one :class:`LayerOffsets` per layer, and the model's logits
+        (Tensor[C, H, W]).
+    """
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[:2] != (1, 3):
@@ -135,7 +154,7 @@ def _capture(model: nn.Module, image: Tensor, names: Sequence[str] | None = None
     if names is None:
         names = deformable_layer_names(model)
         if not names:
-            raise _no_deformable_error(model)
+            raise no_deformable_error(model)
     for name in names:
         if name not in modules or not (_is_deformable(modules[name])
                                        or isinstance(modules[name], nn.Conv2d)):
@@ -209,7 +228,7 @@ def capture_offsets(model: nn.Module, image: Tensor, *, names: Sequence[str] | N
         ValueError: if the model has no deformable layer, a name is unknown or the image is
             not one ``[3, H, W]`` image.
     """
-    return _capture(model, image, names)[0]
+    return capture_with_logits(model, image, names)[0]
 
 
 def _interpolate(field: Tensor, pos: Tensor) -> Tensor:

@@ -11,7 +11,7 @@ from PIL import Image
 from torchvision import tv_tensors
 from torchvision.transforms.functional import pil_to_tensor
 
-from labkit.data._paths import DatasetNotFoundError
+from labkit.data import DatasetNotFoundError
 from labkit.data.ade20k import ADE20K, ADE20K_CLASSES
 
 NAMES = {"training": ["ADE_train_00000002", "ADE_train_00000001", "ADE_train_00000003"],

@@ -14,7 +14,7 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 from torchvision.transforms.functional import pil_to_tensor
 
-from labkit.data._paths import DatasetNotFoundError
+from labkit.data import DatasetNotFoundError
 from labkit.data.coco import COCOSegmentation
 from labkit.data.palette import VOC_CLASSES
 

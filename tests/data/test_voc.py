@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms.functional import pil_to_tensor
 
-from labkit.data._paths import DatasetNotFoundError
+from labkit.data import DatasetNotFoundError
 from labkit.data.palette import VOC_CLASSES, voc_colormap
 from labkit.data.transforms import train_transforms
 from labkit.data.voc import VOCSegmentation

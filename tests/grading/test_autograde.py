@@ -222,8 +222,8 @@ def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, mo
     root's 0700 home; forced where it can), is the solution graded full and the blank 0,
     with one loud warning saying the judges run as root?"""
     python = Path(os.path.realpath(sys.executable))
-    real = sandbox._unreachable
-    monkeypatch.setattr(sandbox, "_unreachable", lambda path, uid, *rest: real(
+    real = sandbox.unreachable
+    monkeypatch.setattr(sandbox, "unreachable", lambda path, uid, *rest: real(
         path, uid, *rest) or ("forced by the test" if path == python else None))
     monkeypatch.setattr(autograde_module, "_AS_ROOT_WARNED", [])
     root = course

@@ -13,16 +13,16 @@ import nbformat
 import pytest
 
 from labkit.grading import judge
-from labkit.grading.bwrap import _probe, bwrap_available
+from labkit.grading.bwrap import probe, bwrap_available
 from labkit.grading.judge import (WITHHELD, JudgeError, JudgePreprocessor, apply_verdicts,
                                   hidden_lines, instructor_prelude, judge_program, run_judge)
-from labkit.grading.sandbox import NOBODY, Limits, _unreachable
+from labkit.grading.sandbox import NOBODY, Limits, unreachable
 
 HIDDEN = "assert add(2, 2) == 4, 'hidden add check'"
 # As autograde runs its judges: the grader's own user where, with limits only, the sandbox's
 # uid cannot reach this interpreter (a root grader's pyenv under /root); else uid NOBODY.
 UID = None if os.geteuid() == 0 and not bwrap_available() and \
-    _unreachable(Path(os.path.realpath(sys.executable)), NOBODY) else NOBODY
+    unreachable(Path(os.path.realpath(sys.executable)), NOBODY) else NOBODY
 
 
 def _test_cell(source: str, grade_id: str) -> nbformat.NotebookNode:
@@ -184,7 +184,7 @@ def test_the_judge_sees_no_kit_and_writes_a_capped_scratch():
     around labkit but the package (and the environment), no kit copied to an unrelated
     folder, and does filling the working directory stop at output_mb with the next test
     still judged?"""
-    if not _probe()[1]:
+    if not probe()[1]:
         pytest.skip("this bubblewrap takes no --size (it needs 0.7): its tmpfs have no cap")
     kit = Path(tempfile.mkdtemp(prefix="labkit-judge-kit-", dir="/var/tmp"))
     (kit / "solutions").mkdir()

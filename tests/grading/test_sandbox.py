@@ -186,7 +186,7 @@ def test_writes_outside_scratch_fail(use_bwrap, scratch, host_dir):
         assert lines[0] == f"{host_dir}/x {errno.EROFS if use_bwrap else errno.EACCES}", result
         assert not (host_dir / "x").exists()
     assert lines[1] == f"{scratch}/y ok"
-    in_tmpfs = use_bwrap and sandbox._probe()[1]  # bubblewrap >= 0.7: scratch is a tmpfs
+    in_tmpfs = use_bwrap and sandbox.probe()[1]  # bubblewrap >= 0.7: scratch is a tmpfs
     assert (scratch / "y").exists() != in_tmpfs
     assert lines[2] == (f"uid {NOBODY if ROOT else os.getuid()} home {scratch} "
                         "env ['HOME', 'LANG', 'PATH']")
@@ -299,7 +299,7 @@ def test_scratch_is_capped_in_total(use_bwrap, scratch):
     with ENOSPC inside bwrap, nothing of it on the host, while the results file is still
     written? With limits only (and in the old sandbox, which bound scratch writable) each
     file is capped, not the total: all 32 MB land on the host's disk."""
-    if use_bwrap and not sandbox._probe()[1]:
+    if use_bwrap and not sandbox.probe()[1]:
         pytest.skip("this bubblewrap takes no --size (it needs 0.7): its tmpfs have no cap")
     (scratch / "results").touch()
     folders = [str(scratch), *(["/tmp", "/dev/shm"] if use_bwrap else [])]
@@ -333,7 +333,7 @@ def test_files_in_the_sandboxs_tmpfs_count_as_memory(scratch):
     """A process of a few MB that writes 150 MB into /tmp holds 150 MB of memory no PSS shows
     (tmpfs pages): under a 100 MB cap it is killed for memory, not left to run out its time
     (as it was when the watchdog counted processes only: 15 MB, killed at the wall clock)."""
-    if not sandbox._probe()[1]:
+    if not sandbox.probe()[1]:
         pytest.skip("this bubblewrap takes no --size (it needs 0.7)")
     code = ("import time\nchunk = b'x' * 2**20\nwith open('/tmp/hoard', 'wb') as f:\n"
             "    for _ in range(150):\n        f.write(chunk)\n"
