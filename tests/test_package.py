@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 from pathlib import Path
@@ -104,3 +105,29 @@ def test_no_module_imports_a_private_name_of_another():
         if found := _private_imports(path, package):
             bad[str(path.relative_to(ROOT))] = found
     assert not bad, f"private names imported across modules: {bad}"
+
+
+def test_every_labkit_name_the_docs_give_exists():
+    """Does each ``labkit.a.b`` (a module, or a name in one) that README.md and docs/*.md
+    name exist, so that a rename cannot leave the docs pointing nowhere?"""
+    import re
+
+    def spec(name):
+        try:
+            return importlib.util.find_spec(name)
+        except ModuleNotFoundError:  # a name inside a module, not a submodule
+            return None
+
+    missing = {}
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for dotted in sorted(set(re.findall(r"\blabkit(?:\.[A-Za-z_]\w*)+", doc.read_text()))):
+            module, attrs = dotted, []
+            while module.count(".") and spec(module) is None:
+                module, _, attr = module.rpartition(".")
+                attrs.insert(0, attr)
+            obj = importlib.import_module(module)
+            for attr in attrs:
+                obj = getattr(obj, attr, None)
+            if obj is None:
+                missing.setdefault(doc.name, []).append(dotted)
+    assert not missing, f"names in the docs that labkit does not have: {missing}"
