@@ -217,6 +217,200 @@ def _open_tensorboard(tensorboard: bool | str | os.PathLike, checkpoint_dir: Pat
     return SummaryWriter(log_dir=str(tensorboard))
 
 
+class _Checkpoints:
+    """A run's ``last.pt`` and ``best.pt``: written by rank 0, atomically; read on resume."""
+
+    def __init__(self, folder: Path, *, model: nn.Module, parts: dict[str, Any],
+                 state: _Progress, generator: torch.Generator | None, epochs: int,
+                 meta: dict | None) -> None:
+        self.folder, self.model, self.parts, self.state = folder, model, parts, state
+        self.generator, self.epochs, self.meta = generator, epochs, meta or {}
+
+    def resume(self) -> None:
+        """Continue from ``last.pt`` when there is one: weights, optimizer, scheduler,
+        scaler, progress, random state and the loader's generator."""
+        path, ctx, state = self.folder / "last.pt", distributed.context(), self.state
+        if not path.is_file():
+            log.info("no checkpoint in %s; starting from scratch", self.folder)
+            return
+        ckpt = load_checkpoint(path)
+        load_weights(self.model, ckpt)
+        for key, part in self.parts.items():
+            if part is not None and key in ckpt:
+                part.load_state_dict(ckpt[key])
+        state.load_state_dict(ckpt["progress"])
+        if not ctx.is_main:  # rank 0's checkpoint holds the partial sums of all ranks
+            state.sums.zero_()
+            state.cm.reset()
+        set_rng_state(ckpt["rng"])
+        if self.generator is not None and ckpt["loader_generator"] is not None:
+            self.generator.set_state(ckpt["loader_generator"])
+        if ckpt["epochs"] != self.epochs:
+            log.warning("resuming a run planned for %d epochs with epochs=%d; the schedule "
+                        "will not match an uninterrupted run", ckpt["epochs"], self.epochs)
+        log.info("resumed from %s at epoch %d, sample %d", path, state.epoch, state.samples)
+
+    def save_last(self, epoch_generator: torch.Tensor | None, *, at_epoch_end: bool) -> None:
+        """Write ``last.pt``: at the end of an epoch, or within one (``epoch_generator``:
+        the loader's generator as the epoch began, so a resume redraws the same order)."""
+        ctx, state = distributed.context(), self.state
+        if ctx.enabled and not at_epoch_end:
+            # Rank 0 keeps the sums of all ranks, so the resumed epoch adds up correctly.
+            distributed.all_reduce_sum(state.sums)
+            state.cm.all_reduce()
+            if not ctx.is_main:
+                state.sums.zero_()
+                state.cm.reset()
+        if ctx.is_main:
+            gen = self.generator.get_state() if at_epoch_end and self.generator is not None \
+                else epoch_generator
+            save_atomic({"model": self.model.state_dict(), "epochs": self.epochs,
+                         "rng": rng_state(), "loader_generator": gen,
+                         "progress": state.state_dict(), "meta": self.meta,
+                         **{k: v.state_dict() for k, v in self.parts.items() if v is not None}},
+                        self.folder / "last.pt")
+        distributed.barrier()
+
+    def save_best(self, epoch: int, miou: float) -> None:
+        """Write ``best.pt`` when ``miou`` beats every earlier epoch's."""
+        if not math.isnan(miou) and miou > self.state.best:
+            self.state.best = miou
+            if distributed.context().is_main:
+                save_atomic({"model": self.model.state_dict(), "epoch": epoch, "miou": miou,
+                             "meta": self.meta}, self.folder / "best.pt")
+
+
+class _Reporter:
+    """Where a run says how it goes: the log, TensorBoard (rank 0) and the progress bar."""
+
+    def __init__(self, tensorboard: bool | str | os.PathLike, folder: Path | None, *,
+                 log_every: int, progress: bool) -> None:
+        self.writer = _open_tensorboard(tensorboard, folder) \
+            if distributed.context().is_main else None
+        self.log_every, self.show = log_every, _show_progress(progress)
+
+    def iteration(self, bar: Any, epoch: int, i: int, loss: torch.Tensor, step: int) -> None:
+        if self.log_every and i % self.log_every == 0:
+            log.info("epoch %d iteration %d: loss %.4f", epoch, i, loss.item())
+            if self.writer is not None:
+                self.writer.add_scalar("train/loss_iteration", loss.item(), step)
+        if self.show:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def epoch(self, row: dict) -> None:
+        log.info("epoch %d: train loss %.4f, val mIoU %.4f, pixel acc %.4f", row["epoch"],
+                 row["train_loss"], row["miou"], row["pixel_accuracy"])
+        if self.writer is not None:
+            for key in ("train_loss", "train_miou", "val_loss", "miou", "pixel_accuracy", "lr"):
+                self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class _Loop:
+    """The epochs of one :func:`fit` call: a training pass, validation, a history row."""
+
+    def __init__(self, model: nn.Module, train_loader: Iterable, val_loader: Iterable, *,
+                 epochs: int, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+                 num_classes: int, scheduler: Any, device: torch.device, amp: bool,
+                 channels_last: bool, state: _Progress, reporter: _Reporter,
+                 checkpoints: _Checkpoints | None, checkpoint_every: int,
+                 on_epoch_end: Callable[[int, dict], Any] | None) -> None:
+        self.model, self.net = model, distributed.wrap_model(model, device)
+        self.train_loader, self.val_loader, self.epochs = train_loader, val_loader, epochs
+        self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        self.num_classes, self.device, self.amp, self.channels_last = \
+            num_classes, device, amp, channels_last
+        self.state, self.reporter, self.checkpoints = state, reporter, checkpoints
+        self.checkpoint_every, self.on_epoch_end = checkpoint_every, on_epoch_end
+        self.generator = getattr(train_loader, "generator", None)
+
+    def run(self) -> History:
+        try:
+            for epoch in range(self.state.epoch + 1, self.epochs + 1):
+                start = time.perf_counter()
+                _prepare_epoch(self.train_loader, epoch, self.state.samples)
+                epoch_generator = self.generator.get_state() if self.generator is not None \
+                    else None
+                self.train_pass(epoch, epoch_generator)
+                self.end_epoch(epoch, start, epoch_generator)
+        finally:
+            self.reporter.close()
+        return self.state.history
+
+    def train_pass(self, epoch: int, epoch_generator: torch.Tensor | None) -> None:
+        """One pass over the training loader, from where the epoch's progress stands."""
+        state, device = self.state, self.device
+        self.net.train()
+        loader = self.train_loader
+        iterations = len(loader) if hasattr(loader, "__len__") else None
+        _collect_before_fork(loader)
+        bar = _bar(loader, desc=f"epoch {epoch}/{self.epochs}", show=self.reporter.show)
+        for i, (images, masks) in enumerate(bar, start=1):
+            images, masks = _to_device(images, masks, device, self.channels_last)
+            output, loss = self.step(epoch, images, masks)
+            n = images.shape[0]
+            state.sums += torch.stack([loss.detach().double() * n,
+                                       torch.tensor(n, dtype=torch.float64, device=device)])
+            state.samples += n
+            state.step += 1
+            state.cm.update(_labels(main_logits(output)), masks)
+            self.reporter.iteration(bar, epoch, i, loss, state.step)
+            if self.checkpoint_every and i % self.checkpoint_every == 0 and i != iterations:
+                self.checkpoints.save_last(epoch_generator, at_epoch_end=False)
+
+    def step(self, epoch: int, images: torch.Tensor, masks: torch.Tensor):
+        """One optimizer (and scheduler) step; the model's output and the loss."""
+        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:],
+                         device=self.device):
+            with torch.autocast(self.device.type, enabled=self.amp):
+                output = self.net(images)
+                loss = _loss(self.loss_fn, output, masks)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at epoch {epoch}; expected a "
+                    "finite value. Lower the learning rate or check the class weights.")
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return output, loss
+
+    def end_epoch(self, epoch: int, start: float, epoch_generator: torch.Tensor | None) -> None:
+        """Validate, append the epoch's row, report it and write the checkpoints."""
+        state = self.state
+        distributed.all_reduce_sum(state.sums)
+        state.cm.all_reduce()
+        train = state.cm.compute()
+        scores = evaluate(self.model, self.val_loader, num_classes=self.num_classes,
+                          device=self.device, loss_fn=self.loss_fn, amp=self.amp,
+                          channels_last=self.channels_last)
+        row = {"epoch": epoch,
+               "train_loss": (state.sums[0] / state.sums[1].clamp(min=1)).item(),
+               "train_pixel_accuracy": train["pixel_accuracy"], "train_miou": train["miou"],
+               "val_loss": scores["loss"], "pixel_accuracy": scores["pixel_accuracy"],
+               "mean_accuracy": scores["mean_accuracy"], "miou": scores["miou"],
+               "fwiou": scores["fwiou"], "lr": self.optimizer.param_groups[0]["lr"],
+               "seconds": time.perf_counter() - start}
+        row.update({f"iou_{c}": float(v) for c, v in enumerate(scores["iou"].tolist())})
+        state.history.rows.append(row)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch, scores)
+        state.epoch, state.samples = epoch, 0
+        state.sums.zero_()
+        state.cm.reset()
+        self.reporter.epoch(row)
+        if self.checkpoints is not None:
+            self.checkpoints.save_best(epoch, row["miou"])
+            self.checkpoints.save_last(epoch_generator, at_epoch_end=True)
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
         optimizer: torch.optim.Optimizer, loss_fn: LossFn, num_classes: int,
         scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -285,136 +479,22 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         raise UsageError("checkpoint_every needs a train loader whose sampler can skip the "
                          "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
                          "use it, or checkpoint per epoch only (checkpoint_every=0).")
-    ctx = distributed.context()
     device = pick_device(device)
     use_amp, use_cl = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
     model.to(device)
     if use_cl:
         model.to(memory_format=torch.channels_last)
-    net = distributed.wrap_model(model, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     state = _Progress(num_classes, device)
-    generator = getattr(train_loader, "generator", None)
-    parts = {"optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-
-    def save(epoch_start_generator: torch.Tensor | None, *, at_epoch_end: bool) -> None:
-        if ctx.enabled and not at_epoch_end:
-            # Rank 0 keeps the sums of all ranks, so the resumed epoch adds up correctly.
-            distributed.all_reduce_sum(state.sums)
-            state.cm.all_reduce()
-            if not ctx.is_main:
-                state.sums.zero_()
-                state.cm.reset()
-        if ctx.is_main:
-            gen = generator.get_state() if at_epoch_end and generator is not None \
-                else epoch_start_generator
-            save_atomic({"model": model.state_dict(), "epochs": epochs, "rng": rng_state(),
-                         "loader_generator": gen, "progress": state.state_dict(),
-                         "meta": meta or {},
-                         **{k: v.state_dict() for k, v in parts.items() if v is not None}},
-                        ckpt_dir / "last.pt")
-        distributed.barrier()
-
-    if resume and (ckpt_dir / "last.pt").is_file():
-        ckpt = load_checkpoint(ckpt_dir / "last.pt")
-        load_weights(model, ckpt)
-        for key, part in parts.items():
-            if part is not None and key in ckpt:
-                part.load_state_dict(ckpt[key])
-        state.load_state_dict(ckpt["progress"])
-        if not ctx.is_main:  # rank 0's checkpoint holds the partial sums of all ranks
-            state.sums.zero_()
-            state.cm.reset()
-        set_rng_state(ckpt["rng"])
-        if generator is not None and ckpt["loader_generator"] is not None:
-            generator.set_state(ckpt["loader_generator"])
-        if ckpt["epochs"] != epochs:
-            log.warning("resuming a run planned for %d epochs with epochs=%d; the schedule "
-                        "will not match an uninterrupted run", ckpt["epochs"], epochs)
-        log.info("resumed from %s at epoch %d, sample %d", ckpt_dir / "last.pt",
-                 state.epoch, state.samples)
-    elif resume:
-        log.info("no checkpoint in %s; starting from scratch", ckpt_dir)
-
-    writer = _open_tensorboard(tensorboard, ckpt_dir) if ctx.is_main else None
-    show = _show_progress(progress)
-    try:
-        for epoch in range(state.epoch + 1, epochs + 1):
-            start = time.perf_counter()
-            _prepare_epoch(train_loader, epoch, state.samples)
-            epoch_generator = generator.get_state() if generator is not None else None
-            net.train()
-            iterations = len(train_loader) if hasattr(train_loader, "__len__") else None
-            _collect_before_fork(train_loader)
-            bar = _bar(train_loader, desc=f"epoch {epoch}/{epochs}", show=show)
-            for i, (images, masks) in enumerate(bar, start=1):
-                images, masks = _to_device(images, masks, device, use_cl)
-                with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:],
-                                 device=device):
-                    with torch.autocast(device.type, enabled=use_amp):
-                        output = net(images)
-                        loss = _loss(loss_fn, output, masks)
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(
-                            f"the training loss became {loss.item()} at epoch {epoch}; "
-                            "expected a finite value. Lower the learning rate or check the "
-                            "class weights.")
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                if scheduler is not None:
-                    scheduler.step()
-                n = images.shape[0]
-                state.sums += torch.stack([loss.detach().double() * n,
-                                           torch.tensor(n, dtype=torch.float64, device=device)])
-                state.samples += n
-                state.step += 1
-                state.cm.update(_labels(main_logits(output)), masks)
-                if log_every and i % log_every == 0:
-                    log.info("epoch %d iteration %d: loss %.4f", epoch, i, loss.item())
-                    if writer is not None:
-                        writer.add_scalar("train/loss_iteration", loss.item(), state.step)
-                if show:
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-                if checkpoint_every and i % checkpoint_every == 0 and i != iterations:
-                    save(epoch_generator, at_epoch_end=False)
-
-            distributed.all_reduce_sum(state.sums)
-            state.cm.all_reduce()
-            train = state.cm.compute()
-            scores = evaluate(model, val_loader, num_classes=num_classes, device=device,
-                              loss_fn=loss_fn, amp=use_amp, channels_last=use_cl)
-            row = {"epoch": epoch,
-                   "train_loss": (state.sums[0] / state.sums[1].clamp(min=1)).item(),
-                   "train_pixel_accuracy": train["pixel_accuracy"], "train_miou": train["miou"],
-                   "val_loss": scores["loss"], "pixel_accuracy": scores["pixel_accuracy"],
-                   "mean_accuracy": scores["mean_accuracy"], "miou": scores["miou"],
-                   "fwiou": scores["fwiou"], "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": time.perf_counter() - start}
-            row.update({f"iou_{c}": float(v) for c, v in enumerate(scores["iou"].tolist())})
-            state.history.rows.append(row)
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, scores)
-            state.epoch, state.samples = epoch, 0
-            state.sums.zero_()
-            state.cm.reset()
-            log.info("epoch %d: train loss %.4f, val mIoU %.4f, pixel acc %.4f", epoch,
-                     row["train_loss"], row["miou"], row["pixel_accuracy"])
-            if writer is not None:
-                for key in ("train_loss", "train_miou", "val_loss", "miou", "pixel_accuracy",
-                            "lr"):
-                    writer.add_scalar(f"epoch/{key}", row[key], epoch)
-                writer.flush()
-            if ckpt_dir is not None:
-                if not math.isnan(row["miou"]) and row["miou"] > state.best:
-                    state.best = row["miou"]
-                    if ctx.is_main:
-                        save_atomic({"model": model.state_dict(), "epoch": epoch,
-                                     "miou": row["miou"], "meta": meta or {}},
-                                    ckpt_dir / "best.pt")
-                save(epoch_generator, at_epoch_end=True)
-    finally:
-        if writer is not None:
-            writer.close()
-    return state.history
+    loop = _Loop(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
+                 loss_fn=loss_fn, num_classes=num_classes, scheduler=scheduler, device=device,
+                 amp=use_amp, channels_last=use_cl, state=state, reporter=None,
+                 checkpoints=None, checkpoint_every=checkpoint_every, on_epoch_end=on_epoch_end)
+    if ckpt_dir is not None:
+        loop.checkpoints = _Checkpoints(
+            ckpt_dir, model=model, state=state, generator=loop.generator, epochs=epochs,
+            meta=meta, parts={"optimizer": optimizer, "scheduler": scheduler,
+                              "scaler": loop.scaler})
+        if resume:
+            loop.checkpoints.resume()
+    loop.reporter = _Reporter(tensorboard, ckpt_dir, log_every=log_every, progress=progress)
+    return loop.run()

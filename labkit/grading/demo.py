@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader import utils as nbutils
 
 from labkit.grading.course import CourseError, available_labs
 
@@ -136,8 +137,7 @@ class CourseDemo:
 
 def _first_answer(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
+        if cell.cell_type == "code" and nbutils.is_solution(cell):
             return cell
     raise CourseError("the lab has no code answer cell; expected at least one cell with "
                       "nbgrader metadata solution=true.")
@@ -147,7 +147,7 @@ def _wrong(release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """Every stub answers, wrongly: it does nothing and returns None."""
     out = copy.deepcopy(release)
     for cell in out.cells:
-        if cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+        if nbutils.is_solution(cell):
             cell.source = cell.source.replace(_STUB, "pass")
     return out
 

@@ -313,7 +313,46 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     if not argv or not scratch.is_dir():
         raise ValueError(f"expected a command and an existing scratch folder; got argv="
                          f"{list(argv)!r}, scratch={scratch}.")
-    works, sized, why = probe()
+    sandboxed = _mode(bwrap)
+    env = dict({"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None
+               else env, HOME=str(scratch))
+    files = {"hide": list(hide), "readable": [*readable, *interpreter_paths()],
+             "writable": list(writable), "tmpfs_mb": limits.output_mb if probe()[1] else None}
+    plan = layout(scratch=scratch, **files) if sandboxed else None
+    drop = os.geteuid() == 0 and uid is not None
+    if drop or sandboxed:  # inside, a program that is not bound is not there
+        program = shutil.which(argv[0], path=env.get("PATH")) or argv[0]
+        _hand_over(scratch, program, uid if drop else None, plan)
+    ours, theirs = socket.socketpair()
+    cmd = _launch_command(argv, limits, uid if drop else None, theirs.fileno())
+    if sandboxed:
+        cmd = sandbox_command(cmd, scratch=scratch, **files)
+    state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
+    try:
+        proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                start_new_session=True, pass_fds=(theirs.fileno(),))
+    finally:
+        theirs.close()
+    tmpfs = ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] \
+        if plan else []
+    tail = _supervise(proc, stdin, limits, sandboxed, state, tmpfs)
+    status = _status(ours)
+    killed = state["memory"] or state["wall"]
+    code = os.waitstatus_to_exitcode(int(status)) if status \
+        else -signal.SIGKILL if killed else proc.returncode
+    reason = _reason(code, state, limits)
+    if not status and not killed:
+        reason = f"the sandbox ended without the command's status ({reason})"
+    return SandboxResult(code, tail.decode(errors="replace"), time.monotonic() - state["start"],
+                         state["wall"] or code == -signal.SIGXCPU, state["memory"], sandboxed,
+                         reason, state["peak"] / _MB)
+
+
+def _mode(bwrap: bool | None) -> bool:
+    """Whether to run under bubblewrap, as :func:`run_sandboxed`'s ``bwrap`` asks; warns
+    (once per process) when student code runs without it."""
+    works, _, why = probe()
     if bwrap and not works:
         raise SandboxError(f"bubblewrap is required but {why}; install it (apt-get install "
                            "bubblewrap) where user namespaces are allowed.")
@@ -325,37 +364,29 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
                     "(each file it writes is capped, not their total); only resource limits "
                     "apply. Install bubblewrap (apt-get install bubblewrap).",
                     why if bwrap is None else "turned off by the caller")
-    env = dict({"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None
-               else env, HOME=str(scratch))
-    python, program = os.path.realpath(sys.executable), \
-        shutil.which(argv[0], path=env.get("PATH")) or argv[0]
-    files = {"hide": list(hide), "readable": [*readable, *interpreter_paths()],
-             "writable": list(writable), "tmpfs_mb": limits.output_mb if sized else None}
-    plan = layout(scratch=scratch, **files) if sandboxed else None
-    drop = os.geteuid() == 0 and uid is not None
-    if drop or sandboxed:  # inside, a program that is not bound is not there
-        _hand_over(scratch, program, uid if drop else None, plan)
-    ours, theirs = socket.socketpair()
+    return sandboxed
+
+
+def _launch_command(argv: Sequence[str], limits: Limits, uid: int | None,
+                    line: int) -> list[str]:
+    """The launcher's command line (:mod:`labkit.grading._launcher`): the limits, the uid
+    to drop to (``None``: none) and the socket ``line`` it reports the status on."""
     space = (limits.memory_mb + _AS_HEADROOM_MB) * _MB
     rlimits = [(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
                (resource.RLIMIT_FSIZE, limits.output_mb * _MB, limits.output_mb * _MB),
                (resource.RLIMIT_NPROC, limits.processes, limits.processes),
                (resource.RLIMIT_AS, space, space), (resource.RLIMIT_CORE, 0, 0)]
-    spec = json.dumps({"rlimits": rlimits, "uid": uid if drop else None, "line": theirs.fileno()})
-    cmd = [python, "-I", "-S", "-c", _LAUNCHER.read_text(encoding="utf-8"), spec, *argv]
-    if sandboxed:
-        cmd = sandbox_command(cmd, scratch=scratch, **files)
-    state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
-    try:
-        proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=(theirs.fileno(),))
-    finally:
-        theirs.close()
+    spec = json.dumps({"rlimits": rlimits, "uid": uid, "line": line})
+    python = os.path.realpath(sys.executable)
+    return [python, "-I", "-S", "-c", _LAUNCHER.read_text(encoding="utf-8"), spec, *argv]
+
+
+def _supervise(proc: subprocess.Popen, stdin: bytes, limits: Limits, sandboxed: bool,
+               state: dict, tmpfs: Sequence[str]) -> bytes:
+    """Feed ``proc`` its input, watch its limits and keep the tail of its output until it
+    ends; then make sure nothing of it is left. Returns that tail."""
     threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     done = threading.Event()
-    tmpfs = ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] \
-        if plan else []
     watchdog = threading.Thread(target=_watch, args=(proc, limits, sandboxed, state, done, tmpfs),
                                 name=f"sandbox-watchdog-{proc.pid}", daemon=True)
     watchdog.start()
@@ -381,18 +412,16 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
             os.killpg(proc.pid, signal.SIGKILL)  # anything left in the run's process group
         except OSError:
             pass
-        ours.setblocking(False)
-        try:
-            status = ours.recv(32).strip()
-        except BlockingIOError:
-            status = b""
-        ours.close()  # the launcher's lifeline: were it still alive, it would clean up now
-    killed = state["memory"] or state["wall"]
-    code = os.waitstatus_to_exitcode(int(status)) if status \
-        else -signal.SIGKILL if killed else proc.returncode
-    reason = _reason(code, state, limits)
-    if not status and not killed:
-        reason = f"the sandbox ended without the command's status ({reason})"
-    return SandboxResult(code, tail.decode(errors="replace"), time.monotonic() - state["start"],
-                         state["wall"] or code == -signal.SIGXCPU, state["memory"], sandboxed,
-                         reason, state["peak"] / _MB)
+    return bytes(tail)
+
+
+def _status(ours: socket.socket) -> bytes:
+    """The command's wait status as the launcher reported it (empty: it never did); closes
+    the launcher's lifeline, which makes a launcher still alive clean up now."""
+    ours.setblocking(False)
+    try:
+        status = ours.recv(32).strip()
+    except BlockingIOError:
+        status = b""
+    ours.close()
+    return status

@@ -12,6 +12,7 @@ import copy
 import re
 
 import nbformat
+from nbgrader import utils as nbutils
 
 __all__ = ["fill_solutions", "replace_in_cell"]
 
@@ -19,7 +20,7 @@ _MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.MULTILINE)
 
 
 def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")  # nbgrader has no getter
 
 
 def fill_solutions(release: nbformat.NotebookNode,
@@ -37,14 +38,12 @@ def fill_solutions(release: nbformat.NotebookNode,
     Raises:
         ValueError: an answer cell of the release has no counterpart in the source.
     """
-    solutions = {_grade_id(c): c.source for c in source.cells
-                 if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+    solutions = {_grade_id(c): c.source for c in source.cells if nbutils.is_solution(c)}
     out = copy.deepcopy(release)
     for cell in out.cells:
-        meta = cell.get("metadata", {}).get("nbgrader", {})
-        if not meta.get("solution"):
+        if not nbutils.is_solution(cell):
             continue
-        gid = meta.get("grade_id")
+        gid = _grade_id(cell)
         if gid not in solutions:
             raise ValueError(f"answer cell {gid!r} of the release is not in the source "
                              f"notebook (it has {sorted(map(str, solutions))}); release again.")

@@ -124,21 +124,21 @@ def _jupyter_lab(root: Path):
 _PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
 
 
-def _dismiss_dialogs(page) -> None:
-    """Accept any dialog JupyterLab put over the notebook (on a loaded machine, say, a kernel
-    that was slow to start); it would take the clicks meant for the menu. What it said is
-    logged, and a failure later shows it in JupyterLab's log."""
-    dialogs = page.locator(".jp-Dialog")
-    for _ in range(3):
-        if not dialogs.count() or not dialogs.first.is_visible():
-            return
-        log.warning("JupyterLab showed a dialog: %s", dialogs.first.inner_text()[:500])
-        accept = dialogs.first.locator(".jp-Dialog-button.jp-mod-accept")
-        if accept.count():
-            accept.first.click()
+def _accept_dialogs(page) -> None:
+    """Have Playwright accept any dialog JupyterLab puts over the notebook (on a loaded
+    machine, say, "Select Kernel" for a kernel that was slow to start) before every click
+    it would take: checked before each action and each of its retries, not once, since such a
+    dialog can come back or come late. What it said is logged; a failure later shows it in
+    JupyterLab's log."""
+    def accept(dialog) -> None:
+        log.warning("JupyterLab showed a dialog: %s", dialog.inner_text()[:500])
+        button = dialog.locator(".jp-Dialog-button.jp-mod-accept")
+        if button.count():
+            button.first.click()
         else:
-            page.keyboard.press("Escape")
-        page.wait_for_timeout(500)
+            dialog.press("Escape")
+
+    page.add_locator_handler(page.locator(".jp-Dialog").first, accept)
 
 
 def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
@@ -151,7 +151,6 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
 
     started = f"() => {_PROMPTS}.some(t => t.includes('*'))"
     for attempt in range(3):
-        _dismiss_dialogs(page)
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
         try:
@@ -207,6 +206,7 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            _accept_dialogs(page)
             page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
