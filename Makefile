@@ -4,6 +4,7 @@
 #   make test   the whole test suite (installs bubblewrap and chromium first where it can);
 #               its durations go to runs/test-durations.json (benchmarks/test_durations.py
 #               turns them into benchmarks/test_durations.md)
+#   make lint   ruff format --check and ruff check (make test runs it first)
 #   make test-fast  the unit tests only (no notebook, grading, install or browser runs), for
 #               the edit-test loop; make test stays the one that says a change is good
 #   make bench  every benchmark, side by side, into benchmarks/RESULTS.md (about 30 minutes)
@@ -17,7 +18,7 @@ STAMP  := $(VENV)/.labkit-installed
 JOBS   ?= 2
 OUT    ?= runs/demo
 
-.PHONY: demo test test-fast bench ablations venv clean system-packages
+.PHONY: demo test test-fast lint bench ablations venv clean system-packages
 
 venv: $(STAMP)
 
@@ -40,8 +41,13 @@ PYTEST := $(BIN)/python -m pytest -n $(JOBS) --dist loadgroup --no-loadscope-reo
 
 # "--durations-json=FILE", not "--durations-json FILE": pytest reads an existing FILE given
 # apart as a test path, and then never loads tests/conftest.py, which defines the option.
-test: $(STAMP) system-packages
+test: $(STAMP) system-packages lint
 	$(PYTEST) --durations=15 --durations-json=runs/test-durations.json
+
+# ruff's formatter and linter (settings in pyproject.toml); `ruff format .` fixes the first
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
 
 test-fast: $(STAMP)
 	$(PYTEST) -m "not slow" --durations=5

@@ -24,13 +24,22 @@ STUDIES = {
             ("augment", "+ augmentation", "augment_quick", {}),
             ("weighted", "+ weighted loss", "weighted_quick", {}),
             ("unet", "U-Net (with all of the above)", "unet_quick", {}),
-            ("resnet18", "ResNet-18 encoder, from scratch (with all of the above)",
-             "resnet18_quick", {}),
+            (
+                "resnet18",
+                "ResNet-18 encoder, from scratch (with all of the above)",
+                "resnet18_quick",
+                {},
+            ),
         ],
         # The PA3 report's figures on its VOC subset: (IoU, pixel accuracy %).
-        "seed": {"baseline": (0.055, 72.08), "cosine": (0.0613, 71.58),
-                 "augment": (0.0639, 70.98), "weighted": (0.068, 69.1),
-                 "unet": (0.087, 67.747), "resnet18": (0.15, 74.4)},
+        "seed": {
+            "baseline": (0.055, 72.08),
+            "cosine": (0.0613, 71.58),
+            "augment": (0.0639, 70.98),
+            "weighted": (0.068, 69.1),
+            "unet": (0.087, 67.747),
+            "resnet18": (0.15, 74.4),
+        },
     },
     "dcn": {
         "title": "Deformable convolution (the DCN report)",
@@ -41,8 +50,7 @@ STUDIES = {
             ("dcn_v2", "DCN v2", "dcn_v2_quick", {}),
         ],
         # The DCN report on ADE20K, DeepLab v3-R50: (valid mIoU %, train mIoU %).
-        "seed": {"dcn_conv": (22.18, 31.03), "dcn_v1": (22.98, 32.09),
-                 "dcn_v2": (23.59, 32.92)},
+        "seed": {"dcn_conv": (22.18, 31.03), "dcn_v1": (22.98, 32.09), "dcn_v2": (23.59, 32.92)},
     },
     "deeplab": {
         "title": "DeepLab v3: output stride and ASPP (the DeepLab lab)",
@@ -50,10 +58,18 @@ STUDIES = {
         "rows": [
             ("os16_aspp", "OS 16, ASPP", "deeplab_r50_quick", {}),
             ("os8_aspp", "OS 8, ASPP", "deeplab_r50_quick", {"model_options.output_stride": 8}),
-            ("os16_head", "OS 16, plain 3×3 head", "deeplab_r50_quick",
-             {"model": "fcn_resnet50", "model_options.output_stride": 16}),
-            ("os8_head", "OS 8, plain 3×3 head", "deeplab_r50_quick",
-             {"model": "fcn_resnet50", "model_options.output_stride": 8}),
+            (
+                "os16_head",
+                "OS 16, plain 3×3 head",
+                "deeplab_r50_quick",
+                {"model": "fcn_resnet50", "model_options.output_stride": 16},
+            ),
+            (
+                "os8_head",
+                "OS 8, plain 3×3 head",
+                "deeplab_r50_quick",
+                {"model": "fcn_resnet50", "model_options.output_stride": 8},
+            ),
         ],
         "seed": {},
     },
@@ -62,25 +78,43 @@ STUDIES = {
 # (study, metric, higher row, lower row, the claim in words)
 CLAIMS = [
     ("pa3", "miou", "cosine", "baseline", "a cosine schedule raises mIoU (0.055 → 0.061)"),
-    ("pa3", "pixel_accuracy", "baseline", "cosine",
-     "… and costs a little pixel accuracy (72.1 → 71.6 %)"),
+    (
+        "pa3",
+        "pixel_accuracy",
+        "baseline",
+        "cosine",
+        "… and costs a little pixel accuracy (72.1 → 71.6 %)",
+    ),
     ("pa3", "miou", "augment", "cosine", "augmentation raises mIoU (0.061 → 0.064)"),
-    ("pa3", "pixel_accuracy", "cosine", "augment",
-     "… and costs pixel accuracy (71.6 → 71.0 %)"),
+    ("pa3", "pixel_accuracy", "cosine", "augment", "… and costs pixel accuracy (71.6 → 71.0 %)"),
     ("pa3", "miou", "weighted", "augment", "a weighted loss raises mIoU (0.064 → 0.068)"),
-    ("pa3", "rare_iou", "weighted", "augment",
-     "… by lifting the rare classes (the reason for weighting)"),
-    ("pa3", "pixel_accuracy", "augment", "weighted",
-     "… and costs pixel accuracy (71.0 → 69.1 %)"),
+    (
+        "pa3",
+        "rare_iou",
+        "weighted",
+        "augment",
+        "… by lifting the rare classes (the reason for weighting)",
+    ),
+    ("pa3", "pixel_accuracy", "augment", "weighted", "… and costs pixel accuracy (71.0 → 69.1 %)"),
     ("pa3", "miou", "unet", "weighted", "U-Net beats the FCN chain's end (0.087 vs 0.068)"),
-    ("pa3", "miou", "resnet18", "unet",
-     "the ResNet-18 encoder scores best (0.15; pretrained there, from scratch here)"),
+    (
+        "pa3",
+        "miou",
+        "resnet18",
+        "unet",
+        "the ResNet-18 encoder scores best (0.15; pretrained there, from scratch here)",
+    ),
     ("dcn", "miou", "dcn_v1", "dcn_conv", "DCN v1 beats plain convs (+0.80 mIoU points)"),
     ("dcn", "miou", "dcn_v2", "dcn_v1", "DCN v2 beats v1 (+0.61 points)"),
     ("dcn", "miou", "dcn_v2", "dcn_conv", "DCN v2 beats plain convs (+1.41 points)"),
     ("dcn", "train_miou", "dcn_v2", "dcn_conv", "… on the training set too (+1.89 points)"),
-    ("deeplab", "miou", "os8_aspp", "os16_aspp",
-     "output stride 8 beats 16, with ASPP (denser features, more compute)"),
+    (
+        "deeplab",
+        "miou",
+        "os8_aspp",
+        "os16_aspp",
+        "output stride 8 beats 16, with ASPP (denser features, more compute)",
+    ),
     ("deeplab", "miou", "os8_head", "os16_head", "output stride 8 beats 16, plain head"),
     ("deeplab", "miou", "os16_aspp", "os16_head", "ASPP beats a plain head at OS 16"),
     ("deeplab", "miou", "os8_aspp", "os8_head", "ASPP beats a plain head at OS 8"),
@@ -112,7 +146,7 @@ def verdict(high: list[float], low: list[float]) -> tuple[float, float, str]:
     """The mean difference ``high - low``, its standard error, and the verdict in words."""
     (m1, s1), (m2, s2) = _mean_sd(high), _mean_sd(low)
     diff = m1 - m2
-    se = (s1 ** 2 / len(high) + s2 ** 2 / len(low)) ** 0.5
+    se = (s1**2 / len(high) + s2**2 / len(low)) ** 0.5
     if math.isnan(diff):
         return diff, se, "not measured (the classes are in no validation mask)"
     if diff == 0:
@@ -134,11 +168,20 @@ def _table(study: str, runs: list[dict], rare: list[str]) -> list[str]:
     base_params = base[0]["parameters"] if base else None
     base_epoch = statistics.fmean(r["epoch_seconds"] for r in base) if base else None
     if study == "pa3":
-        head = ["step", "val mIoU %", "pixel acc %"] + [f"IoU {c} %" for c in rare] + \
-               ["PA3 report: IoU, pixel acc %"]
+        head = (
+            ["step", "val mIoU %", "pixel acc %"]
+            + [f"IoU {c} %" for c in rare]
+            + ["PA3 report: IoU, pixel acc %"]
+        )
     elif study == "dcn":
-        head = ["model", "valid mIoU %", "train mIoU %", "params", "s / epoch",
-                "DCN report: valid, train mIoU %"]
+        head = [
+            "model",
+            "valid mIoU %",
+            "train mIoU %",
+            "params",
+            "s / epoch",
+            "DCN report: valid, train mIoU %",
+        ]
     else:
         head = ["model", "val mIoU %", "pixel acc %", "params", "s / epoch"]
     lines += ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
@@ -156,15 +199,20 @@ def _table(study: str, runs: list[dict], rare: list[str]) -> list[str]:
         else:
             if study == "dcn":
                 if key != spec["rows"][0][0] and base:
-                    gap = 100 * (statistics.fmean(r["miou"] for r in rows)
-                                 - statistics.fmean(r["miou"] for r in base))
+                    gap = 100 * (
+                        statistics.fmean(r["miou"] for r in rows)
+                        - statistics.fmean(r["miou"] for r in base)
+                    )
                     miou += f" ({gap:+.2f})"
                 cells += [miou, _pct([r["train_miou"] for r in rows])]
             else:
                 cells += [miou, _pct([r["pixel_accuracy"] for r in rows])]
             params = rows[0]["parameters"]
-            extra = "" if key == spec["rows"][0][0] or study != "dcn" else \
-                f" (+{params - base_params:,}, +{100 * (params - base_params) / base_params:.1f} %)"
+            extra = (
+                ""
+                if key == spec["rows"][0][0] or study != "dcn"
+                else f" (+{params - base_params:,}, +{100 * (params - base_params) / base_params:.1f} %)"
+            )
             epoch = statistics.fmean(r["epoch_seconds"] for r in rows)
             cells += [f"{params:,}{extra}", f"{epoch:.0f} ({epoch / base_epoch:.2f}×)"]
             if study == "dcn":
@@ -188,38 +236,56 @@ def _dcn_costs(runs: list[dict]) -> list[str]:
         f"(+{100 * added['dcn_v2'] / base:.1f} %) of a {base / 1e6:.1f} M ResNet-18 net |",
         f"| learning is a little slower | — | — | an epoch takes "
         f"{epoch['dcn_v1'] / epoch['dcn_conv']:.2f}× (v1) and "
-        f"{epoch['dcn_v2'] / epoch['dcn_conv']:.2f}× (v2) the plain net's time |"]
+        f"{epoch['dcn_v2'] / epoch['dcn_conv']:.2f}× (v2) the plain net's time |",
+    ]
 
 
 def render(data: dict, *, studies: list[str]) -> str:
     """ABLATIONS.md from the runs in ``data`` (see ``benchmarks/ablations.py``)."""
     env, runs, rare = data["environment"], data["runs"], data["environment"]["rare_classes"]
     seeds = ", ".join(map(str, env["seeds"]))
-    lines = ["# labkit ablations: the seeds' experiments on the Shapes set", "",
-             f"Made by `{env['command'].strip()}` (`make ablations`) in "
-             f"{env['wall_seconds'] / 60:.1f} minutes on {env['cpus']} CPU cores, "
-             f"{env['jobs']} runs at a time with one thread each, torch {env['torch']}. "
-             f"Seeds {seeds}; every figure is the mean ± standard deviation over the seeds of "
-             "the last epoch's validation score. Each row is a preset "
-             "(`labkit train --preset NAME --set seed=S`); `benchmarks/ablations.json` has "
-             "every run.", ""]
+    lines = [
+        "# labkit ablations: the seeds' experiments on the Shapes set",
+        "",
+        f"Made by `{env['command'].strip()}` (`make ablations`) in "
+        f"{env['wall_seconds'] / 60:.1f} minutes on {env['cpus']} CPU cores, "
+        f"{env['jobs']} runs at a time with one thread each, torch {env['torch']}. "
+        f"Seeds {seeds}; every figure is the mean ± standard deviation over the seeds of "
+        "the last epoch's validation score. Each row is a preset "
+        "(`labkit train --preset NAME --set seed=S`); `benchmarks/ablations.json` has "
+        "every run.",
+        "",
+    ]
     if env["smoke"]:
-        lines += ["**Smoke run: one batch of 4 images of 32², one epoch; the numbers mean "
-                  "nothing.**", ""]
-    lines += ["A verdict compares the mean gap with its standard error (SE) over the seeds: "
-              "**holds** when the gap has the claimed sign and exceeds 2 SE, *within noise* "
-              "when it is smaller than that.", "",
-              "Scale: the seeds trained for hours on real photographs; each run here takes one "
-              "to four minutes on one CPU thread, on a few hundred Shapes images, and stops "
-              "far from convergence. A gap within noise says this budget cannot separate the "
-              "two rows, not that the claim is false; a claim that does not hold here says "
-              "what happens at this budget. The rare classes are the two object classes with "
-              "the fewest training pixels.", ""]
+        lines += [
+            "**Smoke run: one batch of 4 images of 32², one epoch; the numbers mean nothing.**",
+            "",
+        ]
+    lines += [
+        "A verdict compares the mean gap with its standard error (SE) over the seeds: "
+        "**holds** when the gap has the claimed sign and exceeds 2 SE, *within noise* "
+        "when it is smaller than that.",
+        "",
+        "Scale: the seeds trained for hours on real photographs; each run here takes one "
+        "to four minutes on one CPU thread, on a few hundred Shapes images, and stops "
+        "far from convergence. A gap within noise says this budget cannot separate the "
+        "two rows, not that the claim is false; a claim that does not hold here says "
+        "what happens at this budget. The rare classes are the two object classes with "
+        "the fewest training pixels.",
+        "",
+    ]
     for study in studies:
         budget = ", ".join(f"`{k}={v}`" for k, v in STUDIES[study]["budget"].items())
-        lines += [f"## {STUDIES[study]['title']}", "",
-                  f"Every row of this study runs its preset with {budget}, to fit the "
-                  "time budget.", ""] + _table(study, runs, rare) + [""]
+        lines += (
+            [
+                f"## {STUDIES[study]['title']}",
+                "",
+                f"Every row of this study runs its preset with {budget}, to fit the time budget.",
+                "",
+            ]
+            + _table(study, runs, rare)
+            + [""]
+        )
         lines += ["| the seed's claim | gap (points) | SE | here |", "|---|---:|---:|---|"]
         for s, metric, high, low, text in CLAIMS:
             a, b = (_values(runs, k, metric, rare) for k in (high, low))

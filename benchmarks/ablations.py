@@ -39,20 +39,28 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _ablation_report import CLAIMS, STUDIES, render  # noqa: E402
+from _ablation_report import STUDIES, render  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # The smoke run checks the pipeline, not the models: one epoch of one batch of 4 images and
 # 2 validation images, at 32², the smallest size the stride-32 encoders take (1×1 at the end).
-SMOKE = {"shapes.num_train": 4, "shapes.num_val": 2, "shapes.size": 32,
-         "max_train_images": 4, "epochs": 1, "crop_size": 32, "batch_size": 4}
+SMOKE = {
+    "shapes.num_train": 4,
+    "shapes.num_val": 2,
+    "shapes.size": 32,
+    "max_train_images": 4,
+    "epochs": 1,
+    "crop_size": 32,
+    "batch_size": 4,
+}
 
 
 def _config(preset: str, overrides: dict, *, seed: int, smoke: bool):
     from labkit.config import apply_overrides, load_preset
 
-    cfg = apply_overrides(load_preset(preset), {**overrides, "seed": seed,
-                                                **(SMOKE if smoke else {})})
+    cfg = apply_overrides(
+        load_preset(preset), {**overrides, "seed": seed, **(SMOKE if smoke else {})}
+    )
     cfg.cpu_threads, cfg.num_workers, cfg.device = 1, 0, "cpu"
     return cfg
 
@@ -73,20 +81,28 @@ def _train(job: tuple) -> dict:
         # A run of another config (the study was changed since), or one cut off before its
         # first checkpoint, is trained again from the start.
         resume = same and (run_dir / "last.pt").is_file()
-        run_experiment(cfg, runs_root=runs_root, resume=resume, overwrite=not resume,
-                       progress=False)
+        run_experiment(
+            cfg, runs_root=runs_root, resume=resume, overwrite=not resume, progress=False
+        )
         # Only the scores are needed; 39 runs' checkpoints would take gigabytes.
         for name in ("last.pt", "best.pt"):
             (run_dir / name).unlink(missing_ok=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     last = History.from_csv(run_dir / "history.csv").rows[-1]
     classes = list(metrics["val"]["iou"])
-    return {"key": key, "seed": seed, "preset": preset, "overrides": overrides,
-            "miou": last["miou"], "pixel_accuracy": last["pixel_accuracy"],
-            "train_miou": last["train_miou"],
-            "iou": {c: last[f"iou_{i}"] for i, c in enumerate(classes)},
-            "parameters": metrics["parameters"], "seconds": metrics["seconds"],
-            "epoch_seconds": metrics["seconds"] / metrics["epochs"]}
+    return {
+        "key": key,
+        "seed": seed,
+        "preset": preset,
+        "overrides": overrides,
+        "miou": last["miou"],
+        "pixel_accuracy": last["pixel_accuracy"],
+        "train_miou": last["train_miou"],
+        "iou": {c: last[f"iou_{i}"] for i, c in enumerate(classes)},
+        "parameters": metrics["parameters"],
+        "seconds": metrics["seconds"],
+        "epoch_seconds": metrics["seconds"] / metrics["epochs"],
+    }
 
 
 def _die_with_parent() -> None:
@@ -116,21 +132,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", nargs="+", choices=list(STUDIES), default=list(STUDIES))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time (default 2)")
-    parser.add_argument("--out", type=Path, default=HERE,
-                        help="folder for ABLATIONS.md, ablations.json and runs/ "
-                             "(default: benchmarks/; runs/ is not committed)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="one batch of 4 images of 32², one epoch, two seeds: checks "
-                             "the pipeline")
-    parser.add_argument("--report", action="store_true",
-                        help="only write ABLATIONS.md again from --out/ablations.json "
-                             "(after a change to the report's layout; trains nothing)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE,
+        help="folder for ABLATIONS.md, ablations.json and runs/ "
+        "(default: benchmarks/; runs/ is not committed)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="one batch of 4 images of 32², one epoch, two seeds: checks the pipeline",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="only write ABLATIONS.md again from --out/ablations.json "
+        "(after a change to the report's layout; trains nothing)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.report:
         data = json.loads((args.out / "ablations.json").read_text())
-        studies = [s for s in STUDIES if any(r["key"] == row[0] for r in data["runs"]
-                                             for row in STUDIES[s]["rows"])]
+        studies = [
+            s
+            for s in STUDIES
+            if any(r["key"] == row[0] for r in data["runs"] for row in STUDIES[s]["rows"])
+        ]
         _write_report(args.out, render(data, studies=studies))
         return 0
     seeds = args.seeds[:2] if args.smoke else args.seeds
@@ -139,33 +167,51 @@ def main(argv: list[str] | None = None) -> int:
     # A study's budget applies to each of its rows alike (the row's own overrides win).
     # Longest study first (DeepLab, then the ResNets), so the two workers finish together.
     longest_first = sorted(args.study, key=["deeplab", "dcn", "pa3"].index)
-    jobs = [(key, preset, {**STUDIES[study]["budget"], **overrides}, seed, args.smoke,
-             str(runs_root))
-            for study in longest_first for key, _, preset, overrides in STUDIES[study]["rows"]
-            for seed in seeds]
+    jobs = [
+        (key, preset, {**STUDIES[study]["budget"], **overrides}, seed, args.smoke, str(runs_root))
+        for study in longest_first
+        for key, _, preset, overrides in STUDIES[study]["rows"]
+        for seed in seeds
+    ]
     # Draw each Shapes set once, here, before two workers could both start drawing it.
     from labkit.experiment import resolve_data_root
+
     for preset, overrides in {(j[1], json.dumps(j[2])) for j in jobs}:
-        resolve_data_root(_config(preset, json.loads(overrides), seed=0, smoke=args.smoke),
-                          runs_root=runs_root)
-    rare = _rare_classes(jobs, smoke=args.smoke, runs_root=runs_root) \
-        if any(j[0] == "baseline" for j in jobs) else []
+        resolve_data_root(
+            _config(preset, json.loads(overrides), seed=0, smoke=args.smoke), runs_root=runs_root
+        )
+    rare = (
+        _rare_classes(jobs, smoke=args.smoke, runs_root=runs_root)
+        if any(j[0] == "baseline" for j in jobs)
+        else []
+    )
 
     start, results = time.perf_counter(), []
     ctx = multiprocessing.get_context("spawn")
-    with cf.ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx,
-                               initializer=_die_with_parent) as pool:
+    with cf.ProcessPoolExecutor(
+        max_workers=args.jobs, mp_context=ctx, initializer=_die_with_parent
+    ) as pool:
         futures = {pool.submit(_train, job): job for job in jobs}
         for done in cf.as_completed(futures):
             row = done.result()
             results.append(row)
-            print(f"{row['key']} seed {row['seed']}: val mIoU {row['miou']:.4f} "
-                  f"({row['seconds']:.0f} s)", file=sys.stderr)
+            print(
+                f"{row['key']} seed {row['seed']}: val mIoU {row['miou']:.4f} "
+                f"({row['seconds']:.0f} s)",
+                file=sys.stderr,
+            )
     wall = time.perf_counter() - start
-    env = {"cpus": os.cpu_count(), "jobs": args.jobs, "torch": torch.__version__,
-           "python": platform.python_version(), "seeds": seeds, "smoke": args.smoke,
-           "wall_seconds": wall, "rare_classes": rare,
-           "command": "python benchmarks/ablations.py " + " ".join(argv or sys.argv[1:])}
+    env = {
+        "cpus": os.cpu_count(),
+        "jobs": args.jobs,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "seeds": seeds,
+        "smoke": args.smoke,
+        "wall_seconds": wall,
+        "rare_classes": rare,
+        "command": "python benchmarks/ablations.py " + " ".join(argv or sys.argv[1:]),
+    }
     data = {"environment": env, "runs": sorted(results, key=lambda r: (r["key"], r["seed"]))}
     tmp = args.out / "ablations.json.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n")

@@ -24,8 +24,9 @@ from torch.utils.data import DataLoader
 from labkit.data import VOCSegmentation, generate_shapes, train_transforms
 
 
-def _images_per_second(datasets: list, *, workers: int, batch_size: int = 16,
-                       repeats: int) -> list[float]:
+def _images_per_second(
+    datasets: list, *, workers: int, batch_size: int = 16, repeats: int
+) -> list[float]:
     """Median images/s of each dataset, its passes interleaved with the others' so that a
     change in the machine's load or the page cache touches all of them alike."""
     times: list[list[float]] = [[] for _ in datasets]
@@ -49,13 +50,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         root = generate_shapes(Path(tmp) / "shapes", num_train=n, num_val=0, size=size, seed=0)
-        results["generate"] = {"images": n, "size": size,
-                               "seconds": time.perf_counter() - start}
+        results["generate"] = {"images": n, "size": size, "seconds": time.perf_counter() - start}
 
         transforms = train_transforms(crop_size=size)
         ours = VOCSegmentation(root, split="train", transforms=transforms)
-        theirs = torchvision.datasets.VOCSegmentation(root, year="2012", image_set="train",
-                                                      transforms=transforms)
+        theirs = torchvision.datasets.VOCSegmentation(
+            root, year="2012", image_set="train", transforms=transforms
+        )
         rows = []
         for workers in (0, 2):
             a, b = _images_per_second([ours, theirs], workers=workers, repeats=repeats)
@@ -63,11 +64,15 @@ def main() -> None:
         results["readers"] = rows
 
     gen = results["generate"]
-    print(f"| Shapes generation | {gen['images']} images of {gen['size']}² | "
-          f"{gen['seconds']:.1f} s | {gen['images'] / gen['seconds']:.0f} images/s |")
+    print(
+        f"| Shapes generation | {gen['images']} images of {gen['size']}² | "
+        f"{gen['seconds']:.1f} s | {gen['images'] / gen['seconds']:.0f} images/s |"
+    )
     print("\n| workers | labkit img/s | torchvision img/s | ratio |\n|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['workers']} | {r['labkit']:.0f} | {r['torchvision']:.0f} | {r['ratio']:.2f}× |")
+        print(
+            f"| {r['workers']} | {r['labkit']:.0f} | {r['torchvision']:.0f} | {r['ratio']:.2f}× |"
+        )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

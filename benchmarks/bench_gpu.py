@@ -34,8 +34,11 @@ from labkit.models import build_model
 from labkit.train import fit
 
 NUM_CLASSES = 21
-SETTINGS = [("float32", False, False), ("AMP (float16)", True, False),
-            ("AMP + channels_last", True, True)]
+SETTINGS = [
+    ("float32", False, False),
+    ("AMP (float16)", True, False),
+    ("AMP + channels_last", True, True),
+]
 
 
 def _batches(n: int, batch: int, size: int, device: torch.device) -> list:
@@ -45,17 +48,26 @@ def _batches(n: int, batch: int, size: int, device: torch.device) -> list:
     return [(images, masks)] * n
 
 
-def _train(steps: int, *, batch: int, size: int, amp: bool, channels_last: bool,
-           device: torch.device) -> float:
+def _train(
+    steps: int, *, batch: int, size: int, amp: bool, channels_last: bool, device: torch.device
+) -> float:
     """Seconds for ``steps`` training iterations (and one validation batch) of a fresh model."""
     torch.manual_seed(0)
     model = build_model("deeplabv3_resnet50", num_classes=NUM_CLASSES)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loss_fn = lambda logits, masks: F.cross_entropy(logits, masks, ignore_index=255)  # noqa: E731
     val = _batches(1, batch, size, device)
-    opts = dict(epochs=1, optimizer=optimizer, loss_fn=loss_fn, num_classes=NUM_CLASSES,
-                device=device, amp=amp, channels_last=channels_last, progress=False,
-                log_every=0)
+    opts = dict(
+        epochs=1,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        num_classes=NUM_CLASSES,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        progress=False,
+        log_every=0,
+    )
     fit(model, _batches(3, batch, size, device), val, **opts)  # warm-up: cuDNN autotuning
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -99,36 +111,60 @@ def measure(*, steps: int, batch: int, size: int) -> dict:
     torch.backends.cudnn.benchmark = True
     rows = []
     for label, amp, cl in SETTINGS:
-        seconds = _train(steps, batch=batch, size=size, amp=amp, channels_last=cl,
-                         device=device)
-        rows.append({"setting": label, "amp": amp, "channels_last": cl,
-                     "images_per_s": steps * batch / seconds,
-                     "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30})
+        seconds = _train(steps, batch=batch, size=size, amp=amp, channels_last=cl, device=device)
+        rows.append(
+            {
+                "setting": label,
+                "amp": amp,
+                "channels_last": cl,
+                "images_per_s": steps * batch / seconds,
+                "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+            }
+        )
     seconds = _train_bare(steps, batch=batch, size=size, device=device)
-    rows.append({"setting": "AMP + channels_last, bare PyTorch loop", "amp": True,
-                 "channels_last": True, "images_per_s": steps * batch / seconds,
-                 "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30})
+    rows.append(
+        {
+            "setting": "AMP + channels_last, bare PyTorch loop",
+            "amp": True,
+            "channels_last": True,
+            "images_per_s": steps * batch / seconds,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        }
+    )
     for r in rows:
         r["speedup"] = r["images_per_s"] / rows[0]["images_per_s"]
-    return {"environment": {
-        "device": torch.cuda.get_device_name(device), "torch": torch.__version__,
-        "cudnn": torch.backends.cudnn.version(),
-        "tf32_conv": torch.backends.cudnn.allow_tf32,
-        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-        "date": datetime.date.today().isoformat(), "steps": steps, "batch": batch,
-        "size": size}, "results": rows}
+    return {
+        "environment": {
+            "device": torch.cuda.get_device_name(device),
+            "torch": torch.__version__,
+            "cudnn": torch.backends.cudnn.version(),
+            "tf32_conv": torch.backends.cudnn.allow_tf32,
+            "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "date": datetime.date.today().isoformat(),
+            "steps": steps,
+            "batch": batch,
+            "size": size,
+        },
+        "results": rows,
+    }
 
 
 def table(data: dict) -> str:
     env = data["environment"]
-    lines = [f"{env['device']}, torch {env['torch']}, cuDNN {env['cudnn']} "
-             f"(TF32 convolutions {'on' if env['tf32_conv'] else 'off'}), "
-             f"{env['steps']} iterations of batch {env['batch']} at {env['size']}², "
-             f"measured {env['date']}.", "",
-             "| setting | images/s | × float32 | peak GPU memory GiB |", "|---|---:|---:|---:|"]
+    lines = [
+        f"{env['device']}, torch {env['torch']}, cuDNN {env['cudnn']} "
+        f"(TF32 convolutions {'on' if env['tf32_conv'] else 'off'}), "
+        f"{env['steps']} iterations of batch {env['batch']} at {env['size']}², "
+        f"measured {env['date']}.",
+        "",
+        "| setting | images/s | × float32 | peak GPU memory GiB |",
+        "|---|---:|---:|---:|",
+    ]
     for r in data["results"]:
-        lines.append(f"| {r['setting']} | {r['images_per_s']:.1f} | {r['speedup']:.2f}× | "
-                     f"{r['peak_gib']:.1f} |")
+        lines.append(
+            f"| {r['setting']} | {r['images_per_s']:.1f} | {r['speedup']:.2f}× | "
+            f"{r['peak_gib']:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -137,8 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=100, help="timed iterations per setting")
     parser.add_argument("--batch", type=int, default=8, help="images per batch")
     parser.add_argument("--size", type=int, default=512, help="image side in pixels")
-    parser.add_argument("--json", type=Path, default=None,
-                        help="write the results here (without a GPU: read an earlier one)")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=None,
+        help="write the results here (without a GPU: read an earlier one)",
+    )
     parser.add_argument("--smoke", action="store_true", help="2 iterations of 2 at 64²")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -42,21 +42,25 @@ from labkit.grading.submissions import fill_solutions  # noqa: E402
 SMOKE_SOURCE = {
     "answer": "def add_one(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n",
     "test": "assert add_one(1) == 2\n### BEGIN HIDDEN TESTS\nassert add_one(-5) == -4\n"
-            "### END HIDDEN TESTS\n"}
+    "### END HIDDEN TESTS\n",
+}
 
 
 def _smoke_kit(folder: Path) -> Path:
     """A kit with one two-cell lab ``smoke`` (seconds to grade)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    meta = {"grade": False, "locked": False, "schema_version": 3, "solution": False,
-            "task": False}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    meta = {"grade": False, "locked": False, "schema_version": 3, "solution": False, "task": False}
     answer = nbformat.v4.new_code_cell(SMOKE_SOURCE["answer"])
     answer.metadata["nbgrader"] = dict(meta, grade_id="add_one", solution=True)
     test = nbformat.v4.new_code_cell(SMOKE_SOURCE["test"])
-    test.metadata["nbgrader"] = dict(meta, grade_id="test_add_one", grade=True, locked=True,
-                                     points=1)
+    test.metadata["nbgrader"] = dict(
+        meta, grade_id="test_add_one", grade=True, locked=True, points=1
+    )
     nb.cells = [answer, test]
     (folder / "solutions" / "smoke").mkdir(parents=True)
     nbformat.write(nb, folder / "solutions" / "smoke" / "smoke.ipynb")
@@ -70,8 +74,9 @@ def make_course(dest: Path, kit: Path, lab: str, students: int) -> Path:
     table.write_text("id\n" + "".join(f"s{i:03d}\n" for i in range(students)))
     root = init_course(dest, kit=kit, students_csv=table, labs=[lab])
     release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
-    solved = fill_solutions(release, nbformat.read(root / "solutions" / lab / f"{lab}.ipynb",
-                                                   as_version=4))
+    solved = fill_solutions(
+        release, nbformat.read(root / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    )
     for i in range(students):
         folder = root / "submitted" / f"s{i:03d}" / lab
         folder.mkdir(parents=True)
@@ -90,19 +95,25 @@ def run(lab: str, students: int, kit: Path, work: Path, *, copies: bool = False)
     before any grading (the smoke run: a course init costs more than grading its toy lab).
     """
     rows, reference, first = [], None, None
-    methods = [("nbgrader autograde (plain)", None), ("labkit autograde --jobs 1", 1),
-               ("labkit autograde --jobs 2", 2)]
+    methods = [
+        ("nbgrader autograde (plain)", None),
+        ("labkit autograde --jobs 1", 1),
+        ("labkit autograde --jobs 2", 2),
+    ]
     if copies:
         first = make_course(work / "course-first", kit, lab, students)
     for name, jobs in methods:
         dest = work / f"course-{jobs or 'nbgrader'}"
-        root = shutil.copytree(first, dest) if copies else make_course(dest, kit, lab,
-                                                                        students)
+        root = shutil.copytree(first, dest) if copies else make_course(dest, kit, lab, students)
         started = time.perf_counter()
         if jobs is None:
-            subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, "--force"],
-                           cwd=root, check=True, capture_output=True,
-                           env=dict(os.environ, OMP_NUM_THREADS="1"))
+            subprocess.run(
+                [sys.executable, "-m", "nbgrader", "autograde", lab, "--force"],
+                cwd=root,
+                check=True,
+                capture_output=True,
+                env=dict(os.environ, OMP_NUM_THREADS="1"),
+            )
         else:
             outcomes = autograde(root, lab, jobs=jobs, progress=False)
             if failed := [o for o in outcomes if o.status != "graded"]:
@@ -110,11 +121,18 @@ def run(lab: str, students: int, kit: Path, work: Path, *, copies: bool = False)
         seconds = time.perf_counter() - started
         scores = _scores(root, lab)
         if reference is not None and scores != reference:
-            raise SystemExit(f"{name} gave other scores than plain nbgrader: {scores} vs "
-                             f"{reference}")
+            raise SystemExit(
+                f"{name} gave other scores than plain nbgrader: {scores} vs {reference}"
+            )
         reference = scores if reference is None else reference
-        rows.append({"method": name, "submissions": students, "seconds": round(seconds, 1),
-                     "per_minute": round(students / seconds * 60, 2)})
+        rows.append(
+            {
+                "method": name,
+                "submissions": students,
+                "seconds": round(seconds, 1),
+                "per_minute": round(students / seconds * 60, 2),
+            }
+        )
     for row in rows:
         row["ratio_to_nbgrader"] = round(row["per_minute"] / rows[0]["per_minute"], 2)
     return rows
@@ -125,21 +143,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lab", default="lab01_baseline_fcn", help="the lab to grade")
     parser.add_argument("--students", type=int, default=8, help="class size (default 8)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
-    parser.add_argument("--smoke", action="store_true",
-                        help="a two-cell toy lab, 2 students (a solution and a blank)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="a two-cell toy lab, 2 students (a solution and a blank)",
+    )
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="labkit-throughput-") as tmp:
         work = Path(tmp)
-        kit, lab, students = (_smoke_kit(work / "kit"), "smoke", 2) if args.smoke \
+        kit, lab, students = (
+            (_smoke_kit(work / "kit"), "smoke", 2)
+            if args.smoke
             else (ROOT, args.lab, args.students)
+        )
         rows = run(lab, students, kit, work, copies=args.smoke)
-    print(f"grading throughput, {lab}, {students} submissions (half solutions, half blank); "
-          f"{os.cpu_count()} cores, {platform.python_version()}\n")
+    print(
+        f"grading throughput, {lab}, {students} submissions (half solutions, half blank); "
+        f"{os.cpu_count()} cores, {platform.python_version()}\n"
+    )
     print("| method | submissions | seconds | submissions / min | vs plain nbgrader |")
     print("|---|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['method']} | {r['submissions']} | {r['seconds']:.1f} | "
-              f"{r['per_minute']:.2f} | {r['ratio_to_nbgrader']:.2f}× |")
+        print(
+            f"| {r['method']} | {r['submissions']} | {r['seconds']:.1f} | "
+            f"{r['per_minute']:.2f} | {r['ratio_to_nbgrader']:.2f}× |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"lab": lab, "rows": rows}, indent=2) + "\n")
 

@@ -74,10 +74,22 @@ def cell_times(nb: nbformat.NotebookNode) -> list[dict]:
             continue
         start = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
         end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
-        first = next((line for line in cell.source.splitlines()
-                      if line.strip() and not line.startswith("#")), "")
-        rows.append({"cell": index, "role": _role(cell), "first_line": first[:60],
-                     "seconds": round((end - start).total_seconds(), 2)})
+        first = next(
+            (
+                line
+                for line in cell.source.splitlines()
+                if line.strip() and not line.startswith("#")
+            ),
+            "",
+        )
+        rows.append(
+            {
+                "cell": index,
+                "role": _role(cell),
+                "first_line": first[:60],
+                "seconds": round((end - start).total_seconds(), 2),
+            }
+        )
     return rows
 
 
@@ -85,8 +97,13 @@ def run_notebook(path: Path, *, timeout: int) -> dict:
     """Execute a copy of the notebook in a temporary folder; wall time, errors, cell times."""
     nb = nbformat.read(path, as_version=4)
     with tempfile.TemporaryDirectory(prefix="labkit-labtime-") as tmp:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3", record_timing=True,
-                                resources={"metadata": {"path": tmp}})
+        client = NotebookClient(
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            record_timing=True,
+            resources={"metadata": {"path": tmp}},
+        )
         start = time.perf_counter()
         error = None
         try:
@@ -95,17 +112,26 @@ def run_notebook(path: Path, *, timeout: int) -> dict:
             error = str(exc).strip().splitlines()[-1]
         seconds = time.perf_counter() - start
     auto, manual = points(nb)
-    return {"lab": path.parent.name, "seconds": round(seconds, 1), "error": error,
-            "auto_points": auto, "manual_points": manual, "cells": cell_times(nb)}
+    return {
+        "lab": path.parent.name,
+        "seconds": round(seconds, 1),
+        "error": error,
+        "auto_points": auto,
+        "manual_points": manual,
+        "cells": cell_times(nb),
+    }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| lab | quick profile, s | autograded points | written points |",
-             "|---|---:|---:|---:|"]
+    lines = [
+        "| lab | quick profile, s | autograded points | written points |",
+        "|---|---:|---:|---:|",
+    ]
     for r in rows:
         time_text = f"{r['seconds']:.0f}" + (" (failed)" if r["error"] else "")
-        lines.append(f"| {r['lab']} | {time_text} | {r['auto_points']:g} | "
-                     f"{r['manual_points']:g} |")
+        lines.append(
+            f"| {r['lab']} | {time_text} | {r['auto_points']:g} | {r['manual_points']:g} |"
+        )
     return "\n".join(lines)
 
 
@@ -116,13 +142,20 @@ def cells_table(rows: list[dict]) -> str:
     for r in rows:
         cells = r["cells"]
         tests = [i for i, c in enumerate(cells) if c["role"].startswith("test")]
-        after = sum(c["seconds"] for c in cells[tests[-1] + 1:]) if tests else 0.0
+        after = sum(c["seconds"] for c in cells[tests[-1] + 1 :]) if tests else 0.0
         total = sum(c["seconds"] for c in cells)
-        out += [f"### {r['lab']}: {total:.1f} s in cells, {r['seconds']:.1f} s wall; "
-                f"{after:.1f} s after the last autograded test", "",
-                "| cell | role | first line | s |", "|---:|---|---|---:|"]
-        out += [f"| {c['cell']} | {c['role']} | `{c['first_line'].replace('|', '/')}` | "
-                f"{c['seconds']:.2f} |" for c in cells]
+        out += [
+            f"### {r['lab']}: {total:.1f} s in cells, {r['seconds']:.1f} s wall; "
+            f"{after:.1f} s after the last autograded test",
+            "",
+            "| cell | role | first line | s |",
+            "|---:|---|---|---:|",
+        ]
+        out += [
+            f"| {c['cell']} | {c['role']} | `{c['first_line'].replace('|', '/')}` | "
+            f"{c['seconds']:.2f} |"
+            for c in cells
+        ]
         out.append("")
     return "\n".join(out)
 
@@ -132,10 +165,14 @@ def main() -> int:
     parser.add_argument("labs", nargs="*", help="labs to time (default: all)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
-    parser.add_argument("--cells", metavar="FILE",
-                        help="also write every cell's time as markdown (- for stdout)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="time a one-cell notebook instead of the labs (seconds)")
+    parser.add_argument(
+        "--cells", metavar="FILE", help="also write every cell's time as markdown (- for stdout)"
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="time a one-cell notebook instead of the labs (seconds)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("MPLBACKEND", "Agg")
     if args.smoke:
@@ -145,23 +182,36 @@ def main() -> int:
             path.write_text(SMOKE)
             rows = [run_notebook(path, timeout=args.timeout)]
     else:
-        labs = args.labs or sorted(p.name for p in (ROOT / "solutions").iterdir()
-                                   if p.is_dir())
-        rows = [run_notebook(ROOT / "solutions" / lab / f"{lab}.ipynb", timeout=args.timeout)
-                for lab in labs]
+        labs = args.labs or sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
+        rows = [
+            run_notebook(ROOT / "solutions" / lab / f"{lab}.ipynb", timeout=args.timeout)
+            for lab in labs
+        ]
     print(table(rows))
     if args.cells:
-        text = (f"Per-cell times (`LABKIT_BUDGET={os.environ.get('LABKIT_BUDGET', '')}`, "
-                f"{os.cpu_count()} CPUs)\n\n" + cells_table(rows))
+        text = (
+            f"Per-cell times (`LABKIT_BUDGET={os.environ.get('LABKIT_BUDGET', '')}`, "
+            f"{os.cpu_count()} CPUs)\n\n" + cells_table(rows)
+        )
         if args.cells == "-":
             print(text)
         else:
             Path(args.cells).write_text(text + "\n")
     if args.json:
-        args.json.write_text(json.dumps({
-            "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                        "platform": platform.platform()},
-            "labs": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": {
+                        "cpus": os.cpu_count(),
+                        "python": sys.version.split()[0],
+                        "platform": platform.platform(),
+                    },
+                    "labs": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 1 if any(r["error"] for r in rows) else 0
 
 

@@ -40,8 +40,16 @@ import torch
 
 NUM_CLASSES = 21
 # The order of the labs; registry models not listed here follow, sorted.
-LAB_ORDER = ["baseline_fcn", "improved_fcn", "unet", "resnet18_transfer", "fcn_resnet50",
-             "deeplabv3_resnet50", "deeplabv3_resnet101", "deeplabv3plus_resnet50"]
+LAB_ORDER = [
+    "baseline_fcn",
+    "improved_fcn",
+    "unet",
+    "resnet18_transfer",
+    "fcn_resnet50",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3plus_resnet50",
+]
 SIZE = (1, 3, 128, 128)
 VARIANTS = [
     ("deeplabv3_resnet50 + DCN v1 (layer4)", "deeplabv3_resnet50", {"deformable": "v1"}),
@@ -75,8 +83,16 @@ def measure(name: str, kw: dict, *, repeats: int, threads: int) -> dict:
 
 
 def _run_isolated(name: str, kw: dict, *, repeats: int, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--one", json.dumps([name, kw]),
-           "--repeats", str(repeats), "--threads", str(threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--one",
+        json.dumps([name, kw]),
+        "--repeats",
+        str(repeats),
+        "--threads",
+        str(threads),
+    ]
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -94,9 +110,14 @@ def measure_all(*, repeats: int, threads: int, smoke: bool = False) -> dict[str,
         names = [n for n in LAB_ORDER if n in available_models()]
         names += [n for n in available_models() if n not in LAB_ORDER]
         rows = [(name, name, {}) for name in names] + VARIANTS
-    return {label: {"model": name, "options": kw,
-                    **_run_isolated(name, kw, repeats=repeats, threads=threads)}
-            for label, name, kw in rows}
+    return {
+        label: {
+            "model": name,
+            "options": kw,
+            **_run_isolated(name, kw, repeats=repeats, threads=threads),
+        }
+        for label, name, kw in rows
+    }
 
 
 def table(results: dict[str, dict], *, repeats: int, threads: int) -> str:
@@ -111,21 +132,28 @@ def table(results: dict[str, dict], *, repeats: int, threads: int) -> str:
         if r["options"] and plain:
             extra = r["params"] - plain
             params += f" (+{extra:,}, +{100 * extra / plain:.2f} %)"
-        lines.append(f"| `{label}` | {params} | {r['trainable']:,} | {r['ms']:.0f} | "
-                     f"{r['mem_mib']:.0f} |")
+        lines.append(
+            f"| `{label}` | {params} | {r['trainable']:,} | {r['ms']:.0f} | {r['mem_mib']:.0f} |"
+        )
     cpu = platform.processor() or platform.machine()
     lines.append("")
-    lines.append(f"num_classes={NUM_CLASSES}, default options, eval mode with gradients, "
-                 f"best of {repeats} after 1 warm-up, {threads} thread(s), {cpu}, "
-                 f"torch {torch.__version__}.")
+    lines.append(
+        f"num_classes={NUM_CLASSES}, default options, eval mode with gradients, "
+        f"best of {repeats} after 1 warm-up, {threads} thread(s), {cpu}, "
+        f"torch {torch.__version__}."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per model")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch intra-op threads (default: torch's default)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help="torch intra-op threads (default: torch's default)",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--smoke", action="store_true", help="one small model, one pass")
     parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: '[name, kw]' to measure
@@ -138,11 +166,18 @@ def main(argv: list[str] | None = None) -> None:
     results = measure_all(repeats=repeats, threads=args.threads, smoke=args.smoke)
     print(table(results, repeats=repeats, threads=args.threads))
     if args.json:
-        env = {"torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-               "threads": args.threads, "repeats": repeats, "input": list(SIZE),
-               "num_classes": NUM_CLASSES, "smoke": args.smoke}
-        Path(args.json).write_text(json.dumps({"environment": env, "results": results},
-                                              indent=2) + "\n")
+        env = {
+            "torch": torch.__version__,
+            "machine": platform.processor() or platform.machine(),
+            "threads": args.threads,
+            "repeats": repeats,
+            "input": list(SIZE),
+            "num_classes": NUM_CLASSES,
+            "smoke": args.smoke,
+        }
+        Path(args.json).write_text(
+            json.dumps({"environment": env, "results": results}, indent=2) + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -47,12 +47,23 @@ def _trained_looking(model: nn.Module, seed: int) -> nn.Module:
 
 def _settings(smoke: bool) -> list[tuple[str, dict[str, nn.Module], list[int] | None]]:
     if smoke:
-        return [("resnet18_transfer v1 (1 panel, 2 layers)",
-                 {"v1": _trained_looking(build_model("resnet18_transfer", num_classes=3,
-                                                     deformable="v1"), 0)}, [-2, -1])]
-    dl = {kind: _trained_looking(build_model("deeplabv3_resnet50", num_classes=21,
-                                             deformable=kind), i)
-          for i, kind in enumerate(("v1", "v2"))}
+        return [
+            (
+                "resnet18_transfer v1 (1 panel, 2 layers)",
+                {
+                    "v1": _trained_looking(
+                        build_model("resnet18_transfer", num_classes=3, deformable="v1"), 0
+                    )
+                },
+                [-2, -1],
+            )
+        ]
+    dl = {
+        kind: _trained_looking(
+            build_model("deeplabv3_resnet50", num_classes=21, deformable=kind), i
+        )
+        for i, kind in enumerate(("v1", "v2"))
+    }
     plain = build_model("deeplabv3_resnet50", num_classes=21).eval()
     r18 = _trained_looking(build_model("resnet18_transfer", num_classes=21, deformable="v2"), 3)
     return [
@@ -62,8 +73,9 @@ def _settings(smoke: bool) -> list[tuple[str, dict[str, nn.Module], list[int] | 
     ]
 
 
-def _bench(name: str, models: dict[str, nn.Module], layers, *, size: int, clicks: int,
-           seed: int) -> dict:
+def _bench(
+    name: str, models: dict[str, nn.Module], layers, *, size: int, clicks: int, seed: int
+) -> dict:
     gen = torch.Generator().manual_seed(seed)
     images = torch.randn(2, 3, size, size, generator=gen)
     started = time.perf_counter()
@@ -81,11 +93,17 @@ def _bench(name: str, models: dict[str, nn.Module], layers, *, size: int, clicks
     explorer.image.value = 0
     revisit_ms = explorer.last_update_ms
     points = len(next(iter(explorer.locations.values())).points)
-    return {"setting": name, "panels": len(models), "points": points,
-            "build_s": build_s, "median_ms": statistics.median(times),
-            "p95_ms": sorted(times)[max(0, round(0.95 * len(times)) - 1)],
-            "first_visit_ms": first_visit_ms, "revisit_ms": revisit_ms,
-            "under_target": sorted(times)[max(0, round(0.95 * len(times)) - 1)] < TARGET_MS}
+    return {
+        "setting": name,
+        "panels": len(models),
+        "points": points,
+        "build_s": build_s,
+        "median_ms": statistics.median(times),
+        "p95_ms": sorted(times)[max(0, round(0.95 * len(times)) - 1)],
+        "first_visit_ms": first_visit_ms,
+        "revisit_ms": revisit_ms,
+        "under_target": sorted(times)[max(0, round(0.95 * len(times)) - 1)] < TARGET_MS,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,22 +118,39 @@ def main(argv: list[str] | None = None) -> int:
         args.clicks, args.size = 3, 64
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = [_bench(name, models, layers, size=args.size, clicks=args.clicks, seed=i)
-            for i, (name, models, layers) in enumerate(_settings(args.smoke))]
-    print(f"Offset explorer on the CPU ({platform.processor() or platform.machine()}, "
-          f"{torch.get_num_threads()} threads), {args.size}×{args.size} images, "
-          f"{args.clicks} clicks per setting; target: an update under {TARGET_MS:.0f} ms.\n")
-    print("| setting | points per panel | click: median ms | click: p95 ms | new image ms "
-          "| revisited image ms | p95 under target |")
+    rows = [
+        _bench(name, models, layers, size=args.size, clicks=args.clicks, seed=i)
+        for i, (name, models, layers) in enumerate(_settings(args.smoke))
+    ]
+    print(
+        f"Offset explorer on the CPU ({platform.processor() or platform.machine()}, "
+        f"{torch.get_num_threads()} threads), {args.size}×{args.size} images, "
+        f"{args.clicks} clicks per setting; target: an update under {TARGET_MS:.0f} ms.\n"
+    )
+    print(
+        "| setting | points per panel | click: median ms | click: p95 ms | new image ms "
+        "| revisited image ms | p95 under target |"
+    )
     print("|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
-        print(f"| {r['setting']} | {r['points']} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | "
-              f"{r['first_visit_ms']:.0f} | {r['revisit_ms']:.0f} | "
-              f"{'yes' if r['under_target'] else 'no'} |")
+        print(
+            f"| {r['setting']} | {r['points']} | {r['median_ms']:.0f} | {r['p95_ms']:.0f} | "
+            f"{r['first_visit_ms']:.0f} | {r['revisit_ms']:.0f} | "
+            f"{'yes' if r['under_target'] else 'no'} |"
+        )
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"size": args.size, "clicks": args.clicks, "threads": torch.get_num_threads(),
-                       "target_ms": TARGET_MS, "rows": rows}, f, indent=1)
+            json.dump(
+                {
+                    "size": args.size,
+                    "clicks": args.clicks,
+                    "threads": torch.get_num_threads(),
+                    "target_ms": TARGET_MS,
+                    "rows": rows,
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

@@ -25,8 +25,10 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMAND = ("make test  (pytest -n 2 --dist loadgroup --no-loadscope-reorder "
-           "--durations-json=runs/test-durations.json)")
+COMMAND = (
+    "make test  (pytest -n 2 --dist loadgroup --no-loadscope-reorder "
+    "--durations-json=runs/test-durations.json)"
+)
 
 
 def table(data: dict, *, min_seconds: float) -> str:
@@ -37,22 +39,36 @@ def table(data: dict, *, min_seconds: float) -> str:
         modules[nodeid.split("::")[0]].append(seconds)
     total = sum(tests.values())
     lines = [
-        "# Test durations", "",
-        f"Command: `{COMMAND}`, then `python benchmarks/test_durations.py`.", "",
-        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
-        f"{platform.platform()}.", "",
+        "# Test durations",
+        "",
+        f"Command: `{COMMAND}`, then `python benchmarks/test_durations.py`.",
+        "",
+        f"Machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {platform.platform()}.",
+        "",
         f"Wall time {data['wall_seconds']:.0f} s ({data['wall_seconds'] / 60:.1f} min) with "
         f"{data['workers'] or 1} workers; {len(tests)} tests; {total:.0f} s of test time "
-        f"(setup + call + teardown); exit status {data['exit_status']}.", "",
+        f"(setup + call + teardown); exit status {data['exit_status']}.",
+        "",
         *_busy(data),
-        "## Per module", "", "| module | tests | s | share |", "|---|---:|---:|---:|"]
+        "## Per module",
+        "",
+        "| module | tests | s | share |",
+        "|---|---:|---:|---:|",
+    ]
     for module, secs in sorted(modules.items(), key=lambda kv: -sum(kv[1])):
-        lines.append(f"| {module} | {len(secs)} | {sum(secs):.1f} | "
-                     f"{100 * sum(secs) / total:.1f} % |")
+        lines.append(
+            f"| {module} | {len(secs)} | {sum(secs):.1f} | {100 * sum(secs) / total:.1f} % |"
+        )
     slow = sorted(((s, n) for n, s in tests.items() if s >= min_seconds), reverse=True)
-    lines += ["", f"## Every test of {min_seconds:g} s or more ({len(slow)} of {len(tests)}; "
-              f"the others take {sum(s for s in tests.values() if s < min_seconds):.1f} s "
-              "together)", "", "| s | test |", "|---:|---|"]
+    lines += [
+        "",
+        f"## Every test of {min_seconds:g} s or more ({len(slow)} of {len(tests)}; "
+        f"the others take {sum(s for s in tests.values() if s < min_seconds):.1f} s "
+        "together)",
+        "",
+        "| s | test |",
+        "|---:|---|",
+    ]
     lines += [f"| {s:.2f} | `{n}` |" for s, n in slow]
     return "\n".join(lines) + "\n"
 
@@ -67,25 +83,40 @@ def _busy(data: dict) -> list[str]:
     for worker, start, stop in spans.values():
         busy[worker] += stop - start
     held = ", ".join(f"{w} {s:.0f} s" for w, s in sorted(busy.items()))
-    return [f"Busy: {held} of {data['wall_seconds']:.0f} s each (the rest: start-up, "
-            "collection, and a worker waiting at the end).", ""]
+    return [
+        f"Busy: {held} of {data['wall_seconds']:.0f} s each (the rest: start-up, "
+        "collection, and a worker waiting at the end).",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("json", nargs="?", type=Path, default=ROOT / "runs" / "test-durations.json",
-                        help="what --durations-json wrote (default: runs/test-durations.json)")
+    parser.add_argument(
+        "json",
+        nargs="?",
+        type=Path,
+        default=ROOT / "runs" / "test-durations.json",
+        help="what --durations-json wrote (default: runs/test-durations.json)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "test_durations.md")
-    parser.add_argument("--min-seconds", type=float, default=0.0,
-                        help="list only the tests taking at least this long (default: all)")
-    parser.add_argument("--no-schedule", action="store_true",
-                        help="do not copy the run to tests/durations.json")
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="list only the tests taking at least this long (default: all)",
+    )
+    parser.add_argument(
+        "--no-schedule", action="store_true", help="do not copy the run to tests/durations.json"
+    )
     args = parser.parse_args(argv)
     try:
         data = json.loads(args.json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        parser.error(f"cannot read {args.json} ({type(exc).__name__}: {exc}); run `make test` "
-                     "first, which writes it")
+        parser.error(
+            f"cannot read {args.json} ({type(exc).__name__}: {exc}); run `make test` "
+            "first, which writes it"
+        )
     text = table(data, min_seconds=args.min_seconds)
     args.out.write_text(text, encoding="utf-8")
     if not args.no_schedule:

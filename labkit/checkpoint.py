@@ -25,12 +25,18 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.atomic import replace_atomically
 from labkit.errors import LabkitError
 
-from labkit.atomic import replace_atomically
-
-__all__ = ["CheckpointError", "load_checkpoint", "load_weights", "rng_state", "save_atomic",
-           "set_rng_state", "unwrap"]
+__all__ = [
+    "CheckpointError",
+    "load_checkpoint",
+    "load_weights",
+    "rng_state",
+    "save_atomic",
+    "set_rng_state",
+    "unwrap",
+]
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +73,23 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}; expected a file written by labkit "
-                              "training (last.pt or best.pt in a run folder).")
+        raise CheckpointError(
+            f"no checkpoint at {path}; expected a file written by labkit "
+            "training (last.pt or best.pt in a run folder)."
+        )
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises several kinds for a damaged or foreign file
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(err).__name__}: "
-                              f"{str(err).splitlines()[0] if str(err) else ''}); expected a "
-                              "labkit checkpoint. Delete it to start over.") from err
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}); expected a "
+            "labkit checkpoint. Delete it to start over."
+        ) from err
     if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}; expected "
-                              "the dict labkit training writes.")
+        raise CheckpointError(
+            f"checkpoint {path} holds a {type(state).__name__}; expected "
+            "the dict labkit training writes."
+        )
     return state
 
 
@@ -92,8 +104,9 @@ def unwrap(model: nn.Module) -> nn.Module:
             return model
 
 
-def load_weights(model: nn.Module, checkpoint: dict | str | os.PathLike, *,
-                 strict: bool = True) -> nn.Module:
+def load_weights(
+    model: nn.Module, checkpoint: dict | str | os.PathLike, *, strict: bool = True
+) -> nn.Module:
     """Load a checkpoint's model weights into ``model``.
 
     Args:
@@ -110,14 +123,18 @@ def load_weights(model: nn.Module, checkpoint: dict | str | os.PathLike, *,
     state = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     weights = state.get("model")
     if not isinstance(weights, dict):
-        raise CheckpointError(f"checkpoint has no 'model' weights (keys: {sorted(state)}); "
-                              "expected one written by labkit training.")
+        raise CheckpointError(
+            f"checkpoint has no 'model' weights (keys: {sorted(state)}); "
+            "expected one written by labkit training."
+        )
     try:
         unwrap(model).load_state_dict(weights, strict=strict)
     except RuntimeError as err:
-        raise CheckpointError(f"the checkpoint's weights do not fit this model: "
-                              f"{str(err).splitlines()[0]} Build the model with the run's "
-                              "config (its config.yaml).") from err
+        raise CheckpointError(
+            f"the checkpoint's weights do not fit this model: "
+            f"{str(err).splitlines()[0]} Build the model with the run's "
+            "config (its config.yaml)."
+        ) from err
     return model
 
 
@@ -130,8 +147,13 @@ def rng_state() -> dict:
     name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
         "torch": torch.get_rng_state(),
         "cuda": None,
     }
@@ -150,13 +172,23 @@ def set_rng_state(state: dict) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     np_state = state["numpy"]
-    np.random.set_state((np_state["name"], np_state["keys"].numpy().astype(np.uint32),
-                         np_state["pos"], np_state["has_gauss"], np_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            np_state["name"],
+            np_state["keys"].numpy().astype(np.uint32),
+            np_state["pos"],
+            np_state["has_gauss"],
+            np_state["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"].cpu())
     cuda = state.get("cuda")
     if cuda is not None and torch.cuda.is_available():
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
         else:
-            log.warning("checkpoint has CUDA random state for %d GPUs, %d visible; not restored",
-                        len(cuda), torch.cuda.device_count())
+            log.warning(
+                "checkpoint has CUDA random state for %d GPUs, %d visible; not restored",
+                len(cuda),
+                torch.cuda.device_count(),
+            )

@@ -44,16 +44,30 @@ _GUARDS: dict[str, Callable[[], contextlib.AbstractContextManager] | None] = {
 with contextlib.suppress(AttributeError):
     _PRE_DISPATCH = torch._C.DispatchKeySet(torch._C.DispatchKey.PreDispatch)
     _GUARDS["torch._C._ExcludeDispatchKeyGuard"] = functools.partial(
-        torch._C._ExcludeDispatchKeyGuard, _PRE_DISPATCH)
+        torch._C._ExcludeDispatchKeyGuard, _PRE_DISPATCH
+    )
 _dispatch_keys = getattr(torch._C, "_dispatch_keys", None)
 _PYTHON_KEY = getattr(getattr(torch._C, "DispatchKey", None), "Python", None)
 # dtypes whose tensors NumPy reads in place (anything else is converted by torch first)
-_NUMPY_READS = frozenset({torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32,
-                          torch.int64, torch.float16, torch.float32, torch.float64})
+_NUMPY_READS = frozenset(
+    {
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.float32,
+        torch.float64,
+    }
+)
 # NumPy's own numeric scalar types; a number's dtype must be one of them, exactly
-_NUMPY_SCALARS = frozenset(t for t in set(np.sctypeDict.values())
-                           if issubclass(t, (np.bool_, np.integer, np.floating))
-                           and not issubclass(t, np.timedelta64))
+_NUMPY_SCALARS = frozenset(
+    t
+    for t in set(np.sctypeDict.values())
+    if issubclass(t, (np.bool_, np.integer, np.floating)) and not issubclass(t, np.timedelta64)
+)
 _TENSOR_ROOT: type = _TensorBase or torch.Tensor
 _MAX_DEPTH = 32  # nesting of lists; deeper is refused rather than recursed into
 
@@ -65,12 +79,15 @@ class _Refused(Exception):
 @contextlib.contextmanager
 def _modes_off() -> Iterator[None]:
     """Inside, no torch-function or dispatch mode or subclass answers a tensor operation."""
-    missing = [name for name, guard in _GUARDS.items() if guard is None] + \
-        ["torch._C.TensorBase"] * (_TensorBase is None)
+    missing = [name for name, guard in _GUARDS.items() if guard is None] + [
+        "torch._C.TensorBase"
+    ] * (_TensorBase is None)
     if missing:  # without them a mode could answer for the tensor: refuse to judge
-        raise RuntimeError(f"labkit.checks cannot read tensors safely with torch "
-                           f"{torch.__version__}: it lacks {', '.join(missing)}. Use the torch "
-                           "version labkit pins, or update labkit.")
+        raise RuntimeError(
+            f"labkit.checks cannot read tensors safely with torch "
+            f"{torch.__version__}: it lacks {', '.join(missing)}. Use the torch "
+            "version labkit pins, or update labkit."
+        )
     with contextlib.ExitStack() as stack:
         for guard in _GUARDS.values():
             stack.enter_context(guard())
@@ -86,8 +103,10 @@ def _plain_tensor(x: torch.Tensor) -> torch.Tensor:
     """
     if _dispatch_keys is None or _PYTHON_KEY is None:  # cannot tell: only plain tensors pass
         if type(x) is not torch.Tensor:
-            raise _Refused("a tensor subclass, and this torch cannot tell whether it answers "
-                           "its own operations; expected a plain torch.Tensor")
+            raise _Refused(
+                "a tensor subclass, and this torch cannot tell whether it answers "
+                "its own operations; expected a plain torch.Tensor"
+            )
     elif _dispatch_keys(x).has(_PYTHON_KEY):
         raise _Refused("a tensor whose class answers its own operations (__torch_dispatch__)")
     tb = _TensorBase
@@ -157,12 +176,16 @@ def _values(x: Any, depth: int = 0) -> np.ndarray:
         if not items:
             return np.zeros((0,))
         if any(v.shape != items[0].shape for v in items):
-            raise _Refused(f"a ragged {kind.__name__}: its items have shapes "
-                           f"{sorted({v.shape for v in items})}")
+            raise _Refused(
+                f"a ragged {kind.__name__}: its items have shapes "
+                f"{sorted({v.shape for v in items})}"
+            )
         return np.stack(items)
     if issubclass(kind, np.ndarray):
-        raise _Refused(f"a {kind.__name__}, a subclass of numpy.ndarray; expected a plain "
-                       "array (np.asarray(...)) or a tensor")
+        raise _Refused(
+            f"a {kind.__name__}, a subclass of numpy.ndarray; expected a plain "
+            "array (np.asarray(...)) or a tensor"
+        )
     raise _Refused(f"a {kind.__name__}; expected a tensor, an array, a number or a list")
 
 
@@ -193,11 +216,13 @@ def check_shape(got: Any, expected: Sequence[int], *, name: str = "result") -> N
             with _modes_off():
                 shape = tuple(int(s) for s in _TensorBase.shape.__get__(_plain_tensor(got)))
         except _Refused as why:
-            raise AssertionError(f"{name}: expected a tensor of shape {want}, got "
-                                 f"{kind.__name__}: {why}.") from None
+            raise AssertionError(
+                f"{name}: expected a tensor of shape {want}, got {kind.__name__}: {why}."
+            ) from None
     if shape is None:
-        raise AssertionError(f"{name}: expected a tensor of shape {want}, got "
-                             f"{kind.__name__} {_shown(got):.80}.")
+        raise AssertionError(
+            f"{name}: expected a tensor of shape {want}, got {kind.__name__} {_shown(got):.80}."
+        )
     if shape != want:
         raise AssertionError(f"{name}: expected shape {want}, got {shape}.")
 
@@ -208,8 +233,9 @@ def _describe(x: np.ndarray) -> str:
     return f"tensor of shape {x.shape}"
 
 
-def check_close(got: Any, expected: Any, *, name: str = "result", atol: float = 1e-5,
-                rtol: float = 1e-4) -> None:
+def check_close(
+    got: Any, expected: Any, *, name: str = "result", atol: float = 1e-5, rtol: float = 1e-4
+) -> None:
     """Assert that ``got`` equals ``expected`` up to a tolerance (NaN only where expected).
 
     Both are copied to float64 NumPy arrays first (see the module's docstring for what is
@@ -226,8 +252,10 @@ def check_close(got: Any, expected: Any, *, name: str = "result", atol: float = 
     try:
         g = _values(got)
     except _Refused as why:
-        raise AssertionError(f"{name}: expected a number or tensor like {expected!r:.80}, got "
-                             f"{type(got).__name__} {_shown(got):.80}: {why}.") from None
+        raise AssertionError(
+            f"{name}: expected a number or tensor like {expected!r:.80}, got "
+            f"{type(got).__name__} {_shown(got):.80}: {why}."
+        ) from None
     try:
         e = _values(expected)
     except _Refused as why:
@@ -246,7 +274,8 @@ def check_close(got: Any, expected: Any, *, name: str = "result", atol: float = 
     raise AssertionError(
         f"{name}: {int((~close).sum())} of {e.size} values differ; at index {where} expected "
         f"{float(e[where]):.6g}, got {float(g[where]):.6g}"
-        + (f" (expected {_describe(e)}, got {_describe(g)})." if e.size <= 8 else "."))
+        + (f" (expected {_describe(e)}, got {_describe(g)})." if e.size <= 8 else ".")
+    )
 
 
 _MISSING = object()
@@ -258,22 +287,27 @@ class ReferenceUsedError(AssertionError):
 
 def _message(label: str) -> str:
     owner = "labkit's " if label.startswith("labkit.") else ""
-    return (f"this exercise must be written by you: it called {owner}{label}, which the "
-            "test switches off while it checks your code.")
+    return (
+        f"this exercise must be written by you: it called {owner}{label}, which the "
+        "test switches off while it checks your code."
+    )
 
 
 def _raiser(label: str) -> Callable[..., Any]:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise ReferenceUsedError(_message(label))
+
     return refuse
 
 
 def _refusing_code(label: str) -> types.CodeType:
     # A function's __code__ may only be swapped for one with the same free variables, so
     # the stand-in is compiled closure-free, the message a constant in it.
-    source = ("def refuse(*args, **kwargs):\n"
-              "    from labkit.checks import ReferenceUsedError\n"
-              f"    raise ReferenceUsedError({_message(label)!r})\n")
+    source = (
+        "def refuse(*args, **kwargs):\n"
+        "    from labkit.checks import ReferenceUsedError\n"
+        f"    raise ReferenceUsedError({_message(label)!r})\n"
+    )
     namespace: dict[str, Any] = {}
     exec(compile(source, "<labkit.checks.forbid>", "exec"), namespace)
     return namespace["refuse"].__code__
@@ -303,8 +337,11 @@ def forbid(*references: Any) -> Iterator[None]:
                     if attr in vars(ref) or attr == "__init__":
                         old = vars(ref).get(attr, _MISSING)
                         setattr(ref, attr, _raiser(label))
-                        undo.append(lambda r=ref, a=attr, o=old: (
-                            delattr(r, a) if o is _MISSING else setattr(r, a, o)))
+                        undo.append(
+                            lambda r=ref, a=attr, o=old: (
+                                delattr(r, a) if o is _MISSING else setattr(r, a, o)
+                            )
+                        )
             elif isinstance(ref, types.FunctionType):
                 code = ref.__code__
                 if code.co_freevars:
@@ -312,10 +349,10 @@ def forbid(*references: Any) -> Iterator[None]:
                 ref.__code__ = _refusing_code(label)
                 undo.append(lambda f=ref, c=code: setattr(f, "__code__", c))
             else:
-                raise TypeError(f"forbid() takes functions and classes; got {label} "
-                                f"({type(ref).__name__}).")
+                raise TypeError(
+                    f"forbid() takes functions and classes; got {label} ({type(ref).__name__})."
+                )
         yield
     finally:
         for step in reversed(undo):
             step()
-

@@ -31,9 +31,19 @@ import yaml
 
 from labkit.errors import LabkitError
 
-__all__ = ["AugmentOptions", "ConfigError", "ExperimentConfig", "ShapesOptions",
-           "apply_overrides", "available_presets", "load_config", "load_preset",
-           "parse_override", "preset_dir", "save_config"]
+__all__ = [
+    "AugmentOptions",
+    "ConfigError",
+    "ExperimentConfig",
+    "ShapesOptions",
+    "apply_overrides",
+    "available_presets",
+    "load_config",
+    "load_preset",
+    "parse_override",
+    "preset_dir",
+    "save_config",
+]
 
 DATASETS = ("shapes", "voc", "ade20k")
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -236,8 +246,9 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def _build(cls: type, data: Any, *, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys to "
-                          f"values; got {data!r}.")
+        raise ConfigError(
+            f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys to values; got {data!r}."
+        )
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in data if k not in names]
     if unknown:
@@ -256,7 +267,7 @@ def _unknown_key(key: str, name: str, names: list[str]) -> ConfigError:
     return ConfigError(f"{key}: unknown key; expected one of {names}.{hint}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
@@ -280,8 +291,7 @@ def _validate(cfg: Any) -> None:
         _check(cfg.num_val >= 1, "num_val", "at least 1 image", cfg.num_val)
         _check(cfg.size >= 32, "size", "a side of at least 32 pixels", cfg.size)
         _check(2 <= cfg.num_classes <= 255, "num_classes", "2 to 255 classes", cfg.num_classes)
-        _check(0.0 <= cfg.deformation <= 1.0, "deformation", "a number in [0, 1]",
-               cfg.deformation)
+        _check(0.0 <= cfg.deformation <= 1.0, "deformation", "a number in [0, 1]", cfg.deformation)
         _check(cfg.seed >= 0, "seed", "a seed >= 0", cfg.seed)
         return
     if isinstance(cfg, AugmentOptions):
@@ -295,17 +305,24 @@ def _validate(cfg: Any) -> None:
     from labkit.models import available_models, model_options
     from labkit.schedules import SCHEDULERS
 
-    _check(bool(_NAME.match(cfg.name)), "name", "a folder name of letters, digits, '.', '_' "
-           "and '-'", cfg.name)
+    _check(
+        bool(_NAME.match(cfg.name)),
+        "name",
+        "a folder name of letters, digits, '.', '_' and '-'",
+        cfg.name,
+    )
     _check(cfg.profile in PROFILES, "profile", f"one of {list(PROFILES)}", cfg.profile)
     _check(cfg.dataset in DATASETS, "dataset", f"one of {list(DATASETS)}", cfg.dataset)
     _check(cfg.model in available_models(), "model", f"one of {available_models()}", cfg.model)
     options = model_options(cfg.model)
     for key in cfg.model_options:
-        _check(key in options, f"model_options.{key}",
-               f"an option of model {cfg.model!r}: one of {sorted(options)}", key)
-    for key in ("max_train_images", "max_val_images", "eval_size", "val_batch_size",
-                "cpu_threads"):
+        _check(
+            key in options,
+            f"model_options.{key}",
+            f"an option of model {cfg.model!r}: one of {sorted(options)}",
+            key,
+        )
+    for key in ("max_train_images", "max_val_images", "eval_size", "val_batch_size", "cpu_threads"):
         value = getattr(cfg, key)
         _check(value is None or value >= 1, key, "null or at least 1", value)
     for key in ("crop_size", "batch_size", "epochs"):
@@ -316,29 +333,54 @@ def _validate(cfg: Any) -> None:
     _check(cfg.lr > 0, "lr", "a learning rate > 0", cfg.lr)
     _check(0 <= cfg.momentum < 1, "momentum", "a number in [0, 1)", cfg.momentum)
     _check(cfg.weight_decay >= 0, "weight_decay", "a number >= 0", cfg.weight_decay)
-    _check(cfg.offset_lr_mult is None or cfg.offset_lr_mult > 0, "offset_lr_mult",
-           "null or a factor > 0", cfg.offset_lr_mult)
+    _check(
+        cfg.offset_lr_mult is None or cfg.offset_lr_mult > 0,
+        "offset_lr_mult",
+        "null or a factor > 0",
+        cfg.offset_lr_mult,
+    )
     _check(cfg.schedule in SCHEDULERS, "schedule", f"one of {sorted(SCHEDULERS)}", cfg.schedule)
     for key in cfg.schedule_options:
-        _check(key in SCHEDULERS[cfg.schedule], f"schedule_options.{key}",
-               f"an option of schedule {cfg.schedule!r}: one of {list(SCHEDULERS[cfg.schedule])}",
-               key)
+        _check(
+            key in SCHEDULERS[cfg.schedule],
+            f"schedule_options.{key}",
+            f"an option of schedule {cfg.schedule!r}: one of {list(SCHEDULERS[cfg.schedule])}",
+            key,
+        )
     _check(cfg.warmup_epochs >= 0, "warmup_epochs", "a number >= 0", cfg.warmup_epochs)
-    _check(cfg.warmup_epochs < cfg.epochs, "warmup_epochs", f"fewer than epochs={cfg.epochs}",
-           cfg.warmup_epochs)
-    _check(cfg.class_weighting is None or cfg.class_weighting in CLASS_WEIGHT_METHODS,
-           "class_weighting", f"null or one of {list(CLASS_WEIGHT_METHODS)}",
-           cfg.class_weighting)
+    _check(
+        cfg.warmup_epochs < cfg.epochs,
+        "warmup_epochs",
+        f"fewer than epochs={cfg.epochs}",
+        cfg.warmup_epochs,
+    )
+    _check(
+        cfg.class_weighting is None or cfg.class_weighting in CLASS_WEIGHT_METHODS,
+        "class_weighting",
+        f"null or one of {list(CLASS_WEIGHT_METHODS)}",
+        cfg.class_weighting,
+    )
     _check(cfg.loss in LOSSES, "loss", f"one of {list(LOSSES)}", cfg.loss)
-    allowed = {"ce": ("reduction",), "dice": ("smooth",), "focal": ("gamma",),
-               "ce+dice": ("smooth", "dice_factor")}[cfg.loss]
+    allowed = {
+        "ce": ("reduction",),
+        "dice": ("smooth",),
+        "focal": ("gamma",),
+        "ce+dice": ("smooth", "dice_factor"),
+    }[cfg.loss]
     for key in cfg.loss_options:
-        _check(key in allowed, f"loss_options.{key}",
-               f"an option of loss {cfg.loss!r}: one of {list(allowed)}", key)
-    _check(bool(_DEVICE.match(cfg.device)), "device", "auto, cpu, mps, cuda or cuda:N",
-           cfg.device)
-    _check(cfg.gpu_memory_gib is None or cfg.gpu_memory_gib > 0, "gpu_memory_gib",
-           "null or a number of GiB > 0", cfg.gpu_memory_gib)
+        _check(
+            key in allowed,
+            f"loss_options.{key}",
+            f"an option of loss {cfg.loss!r}: one of {list(allowed)}",
+            key,
+        )
+    _check(bool(_DEVICE.match(cfg.device)), "device", "auto, cpu, mps, cuda or cuda:N", cfg.device)
+    _check(
+        cfg.gpu_memory_gib is None or cfg.gpu_memory_gib > 0,
+        "gpu_memory_gib",
+        "null or a number of GiB > 0",
+        cfg.gpu_memory_gib,
+    )
 
 
 def preset_dir() -> Path:
@@ -361,21 +403,26 @@ def _read_mapping(path: Path) -> dict[str, Any]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (ValueError, yaml.YAMLError) as err:
         kind = "JSON" if path.suffix == ".json" else "YAML"
-        raise ConfigError(f"config file {path} is not valid {kind}: "
-                          f"{str(err).splitlines()[0]}") from err
+        raise ConfigError(
+            f"config file {path} is not valid {kind}: {str(err).splitlines()[0]}"
+        ) from err
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of keys to values; got "
-                          f"{type(data).__name__}.")
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys to values; got {type(data).__name__}."
+        )
     return data
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in top.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict) and \
-                key in ("augment", "shapes"):
+        if (
+            isinstance(value, dict)
+            and isinstance(out.get(key), dict)
+            and key in ("augment", "shapes")
+        ):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
@@ -392,14 +439,20 @@ def _resolve(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     if parent is None:
         return data
     if not isinstance(parent, str):
-        raise ConfigError(f"extends: expected the name of a preset or a config file; got "
-                          f"{parent!r} in {path}.")
-    candidates = [path.parent / parent, path.parent / f"{parent}.yaml",
-                  preset_dir() / f"{parent}.yaml"]
+        raise ConfigError(
+            f"extends: expected the name of a preset or a config file; got {parent!r} in {path}."
+        )
+    candidates = [
+        path.parent / parent,
+        path.parent / f"{parent}.yaml",
+        preset_dir() / f"{parent}.yaml",
+    ]
     found = next((p for p in candidates if p.is_file()), None)
     if found is None:
-        raise ConfigError(f"extends: no config {parent!r} next to {path} or among the presets "
-                          f"({', '.join(available_presets())}).")
+        raise ConfigError(
+            f"extends: no config {parent!r} next to {path} or among the presets "
+            f"({', '.join(available_presets())})."
+        )
     base = _resolve(found.resolve(), (*seen, path))
     for key in ("name", "description"):  # these describe one file, not its descendants
         base.pop(key, None)
@@ -418,8 +471,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"no config file {path}; pass a YAML/JSON file or --preset NAME "
-                          f"(presets: {', '.join(available_presets())}).")
+        raise ConfigError(
+            f"no config file {path}; pass a YAML/JSON file or --preset NAME "
+            f"(presets: {', '.join(available_presets())})."
+        )
     return ExperimentConfig.from_dict(_resolve(path.resolve(), ()))
 
 
@@ -439,8 +494,11 @@ def save_config(cfg: ExperimentConfig, path: str | Path) -> Path:
     """Write ``cfg`` as YAML (or JSON for a ``.json`` path), every key spelled out."""
     path = Path(path)
     data = cfg.to_dict()
-    text = json.dumps(data, indent=2) if path.suffix == ".json" else \
-        yaml.safe_dump(data, sort_keys=False)
+    text = (
+        json.dumps(data, indent=2)
+        if path.suffix == ".json"
+        else yaml.safe_dump(data, sort_keys=False)
+    )
     path.write_text(text)
     return path
 
@@ -453,8 +511,9 @@ def parse_override(text: str) -> tuple[str, Any]:
     """
     key, sep, value = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"expected an override of the form KEY=VALUE (e.g. augment.rotate=10); "
-                          f"got {text!r}.")
+        raise ConfigError(
+            f"expected an override of the form KEY=VALUE (e.g. augment.rotate=10); got {text!r}."
+        )
     try:
         parsed = yaml.safe_load(value) if value.strip() else None
     except yaml.YAMLError:
@@ -473,7 +532,7 @@ def apply_overrides(cfg: ExperimentConfig, overrides: dict[str, Any]) -> Experim
         parts = key.split(".")
         node = data
         for i, part in enumerate(parts[:-1]):
-            where = ".".join(parts[:i + 1])
+            where = ".".join(parts[: i + 1])
             if part not in node:
                 raise _unknown_key(where, part, list(node))
             if not isinstance(node[part], dict):

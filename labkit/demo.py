@@ -48,8 +48,13 @@ class DemoResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def run_demo(out: str | os.PathLike, *, preset: str = "baseline_quick",
-             overrides: dict | None = None, progress: bool = True) -> DemoResult:
+def run_demo(
+    out: str | os.PathLike,
+    *,
+    preset: str = "baseline_quick",
+    overrides: dict | None = None,
+    progress: bool = True,
+) -> DemoResult:
     """Train a preset on the Shapes set, evaluate it and save figures.
 
     Args:
@@ -69,16 +74,24 @@ def run_demo(out: str | os.PathLike, *, preset: str = "baseline_quick",
     run = load_run(result.run_dir, checkpoint="best", device="cpu")
     scores = evaluate_run(run, split="val")
 
-    val = VOCSegmentation(run.data_root, split="val",
-                          transforms=eval_transforms(size=cfg.eval_size))
+    val = VOCSegmentation(
+        run.data_root, split="val", transforms=eval_transforms(size=cfg.eval_size)
+    )
     images, masks = next(iter(DataLoader(val, batch_size=4)))
     with torch.no_grad():
         preds = run.model(images).argmax(1)
     files = dict(result.files)
     files["predictions"] = result.run_dir / "predictions.png"
     files["confusion"] = result.run_dir / "confusion_matrix.png"
-    plot_predictions(images, masks, preds, classes=run.classes).savefig(files["predictions"],
-                                                                        dpi=90)
+    plot_predictions(images, masks, preds, classes=run.classes).savefig(
+        files["predictions"], dpi=90
+    )
     confusion_figure(scores["matrix"], run.classes).savefig(files["confusion"], dpi=90)
-    return DemoResult(config=cfg, history=result.history, scores=scores, classes=run.classes,
-                      parameters=count_parameters(run.model), files=files)
+    return DemoResult(
+        config=cfg,
+        history=result.history,
+        scores=scores,
+        classes=run.classes,
+        parameters=count_parameters(run.model),
+        files=files,
+    )

@@ -18,8 +18,16 @@ import torch
 
 from labkit.errors import LabkitError, UsageError
 
-__all__ = ["GPUOutOfMemoryError", "cap_memory", "cpu_threads", "explain_oom", "oom_message",
-           "pick_device", "resolve_amp", "resolve_channels_last"]
+__all__ = [
+    "GPUOutOfMemoryError",
+    "cap_memory",
+    "cpu_threads",
+    "explain_oom",
+    "oom_message",
+    "pick_device",
+    "resolve_amp",
+    "resolve_channels_last",
+]
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +56,31 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
             return torch.device("cpu")
         free = [_free_memory(i) for i in range(torch.cuda.device_count())]
         best = max(range(len(free)), key=lambda i: free[i])
-        log.info("device='auto': free GPU memory %s GiB; using cuda:%d",
-                 [round(f / _GIB, 1) for f in free], best)
+        log.info(
+            "device='auto': free GPU memory %s GiB; using cuda:%d",
+            [round(f / _GIB, 1) for f in free],
+            best,
+        )
         return torch.device("cuda", best)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as err:
-        raise UsageError(f"expected a device such as 'auto', 'cpu', 'cuda' or 'cuda:1'; got "
-                         f"{device!r}.") from err
+        raise UsageError(
+            f"expected a device such as 'auto', 'cpu', 'cuda' or 'cuda:1'; got {device!r}."
+        ) from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise UsageError(f"device {device!r} asked for CUDA, but torch sees no CUDA GPU on "
-                             "this machine; use device='auto' or 'cpu'.")
+            raise UsageError(
+                f"device {device!r} asked for CUDA, but torch sees no CUDA GPU on "
+                "this machine; use device='auto' or 'cpu'."
+            )
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
         if index >= count:
-            raise UsageError(f"device {device!r} does not exist: {count} GPU(s) are visible "
-                             f"(cuda:0 to cuda:{count - 1}); check CUDA_VISIBLE_DEVICES.")
+            raise UsageError(
+                f"device {device!r} does not exist: {count} GPU(s) are visible "
+                f"(cuda:0 to cuda:{count - 1}); check CUDA_VISIBLE_DEVICES."
+            )
         return torch.device("cuda", index)
     return dev
 
@@ -98,8 +114,10 @@ def cap_memory(device: torch.device, *, gib: float | None) -> None:
         return
     total = torch.cuda.get_device_properties(device).total_memory
     if gib * _GIB > total:
-        raise UsageError(f"GPU memory cap {gib} GiB exceeds the {total / _GIB:.1f} GiB of "
-                         f"{device}; ask for less.")
+        raise UsageError(
+            f"GPU memory cap {gib} GiB exceeds the {total / _GIB:.1f} GiB of "
+            f"{device}; ask for less."
+        )
     torch.cuda.set_per_process_memory_fraction(gib * _GIB / total, device)
     log.info("capped %s at %.1f GiB of %.1f", device, gib, total / _GIB)
 
@@ -144,20 +162,24 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def oom_message(*, batch_size: int, crop: Sequence[int], device: torch.device | str,
-                phase: str) -> str:
+def oom_message(
+    *, batch_size: int, crop: Sequence[int], device: torch.device | str, phase: str
+) -> str:
     """The one-line explanation of an out-of-memory error (see :func:`explain_oom`)."""
     crop_text = "×".join(str(int(s)) for s in crop)
     smaller = max(1, batch_size // 2)
-    return (f"CUDA ran out of memory while {phase} on {device} with batch size {batch_size} "
-            f"and {crop_text} inputs. Lower the batch size (e.g. --batch-size {smaller}) or "
-            "the crop (--crop-size), turn on mixed precision (--amp), or move to a GPU with "
-            "more free memory (nvidia-smi; --device auto picks the emptiest).")
+    return (
+        f"CUDA ran out of memory while {phase} on {device} with batch size {batch_size} "
+        f"and {crop_text} inputs. Lower the batch size (e.g. --batch-size {smaller}) or "
+        "the crop (--crop-size), turn on mixed precision (--amp), or move to a GPU with "
+        "more free memory (nvidia-smi; --device auto picks the emptiest)."
+    )
 
 
 @contextlib.contextmanager
-def explain_oom(*, batch_size: int, crop: Sequence[int], device: torch.device | str,
-                phase: str = "training") -> Iterator[None]:
+def explain_oom(
+    *, batch_size: int, crop: Sequence[int], device: torch.device | str, phase: str = "training"
+) -> Iterator[None]:
     """Re-raise ``torch.cuda.OutOfMemoryError`` as :class:`GPUOutOfMemoryError`.
 
     Args:
@@ -174,5 +196,6 @@ def explain_oom(*, batch_size: int, crop: Sequence[int], device: torch.device | 
     except torch.cuda.OutOfMemoryError as err:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # give the memory back before the message is read
-        raise GPUOutOfMemoryError(oom_message(batch_size=batch_size, crop=crop, device=device,
-                                              phase=phase)) from err
+        raise GPUOutOfMemoryError(
+            oom_message(batch_size=batch_size, crop=crop, device=device, phase=phase)
+        ) from err

@@ -23,8 +23,16 @@ from torch import nn
 
 from labkit.errors import UsageError
 
-__all__ = ["DistributedContext", "all_reduce_sum", "barrier", "broadcast_object", "context",
-           "init_distributed", "shutdown", "wrap_model"]
+__all__ = [
+    "DistributedContext",
+    "all_reduce_sum",
+    "barrier",
+    "broadcast_object",
+    "context",
+    "init_distributed",
+    "shutdown",
+    "wrap_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +72,17 @@ def context() -> DistributedContext:
     """The :class:`DistributedContext` of the current process group (single process if none)."""
     if not _initialized():
         return DistributedContext()
-    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(),
-                              local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
-                              backend=str(dist.get_backend()))
+    return DistributedContext(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", dist.get_rank())),
+        backend=str(dist.get_backend()),
+    )
 
 
-def init_distributed(*, backend: str | None = None,
-                     timeout_s: float = 1800.0) -> DistributedContext:
+def init_distributed(
+    *, backend: str | None = None, timeout_s: float = 1800.0
+) -> DistributedContext:
     """Join the process group that ``torchrun`` describes in the environment.
 
     Args:
@@ -91,8 +103,10 @@ def init_distributed(*, backend: str | None = None,
         return DistributedContext()
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if k not in os.environ]
     if missing:
-        raise UsageError(f"WORLD_SIZE={world_size} but {missing} not set; launch distributed "
-                         "runs with `torchrun --nproc_per_node=N -m labkit train ...`.")
+        raise UsageError(
+            f"WORLD_SIZE={world_size} but {missing} not set; launch distributed "
+            "runs with `torchrun --nproc_per_node=N -m labkit train ...`."
+        )
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     local_rank = int(os.environ.get("LOCAL_RANK", os.environ["RANK"]))
     if backend == "nccl":
@@ -136,8 +150,9 @@ def broadcast_object(obj: object, *, src: int = 0) -> object:
     return box[0]
 
 
-def wrap_model(model: nn.Module, device: torch.device, *,
-               find_unused_parameters: bool = False) -> nn.Module:
+def wrap_model(
+    model: nn.Module, device: torch.device, *, find_unused_parameters: bool = False
+) -> nn.Module:
     """Wrap ``model`` in ``DistributedDataParallel`` when more than one process takes part.
 
     Args:
@@ -154,5 +169,6 @@ def wrap_model(model: nn.Module, device: torch.device, *,
     if isinstance(model, nn.parallel.DistributedDataParallel):
         return model
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids,
-                                               find_unused_parameters=find_unused_parameters)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )

@@ -30,9 +30,22 @@ from labkit.errors import UsageError, innermost
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FAIL", "OK", "WARN", "Check", "check_bwrap", "check_course", "check_cuda",
-           "check_datasets", "check_presets", "check_versions", "check_weights", "exit_code",
-           "format_table", "run_checks"]
+__all__ = [
+    "FAIL",
+    "OK",
+    "WARN",
+    "Check",
+    "check_bwrap",
+    "check_course",
+    "check_cuda",
+    "check_datasets",
+    "check_presets",
+    "check_versions",
+    "check_weights",
+    "exit_code",
+    "format_table",
+    "run_checks",
+]
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 _GIB = 1 << 30
@@ -42,8 +55,10 @@ _MAX_ERROR = 300
 MIN_FREE_GIB = 5.0
 # Pinned packages get a row of their own; other requirements share one.
 _OWN_ROW = ("torch", "torchvision", "nbgrader")
-_DATASETS = {"voc": ("Pascal VOC", "VOCdevkit/VOC2012"),
-             "ade20k": ("ADE20K", "ADEChallengeData2016")}
+_DATASETS = {
+    "voc": ("Pascal VOC", "VOCdevkit/VOC2012"),
+    "ade20k": ("ADE20K", "ADEChallengeData2016"),
+}
 
 
 @dataclass(frozen=True)
@@ -65,10 +80,11 @@ class Check:
 
 def _error(exc: BaseException) -> str:
     """``Type: message``, then the deepest cause's, which says what really went wrong."""
+
     def short(e: BaseException) -> str:
         # load_state_dict lists every missing key: the first few say enough in a table cell
         text = " ".join(f"{type(e).__name__}: {e}".split())
-        return text if len(text) <= _MAX_ERROR else text[:_MAX_ERROR - 1] + "…"
+        return text if len(text) <= _MAX_ERROR else text[: _MAX_ERROR - 1] + "…"
 
     deepest = innermost(exc)
     return short(exc) + (f" (caused by {short(deepest)})" if deepest is not exc else "")
@@ -94,8 +110,14 @@ def check_versions(*, requirements: Sequence[str] | None = None) -> list[Check]:
         try:
             reqs = _requirements()
         except importlib.metadata.PackageNotFoundError as exc:
-            return [Check("labkit", FAIL, f"not installed as a package, no pins ({_error(exc)})",
-                          "pip install labkit (docs/deploy.md, step 1)")]
+            return [
+                Check(
+                    "labkit",
+                    FAIL,
+                    f"not installed as a package, no pins ({_error(exc)})",
+                    "pip install labkit (docs/deploy.md, step 1)",
+                )
+            ]
     else:
         reqs = [Requirement(r) for r in requirements]
     rows, missing, off = [], [], []
@@ -104,13 +126,24 @@ def check_versions(*, requirements: Sequence[str] | None = None) -> list[Check]:
             try:
                 version = importlib.import_module(req.name).__version__
             except Exception as exc:  # a broken install raises anything on import
-                rows.append(Check(req.name, FAIL, f"cannot import {req.name}: {_error(exc)}",
-                                  f'pip install "{req}"'))
+                rows.append(
+                    Check(
+                        req.name,
+                        FAIL,
+                        f"cannot import {req.name}: {_error(exc)}",
+                        f'pip install "{req}"',
+                    )
+                )
                 continue
             good = req.specifier.contains(version, prereleases=True)
-            rows.append(Check(req.name, OK if good else FAIL,
-                              f"{version} (labkit asks for {req})",
-                              "" if good else f'pip install "{req}" (docs/deploy.md, step 1)'))
+            rows.append(
+                Check(
+                    req.name,
+                    OK if good else FAIL,
+                    f"{version} (labkit asks for {req})",
+                    "" if good else f'pip install "{req}" (docs/deploy.md, step 1)',
+                )
+            )
             continue
         try:
             version = importlib.metadata.version(req.name)
@@ -119,13 +152,27 @@ def check_versions(*, requirements: Sequence[str] | None = None) -> list[Check]:
             continue
         if not req.specifier.contains(version, prereleases=True):
             off.append(f"{req.name} {version} (asks {req.specifier})")
-    found = "; ".join([f"missing: {', '.join(missing)}"] * bool(missing)
-                      + [f"outside labkit's range: {', '.join(off)}"] * bool(off))
+    found = "; ".join(
+        [f"missing: {', '.join(missing)}"] * bool(missing)
+        + [f"outside labkit's range: {', '.join(off)}"] * bool(off)
+    )
     status = FAIL if missing else WARN if off else OK
-    fix = "pip install " + " ".join(f'"{r}"' for r in missing) if missing else \
-        "pip install labkit again, for the versions it was tested with" if off else ""
-    return [*rows, Check("other requirements", status,
-                         found or f"all {len(reqs) - len(rows)} present in range", fix)]
+    fix = (
+        "pip install " + " ".join(f'"{r}"' for r in missing)
+        if missing
+        else "pip install labkit again, for the versions it was tested with"
+        if off
+        else ""
+    )
+    return [
+        *rows,
+        Check(
+            "other requirements",
+            status,
+            found or f"all {len(reqs) - len(rows)} present in range",
+            fix,
+        ),
+    ]
 
 
 def check_cuda(*, min_free_gib: float = MIN_FREE_GIB) -> list[Check]:
@@ -141,24 +188,45 @@ def check_cuda(*, min_free_gib: float = MIN_FREE_GIB) -> list[Check]:
     where = f"CUDA_VISIBLE_DEVICES={visible}" if visible is not None else "all devices visible"
     if not torch.cuda.is_available():
         build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        return [Check("CUDA", WARN, f"no CUDA device ({where}; torch {torch.__version__} is "
-                      f"{build})", "the quick profile and grading run on the CPU; the full "
-                      "profile needs a GPU server with an NVIDIA driver (docs/deploy.md, step 4)")]
+        return [
+            Check(
+                "CUDA",
+                WARN,
+                f"no CUDA device ({where}; torch {torch.__version__} is {build})",
+                "the quick profile and grading run on the CPU; the full "
+                "profile needs a GPU server with an NVIDIA driver (docs/deploy.md, step 4)",
+            )
+        ]
     rows = []
     for i in range(torch.cuda.device_count()):
         try:
             free, total = torch.cuda.mem_get_info(i)
         except Exception as exc:  # a device the driver lists but cannot open
-            rows.append(Check(f"CUDA cuda:{i}", WARN, f"cannot query: {_error(exc)}",
-                              "check nvidia-smi; pick other devices with CUDA_VISIBLE_DEVICES"))
+            rows.append(
+                Check(
+                    f"CUDA cuda:{i}",
+                    WARN,
+                    f"cannot query: {_error(exc)}",
+                    "check nvidia-smi; pick other devices with CUDA_VISIBLE_DEVICES",
+                )
+            )
             continue
-        found = (f"{torch.cuda.get_device_name(i)}: {free / _GIB:.1f} of {total / _GIB:.1f} GiB "
-                 f"free ({where})")
+        found = (
+            f"{torch.cuda.get_device_name(i)}: {free / _GIB:.1f} of {total / _GIB:.1f} GiB "
+            f"free ({where})"
+        )
         low = free < min_free_gib * _GIB
-        rows.append(Check(f"CUDA cuda:{i}", WARN if low else OK, found,
-                          f"a full run needs about {min_free_gib:g} GiB free: give each user "
-                          "their own GPU with CUDA_VISIBLE_DEVICES (docs/deploy.md, step 4)"
-                          if low else ""))
+        rows.append(
+            Check(
+                f"CUDA cuda:{i}",
+                WARN if low else OK,
+                found,
+                f"a full run needs about {min_free_gib:g} GiB free: give each user "
+                "their own GPU with CUDA_VISIBLE_DEVICES (docs/deploy.md, step 4)"
+                if low
+                else "",
+            )
+        )
     return rows
 
 
@@ -174,14 +242,33 @@ def check_bwrap() -> list[Check]:
 
     works, sized, why = probe()
     if works:
-        return [Check("bubblewrap", OK, "the sandbox command runs" + ("" if sized else
-                      " (without --size, so the scratch folder, /tmp and /dev/shm have no total "
-                      "size cap; each file is still capped)"))]
-    fix = ("apt-get install bubblewrap" if shutil.which("bwrap") is None else
-           "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
-           "Ubuntu 24.04: kernel.apparmor_restrict_unprivileged_userns=0)")
-    return [Check("bubblewrap", WARN, f"{why}; grading runs with limits alone, not sandboxed",
-                  f"{fix} (docs/deploy.md, step 5)")]
+        return [
+            Check(
+                "bubblewrap",
+                OK,
+                "the sandbox command runs"
+                + (
+                    ""
+                    if sized
+                    else " (without --size, so the scratch folder, /tmp and /dev/shm have no total "
+                    "size cap; each file is still capped)"
+                ),
+            )
+        ]
+    fix = (
+        "apt-get install bubblewrap"
+        if shutil.which("bwrap") is None
+        else "allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1; "
+        "Ubuntu 24.04: kernel.apparmor_restrict_unprivileged_userns=0)"
+    )
+    return [
+        Check(
+            "bubblewrap",
+            WARN,
+            f"{why}; grading runs with limits alone, not sandboxed",
+            f"{fix} (docs/deploy.md, step 5)",
+        )
+    ]
 
 
 def _load_all() -> tuple[dict[str, ExperimentConfig], dict[str, str]]:
@@ -204,12 +291,24 @@ def check_presets() -> list[Check]:
 
     configs, errors = _load_all()
     if errors:
-        return [Check("presets", FAIL, f"{len(errors)} of {len(configs) + len(errors)} do not "
-                      "load: " + "; ".join(f"{n}: {e}" for n, e in errors.items()),
-                      "reinstall labkit (pip install --force-reinstall --no-deps labkit)")]
+        return [
+            Check(
+                "presets",
+                FAIL,
+                f"{len(errors)} of {len(configs) + len(errors)} do not "
+                "load: " + "; ".join(f"{n}: {e}" for n, e in errors.items()),
+                "reinstall labkit (pip install --force-reinstall --no-deps labkit)",
+            )
+        ]
     if not configs:
-        return [Check("presets", FAIL, f"no presets in {preset_dir()}",
-                      "reinstall labkit from a wheel that ships labkit/presets/*.yaml")]
+        return [
+            Check(
+                "presets",
+                FAIL,
+                f"no presets in {preset_dir()}",
+                "reinstall labkit from a wheel that ships labkit/presets/*.yaml",
+            )
+        ]
     return [Check("presets", OK, f"all {len(configs)} load from {preset_dir()}")]
 
 
@@ -218,8 +317,9 @@ def _users(names: Iterable[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def check_datasets(configs: Mapping[str, ExperimentConfig] | None = None, *,
-                   profile: str = "quick") -> list[Check]:
+def check_datasets(
+    configs: Mapping[str, ExperimentConfig] | None = None, *, profile: str = "quick"
+) -> list[Check]:
     """Open the VOC and ADE20K trees the full presets train on, as a lab does.
 
     Args:
@@ -242,27 +342,38 @@ def check_datasets(configs: Mapping[str, ExperimentConfig] | None = None, *,
     for (dataset, _, splits), names in sorted(groups.items(), key=str):
         title, folder = _DATASETS[dataset]
         cfg = configs[names[0]]
-        fix = (f"put {folder}/ under $LABKIT_DATA and export it for every user "
-               "(docs/deploy.md, step 3)")
+        fix = (
+            f"put {folder}/ under $LABKIT_DATA and export it for every user "
+            "(docs/deploy.md, step 3)"
+        )
         try:
             root = resolve_data_root(cfg)
             train, val, classes = build_datasets(cfg, root=root)
         except (DatasetNotFoundError, OSError, ValueError) as exc:
-            rows.append(Check(f"dataset {title}", bad, f"{_error(exc)} (needed by {_users(names)})",
-                              fix))
+            rows.append(
+                Check(f"dataset {title}", bad, f"{_error(exc)} (needed by {_users(names)})", fix)
+            )
             continue
         found = f"{root / folder}: {splits[0]} {len(train)}, {splits[1]} {len(val)} images"
         if dataset == "voc" and tuple(classes) != VOC_CLASSES:  # a Shapes set in VOC's layout
-            rows.append(Check(f"dataset {title}", bad, f"{found} of {len(classes)} classes "
-                              f"({', '.join(classes[:3])}, ...), not VOC's 21: the generated "
-                              f"Shapes set, which full runs would train on", fix))
+            rows.append(
+                Check(
+                    f"dataset {title}",
+                    bad,
+                    f"{found} of {len(classes)} classes "
+                    f"({', '.join(classes[:3])}, ...), not VOC's 21: the generated "
+                    f"Shapes set, which full runs would train on",
+                    fix,
+                )
+            )
             continue
         rows.append(Check(f"dataset {title}", OK, f"{found} (for {_users(names)})"))
     return rows
 
 
-def check_weights(configs: Mapping[str, ExperimentConfig] | None = None, *,
-                  profile: str = "quick") -> list[Check]:
+def check_weights(
+    configs: Mapping[str, ExperimentConfig] | None = None, *, profile: str = "quick"
+) -> list[Check]:
     """Load each ImageNet backbone file a preset asks for from the torch hub cache.
 
     Args:
@@ -295,10 +406,16 @@ def check_weights(configs: Mapping[str, ExperimentConfig] | None = None, *,
             load_pretrained_resnet(torchvision.models.get_model(arch), arch)
         except Exception as exc:  # missing, truncated, not a state dict, wrong keys
             found = str(exc) if not path.is_file() else f"{path} does not load: {_error(exc)}"
-            rows.append(Check(f"weights {arch}", bad, f"{found} (needed by {users})",
-                              f"copy torchvision's {path.name} into {path.parent}, or set "
-                              "TORCH_HOME to the folder holding hub/checkpoints/ "
-                              "(docs/deploy.md, step 2)"))
+            rows.append(
+                Check(
+                    f"weights {arch}",
+                    bad,
+                    f"{found} (needed by {users})",
+                    f"copy torchvision's {path.name} into {path.parent}, or set "
+                    "TORCH_HOME to the folder holding hub/checkpoints/ "
+                    "(docs/deploy.md, step 2)",
+                )
+            )
             continue
         rows.append(Check(f"weights {arch}", OK, f"{path} loads (for {users})"))
     return rows
@@ -320,9 +437,14 @@ def check_course(root: str | os.PathLike | None = None) -> list[Check]:
     if not config.is_file():
         if root is None:
             return []
-        return [Check("nbgrader course", FAIL, f"no nbgrader_config.py in {folder}",
-                      "pass --root the course made by `labkit course init` (docs/deploy.md, "
-                      "step 5)")]
+        return [
+            Check(
+                "nbgrader course",
+                FAIL,
+                f"no nbgrader_config.py in {folder}",
+                "pass --root the course made by `labkit course init` (docs/deploy.md, step 5)",
+            )
+        ]
     try:
         from nbgrader.coursedir import CourseDirectory
         from traitlets.config.loader import PyFileConfigLoader
@@ -330,8 +452,14 @@ def check_course(root: str | os.PathLike | None = None) -> list[Check]:
         loaded = PyFileConfigLoader(config.name, path=str(folder)).load_config()
         course = CourseDirectory(config=loaded, root=str(folder))
     except Exception as exc:  # a config file can raise anything it likes
-        return [Check("nbgrader course", FAIL, f"{config} does not load: {_error(exc)}",
-                      "fix the file, or copy it again from `labkit course init`")]
+        return [
+            Check(
+                "nbgrader course",
+                FAIL,
+                f"{config} does not load: {_error(exc)}",
+                "fix the file, or copy it again from `labkit course init`",
+            )
+        ]
     found, absent = [], []
     for kind in ("source", "release"):
         path = folder / getattr(course, f"{kind}_directory")
@@ -341,10 +469,15 @@ def check_course(root: str | os.PathLike | None = None) -> list[Check]:
         else:
             absent.append(f"{kind} folder {path}")
     if absent:
-        return [Check("nbgrader course", FAIL, f"{config} names a missing "
-                      + " and a missing ".join(absent),
-                      "run `labkit course release` for the release folder; make the course "
-                      "with `labkit course init` (docs/deploy.md, step 5)")]
+        return [
+            Check(
+                "nbgrader course",
+                FAIL,
+                f"{config} names a missing " + " and a missing ".join(absent),
+                "run `labkit course release` for the release folder; make the course "
+                "with `labkit course init` (docs/deploy.md, step 5)",
+            )
+        ]
     return [Check("nbgrader course", OK, f"{folder}: " + ", ".join(found))]
 
 
@@ -364,19 +497,29 @@ def run_checks(*, profile: str = "quick", root: str | os.PathLike | None = None)
     if profile not in ("quick", "full"):
         raise UsageError(f"expected profile 'quick' or 'full'; got {profile!r}.")
     configs = _load_all()[0]
-    checks = [("versions", check_versions), ("presets", check_presets),
-              ("weights", lambda: check_weights(configs, profile=profile)),
-              ("datasets", lambda: check_datasets(configs, profile=profile)),
-              ("CUDA", check_cuda), ("bubblewrap", check_bwrap),
-              ("nbgrader course", lambda: check_course(root))]
+    checks = [
+        ("versions", check_versions),
+        ("presets", check_presets),
+        ("weights", lambda: check_weights(configs, profile=profile)),
+        ("datasets", lambda: check_datasets(configs, profile=profile)),
+        ("CUDA", check_cuda),
+        ("bubblewrap", check_bwrap),
+        ("nbgrader course", lambda: check_course(root)),
+    ]
     rows = []
     for name, check in checks:
         try:
             rows += check()
         except Exception as exc:  # one broken check must not hide what the others found
             log.exception("the %s check raised", name)
-            rows.append(Check(name, FAIL, f"the check itself raised {_error(exc)}",
-                              "report it as a labkit bug, with the output of `labkit -v doctor`"))
+            rows.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"the check itself raised {_error(exc)}",
+                    "report it as a labkit bug, with the output of `labkit -v doctor`",
+                )
+            )
     return rows
 
 
@@ -388,6 +531,7 @@ def exit_code(checks: Iterable[Check]) -> int:
 def format_table(checks: Sequence[Check]) -> str:
     """The rows as a markdown table: check, status, found, fix."""
     cells = [[c.name, c.status, c.found, c.fix] for c in checks]
-    return "\n".join(["| check | status | found | fix |", "|---|---|---|---|"]
-                     + ["| " + " | ".join(t.replace("|", "\\|") for t in row) + " |"
-                        for row in cells])
+    return "\n".join(
+        ["| check | status | found | fix |", "|---|---|---|---|"]
+        + ["| " + " | ".join(t.replace("|", "\\|") for t in row) + " |" for row in cells]
+    )

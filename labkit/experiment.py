@@ -44,18 +44,45 @@ from labkit.errors import LabkitError
 from labkit.history import History
 from labkit.sampling import ResumableSampler, SeededDataset
 
-__all__ = ["ExperimentResult", "RunExistsError", "TrainingSetup", "build_datasets",
-           "build_loaders", "build_loss_fn", "build_optimizer", "build_training", "open_split",
-           "resolve_data_root", "run_experiment", "split_names", "take_first"]
+__all__ = [
+    "ExperimentResult",
+    "RunExistsError",
+    "TrainingSetup",
+    "build_datasets",
+    "build_loaders",
+    "build_loss_fn",
+    "build_optimizer",
+    "build_training",
+    "open_split",
+    "resolve_data_root",
+    "run_experiment",
+    "split_names",
+    "take_first",
+]
 
 log = logging.getLogger(__name__)
 
 #: Files a run writes into its folder; ``overwrite=True`` removes exactly these.
-RUN_FILES = ("config.yaml", "last.pt", "best.pt", "history.csv", "metrics.json",
-             "learning_curves.png", "class_counts.json", "tensorboard")
+RUN_FILES = (
+    "config.yaml",
+    "last.pt",
+    "best.pt",
+    "history.csv",
+    "metrics.json",
+    "learning_curves.png",
+    "class_counts.json",
+    "tensorboard",
+)
 # Keys that may change when a run is resumed: they do not change what is computed.
-_RESUMABLE_CHANGES = {"description", "device", "num_workers", "tensorboard", "checkpoint_every",
-                      "gpu_memory_gib", "cpu_threads"}
+_RESUMABLE_CHANGES = {
+    "description",
+    "device",
+    "num_workers",
+    "tensorboard",
+    "checkpoint_every",
+    "gpu_memory_gib",
+    "cpu_threads",
+}
 
 
 class RunExistsError(LabkitError, ValueError):
@@ -81,8 +108,14 @@ def split_names(cfg: ExperimentConfig) -> tuple[str, str]:
 
 def _shapes_arguments(cfg: ExperimentConfig) -> dict[str, Any]:
     s = cfg.shapes
-    return dict(num_train=s.num_train, num_val=s.num_val, size=s.size,
-                num_classes=s.num_classes, seed=s.seed, deformation=float(s.deformation))
+    return dict(
+        num_train=s.num_train,
+        num_val=s.num_val,
+        size=s.size,
+        num_classes=s.num_classes,
+        seed=s.seed,
+        deformation=float(s.deformation),
+    )
 
 
 def _shapes_meta(root: Path) -> dict | None:
@@ -94,8 +127,10 @@ def _shapes_meta(root: Path) -> dict | None:
 
 def _drawn_with(root: Path, args: dict[str, Any]) -> bool:
     meta = _shapes_meta(root)
-    return meta is not None and {k: v for k, v in meta.get("arguments", {}).items()
-                                 if k in args} == args
+    return (
+        meta is not None
+        and {k: v for k, v in meta.get("arguments", {}).items() if k in args} == args
+    )
 
 
 def _user_cache() -> list[Path]:
@@ -128,13 +163,18 @@ def _shapes_home(candidates: list[Path], args: dict[str, Any], *, hint: str) -> 
     for folder in candidates:
         if _drawn_with(folder, args) or (why := _unwritable(folder)) is None:
             if tried:
-                log.warning("cannot write %s (%s); the Shapes set goes to %s instead",
-                            tried[0][0], tried[0][1].strerror or tried[0][1], folder)
+                log.warning(
+                    "cannot write %s (%s); the Shapes set goes to %s instead",
+                    tried[0][0],
+                    tried[0][1].strerror or tried[0][1],
+                    folder,
+                )
             return folder
         tried.append((folder, why))
     places = "; ".join(f"{p} ({type(e).__name__}: {e.strerror or e})" for p, e in tried)
-    raise DatasetNotFoundError(f"no Shapes set drawn with {args}, and nowhere to draw one: "
-                               f"tried {places}. {hint}") from tried[-1][1]
+    raise DatasetNotFoundError(
+        f"no Shapes set drawn with {args}, and nowhere to draw one: tried {places}. {hint}"
+    ) from tried[-1][1]
 
 
 def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs") -> Path:
@@ -160,8 +200,11 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
 
     if cfg.dataset != "shapes":
         expected = {"voc": "VOCdevkit/VOC2012", "ade20k": "ADEChallengeData2016"}[cfg.dataset]
-        return resolve_root(cfg.data_root, dataset={"voc": "Pascal VOC", "ade20k": "ADE20K"}
-                            [cfg.dataset], expected=expected)
+        return resolve_root(
+            cfg.data_root,
+            dataset={"voc": "Pascal VOC", "ade20k": "ADE20K"}[cfg.dataset],
+            expected=expected,
+        )
     args = _shapes_arguments(cfg)
     env = os.environ.get("LABKIT_DATA")
     tag = "-".join(f"{k}{v}" for k, v in args.items())
@@ -172,23 +215,36 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
         if meta is not None:
             drawn = {k: v for k, v in meta.get("arguments", {}).items() if k in args}
             if drawn != args:
-                log.warning("using the Shapes set in %s as it is (drawn with %s); the config "
-                            "asks for %s", root, drawn, args)
+                log.warning(
+                    "using the Shapes set in %s as it is (drawn with %s); the config asks for %s",
+                    root,
+                    drawn,
+                    args,
+                )
             return root
         root = _shapes_home([root], args, hint="Set data_root to a folder you can write.")
     elif env and _drawn_with(Path(env).expanduser(), args):
         return Path(env).expanduser()
     else:
         draw = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in args.items())
-        root = _shapes_home(caches, args, hint=(
-            "Run from a folder you can write (runs/ is made there), set XDG_CACHE_HOME to "
-            "one, or set LABKIT_DATA to a folder holding this set, drawn there by "
-            f"`labkit data shapes --out DIR {draw}`."))
+        root = _shapes_home(
+            caches,
+            args,
+            hint=(
+                "Run from a folder you can write (runs/ is made there), set XDG_CACHE_HOME to "
+                "one, or set LABKIT_DATA to a folder holding this set, drawn there by "
+                f"`labkit data shapes --out DIR {draw}`."
+            ),
+        )
         if _drawn_with(root, args):
             return root
         if env and _shapes_meta(Path(env).expanduser()) is not None:
-            log.info("the Shapes set in $LABKIT_DATA was drawn with other options than %s; "
-                     "drawing the config's set into %s", args, root)
+            log.info(
+                "the Shapes set in $LABKIT_DATA was drawn with other options than %s; "
+                "drawing the config's set into %s",
+                args,
+                root,
+            )
     if distributed.context().is_main:
         log.info("drawing the Shapes set into %s", root)
         generate_shapes(root, **args)
@@ -217,8 +273,9 @@ def open_split(cfg: ExperimentConfig, root: Path, split: str, transforms: Any) -
     return VOCSegmentation(root, split=split, transforms=transforms)
 
 
-def build_datasets(cfg: ExperimentConfig, *, root: Path,
-                   train_transforms: Any = None) -> tuple[Any, Any, tuple[str, ...]]:
+def build_datasets(
+    cfg: ExperimentConfig, *, root: Path, train_transforms: Any = None
+) -> tuple[Any, Any, tuple[str, ...]]:
     """The training set (augmented, seeded per sample), the validation set and class names.
 
     Args:
@@ -236,8 +293,15 @@ def build_datasets(cfg: ExperimentConfig, *, root: Path,
 
     train_split, val_split = split_names(cfg)
     a = cfg.augment
-    train = open_split(cfg, root, train_split, train_transforms or config_pipeline(
-        crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip, rotate=a.rotate, blur=a.blur))
+    train = open_split(
+        cfg,
+        root,
+        train_split,
+        train_transforms
+        or config_pipeline(
+            crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip, rotate=a.rotate, blur=a.blur
+        ),
+    )
     val = open_split(cfg, root, val_split, eval_transforms(size=cfg.eval_size))
     classes = tuple(train.classes)
     train, val = take_first(train, cfg.max_train_images), take_first(val, cfg.max_val_images)
@@ -263,8 +327,9 @@ def take_first(dataset: Any, n: int | None) -> Any:
     return dataset if n is None or n >= len(dataset) else Subset(dataset, range(n))
 
 
-def build_loaders(cfg: ExperimentConfig, train_set: Any,
-                  val_set: Any) -> tuple[DataLoader, DataLoader]:
+def build_loaders(
+    cfg: ExperimentConfig, train_set: Any, val_set: Any
+) -> tuple[DataLoader, DataLoader]:
     """Loaders whose order is resumable and split across ``torchrun`` ranks.
 
     ``batch_size`` is per process. Training drops the last incomplete batch; validation
@@ -275,19 +340,34 @@ def build_loaders(cfg: ExperimentConfig, train_set: Any,
     """
     ctx = distributed.context()
     pin = torch.cuda.is_available()
-    train_sampler = ResumableSampler(len(train_set), shuffle=True, seed=cfg.seed,
-                                     num_replicas=ctx.world_size, rank=ctx.rank)
-    train = DataLoader(train_set, batch_size=cfg.batch_size, sampler=train_sampler,
-                       drop_last=True, num_workers=cfg.num_workers, pin_memory=pin,
-                       generator=torch.Generator().manual_seed(cfg.seed))
+    train_sampler = ResumableSampler(
+        len(train_set), shuffle=True, seed=cfg.seed, num_replicas=ctx.world_size, rank=ctx.rank
+    )
+    train = DataLoader(
+        train_set,
+        batch_size=cfg.batch_size,
+        sampler=train_sampler,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     if len(train) == 0:
-        raise ConfigError(f"batch_size: expected at most the {len(train_sampler)} training "
-                          f"images of one process; got {cfg.batch_size}.")
-    val_sampler = ResumableSampler(len(val_set), shuffle=False, num_replicas=ctx.world_size,
-                                   rank=ctx.rank, pad=False)
-    val = DataLoader(val_set, batch_size=val_batch_size(cfg), sampler=val_sampler,
-                     num_workers=cfg.num_workers, pin_memory=pin,
-                     generator=torch.Generator().manual_seed(cfg.seed))
+        raise ConfigError(
+            f"batch_size: expected at most the {len(train_sampler)} training "
+            f"images of one process; got {cfg.batch_size}."
+        )
+    val_sampler = ResumableSampler(
+        len(val_set), shuffle=False, num_replicas=ctx.world_size, rank=ctx.rank, pad=False
+    )
+    val = DataLoader(
+        val_set,
+        batch_size=val_batch_size(cfg),
+        sampler=val_sampler,
+        num_workers=cfg.num_workers,
+        pin_memory=pin,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
     return train, val
 
 
@@ -295,17 +375,20 @@ def build_optimizer(cfg: ExperimentConfig, model: nn.Module) -> torch.optim.Opti
     """SGD, Adam or AdamW over the trainable parameters; deformable offsets in their own group."""
     from labkit.models import offset_param_groups
 
-    groups = offset_param_groups(model, lr=cfg.lr, offset_lr_mult=cfg.offset_lr_mult,
-                                 weight_decay=cfg.weight_decay)
+    groups = offset_param_groups(
+        model, lr=cfg.lr, offset_lr_mult=cfg.offset_lr_mult, weight_decay=cfg.weight_decay
+    )
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     kind = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.AdamW
     return kind(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def build_loss_fn(cfg: ExperimentConfig, *, root: Path, num_classes: int,
-                  cache: Path | None = None) -> nn.Module:
+def build_loss_fn(
+    cfg: ExperimentConfig, *, root: Path, num_classes: int, cache: Path | None = None
+) -> nn.Module:
     """The configured loss, with class weights from the training set's pixel counts.
 
     Args:
@@ -322,14 +405,16 @@ def build_loss_fn(cfg: ExperimentConfig, *, root: Path, num_classes: int,
         if cache is not None and cache.is_file():
             counts = torch.tensor(json.loads(cache.read_text())["counts"])
         else:
-            plain = take_first(open_split(cfg, root, split_names(cfg)[0], None),
-                               cfg.max_train_images)
+            plain = take_first(
+                open_split(cfg, root, split_names(cfg)[0], None), cfg.max_train_images
+            )
             counts = class_pixel_counts(plain, num_classes)
             if cache is not None and distributed.context().is_main:
                 cache.write_text(json.dumps({"counts": counts.tolist()}))
         weight = class_weights(counts, method=cfg.class_weighting)
-        log.info("class weights (%s): %s", cfg.class_weighting,
-                 [round(w, 3) for w in weight.tolist()])
+        log.info(
+            "class weights (%s): %s", cfg.class_weighting, [round(w, 3) for w in weight.tolist()]
+        )
     return build_loss(cfg.loss, weight=weight, ignore_index=255, **cfg.loss_options)
 
 
@@ -354,16 +439,29 @@ class TrainingSetup:
 
     def fit_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`labkit.train.fit` this setup decides."""
-        return {"device": self.device, "amp": self.amp, "channels_last": self.channels_last,
-                "optimizer": self.optimizer, "scheduler": self.scheduler,
-                "loss_fn": self.loss_fn}
+        return {
+            "device": self.device,
+            "amp": self.amp,
+            "channels_last": self.channels_last,
+            "optimizer": self.optimizer,
+            "scheduler": self.scheduler,
+            "loss_fn": self.loss_fn,
+        }
 
 
-def build_training(cfg: ExperimentConfig, model: nn.Module, *, root: Path, num_classes: int,
-                   steps_per_epoch: int, epochs: int | None = None,
-                   optimizer: torch.optim.Optimizer | None = None,
-                   scheduler: Any = None, loss_fn: Any = None,
-                   counts_cache: Path | None = None) -> TrainingSetup:
+def build_training(
+    cfg: ExperimentConfig,
+    model: nn.Module,
+    *,
+    root: Path,
+    num_classes: int,
+    steps_per_epoch: int,
+    epochs: int | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    loss_fn: Any = None,
+    counts_cache: Path | None = None,
+) -> TrainingSetup:
     """Device, memory cap, optimizer, schedule and loss for training ``model`` as ``cfg`` says.
 
     The one place :func:`run_experiment` (``labkit train``) and
@@ -401,31 +499,41 @@ def build_training(cfg: ExperimentConfig, model: nn.Module, *, root: Path, num_c
         loss_fn = build_loss_fn(cfg, root=root, num_classes=num_classes, cache=counts_cache)
     if isinstance(loss_fn, nn.Module):
         loss_fn = loss_fn.to(device)  # class weights must live where the logits do
-    sched = (scheduler(optimizer, total) if scheduler is not None else
-             build_scheduler(cfg.schedule, optimizer, total_steps=total,
-                             warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-                             **cfg.schedule_options))
+    sched = (
+        scheduler(optimizer, total)
+        if scheduler is not None
+        else build_scheduler(
+            cfg.schedule,
+            optimizer,
+            total_steps=total,
+            warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+            **cfg.schedule_options,
+        )
+    )
     return TrainingSetup(device, optimizer, sched, loss_fn, cfg.amp, cfg.channels_last)
 
 
-def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool,
-                   overwrite: bool) -> None:
+def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     # Reads only: every rank runs it, so all of them stop on the same error (none waits at
     # a barrier for a rank 0 that has already given up).
     saved = run_dir / "config.yaml"
     if not saved.is_file() or overwrite:
         return
     if not resume:
-        raise RunExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
-                             "--overwrite to start it over, or --name for a new folder.")
+        raise RunExistsError(
+            f"{run_dir} already holds a run; pass --resume to continue it, "
+            "--overwrite to start it over, or --name for a new folder."
+        )
     from labkit.config import load_config
 
     old, new = load_config(saved).to_dict(), cfg.to_dict()
     changed = sorted(k for k in new if k not in _RESUMABLE_CHANGES and old.get(k) != new[k])
     if changed:
         diffs = ", ".join(f"{k}: {old.get(k)!r} -> {new[k]!r}" for k in changed)
-        raise ConfigError(f"cannot resume {run_dir} with a different config ({diffs}); drop "
-                          "those overrides, or train under a new --name.")
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config ({diffs}); drop "
+            "those overrides, or train under a new --name."
+        )
 
 
 def _clear_run_dir(run_dir: Path) -> None:
@@ -447,33 +555,61 @@ def _finite(x: float) -> float | None:
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
-def _metrics(cfg: ExperimentConfig, history: History, classes: tuple[str, ...], *,
-             model: nn.Module, root: Path, device: torch.device) -> dict[str, Any]:
+def _metrics(
+    cfg: ExperimentConfig,
+    history: History,
+    classes: tuple[str, ...],
+    *,
+    model: nn.Module,
+    root: Path,
+    device: torch.device,
+) -> dict[str, Any]:
     from labkit.models import count_parameters
 
     best, last = history.best, history.rows[-1]
     return {
-        "name": cfg.name, "model": cfg.model, "dataset": cfg.dataset, "profile": cfg.profile,
-        "data_root": str(root), "device": str(device),
+        "name": cfg.name,
+        "model": cfg.model,
+        "dataset": cfg.dataset,
+        "profile": cfg.profile,
+        "data_root": str(root),
+        "device": str(device),
         "world_size": distributed.context().world_size,
         "parameters": count_parameters(model),
         "trainable_parameters": count_parameters(model, trainable_only=True),
-        "epochs": len(history), "best_epoch": int(best["epoch"]),
+        "epochs": len(history),
+        "best_epoch": int(best["epoch"]),
         "seconds": sum(r["seconds"] for r in history.rows),
-        "val": {"miou": best["miou"], "pixel_accuracy": best["pixel_accuracy"],
-                "mean_accuracy": _finite(best["mean_accuracy"]), "fwiou": best["fwiou"],
-                "loss": _finite(best["val_loss"]),
-                "iou": {c: _finite(best[f"iou_{i}"]) for i, c in enumerate(classes)}},
-        "train": {"miou": best["train_miou"], "pixel_accuracy": best["train_pixel_accuracy"],
-                  "loss": best["train_loss"]},
-        "last": {"epoch": int(last["epoch"]), "miou": last["miou"],
-                 "pixel_accuracy": last["pixel_accuracy"]},
+        "val": {
+            "miou": best["miou"],
+            "pixel_accuracy": best["pixel_accuracy"],
+            "mean_accuracy": _finite(best["mean_accuracy"]),
+            "fwiou": best["fwiou"],
+            "loss": _finite(best["val_loss"]),
+            "iou": {c: _finite(best[f"iou_{i}"]) for i, c in enumerate(classes)},
+        },
+        "train": {
+            "miou": best["train_miou"],
+            "pixel_accuracy": best["train_pixel_accuracy"],
+            "loss": best["train_loss"],
+        },
+        "last": {
+            "epoch": int(last["epoch"]),
+            "miou": last["miou"],
+            "pixel_accuracy": last["pixel_accuracy"],
+        },
     }
 
 
-def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
-                   run_dir: str | os.PathLike | None = None, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True) -> ExperimentResult:
+def run_experiment(
+    cfg: ExperimentConfig,
+    *,
+    runs_root: str | os.PathLike = "runs",
+    run_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExperimentResult:
     """Train the experiment a config describes and write its run folder.
 
     Args:
@@ -513,21 +649,41 @@ def run_experiment(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "run
     train_loader, val_loader = build_loaders(cfg, train_set, val_set)
 
     model = build_model(cfg.model, num_classes=num_classes, **cfg.model_options)
-    setup = build_training(cfg, model, root=root, num_classes=num_classes,
-                           steps_per_epoch=len(train_loader),
-                           counts_cache=run_dir / "class_counts.json")
+    setup = build_training(
+        cfg,
+        model,
+        root=root,
+        num_classes=num_classes,
+        steps_per_epoch=len(train_loader),
+        counts_cache=run_dir / "class_counts.json",
+    )
     device = setup.device
     meta = {"config": cfg.to_dict(), "classes": list(classes), "data_root": str(root)}
     with cpu_threads(cfg.cpu_threads):  # a notebook keeps its own setting afterwards
-        history = fit(model, train_loader, val_loader, epochs=cfg.epochs,
-                      num_classes=num_classes, checkpoint_dir=run_dir, resume=resume,
-                      checkpoint_every=cfg.checkpoint_every, progress=progress,
-                      tensorboard=cfg.tensorboard, meta=meta, **setup.fit_options())
+        history = fit(
+            model,
+            train_loader,
+            val_loader,
+            epochs=cfg.epochs,
+            num_classes=num_classes,
+            checkpoint_dir=run_dir,
+            resume=resume,
+            checkpoint_every=cfg.checkpoint_every,
+            progress=progress,
+            tensorboard=cfg.tensorboard,
+            meta=meta,
+            **setup.fit_options(),
+        )
     metrics = _metrics(cfg, history, classes, model=model, root=root, device=device)
     metrics["wall_seconds"] = time.perf_counter() - start
-    files = {"config": run_dir / "config.yaml", "last": run_dir / "last.pt",
-             "best": run_dir / "best.pt", "history": run_dir / "history.csv",
-             "metrics": run_dir / "metrics.json", "curves": run_dir / "learning_curves.png"}
+    files = {
+        "config": run_dir / "config.yaml",
+        "last": run_dir / "last.pt",
+        "best": run_dir / "best.pt",
+        "history": run_dir / "history.csv",
+        "metrics": run_dir / "metrics.json",
+        "curves": run_dir / "learning_curves.png",
+    }
     if ctx.is_main:
         history.to_csv(files["history"])
         history.plot().savefig(files["curves"], dpi=90)

@@ -60,8 +60,10 @@ class History:
     def from_csv(cls, path: str | Path) -> History:
         """Read a file written by :meth:`to_csv` (every value as a float, ``epoch`` an int)."""
         with Path(path).open(newline="") as fh:
-            rows = [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
-                    for row in csv.DictReader(fh)]
+            rows = [
+                {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(fh)
+            ]
         return cls(rows)
 
     def plot(self) -> Figure:
@@ -102,8 +104,10 @@ def plot_histories(histories: Sequence[History], labels: Sequence[str]) -> Figur
         ValueError: if the numbers of histories and labels differ.
     """
     if len(histories) != len(labels):
-        raise ValueError(f"expected one label per history; got {len(histories)} histories and "
-                         f"{len(labels)} labels.")
+        raise ValueError(
+            f"expected one label per history; got {len(histories)} histories and "
+            f"{len(labels)} labels."
+        )
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax_miou, ax_loss = fig.subplots(1, 2)
     for history, label in zip(histories, labels):

@@ -56,15 +56,32 @@ from labkit.config import ConfigError, ExperimentConfig, apply_overrides, load_p
 from labkit.devices import cpu_threads
 from labkit.history import History
 
-__all__ = ["BUDGETS", "LAB_QUICK", "SMOKE_CROP", "SMOKE_VAL_IMAGES", "LabData", "LabRun",
-           "lab_config", "lab_data", "results_table", "run_folder", "smoke_budget",
-           "train_model"]
+__all__ = [
+    "BUDGETS",
+    "LAB_QUICK",
+    "SMOKE_CROP",
+    "SMOKE_VAL_IMAGES",
+    "LabData",
+    "LabRun",
+    "lab_config",
+    "lab_data",
+    "results_table",
+    "run_folder",
+    "smoke_budget",
+    "train_model",
+]
 
 #: Overrides the quick profile puts on a ``*_quick`` preset inside a lab notebook: the
 #: autograder runs every notebook top to bottom, several trainings each, on a shared CPU.
 LAB_QUICK: dict[str, Any] = {
-    "shapes.num_train": 192, "shapes.num_val": 48, "shapes.size": 64,
-    "crop_size": 64, "batch_size": 8, "epochs": 4, "device": "cpu", "cpu_threads": 1,
+    "shapes.num_train": 192,
+    "shapes.num_val": 48,
+    "shapes.size": 64,
+    "crop_size": 64,
+    "batch_size": 8,
+    "epochs": 4,
+    "device": "cpu",
+    "cpu_threads": 1,
 }
 PROFILES = ("quick", "full")
 #: Values of ``$LABKIT_BUDGET`` (an unset or empty variable means ``"full"``).
@@ -88,13 +105,14 @@ def lab_config(preset: str, *, profile: str = "quick", **overrides: Any) -> Expe
         labkit.config.ConfigError: on an unknown profile, preset or key.
     """
     if profile not in PROFILES:
-        raise ConfigError(f"PROFILE: expected one of {PROFILES}; got {profile!r}. Set "
-                          "PROFILE = \"quick\" in the notebook's config cell.")
+        raise ConfigError(
+            f"PROFILE: expected one of {PROFILES}; got {profile!r}. Set "
+            'PROFILE = "quick" in the notebook\'s config cell.'
+        )
     if profile != "quick" and os.environ.get("NBGRADER_EXECUTION"):
         # nbgrader sets NBGRADER_EXECUTION while it autogrades or validates: grading runs on
         # the grader's CPU with the Shapes set, whatever profile the student last used.
-        log.warning("nbgrader is running this notebook: profile %r replaced by 'quick'",
-                    profile)
+        log.warning("nbgrader is running this notebook: profile %r replaced by 'quick'", profile)
         profile = "quick"
     budget = _budget()
     cfg = load_preset(f"{preset}_{profile}")
@@ -102,8 +120,11 @@ def lab_config(preset: str, *, profile: str = "quick", **overrides: Any) -> Expe
         cfg = apply_overrides(cfg, LAB_QUICK)
     cfg = apply_overrides(cfg, {k.replace("__", "."): v for k, v in overrides.items()})
     if budget == "smoke":
-        log.warning("LABKIT_BUDGET=smoke: %s trains %s", cfg.name,
-                    ", ".join(f"{k}={v}" for k, v in smoke_budget(cfg).items()))
+        log.warning(
+            "LABKIT_BUDGET=smoke: %s trains %s",
+            cfg.name,
+            ", ".join(f"{k}={v}" for k, v in smoke_budget(cfg).items()),
+        )
     return _within_budget(cfg)
 
 
@@ -115,9 +136,11 @@ def _within_budget(cfg: ExperimentConfig) -> ExperimentConfig:
 def _budget() -> str:
     budget = os.environ.get("LABKIT_BUDGET", "").strip().lower() or "full"
     if budget not in BUDGETS:
-        raise ConfigError(f"LABKIT_BUDGET: expected one of {BUDGETS} (or unset); got "
-                          f"{os.environ['LABKIT_BUDGET']!r}. Unset it for the real experiment, "
-                          "or set LABKIT_BUDGET=smoke for a short check of the full profile.")
+        raise ConfigError(
+            f"LABKIT_BUDGET: expected one of {BUDGETS} (or unset); got "
+            f"{os.environ['LABKIT_BUDGET']!r}. Unset it for the real experiment, "
+            "or set LABKIT_BUDGET=smoke for a short check of the full profile."
+        )
     return budget
 
 
@@ -138,13 +161,23 @@ def smoke_budget(cfg: ExperimentConfig) -> dict[str, Any]:
         Dotted keys and values for :func:`labkit.config.apply_overrides`; applied to their
         own result they change nothing.
     """
-    val = SMOKE_VAL_IMAGES if cfg.max_val_images is None else min(cfg.max_val_images,
-                                                                  SMOKE_VAL_IMAGES)
-    train = cfg.batch_size if cfg.max_train_images is None else min(cfg.max_train_images,
-                                                                    cfg.batch_size)
-    out: dict[str, Any] = {"epochs": 1, "max_train_images": train,
-                           "max_val_images": val, "crop_size": min(cfg.crop_size, SMOKE_CROP),
-                           "warmup_epochs": cfg.warmup_epochs / max(cfg.epochs, 1)}
+    val = (
+        SMOKE_VAL_IMAGES
+        if cfg.max_val_images is None
+        else min(cfg.max_val_images, SMOKE_VAL_IMAGES)
+    )
+    train = (
+        cfg.batch_size
+        if cfg.max_train_images is None
+        else min(cfg.max_train_images, cfg.batch_size)
+    )
+    out: dict[str, Any] = {
+        "epochs": 1,
+        "max_train_images": train,
+        "max_val_images": val,
+        "crop_size": min(cfg.crop_size, SMOKE_CROP),
+        "warmup_epochs": cfg.warmup_epochs / max(cfg.epochs, 1),
+    }
     if cfg.eval_size is not None:
         out["eval_size"] = min(cfg.eval_size, SMOKE_CROP)
     if cfg.num_workers > 1:
@@ -184,8 +217,12 @@ class LabData:
         return len(self.classes)
 
 
-def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
-             train_transforms: Callable | None = None) -> LabData:
+def lab_data(
+    cfg: ExperimentConfig,
+    *,
+    runs_root: str | os.PathLike = "runs",
+    train_transforms: Callable | None = None,
+) -> LabData:
     """Open (and on first use draw) the config's dataset and build its loaders.
 
     Args:
@@ -202,11 +239,11 @@ def lab_data(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "runs",
 
     cfg = _within_budget(cfg)
     root = resolve_data_root(cfg, runs_root=runs_root)
-    train_set, val_set, classes = build_datasets(cfg, root=root,
-                                                 train_transforms=train_transforms)
+    train_set, val_set, classes = build_datasets(cfg, root=root, train_transforms=train_transforms)
     train_loader, val_loader = build_loaders(cfg, train_set, val_set)
-    return LabData(cfg, root, classes, train_set, val_set, train_loader, val_loader,
-                   Path(runs_root))
+    return LabData(
+        cfg, root, classes, train_set, val_set, train_loader, val_loader, Path(runs_root)
+    )
 
 
 @dataclass
@@ -237,16 +274,20 @@ def run_folder(data: LabData, name: str) -> Path:
     return data.runs_root / data.config.name / slug
 
 
-def _fingerprint(cfg: ExperimentConfig, model: nn.Module, epochs: int, parts: dict,
-                 data: LabData) -> str:
+def _fingerprint(
+    cfg: ExperimentConfig, model: nn.Module, epochs: int, parts: dict, data: LabData
+) -> str:
     # What must be equal for a checkpoint to continue this run: the config, the network's
     # parameter names and shapes, the epochs, the kinds of optimizer, schedule and loss, and
     # the data. A changed forward() with the same parameters cannot be seen here.
-    plain = {"config": cfg.to_dict(), "epochs": epochs,
-             "model": [type(model).__qualname__] + [
-                 f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()],
-             "parts": {k: type(v).__qualname__ for k, v in parts.items()},
-             "data": [str(data.root), len(data.train_set), len(data.val_set)]}
+    plain = {
+        "config": cfg.to_dict(),
+        "epochs": epochs,
+        "model": [type(model).__qualname__]
+        + [f"{k}:{tuple(v.shape)}" for k, v in model.state_dict().items()],
+        "parts": {k: type(v).__qualname__ for k, v in parts.items()},
+        "data": [str(data.root), len(data.train_set), len(data.val_set)],
+    }
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -260,23 +301,38 @@ def _resumable(folder: Path, fingerprint: str) -> int | None:
     try:
         ckpt = load_checkpoint(last)
     except (CheckpointError, OSError, RuntimeError) as err:
-        log.warning("cannot read %s (%s: %s); training %s from the start", last,
-                    type(err).__name__, err, folder.name)
+        log.warning(
+            "cannot read %s (%s: %s); training %s from the start",
+            last,
+            type(err).__name__,
+            err,
+            folder.name,
+        )
         return None
     if ckpt.get("meta", {}).get("fingerprint") != fingerprint:
-        log.warning("%s belongs to another run (config, model, epochs, loss, optimizer, "
-                    "schedule or data differ); training from the start and replacing it. "
-                    "Give this run another name= to keep both.", last)
+        log.warning(
+            "%s belongs to another run (config, model, epochs, loss, optimizer, "
+            "schedule or data differ); training from the start and replacing it. "
+            "Give this run another name= to keep both.",
+            last,
+        )
         return None
     return int(ckpt["progress"]["epoch"])
 
 
-def train_model(model: nn.Module, data: LabData, *, name: str = "model",
-                loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-                optimizer: torch.optim.Optimizer | None = None,
-                scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
-                epochs: int | None = None, progress: bool = True,
-                checkpoints: bool | None = None, resume: bool = True) -> LabRun:
+def train_model(
+    model: nn.Module,
+    data: LabData,
+    *,
+    name: str = "model",
+    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Callable[[torch.optim.Optimizer, int], Any] | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    checkpoints: bool | None = None,
+    resume: bool = True,
+) -> LabRun:
     """Train ``model`` on ``data`` with :func:`labkit.train.fit` and score it.
 
     Whatever is not given comes from ``data.config``, through the same
@@ -327,38 +383,68 @@ def train_model(model: nn.Module, data: LabData, *, name: str = "model",
     torch.manual_seed(cfg.seed)
     last: dict[str, Any] = {}
     with cpu_threads(cfg.cpu_threads):
-        setup = build_training(cfg, model, root=data.root, num_classes=data.num_classes,
-                               steps_per_epoch=len(data.train_loader), epochs=epochs,
-                               optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn)
+        setup = build_training(
+            cfg,
+            model,
+            root=data.root,
+            num_classes=data.num_classes,
+            steps_per_epoch=len(data.train_loader),
+            epochs=epochs,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            loss_fn=loss_fn,
+        )
         folder = fingerprint = None
         if checkpoints:
             folder = run_folder(data, name)
-            fingerprint = _fingerprint(cfg, model, epochs, {
-                "loss": setup.loss_fn, "optimizer": setup.optimizer,
-                "scheduler": setup.scheduler}, data)
+            fingerprint = _fingerprint(
+                cfg,
+                model,
+                epochs,
+                {"loss": setup.loss_fn, "optimizer": setup.optimizer, "scheduler": setup.scheduler},
+                data,
+            )
         done = _resumable(folder, fingerprint) if folder and resume else None
         resuming = done is not None
         if resuming:
             # A warning, so that it shows in the notebook: a student who changed code that
             # the fingerprint cannot see (a forward, a loss's body) must know to retrain.
-            log.warning("run %r: continuing from %s after epoch %d of %d (train_model(..., "
-                        "resume=False) or deleting the folder trains it anew)", name,
-                        folder / "last.pt", done, epochs)
+            log.warning(
+                "run %r: continuing from %s after epoch %d of %d (train_model(..., "
+                "resume=False) or deleting the folder trains it anew)",
+                name,
+                folder / "last.pt",
+                done,
+                epochs,
+            )
         start = time.perf_counter()
-        history = fit(model, data.train_loader, data.val_loader, epochs=epochs,
-                      num_classes=data.num_classes, progress=progress, log_every=0,
-                      checkpoint_dir=folder,
-                      resume=resuming,
-                      meta={"run": name, "fingerprint": fingerprint} if folder else None,
-                      on_epoch_end=lambda epoch, scores: last.update(scores),
-                      **setup.fit_options())
+        history = fit(
+            model,
+            data.train_loader,
+            data.val_loader,
+            epochs=epochs,
+            num_classes=data.num_classes,
+            progress=progress,
+            log_every=0,
+            checkpoint_dir=folder,
+            resume=resuming,
+            meta={"run": name, "fingerprint": fingerprint} if folder else None,
+            on_epoch_end=lambda epoch, scores: last.update(scores),
+            **setup.fit_options(),
+        )
         # A resumed run's time is that of all its epochs, not of this call alone.
-        seconds = (sum(r["seconds"] for r in history.rows) if resuming
-                   else time.perf_counter() - start)
+        seconds = (
+            sum(r["seconds"] for r in history.rows) if resuming else time.perf_counter() - start
+        )
         if not last:  # a finished run resumed from its checkpoint: score it once, here
-            last = evaluate(model, data.val_loader, num_classes=data.num_classes,
-                            device=setup.device, amp=setup.amp,
-                            channels_last=setup.channels_last)
+            last = evaluate(
+                model,
+                data.val_loader,
+                num_classes=data.num_classes,
+                device=setup.device,
+                amp=setup.amp,
+                channels_last=setup.channels_last,
+            )
         model.cpu().eval()
     scores = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in last.items()}
     return LabRun(name, model, history, scores, count_parameters(model), seconds)
@@ -379,13 +465,19 @@ def results_table(runs: Sequence[LabRun], *, classes: Sequence[str] | None = Non
         Markdown text; show it with ``IPython.display.Markdown``.
     """
     classes = list(classes or [])
-    head = ["run", "parameters", "train s", "pixel acc %", "mIoU %"] + \
-        [f"IoU {c} %" for c in classes]
+    head = ["run", "parameters", "train s", "pixel acc %", "mIoU %"] + [
+        f"IoU {c} %" for c in classes
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
     for run in runs:
         s = run.scores
-        cells = [run.name, f"{run.parameters:,}", f"{run.seconds:.0f}",
-                 _pct(s["pixel_accuracy"]), _pct(s["miou"])]
-        cells += [_pct(float(v)) for v in s["iou"][:len(classes)]]
+        cells = [
+            run.name,
+            f"{run.parameters:,}",
+            f"{run.seconds:.0f}",
+            _pct(s["pixel_accuracy"]),
+            _pct(s["miou"]),
+        ]
+        cells += [_pct(float(v)) for v in s["iou"][: len(classes)]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

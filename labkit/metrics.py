@@ -21,8 +21,14 @@ import sys
 import torch
 import torch.distributed as dist
 
-__all__ = ["ConfusionMatrix", "confusion_matrix", "scores_from_matrix", "pixel_accuracy",
-           "iou_per_class", "mean_iou"]
+__all__ = [
+    "ConfusionMatrix",
+    "confusion_matrix",
+    "scores_from_matrix",
+    "pixel_accuracy",
+    "iou_per_class",
+    "mean_iou",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,61 +47,89 @@ def _is_int(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
 
 
-def _check_inputs(pred: torch.Tensor, target: torch.Tensor,
-                  num_classes: int | None) -> tuple[torch.Tensor, torch.Tensor, bool]:
+def _check_inputs(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int | None
+) -> tuple[torch.Tensor, torch.Tensor, bool]:
     """Check shapes and dtypes (metadata only) and turn logits into labels.
 
     Returns:
         ``(pred labels, target, pred_from_argmax)``, both label tensors [N, H, W] int64.
     """
     if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise ValueError(f"expected pred and target to be torch.Tensor; got "
-                         f"{type(pred).__name__} and {type(target).__name__}. "
-                         "Convert with torch.as_tensor.")
+        raise ValueError(
+            f"expected pred and target to be torch.Tensor; got "
+            f"{type(pred).__name__} and {type(target).__name__}. "
+            "Convert with torch.as_tensor."
+        )
     if target.ndim != 3:
-        raise ValueError(f"expected target of shape [N, H, W]; got {_shape(target)}. "
-                         "Add a batch dimension to a single mask with mask.unsqueeze(0).")
+        raise ValueError(
+            f"expected target of shape [N, H, W]; got {_shape(target)}. "
+            "Add a batch dimension to a single mask with mask.unsqueeze(0)."
+        )
     if not _is_int(target):
-        raise ValueError(f"expected target of an integer dtype (torch.int64); got {target.dtype}. "
-                         "Convert class-id masks with target.long().")
+        raise ValueError(
+            f"expected target of an integer dtype (torch.int64); got {target.dtype}. "
+            "Convert class-id masks with target.long()."
+        )
     given, from_argmax = _shape(pred), pred.ndim == 4
     if from_argmax:
         if not pred.dtype.is_floating_point:
-            raise ValueError(f"expected pred of shape [N, C, H, W] to hold float logits; got "
-                             f"{pred.dtype}. Pass integer labels as [N, H, W].")
+            raise ValueError(
+                f"expected pred of shape [N, C, H, W] to hold float logits; got "
+                f"{pred.dtype}. Pass integer labels as [N, H, W]."
+            )
         if num_classes is not None and pred.shape[1] != num_classes:
-            raise ValueError(f"expected logits with {num_classes} channels (num_classes); got "
-                             f"pred of shape {_shape(pred)}. Pass the model's num_classes.")
+            raise ValueError(
+                f"expected logits with {num_classes} channels (num_classes); got "
+                f"pred of shape {_shape(pred)}. Pass the model's num_classes."
+            )
         pred = pred.argmax(dim=1)
     elif pred.ndim == 3:
         if not _is_int(pred):
-            raise ValueError(f"expected pred labels [N, H, W] of an integer dtype; got "
-                             f"{pred.dtype}. Convert labels with pred.long(), or pass scores "
-                             "as logits of shape [N, C, H, W].")
+            raise ValueError(
+                f"expected pred labels [N, H, W] of an integer dtype; got "
+                f"{pred.dtype}. Convert labels with pred.long(), or pass scores "
+                "as logits of shape [N, C, H, W]."
+            )
     else:
-        raise ValueError(f"expected pred of shape [N, H, W] (labels) or [N, C, H, W] "
-                         f"(logits); got {_shape(pred)}.")
+        raise ValueError(
+            f"expected pred of shape [N, H, W] (labels) or [N, C, H, W] "
+            f"(logits); got {_shape(pred)}."
+        )
     if pred.shape != target.shape:
         n, h, w = target.shape
-        raise ValueError(f"expected pred of shape {[n, h, w]} (labels) or [{n}, C, {h}, {w}] "
-                         f"(logits) to match the target; got {given}. Resize the prediction "
-                         "(or the logits) to the mask.")
+        raise ValueError(
+            f"expected pred of shape {[n, h, w]} (labels) or [{n}, C, {h}, {w}] "
+            f"(logits) to match the target; got {given}. Resize the prediction "
+            "(or the logits) to the mask."
+        )
     if pred.device != target.device:
-        raise ValueError(f"expected pred and target on one device; got {pred.device} and "
-                         f"{target.device}. Move one with .to().")
+        raise ValueError(
+            f"expected pred and target on one device; got {pred.device} and "
+            f"{target.device}. Move one with .to()."
+        )
     return pred.long(), target.long(), from_argmax
 
 
 def _target_error(num_classes: int, ignore_index: int | None, got: str) -> ValueError:
-    allowed = f"[0, {num_classes})" + ("" if ignore_index is None
-                                       else f" or the ignore_index {ignore_index}")
-    return ValueError(f"expected target labels in {allowed}; got {got}. Map void pixels to "
-                      "the ignore_index and every other pixel to a class id below "
-                      "num_classes (or raise num_classes).")
+    allowed = f"[0, {num_classes})" + (
+        "" if ignore_index is None else f" or the ignore_index {ignore_index}"
+    )
+    return ValueError(
+        f"expected target labels in {allowed}; got {got}. Map void pixels to "
+        "the ignore_index and every other pixel to a class id below "
+        "num_classes (or raise num_classes)."
+    )
 
 
-def _count(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
-           ignore_index: int | None, *, pred_checked: bool) -> torch.Tensor:
+def _count(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None,
+    *,
+    pred_checked: bool,
+) -> torch.Tensor:
     """Count (target, pred) pairs of validated-shape label tensors into Tensor[C, C] int64."""
     C, ig = num_classes, ignore_index
     if target.numel() == 0:
@@ -108,9 +142,11 @@ def _count(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
     stats = torch.stack(stats).tolist()
     tmin, tmax = stats[0], stats[1]
     if not pred_checked and (stats[2] < 0 or stats[3] >= C):
-        raise ValueError(f"expected pred labels in [0, {C}); got values from {stats[2]} to "
-                         f"{stats[3]}. Every pixel needs a predicted class: take the argmax "
-                         "of the logits, or pass the logits themselves.")
+        raise ValueError(
+            f"expected pred labels in [0, {C}); got values from {stats[2]} to "
+            f"{stats[3]}. Every pixel needs a predicted class: take the argmax "
+            "of the logits, or pass the logits themselves."
+        )
     for v in (tmin, tmax):
         if not (0 <= v < C or v == ig):
             raise _target_error(C, ig, f"values from {tmin} to {tmax}")
@@ -134,14 +170,15 @@ def _count(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
         bad = [v for v in present if not (0 <= v < C or v == ig)]
         if bad:
             raise _target_error(C, ig, f"values {bad[:8]}" + (" ..." if len(bad) > 8 else ""))
-    matrix = counts[-lo:C - lo]
+    matrix = counts[-lo : C - lo]
     if ig is not None and 0 <= ig < C:
         matrix[ig] = 0  # ignored pixels whose label is also a class id
     return matrix if rows == C else matrix.clone()  # let the spare rows go
 
 
-def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int, *,
-                     ignore_index: int | None = 255) -> torch.Tensor:
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, *, ignore_index: int | None = 255
+) -> torch.Tensor:
     """Count pixels by (true class, predicted class).
 
     Args:
@@ -199,8 +236,9 @@ def scores_from_matrix(matrix: torch.Tensor, *, ignore_index: int | None = None)
     }
 
 
-def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, *,
-                   ignore_index: int | None = 255) -> float:
+def pixel_accuracy(
+    pred: torch.Tensor, target: torch.Tensor, *, ignore_index: int | None = 255
+) -> float:
     """Fraction of non-ignored pixels whose predicted class is the true class.
 
     Args:
@@ -214,16 +252,19 @@ def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, *,
     """
     pred, target, _ = _check_inputs(pred, target, None)
     if pred.numel() and int(pred.min()) < 0:
-        raise ValueError(f"expected pred labels >= 0; got {int(pred.min())}. Take the argmax "
-                         "of the logits, or pass the logits themselves.")
+        raise ValueError(
+            f"expected pred labels >= 0; got {int(pred.min())}. Take the argmax "
+            "of the logits, or pass the logits themselves."
+        )
     if ignore_index is None:
         return (pred == target).double().mean().item()
     valid = target != ignore_index
     return (((pred == target) & valid).sum().double() / valid.sum()).item()
 
 
-def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int, *,
-                  ignore_index: int | None = 255) -> torch.Tensor:
+def iou_per_class(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, *, ignore_index: int | None = 255
+) -> torch.Tensor:
     """Intersection over union of every class.
 
     Args: as :func:`confusion_matrix`.
@@ -236,8 +277,9 @@ def iou_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int, *,
     return scores_from_matrix(matrix, ignore_index=ignore_index)["iou"]
 
 
-def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int, *,
-             ignore_index: int | None = 255) -> float:
+def mean_iou(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, *, ignore_index: int | None = 255
+) -> float:
     """Mean IoU over the classes present in the prediction or the target.
 
     Args: as :func:`confusion_matrix`.
@@ -266,15 +308,21 @@ class ConfusionMatrix:
         >>> cm.compute()["miou"]
     """
 
-    def __init__(self, num_classes: int, *, ignore_index: int | None = 255,
-                 device: str | torch.device | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        ignore_index: int | None = 255,
+        device: str | torch.device | None = None,
+    ) -> None:
         if int(num_classes) < 1:
             raise ValueError(f"expected num_classes >= 1; got {num_classes}.")
         self.num_classes = int(num_classes)
         self.ignore_index = ignore_index
         self._device_fixed = device is not None
-        self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64,
-                                  device=device)
+        self.matrix = torch.zeros(
+            self.num_classes, self.num_classes, dtype=torch.int64, device=device
+        )
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
         """Add a batch: ``pred`` (Tensor[N, H, W] int or Tensor[N, C, H, W] float), ``target``
@@ -311,9 +359,11 @@ class ConfusionMatrix:
         if not isinstance(other, ConfusionMatrix):
             raise ValueError(f"expected a ConfusionMatrix; got {type(other).__name__}.")
         if (other.num_classes, other.ignore_index) != (self.num_classes, self.ignore_index):
-            raise ValueError(f"expected a ConfusionMatrix with num_classes={self.num_classes}, "
-                             f"ignore_index={self.ignore_index}; got num_classes="
-                             f"{other.num_classes}, ignore_index={other.ignore_index}.")
+            raise ValueError(
+                f"expected a ConfusionMatrix with num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}; got num_classes="
+                f"{other.num_classes}, ignore_index={other.ignore_index}."
+            )
         return other
 
     def merge(self, other: ConfusionMatrix) -> ConfusionMatrix:
@@ -323,8 +373,9 @@ class ConfusionMatrix:
 
     def __add__(self, other: ConfusionMatrix) -> ConfusionMatrix:
         self._check_compatible(other)
-        out = ConfusionMatrix(self.num_classes, ignore_index=self.ignore_index,
-                              device=self.matrix.device)
+        out = ConfusionMatrix(
+            self.num_classes, ignore_index=self.ignore_index, device=self.matrix.device
+        )
         out.matrix = self.matrix + other.matrix.to(self.matrix.device)
         return out
 
@@ -338,18 +389,25 @@ class ConfusionMatrix:
 
     def state_dict(self) -> dict:
         """``{"num_classes", "ignore_index", "matrix"}``, for ``torch.save``."""
-        return {"num_classes": self.num_classes, "ignore_index": self.ignore_index,
-                "matrix": self.matrix.clone()}
+        return {
+            "num_classes": self.num_classes,
+            "ignore_index": self.ignore_index,
+            "matrix": self.matrix.clone(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the counts saved by :meth:`state_dict` (same classes and ignore label)."""
         got = (state.get("num_classes"), state.get("ignore_index"))
         if got != (self.num_classes, self.ignore_index):
-            raise ValueError(f"expected a state with num_classes={self.num_classes}, "
-                             f"ignore_index={self.ignore_index}; got num_classes={got[0]}, "
-                             f"ignore_index={got[1]}. Build the ConfusionMatrix to match.")
+            raise ValueError(
+                f"expected a state with num_classes={self.num_classes}, "
+                f"ignore_index={self.ignore_index}; got num_classes={got[0]}, "
+                f"ignore_index={got[1]}. Build the ConfusionMatrix to match."
+            )
         self.matrix = state["matrix"].to(device=self.matrix.device, dtype=torch.int64).clone()
 
     def __repr__(self) -> str:
-        return (f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index="
-                f"{self.ignore_index}, pixels={int(self.matrix.sum())})")
+        return (
+            f"ConfusionMatrix(num_classes={self.num_classes}, ignore_index="
+            f"{self.ignore_index}, pixels={int(self.matrix.sum())})"
+        )

@@ -31,8 +31,15 @@ from labkit.errors import UsageError
 from labkit.history import History, plot_histories
 from labkit.train import main_logits
 
-__all__ = ["IMAGE_SUFFIXES", "LoadedRun", "compare_runs", "confusion_figure", "evaluate_run",
-           "load_run", "predict_images"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "LoadedRun",
+    "compare_runs",
+    "confusion_figure",
+    "evaluate_run",
+    "load_run",
+    "predict_images",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -51,12 +58,15 @@ class LoadedRun:
 
 def _check_run_dir(run_dir: Path) -> None:
     if not (run_dir / "config.yaml").is_file():
-        raise CheckpointError(f"{run_dir} is not a run folder: expected config.yaml, last.pt and "
-                              "best.pt written by `labkit train` (runs/<name>).")
+        raise CheckpointError(
+            f"{run_dir} is not a run folder: expected config.yaml, last.pt and "
+            "best.pt written by `labkit train` (runs/<name>)."
+        )
 
 
-def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best",
-             device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(
+    run_dir: str | os.PathLike, *, checkpoint: str = "best", device: str | torch.device = "cpu"
+) -> LoadedRun:
     """Rebuild a run's model from its folder.
 
     Args:
@@ -82,8 +92,10 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best",
     meta = state.get("meta", {})
     classes = tuple(meta.get("classes", ()))
     if not classes:
-        raise CheckpointError(f"{run_dir / (checkpoint + '.pt')} names no classes; expected a "
-                              "checkpoint written by `labkit train`.")
+        raise CheckpointError(
+            f"{run_dir / (checkpoint + '.pt')} names no classes; expected a "
+            "checkpoint written by `labkit train`."
+        )
     model = build_model(cfg.model, num_classes=len(classes), **cfg.model_options)
     load_weights(model, state)
     model.to(device).eval()
@@ -91,10 +103,15 @@ def load_run(run_dir: str | os.PathLike, *, checkpoint: str = "best",
     return LoadedRun(run_dir, cfg, classes, model, state, Path(root) if root else None)
 
 
-def evaluate_run(run_dir: str | os.PathLike | LoadedRun, *, split: str = "val",
-                 checkpoint: str = "best",
-                 device: str | torch.device | None = None,
-                 data_root: str | os.PathLike | None = None, progress: bool = False) -> dict:
+def evaluate_run(
+    run_dir: str | os.PathLike | LoadedRun,
+    *,
+    split: str = "val",
+    checkpoint: str = "best",
+    device: str | torch.device | None = None,
+    data_root: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> dict:
     """Score a run's model on a split of its dataset.
 
     Args:
@@ -132,16 +149,27 @@ def evaluate_run(run_dir: str | os.PathLike | LoadedRun, *, split: str = "val",
     dataset = take_first(open_split(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
     loader = DataLoader(dataset, batch_size=val_batch_size(cfg), num_workers=cfg.num_workers)
     with cpu_threads(cfg.cpu_threads):
-        scores = evaluate(run.model, loader, num_classes=len(run.classes), device=device,
-                          progress=progress, distributed_eval=False)
-    scores.update(classes=run.classes, split=split,
-                  checkpoint_epoch=run.checkpoint.get("epoch", run.checkpoint.get("progress", {})
-                                                      .get("epoch")))
+        scores = evaluate(
+            run.model,
+            loader,
+            num_classes=len(run.classes),
+            device=device,
+            progress=progress,
+            distributed_eval=False,
+        )
+    scores.update(
+        classes=run.classes,
+        split=split,
+        checkpoint_epoch=run.checkpoint.get(
+            "epoch", run.checkpoint.get("progress", {}).get("epoch")
+        ),
+    )
     return scores
 
 
-def confusion_figure(matrix: torch.Tensor, classes: Sequence[str], *,
-                     normalize: bool = True) -> Figure:
+def confusion_figure(
+    matrix: torch.Tensor, classes: Sequence[str], *, normalize: bool = True
+) -> Figure:
     """A heatmap of a confusion matrix (rows: truth, columns: prediction).
 
     Drawn with ``imshow``, one image of ``C × C`` pixels: seaborn's ``heatmap`` draws a
@@ -163,26 +191,39 @@ def confusion_figure(matrix: torch.Tensor, classes: Sequence[str], *,
     side = min(4 + 0.32 * n, 40)
     fig = Figure(figsize=(side + 1.5, side), layout="constrained")
     ax = fig.subplots()
-    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1 if normalize else None,
-                      interpolation="nearest")
+    image = ax.imshow(
+        values, cmap="viridis", vmin=0, vmax=1 if normalize else None, interpolation="nearest"
+    )
     fig.colorbar(image, ax=ax)
     ax.set_xticks(range(n), list(classes), rotation=90, fontsize=min(10, 400 / max(n, 1)))
     ax.set_yticks(range(n), list(classes), fontsize=min(10, 400 / max(n, 1)))
     if n <= 12:
         light = values.max() / 2 if values.size else 0
         for (i, j), v in np.ndenumerate(values):
-            ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center", va="center",
-                    fontsize=8, color="black" if v > light else "white")
-    ax.set(xlabel="predicted", ylabel="true",
-           title="confusion matrix" + (" (row-normalised)" if normalize else ""))
+            ax.text(
+                j,
+                i,
+                f"{v:.2f}" if normalize else f"{int(v)}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="black" if v > light else "white",
+            )
+    ax.set(
+        xlabel="predicted",
+        ylabel="true",
+        title="confusion matrix" + (" (row-normalised)" if normalize else ""),
+    )
     return fig
 
 
 def _read_metrics(run_dir: Path) -> dict:
     path = run_dir / "metrics.json"
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no metrics.json; expected a run folder whose "
-                              "training finished (`labkit train`, or resume it with --resume).")
+        raise CheckpointError(
+            f"{run_dir} has no metrics.json; expected a run folder whose "
+            "training finished (`labkit train`, or resume it with --resume)."
+        )
     return json.loads(path.read_text())
 
 
@@ -214,13 +255,17 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> tuple[str, Figure]:
         _check_run_dir(d)
     metrics = [_read_metrics(d) for d in dirs]
     ref = metrics[0]["val"]["miou"]
-    lines = ["| run | model | val mIoU | train mIoU | pixel acc | Δ val mIoU vs first |",
-             "|---|---|---:|---:|---:|---:|"]
+    lines = [
+        "| run | model | val mIoU | train mIoU | pixel acc | Δ val mIoU vs first |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for i, (d, m) in enumerate(zip(dirs, metrics)):
         delta = "—" if i == 0 else f"{100 * (m['val']['miou'] - ref):+.2f}"
-        lines.append(f"| {d.name} | {m['model']} | {_pct(m['val']['miou'])} | "
-                     f"{_pct(m['train']['miou'])} | {_pct(m['val']['pixel_accuracy'])} | "
-                     f"{delta} |")
+        lines.append(
+            f"| {d.name} | {m['model']} | {_pct(m['val']['miou'])} | "
+            f"{_pct(m['train']['miou'])} | {_pct(m['val']['pixel_accuracy'])} | "
+            f"{delta} |"
+        )
     histories = [History.from_csv(d / "history.csv") for d in dirs]
     return "\n".join(lines), plot_histories(histories, [d.name for d in dirs])
 
@@ -234,9 +279,15 @@ def _save_mask(mask: np.ndarray, path: Path) -> None:
 
 
 @torch.no_grad()
-def predict_images(run_dir: str | os.PathLike, in_dir: str | os.PathLike,
-                   out_dir: str | os.PathLike, *, checkpoint: str = "best",
-                   device: str | torch.device | None = None, alpha: float = 0.5) -> list[Path]:
+def predict_images(
+    run_dir: str | os.PathLike,
+    in_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    checkpoint: str = "best",
+    device: str | torch.device | None = None,
+    alpha: float = 0.5,
+) -> list[Path]:
     """Segment every image of a folder with a run's model.
 
     For each ``<name>.<ext>`` writes ``<name>_mask.png`` (palette PNG whose pixel values are
@@ -266,20 +317,23 @@ def predict_images(run_dir: str | os.PathLike, in_dir: str | os.PathLike,
         raise UsageError(f"expected a folder of images; {in_dir} is not a folder.")
     images = sorted(p for p in in_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise UsageError(f"expected images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}; found "
-                         "none.")
+        raise UsageError(f"expected images ({', '.join(IMAGE_SUFFIXES)}) in {in_dir}; found none.")
     device = pick_device(device)
     run = load_run(run_dir, checkpoint=checkpoint, device=device)
     transform = eval_transforms(size=run.config.eval_size)
     out_dir.mkdir(parents=True, exist_ok=True)
     with cpu_threads(run.config.cpu_threads):
-        return [p for path in images for p in _predict_one(run, path, transform, out_dir,
-                                                           device=device, alpha=alpha)]
+        return [
+            p
+            for path in images
+            for p in _predict_one(run, path, transform, out_dir, device=device, alpha=alpha)
+        ]
 
 
 @torch.no_grad()
-def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
-                 device: torch.device, alpha: float) -> list[Path]:
+def _predict_one(
+    run: LoadedRun, path: Path, transform: Any, out_dir: Path, *, device: torch.device, alpha: float
+) -> list[Path]:
     from labkit.data.voc import read_rgb
     from labkit.viz import overlay_mask
 
@@ -287,8 +341,9 @@ def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
     image, _ = transform(rgb, np.zeros(rgb.shape[:2], np.uint8))  # (3, h, w)
     logits = main_logits(run.model(image.unsqueeze(0).to(device)))  # (1, C, h, w)
     if logits.shape[-2:] != rgb.shape[:2]:
-        logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
-                               align_corners=False)
+        logits = F.interpolate(
+            logits.float(), size=rgb.shape[:2], mode="bilinear", align_corners=False
+        )
     mask = logits.argmax(1)[0].cpu().numpy()  # (H, W)
     mask_path = out_dir / f"{path.stem}_mask.png"
     overlay_path = out_dir / f"{path.stem}_overlay.png"
@@ -296,5 +351,3 @@ def _predict_one(run: LoadedRun, path: Path, transform: Any, out_dir: Path, *,
     blend = overlay_mask(rgb.astype(np.float32) / 255.0, mask, alpha=alpha)
     Image.fromarray((blend * 255).round().astype(np.uint8)).save(overlay_path)
     return [mask_path, overlay_path]
-
-

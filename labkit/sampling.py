@@ -49,13 +49,23 @@ class ResumableSampler(Sampler[int]):
         ValueError: on a negative length, ``num_replicas < 1`` or a rank out of range.
     """
 
-    def __init__(self, length: int, *, shuffle: bool = True, seed: int = 0, num_replicas: int = 1,
-                 rank: int = 0, pad: bool = True) -> None:
+    def __init__(
+        self,
+        length: int,
+        *,
+        shuffle: bool = True,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+        pad: bool = True,
+    ) -> None:
         if length < 0:
             raise ValueError(f"expected a dataset length >= 0; got {length}.")
         if num_replicas < 1 or not 0 <= rank < num_replicas:
-            raise ValueError(f"expected num_replicas >= 1 and 0 <= rank < num_replicas; got "
-                             f"num_replicas={num_replicas}, rank={rank}.")
+            raise ValueError(
+                f"expected num_replicas >= 1 and 0 <= rank < num_replicas; got "
+                f"num_replicas={num_replicas}, rank={rank}."
+            )
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.num_replicas, self.rank, self.pad = num_replicas, rank, pad
         self.epoch = 0
@@ -81,11 +91,11 @@ class ResumableSampler(Sampler[int]):
             order = list(range(self.length))
         if self.pad and order:
             total = math.ceil(self.length / self.num_replicas) * self.num_replicas
-            order += (order * math.ceil(total / len(order)))[:total - len(order)]
-        return order[self.rank::self.num_replicas]
+            order += (order * math.ceil(total / len(order)))[: total - len(order)]
+        return order[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self.shard()[self.start:])
+        return iter(self.shard()[self.start :])
 
     def __len__(self) -> int:
         if self.pad:

@@ -19,7 +19,8 @@ cosine annealing is SGDR without restarts (Loshchilov & Hutter, https://arxiv.or
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch.optim import Optimizer
@@ -162,9 +163,7 @@ def build_scheduler(
             ``warmup_steps`` outside ``[0, total_steps)``, or ``start_factor`` outside (0, 1].
     """
     if name not in SCHEDULERS:
-        raise ValueError(
-            f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}"
-        )
+        raise ValueError(f"unknown scheduler {name!r}; expected one of {sorted(SCHEDULERS)}")
     allowed = SCHEDULERS[name]
     unknown = sorted(set(kw) - set(allowed))
     if unknown:

@@ -105,18 +105,29 @@ def _labels(logits: torch.Tensor) -> torch.Tensor:
     return logits.detach().max(1).indices  # (N, H, W)
 
 
-def _to_device(images: torch.Tensor, masks: torch.Tensor, device: torch.device,
-               channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _to_device(
+    images: torch.Tensor, masks: torch.Tensor, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return (images.to(device, non_blocking=True, memory_format=fmt),
-            masks.to(device, non_blocking=True))
+    return (
+        images.to(device, non_blocking=True, memory_format=fmt),
+        masks.to(device, non_blocking=True),
+    )
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
-             device: str | torch.device | None = None, loss_fn: LossFn | None = None,
-             progress: bool = False, amp: bool | None = None,
-             channels_last: bool | None = None, distributed_eval: bool | None = None) -> dict:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    num_classes: int,
+    device: str | torch.device | None = None,
+    loss_fn: LossFn | None = None,
+    progress: bool = False,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    distributed_eval: bool | None = None,
+) -> dict:
     """Score a model on a data loader.
 
     Args:
@@ -146,8 +157,9 @@ def evaluate(model: nn.Module, loader: Iterable, *, num_classes: int,
     _collect_before_fork(loader)
     for images, masks in _bar(loader, desc="eval", show=_show_progress(progress)):
         images, masks = _to_device(images, masks, device, use_cl)
-        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=device,
-                         phase="evaluating"):
+        with explain_oom(
+            batch_size=images.shape[0], crop=images.shape[-2:], device=device, phase="evaluating"
+        ):
             with torch.autocast(device.type, enabled=use_amp):
                 logits = main_logits(model(images))
             if loss_fn is not None:
@@ -179,9 +191,15 @@ class _Progress:
         self.best = -math.inf
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "samples": self.samples, "step": self.step,
-                "sums": self.sums.cpu(),
-                "cm": self.cm.state_dict(), "history": self.history.rows, "best": self.best}
+        return {
+            "epoch": self.epoch,
+            "samples": self.samples,
+            "step": self.step,
+            "sums": self.sums.cpu(),
+            "cm": self.cm.state_dict(),
+            "history": self.history.rows,
+            "best": self.best,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.epoch, self.samples, self.best = state["epoch"], state["samples"], state["best"]
@@ -205,24 +223,36 @@ def _open_tensorboard(tensorboard: bool | str | os.PathLike, checkpoint_dir: Pat
         return None
     if tensorboard is True:
         if checkpoint_dir is None:
-            raise UsageError("tensorboard=True writes to <checkpoint_dir>/tensorboard; pass "
-                             "checkpoint_dir=... or tensorboard='some/folder'.")
+            raise UsageError(
+                "tensorboard=True writes to <checkpoint_dir>/tensorboard; pass "
+                "checkpoint_dir=... or tensorboard='some/folder'."
+            )
         tensorboard = checkpoint_dir / "tensorboard"
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError as err:
-        raise MissingPackageError("TensorBoard logging needs the tensorboard package: run "
-                                  "`pip install tensorboard`, or train without "
-                                  "tensorboard.") from err
+        raise MissingPackageError(
+            "TensorBoard logging needs the tensorboard package: run "
+            "`pip install tensorboard`, or train without "
+            "tensorboard."
+        ) from err
     return SummaryWriter(log_dir=str(tensorboard))
 
 
 class _Checkpoints:
     """A run's ``last.pt`` and ``best.pt``: written by rank 0, atomically; read on resume."""
 
-    def __init__(self, folder: Path, *, model: nn.Module, parts: dict[str, Any],
-                 state: _Progress, generator: torch.Generator | None, epochs: int,
-                 meta: dict | None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        model: nn.Module,
+        parts: dict[str, Any],
+        state: _Progress,
+        generator: torch.Generator | None,
+        epochs: int,
+        meta: dict | None,
+    ) -> None:
         self.folder, self.model, self.parts, self.state = folder, model, parts, state
         self.generator, self.epochs, self.meta = generator, epochs, meta or {}
 
@@ -246,8 +276,12 @@ class _Checkpoints:
         if self.generator is not None and ckpt["loader_generator"] is not None:
             self.generator.set_state(ckpt["loader_generator"])
         if ckpt["epochs"] != self.epochs:
-            log.warning("resuming a run planned for %d epochs with epochs=%d; the schedule "
-                        "will not match an uninterrupted run", ckpt["epochs"], self.epochs)
+            log.warning(
+                "resuming a run planned for %d epochs with epochs=%d; the schedule "
+                "will not match an uninterrupted run",
+                ckpt["epochs"],
+                self.epochs,
+            )
         log.info("resumed from %s at epoch %d, sample %d", path, state.epoch, state.samples)
 
     def save_last(self, epoch_generator: torch.Tensor | None, *, at_epoch_end: bool) -> None:
@@ -262,13 +296,23 @@ class _Checkpoints:
                 state.sums.zero_()
                 state.cm.reset()
         if ctx.is_main:
-            gen = self.generator.get_state() if at_epoch_end and self.generator is not None \
+            gen = (
+                self.generator.get_state()
+                if at_epoch_end and self.generator is not None
                 else epoch_generator
-            save_atomic({"model": self.model.state_dict(), "epochs": self.epochs,
-                         "rng": rng_state(), "loader_generator": gen,
-                         "progress": state.state_dict(), "meta": self.meta,
-                         **{k: v.state_dict() for k, v in self.parts.items() if v is not None}},
-                        self.folder / "last.pt")
+            )
+            save_atomic(
+                {
+                    "model": self.model.state_dict(),
+                    "epochs": self.epochs,
+                    "rng": rng_state(),
+                    "loader_generator": gen,
+                    "progress": state.state_dict(),
+                    "meta": self.meta,
+                    **{k: v.state_dict() for k, v in self.parts.items() if v is not None},
+                },
+                self.folder / "last.pt",
+            )
         distributed.barrier()
 
     def save_best(self, epoch: int, miou: float) -> None:
@@ -276,17 +320,31 @@ class _Checkpoints:
         if not math.isnan(miou) and miou > self.state.best:
             self.state.best = miou
             if distributed.context().is_main:
-                save_atomic({"model": self.model.state_dict(), "epoch": epoch, "miou": miou,
-                             "meta": self.meta}, self.folder / "best.pt")
+                save_atomic(
+                    {
+                        "model": self.model.state_dict(),
+                        "epoch": epoch,
+                        "miou": miou,
+                        "meta": self.meta,
+                    },
+                    self.folder / "best.pt",
+                )
 
 
 class _Reporter:
     """Where a run says how it goes: the log, TensorBoard (rank 0) and the progress bar."""
 
-    def __init__(self, tensorboard: bool | str | os.PathLike, folder: Path | None, *,
-                 log_every: int, progress: bool) -> None:
-        self.writer = _open_tensorboard(tensorboard, folder) \
-            if distributed.context().is_main else None
+    def __init__(
+        self,
+        tensorboard: bool | str | os.PathLike,
+        folder: Path | None,
+        *,
+        log_every: int,
+        progress: bool,
+    ) -> None:
+        self.writer = (
+            _open_tensorboard(tensorboard, folder) if distributed.context().is_main else None
+        )
         self.log_every, self.show = log_every, _show_progress(progress)
 
     def iteration(self, bar: Any, epoch: int, i: int, loss: torch.Tensor, step: int) -> None:
@@ -298,8 +356,13 @@ class _Reporter:
             bar.set_postfix(loss=f"{loss.item():.3f}")
 
     def epoch(self, row: dict) -> None:
-        log.info("epoch %d: train loss %.4f, val mIoU %.4f, pixel acc %.4f", row["epoch"],
-                 row["train_loss"], row["miou"], row["pixel_accuracy"])
+        log.info(
+            "epoch %d: train loss %.4f, val mIoU %.4f, pixel acc %.4f",
+            row["epoch"],
+            row["train_loss"],
+            row["miou"],
+            row["pixel_accuracy"],
+        )
         if self.writer is not None:
             for key in ("train_loss", "train_miou", "val_loss", "miou", "pixel_accuracy", "lr"):
                 self.writer.add_scalar(f"epoch/{key}", row[key], row["epoch"])
@@ -313,18 +376,36 @@ class _Reporter:
 class _Loop:
     """The epochs of one :func:`fit` call: a training pass, validation, a history row."""
 
-    def __init__(self, model: nn.Module, train_loader: Iterable, val_loader: Iterable, *,
-                 epochs: int, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-                 num_classes: int, scheduler: Any, device: torch.device, amp: bool,
-                 channels_last: bool, state: _Progress, reporter: _Reporter,
-                 checkpoints: _Checkpoints | None, checkpoint_every: int,
-                 on_epoch_end: Callable[[int, dict], Any] | None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        train_loader: Iterable,
+        val_loader: Iterable,
+        *,
+        epochs: int,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        num_classes: int,
+        scheduler: Any,
+        device: torch.device,
+        amp: bool,
+        channels_last: bool,
+        state: _Progress,
+        reporter: _Reporter,
+        checkpoints: _Checkpoints | None,
+        checkpoint_every: int,
+        on_epoch_end: Callable[[int, dict], Any] | None,
+    ) -> None:
         self.model, self.net = model, distributed.wrap_model(model, device)
         self.train_loader, self.val_loader, self.epochs = train_loader, val_loader, epochs
         self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp)
-        self.num_classes, self.device, self.amp, self.channels_last = \
-            num_classes, device, amp, channels_last
+        self.num_classes, self.device, self.amp, self.channels_last = (
+            num_classes,
+            device,
+            amp,
+            channels_last,
+        )
         self.state, self.reporter, self.checkpoints = state, reporter, checkpoints
         self.checkpoint_every, self.on_epoch_end = checkpoint_every, on_epoch_end
         self.generator = getattr(train_loader, "generator", None)
@@ -334,8 +415,7 @@ class _Loop:
             for epoch in range(self.state.epoch + 1, self.epochs + 1):
                 start = time.perf_counter()
                 _prepare_epoch(self.train_loader, epoch, self.state.samples)
-                epoch_generator = self.generator.get_state() if self.generator is not None \
-                    else None
+                epoch_generator = self.generator.get_state() if self.generator is not None else None
                 self.train_pass(epoch, epoch_generator)
                 self.end_epoch(epoch, start, epoch_generator)
         finally:
@@ -354,8 +434,9 @@ class _Loop:
             images, masks = _to_device(images, masks, device, self.channels_last)
             output, loss = self.step(epoch, images, masks)
             n = images.shape[0]
-            state.sums += torch.stack([loss.detach().double() * n,
-                                       torch.tensor(n, dtype=torch.float64, device=device)])
+            state.sums += torch.stack(
+                [loss.detach().double() * n, torch.tensor(n, dtype=torch.float64, device=device)]
+            )
             state.samples += n
             state.step += 1
             state.cm.update(_labels(main_logits(output)), masks)
@@ -365,15 +446,15 @@ class _Loop:
 
     def step(self, epoch: int, images: torch.Tensor, masks: torch.Tensor):
         """One optimizer (and scheduler) step; the model's output and the loss."""
-        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:],
-                         device=self.device):
+        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=self.device):
             with torch.autocast(self.device.type, enabled=self.amp):
                 output = self.net(images)
                 loss = _loss(self.loss_fn, output, masks)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"the training loss became {loss.item()} at epoch {epoch}; expected a "
-                    "finite value. Lower the learning rate or check the class weights.")
+                    "finite value. Lower the learning rate or check the class weights."
+                )
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -388,16 +469,28 @@ class _Loop:
         distributed.all_reduce_sum(state.sums)
         state.cm.all_reduce()
         train = state.cm.compute()
-        scores = evaluate(self.model, self.val_loader, num_classes=self.num_classes,
-                          device=self.device, loss_fn=self.loss_fn, amp=self.amp,
-                          channels_last=self.channels_last)
-        row = {"epoch": epoch,
-               "train_loss": (state.sums[0] / state.sums[1].clamp(min=1)).item(),
-               "train_pixel_accuracy": train["pixel_accuracy"], "train_miou": train["miou"],
-               "val_loss": scores["loss"], "pixel_accuracy": scores["pixel_accuracy"],
-               "mean_accuracy": scores["mean_accuracy"], "miou": scores["miou"],
-               "fwiou": scores["fwiou"], "lr": self.optimizer.param_groups[0]["lr"],
-               "seconds": time.perf_counter() - start}
+        scores = evaluate(
+            self.model,
+            self.val_loader,
+            num_classes=self.num_classes,
+            device=self.device,
+            loss_fn=self.loss_fn,
+            amp=self.amp,
+            channels_last=self.channels_last,
+        )
+        row = {
+            "epoch": epoch,
+            "train_loss": (state.sums[0] / state.sums[1].clamp(min=1)).item(),
+            "train_pixel_accuracy": train["pixel_accuracy"],
+            "train_miou": train["miou"],
+            "val_loss": scores["loss"],
+            "pixel_accuracy": scores["pixel_accuracy"],
+            "mean_accuracy": scores["mean_accuracy"],
+            "miou": scores["miou"],
+            "fwiou": scores["fwiou"],
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - start,
+        }
         row.update({f"iou_{c}": float(v) for c, v in enumerate(scores["iou"].tolist())})
         state.history.rows.append(row)
         if self.on_epoch_end is not None:
@@ -411,15 +504,28 @@ class _Loop:
             self.checkpoints.save_last(epoch_generator, at_epoch_end=True)
 
 
-def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epochs: int,
-        optimizer: torch.optim.Optimizer, loss_fn: LossFn, num_classes: int,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-        device: str | torch.device | None = None, amp: bool | None = None,
-        channels_last: bool | None = None, checkpoint_dir: str | os.PathLike | None = None,
-        resume: bool = False, checkpoint_every: int = 0, progress: bool = True,
-        log_every: int = 50, tensorboard: bool | str | os.PathLike = False,
-        meta: dict | None = None,
-        on_epoch_end: Callable[[int, dict], Any] | None = None) -> History:
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    val_loader: Iterable,
+    *,
+    epochs: int,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    num_classes: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    device: str | torch.device | None = None,
+    amp: bool | None = None,
+    channels_last: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 0,
+    progress: bool = True,
+    log_every: int = 50,
+    tensorboard: bool | str | os.PathLike = False,
+    meta: dict | None = None,
+    on_epoch_end: Callable[[int, dict], Any] | None = None,
+) -> History:
     """Train ``model`` and evaluate it on ``val_loader`` after every epoch.
 
     The scheduler is stepped once per iteration (not per epoch), so ``total_steps`` of
@@ -473,27 +579,49 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable, *, epoch
         raise UsageError(f"epochs must be at least 1; got {epochs}.")
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     if (resume or checkpoint_every) and ckpt_dir is None:
-        raise UsageError("resume and checkpoint_every need checkpoint_dir=... to know where "
-                         "last.pt lives.")
+        raise UsageError(
+            "resume and checkpoint_every need checkpoint_dir=... to know where last.pt lives."
+        )
     if checkpoint_every and not hasattr(getattr(train_loader, "sampler", None), "set_start"):
-        raise UsageError("checkpoint_every needs a train loader whose sampler can skip the "
-                         "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
-                         "use it, or checkpoint per epoch only (checkpoint_every=0).")
+        raise UsageError(
+            "checkpoint_every needs a train loader whose sampler can skip the "
+            "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
+            "use it, or checkpoint per epoch only (checkpoint_every=0)."
+        )
     device = pick_device(device)
     use_amp, use_cl = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
     model.to(device)
     if use_cl:
         model.to(memory_format=torch.channels_last)
     state = _Progress(num_classes, device)
-    loop = _Loop(model, train_loader, val_loader, epochs=epochs, optimizer=optimizer,
-                 loss_fn=loss_fn, num_classes=num_classes, scheduler=scheduler, device=device,
-                 amp=use_amp, channels_last=use_cl, state=state, reporter=None,
-                 checkpoints=None, checkpoint_every=checkpoint_every, on_epoch_end=on_epoch_end)
+    loop = _Loop(
+        model,
+        train_loader,
+        val_loader,
+        epochs=epochs,
+        optimizer=optimizer,
+        loss_fn=loss_fn,
+        num_classes=num_classes,
+        scheduler=scheduler,
+        device=device,
+        amp=use_amp,
+        channels_last=use_cl,
+        state=state,
+        reporter=None,
+        checkpoints=None,
+        checkpoint_every=checkpoint_every,
+        on_epoch_end=on_epoch_end,
+    )
     if ckpt_dir is not None:
         loop.checkpoints = _Checkpoints(
-            ckpt_dir, model=model, state=state, generator=loop.generator, epochs=epochs,
-            meta=meta, parts={"optimizer": optimizer, "scheduler": scheduler,
-                              "scaler": loop.scaler})
+            ckpt_dir,
+            model=model,
+            state=state,
+            generator=loop.generator,
+            epochs=epochs,
+            meta=meta,
+            parts={"optimizer": optimizer, "scheduler": scheduler, "scaler": loop.scaler},
+        )
         if resume:
             loop.checkpoints.resume()
     loop.reporter = _Reporter(tensorboard, ckpt_dir, log_every=log_every, progress=progress)

@@ -44,7 +44,7 @@ def dry_run(lab: str) -> int:
     failed, here = 0, os.getcwd()
     os.chdir(ROOT / "solutions" / lab)  # the notebook's own folder, as in a kernel
     try:
-        for i, cell in enumerate(cells[:max(tests) + 1]):
+        for i, cell in enumerate(cells[: max(tests) + 1]):
             if i not in tests:
                 try:
                     exec(compile(_python(cell.source), f"<cell {i}>", "exec"), namespace)  # noqa: S102
@@ -52,19 +52,21 @@ def dry_run(lab: str) -> int:
                     print(f"  cell {i}: {type(exc).__name__}: {exc}"[:300])
                 continue
             to_student, from_student = os.pipe(), os.pipe()
-            thread = threading.Thread(target=serve, daemon=True,
-                                      args=(to_student[0], from_student[1], namespace))
+            thread = threading.Thread(
+                target=serve, daemon=True, args=(to_student[0], from_student[1], namespace)
+            )
             thread.start()
             started = time.monotonic()
-            verdict = referee.run(cell.source, Channel(from_student[0], to_student[1],
-                                                       timeout=300))
+            verdict = referee.run(cell.source, Channel(from_student[0], to_student[1], timeout=300))
             thread.join(timeout=10)
             for fd in (*to_student, *from_student):
                 os.close(fd)
             failed += not verdict.passed
-            print(f"{lab} {cell.metadata['nbgrader']['grade_id']:28s} "
-                  f"{'pass' if verdict.passed else 'FAIL'} {time.monotonic() - started:5.1f} s "
-                  f"{verdict.message or ''}"[:400])
+            print(
+                f"{lab} {cell.metadata['nbgrader']['grade_id']:28s} "
+                f"{'pass' if verdict.passed else 'FAIL'} {time.monotonic() - started:5.1f} s "
+                f"{verdict.message or ''}"[:400]
+            )
     finally:
         os.chdir(here)
     return failed

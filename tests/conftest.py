@@ -40,8 +40,12 @@ FAST_LIMIT = 1.0
 
 
 def pytest_addoption(parser):
-    parser.addoption("--durations-json", metavar="FILE", default=None,
-                     help="write every test's seconds and the wall time here (JSON)")
+    parser.addoption(
+        "--durations-json",
+        metavar="FILE",
+        default=None,
+        help="write every test's seconds and the wall time here (JSON)",
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -66,8 +70,9 @@ def _nbgrader_env():
 
 def _module_scoped(item) -> bool:
     info = getattr(item, "_fixtureinfo", None)
-    return info is not None and any(d.scope == "module" for defs in
-                                    info.name2fixturedefs.values() for d in defs)
+    return info is not None and any(
+        d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs
+    )
 
 
 def _known_seconds() -> dict[str, float]:
@@ -116,8 +121,7 @@ def _suffix_group(item) -> None:
     marks = [m for m in item.iter_markers("xdist_group")]
     if not marks or not hasattr(item, "_id") or _grouped(item.nodeid):
         return
-    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
-                    for m in marks})
+    names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks})
     item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
 
 
@@ -145,7 +149,7 @@ class _Durations:
     def pytest_runtest_logreport(self, report):
         # loadgroup appends "@<group>" to the node id of grouped tests.
         nodeid = report.nodeid
-        nodeid = nodeid[:nodeid.rfind("@")] if _grouped(nodeid) else nodeid
+        nodeid = nodeid[: nodeid.rfind("@")] if _grouped(nodeid) else nodeid
         self.seconds[nodeid] += report.duration
         node = getattr(report, "node", None)  # xdist's worker; absent without it
         worker = getattr(getattr(node, "gateway", None), "id", "main")
@@ -156,13 +160,23 @@ class _Durations:
         if hasattr(session.config, "workerinput"):
             return  # the controller writes the file
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({
-            "wall_seconds": round(time.time() - self.start, 1), "exit_status": int(exitstatus),
-            "workers": session.config.getoption("numprocesses", None) or 0,
-            "tests": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
-            # when each test ran, on which worker: where a worker sat idle
-            "spans": {k: [w, round(a - self.start, 2), round(b - self.start, 2)]
-                      for k, (w, a, b) in sorted(self.spans.items())}}, indent=1) + "\n")
+        self.path.write_text(
+            json.dumps(
+                {
+                    "wall_seconds": round(time.time() - self.start, 1),
+                    "exit_status": int(exitstatus),
+                    "workers": session.config.getoption("numprocesses", None) or 0,
+                    "tests": {k: round(v, 3) for k, v in sorted(self.seconds.items())},
+                    # when each test ran, on which worker: where a worker sat idle
+                    "spans": {
+                        k: [w, round(a - self.start, 2), round(b - self.start, 2)]
+                        for k, (w, a, b) in sorted(self.spans.items())
+                    },
+                },
+                indent=1,
+            )
+            + "\n"
+        )
 
 
 def pytest_configure(config):

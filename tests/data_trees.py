@@ -20,8 +20,15 @@ from labkit.data.palette import voc_colormap
 __all__ = ["write_ade", "write_voc"]
 
 
-def _labels(rng: np.random.Generator, h: int, w: int, *, background: int, classes: range,
-            outline: int | None) -> np.ndarray:
+def _labels(
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    *,
+    background: int,
+    classes: range,
+    outline: int | None,
+) -> np.ndarray:
     """A label map (H, W) uint8: ``background`` with 1-3 rectangles of random classes, each
     drawn with a 1-pixel ``outline`` (VOC's void border) when given."""
     label = np.full((h, w), background, dtype=np.uint8)
@@ -29,7 +36,7 @@ def _labels(rng: np.random.Generator, h: int, w: int, *, background: int, classe
         y0, x0 = rng.integers(0, h // 2), rng.integers(0, w // 2)
         y1, x1 = y0 + rng.integers(h // 4, h // 2 + 1), x0 + rng.integers(w // 4, w // 2 + 1)
         if outline is not None:
-            label[max(y0 - 1, 0):y1 + 1, max(x0 - 1, 0):x1 + 1] = outline
+            label[max(y0 - 1, 0) : y1 + 1, max(x0 - 1, 0) : x1 + 1] = outline
         label[y0:y1, x0:x1] = rng.choice(classes)
     return label
 
@@ -45,8 +52,14 @@ def _size(rng: np.random.Generator, sizes: tuple[int, int]) -> tuple[int, int]:
     return int(rng.integers(*sizes, endpoint=True)), int(rng.integers(*sizes, endpoint=True))
 
 
-def write_voc(root: Path, *, num_train: int = 16, num_val: int = 4,
-              sizes: tuple[int, int] = (64, 96), seed: int = 0) -> Path:
+def write_voc(
+    root: Path,
+    *,
+    num_train: int = 16,
+    num_val: int = 4,
+    sizes: tuple[int, int] = (64, 96),
+    seed: int = 0,
+) -> Path:
     """Write ``root/VOCdevkit/VOC2012`` as VOC 2012 holds it.
 
     JPEG images (one of them greyscale, as a few of VOC's are), palette PNG masks with class
@@ -70,8 +83,7 @@ def write_voc(root: Path, *, num_train: int = 16, num_val: int = 4,
     for k in range(num_train + num_val):
         name = f"{2007 + k % 5}_{k:06d}"
         splits["train" if k < num_train else "val"].append(name)
-        label = _labels(rng, *_size(rng, sizes), background=0, classes=range(1, 21),
-                        outline=255)
+        label = _labels(rng, *_size(rng, sizes), background=0, classes=range(1, 21), outline=255)
         image = _image(rng, label)
         if k == 1:
             image = image.convert("L")  # readers must hand back RGB
@@ -85,8 +97,14 @@ def write_voc(root: Path, *, num_train: int = 16, num_val: int = 4,
     return base
 
 
-def write_ade(root: Path, *, num_train: int = 8, num_val: int = 4,
-              sizes: tuple[int, int] = (64, 96), seed: int = 0) -> Path:
+def write_ade(
+    root: Path,
+    *,
+    num_train: int = 8,
+    num_val: int = 4,
+    sizes: tuple[int, int] = (64, 96),
+    seed: int = 0,
+) -> Path:
     """Write ``root/ADEChallengeData2016`` as the SceneParsing release holds it.
 
     ``images/{training,validation}/ADE_*.jpg`` and grey ``annotations/...png`` with 0 =
@@ -104,13 +122,16 @@ def write_ade(root: Path, *, num_train: int = 8, num_val: int = 4,
     """
     rng = np.random.default_rng(seed)
     base = root / "ADEChallengeData2016"
-    for split, count, prefix in (("training", num_train, "ADE_train"),
-                                 ("validation", num_val, "ADE_val")):
+    for split, count, prefix in (
+        ("training", num_train, "ADE_train"),
+        ("validation", num_val, "ADE_val"),
+    ):
         (base / "images" / split).mkdir(parents=True, exist_ok=True)
         (base / "annotations" / split).mkdir(parents=True, exist_ok=True)
         for k in range(count):
-            label = _labels(rng, *_size(rng, sizes), background=1, classes=range(0, 151),
-                            outline=None)
+            label = _labels(
+                rng, *_size(rng, sizes), background=1, classes=range(0, 151), outline=None
+            )
             name = f"{prefix}_{k + 1:08d}"
             _image(rng, label).save(base / "images" / split / f"{name}.jpg", quality=90)
             Image.fromarray(label, mode="L").save(base / "annotations" / split / f"{name}.png")

@@ -55,6 +55,9 @@ def require(package: str) -> None:
     if reason is None:
         return
     if in_ci():
-        pytest.fail(f"{reason}. LABKIT_CI=1 promises it (.ci/run installs it through make test), "
-                    "so this test fails instead of skipping.", pytrace=False)
+        pytest.fail(
+            f"{reason}. LABKIT_CI=1 promises it (.ci/run installs it through make test), "
+            "so this test fails instead of skipping.",
+            pytrace=False,
+        )
     pytest.skip(reason)

@@ -20,9 +20,22 @@ from _ablation_report import CLAIMS, STUDIES, verdict  # noqa: E402
 def _run(out: Path, *studies: str) -> subprocess.CompletedProcess:
     # One run at a time: the suite's two workers already fill the two cores; with --jobs 1
     # every run still goes through the process pool, as with more.
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ablations.py"), "--smoke",
-                           "--jobs", "1", "--out", str(out), "--study", *studies],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "ablations.py"),
+            "--smoke",
+            "--jobs",
+            "1",
+            "--out",
+            str(out),
+            "--study",
+            *studies,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
@@ -37,8 +50,9 @@ def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((tmp_path / "ablations.json").read_text())
     rows = [key for study in STUDIES.values() for key, *_ in study["rows"]]
-    assert sorted((r["key"], r["seed"]) for r in data["runs"]) == \
-        sorted((k, s) for k in rows for s in (0, 1))
+    assert sorted((r["key"], r["seed"]) for r in data["runs"]) == sorted(
+        (k, s) for k in rows for s in (0, 1)
+    )
     runs = tmp_path / "runs"
     for run in data["runs"]:
         assert 0 <= run["miou"] <= 1 and 0 <= run["pixel_accuracy"] <= 1
@@ -65,8 +79,10 @@ def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
     proc = _run(tmp_path, "dcn")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert kept.stat().st_mtime_ns == before[kept]
-    assert changed.with_name("metrics.json").stat().st_mtime_ns != before[
-        changed.with_name("metrics.json")]
+    assert (
+        changed.with_name("metrics.json").stat().st_mtime_ns
+        != before[changed.with_name("metrics.json")]
+    )
     assert "lr: 0.002" in changed.read_text()
     assert (runs / "dcn_v1-seed1" / "metrics.json").is_file()
     assert not list(runs.glob("*/*.pt"))  # finished runs keep their scores, not checkpoints
@@ -81,12 +97,15 @@ def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
     assert "## Deformable convolution" in (tmp_path / "ABLATIONS.md").read_text()
 
 
-@pytest.mark.parametrize("high, low, expected", [
-    ([0.60, 0.61, 0.62], [0.50, 0.51, 0.52], "**holds**"),
-    ([0.60, 0.70, 0.50], [0.58, 0.62, 0.54], "same direction, within noise"),
-    ([0.58, 0.62, 0.54], [0.60, 0.70, 0.50], "opposite direction, within noise"),
-    ([0.50, 0.51, 0.52], [0.60, 0.61, 0.62], "**does not hold**"),
-])
+@pytest.mark.parametrize(
+    "high, low, expected",
+    [
+        ([0.60, 0.61, 0.62], [0.50, 0.51, 0.52], "**holds**"),
+        ([0.60, 0.70, 0.50], [0.58, 0.62, 0.54], "same direction, within noise"),
+        ([0.58, 0.62, 0.54], [0.60, 0.70, 0.50], "opposite direction, within noise"),
+        ([0.50, 0.51, 0.52], [0.60, 0.61, 0.62], "**does not hold**"),
+    ],
+)
 def test_verdict_compares_the_gap_with_its_standard_error(high, low, expected):
     """The gap's standard error is that of a difference of two means (Welch's)."""
     diff, se, word = verdict(high, low)

@@ -29,6 +29,7 @@ def test_a_write_that_fails_keeps_the_old_file_and_leaves_nothing(tmp_path):
     def half_then_fail(fh):
         fh.write(b"new, half of it")
         raise OSError("disk full")
+
     with pytest.raises(OSError, match="disk full"):
         replace_atomically(path, half_then_fail)
     assert path.read_text() == "old"
@@ -39,12 +40,14 @@ def test_a_writer_killed_mid_write_leaves_the_old_file(tmp_path):
     """SIGKILL while half the new content is written (no cleanup can run): is the old file
     there, whole?"""
     path = write_atomic(tmp_path / "last.pt", "the old checkpoint")
-    code = ("import os, signal, sys\n"
-            "from labkit.atomic import replace_atomically\n"
-            "def half(fh):\n"
-            "    fh.write(b'half of the new'); fh.flush()\n"
-            "    os.kill(os.getpid(), signal.SIGKILL)\n"
-            "replace_atomically(sys.argv[1], half)\n")
+    code = (
+        "import os, signal, sys\n"
+        "from labkit.atomic import replace_atomically\n"
+        "def half(fh):\n"
+        "    fh.write(b'half of the new'); fh.flush()\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "replace_atomically(sys.argv[1], half)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], timeout=60)
     assert proc.returncode == -9
     assert path.read_text() == "the old checkpoint"

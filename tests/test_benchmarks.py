@@ -45,16 +45,27 @@ def _section(report: str, key: str) -> str:
     """The text of one section of a report, from its marker to the next (or the end)."""
     start = report.index(results.MARK.format(key))
     end = report.find("<!-- section:", start + 1)
-    return report[start:end if end >= 0 else len(report)]
+    return report[start : end if end >= 0 else len(report)]
 
 
 def test_a_partial_run_keeps_the_other_sections(tmp_path):
     """--only reruns one section and keeps the tables of the others from the last report,
     word for word, in the order of the sections (not of the runs). The first run is the
     command `make bench` runs (its exit status included)."""
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "results.py"), "--smoke",
-                    "--only", "gpu", "--out", str(tmp_path)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "results.py"),
+            "--smoke",
+            "--only",
+            "gpu",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     first = (tmp_path / "RESULTS.md").read_text()
     assert _smoke(tmp_path, "deform") == 0
     report = (tmp_path / "RESULTS.md").read_text()
@@ -70,3 +81,26 @@ def test_a_failing_script_marks_its_section_and_the_exit_code(tmp_path, monkeypa
     assert results.main(["--smoke", "--out", str(tmp_path)]) == 1
     report = (tmp_path / "RESULTS.md").read_text()
     assert "**Failed (exit code 2)" in report
+
+
+def test_readme_quotes_the_measured_lab_times_and_points():
+    """Do README's lab table and its benchmark summary give what benchmarks/lab_times.json
+    measured (seconds per notebook, in all and the slowest) and the points the notebooks
+    carry, so that a rerun of the benchmark that changes them fails here until README says
+    so too?"""
+    import re
+
+    data = json.loads((ROOT / "benchmarks" / "lab_times.json").read_text())
+    readme = (ROOT / "README.md").read_text()
+    for lab in data["labs"]:
+        row = re.search(rf"^\| `{lab['lab']}` \|.*$", readme, re.M)
+        assert row, f"README's lab table has no row for {lab['lab']}"
+        cells = [c.strip() for c in row.group(0).strip("|").split("|")]
+        assert cells[-3:] == [
+            f"{round(lab['seconds'])} s",
+            f"{lab['auto_points']:g}",
+            f"{lab['manual_points']:g}",
+        ], (lab, cells)
+    seconds = [lab["seconds"] for lab in data["labs"]]
+    summary = f"| {round(sum(seconds))} s in all, slowest {round(max(seconds))} s |"
+    assert summary in readme, summary

@@ -53,7 +53,7 @@ def test_the_rename_stays_in_one_folder(tmp_path, monkeypatch):
     real = os.replace
     monkeypatch.setattr(checkpoint.os, "replace", lambda a, b: (calls.append((a, b)), real(a, b)))
     save_atomic({"a": 1}, tmp_path / "best.pt")
-    (src, dst), = calls
+    ((src, dst),) = calls
     assert os.path.dirname(src) == os.path.dirname(dst) == str(tmp_path)
 
 

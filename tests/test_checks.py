@@ -33,11 +33,16 @@ def test_check_shape_names_expected_and_got():
         check_shape([1], (1,))
 
 
-@pytest.mark.parametrize("got, expected", [
-    (0.5, 0.5), (float("nan"), float("nan")), ([1.0, 2.0], torch.tensor([1.0, 2.0])),
-    (torch.tensor([1.0, math.nan]), np.array([1.0, math.nan])),
-    (torch.ones(3, 3) + 1e-7, torch.ones(3, 3)),
-])
+@pytest.mark.parametrize(
+    "got, expected",
+    [
+        (0.5, 0.5),
+        (float("nan"), float("nan")),
+        ([1.0, 2.0], torch.tensor([1.0, 2.0])),
+        (torch.tensor([1.0, math.nan]), np.array([1.0, math.nan])),
+        (torch.ones(3, 3) + 1e-7, torch.ones(3, 3)),
+    ],
+)
 def test_check_close_accepts_equal_values(got, expected):
     """Do equal values pass, NaN equal to NaN and small float error tolerated?"""
     check_close(got, expected)
@@ -115,8 +120,7 @@ class _AllTrueDispatch(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        if func.overloadpacket in (torch.ops.aten.all, torch.ops.aten.any,
-                                   torch.ops.aten.equal):
+        if func.overloadpacket in (torch.ops.aten.all, torch.ops.aten.any, torch.ops.aten.equal):
             return True if isinstance(out, bool) else torch.ones_like(out)
         if func.overloadpacket is torch.ops.aten._to_copy and out.shape == RIGHT.shape:
             return RIGHT.to(out.dtype)
@@ -192,6 +196,7 @@ class _Mask(torch.Tensor):
     def __torch_dispatch__(cls, func, types, args=(), kwargs=None):
         def unwrap(a):
             return a.shown if isinstance(a, _Mask) else a
+
         return func(*tree_map(unwrap, args), **tree_map(unwrap, kwargs or {}))
 
 
@@ -228,10 +233,13 @@ class _ArrayLike:
         return 0
 
 
-@pytest.mark.parametrize("liar, naive", [
-    (WRONG.numpy().view(_Agreeable), lambda g: np.allclose(g, RIGHT.numpy())),
-    (_ArrayLike(), lambda g: np.allclose(g, RIGHT.numpy())),
-])
+@pytest.mark.parametrize(
+    "liar, naive",
+    [
+        (WRONG.numpy().view(_Agreeable), lambda g: np.allclose(g, RIGHT.numpy())),
+        (_ArrayLike(), lambda g: np.allclose(g, RIGHT.numpy())),
+    ],
+)
 def test_objects_that_claim_to_be_arrays_are_refused(liar, naive):
     """Are a NumPy subclass and an object with __array__ / __float__ refused, with a message
     that names their type?"""
@@ -271,11 +279,14 @@ class _Int(int):
         return 824
 
 
-@pytest.mark.parametrize("liar, expected, message", [
-    (_Float(0.5), 0.25, "expected 0.25, got 0.5"),
-    (_Int(7), 824, "expected 824, got 7"),
-    ([_Float(0.5), 0.75], [0.25, 0.75], "expected 0.25, got 0.5"),
-])
+@pytest.mark.parametrize(
+    "liar, expected, message",
+    [
+        (_Float(0.5), 0.25, "expected 0.25, got 0.5"),
+        (_Int(7), 824, "expected 824, got 7"),
+        ([_Float(0.5), 0.75], [0.25, 0.75], "expected 0.25, got 0.5"),
+    ],
+)
 def test_number_subclasses_give_the_number_they_store(liar, expected, message):
     """Is a float or int subclass read as its stored value, not its __eq__ or __float__?"""
     first = liar[0] if isinstance(liar, list) else liar
@@ -311,24 +322,30 @@ def test_nan_passes_only_where_nan_was_expected():
         np.seterr(**before)
 
 
-@pytest.mark.parametrize("got, expected", [
-    ([[0.1], [0.1], [0.05]], torch.tensor([[0.1], [0.1], [0.05]])),
-    ((1, True, np.float32(0.5), np.int64(3)), [1.0, 1.0, 0.5, 3.0]),
-    ([torch.tensor(1.0), np.float64(2.0), 3], [1, 2, 3]),
-    ([torch.ones(2), np.ones(2)], torch.ones(2, 2)),
-    ([], np.zeros(0)),
-    (torch.Size([2, 3]), range(2, 4)),
-    (torch.tensor(2.5, dtype=torch.float64), 2.5),
-    (torch.tensor([1, 255], dtype=torch.uint8), [1, 255]),
-    (torch.tensor([True, False]), [1, 0]),
-    (torch.tensor([0.5, 3.0], dtype=torch.float16), [0.5, 3.0]),
-    (torch.tensor([0.1, 3.0], dtype=torch.bfloat16), torch.tensor([0.1, 3.0]).bfloat16()),
-    (torch.arange(12.0).reshape(3, 4).t()[::2], torch.arange(12.0).reshape(3, 4).t()[::2].clone()),
-    (torch.ones(2, 3, requires_grad=True) * 2, torch.full((2, 3), 2.0)),
-    (torch.tensor([1.0, -2.0])._neg_view(), [-1.0, 2.0]),
-    (np.array([[0, 1]], dtype=np.int32), [[0, 1]]),
-    (np.bool_(True), 1),
-])
+@pytest.mark.parametrize(
+    "got, expected",
+    [
+        ([[0.1], [0.1], [0.05]], torch.tensor([[0.1], [0.1], [0.05]])),
+        ((1, True, np.float32(0.5), np.int64(3)), [1.0, 1.0, 0.5, 3.0]),
+        ([torch.tensor(1.0), np.float64(2.0), 3], [1, 2, 3]),
+        ([torch.ones(2), np.ones(2)], torch.ones(2, 2)),
+        ([], np.zeros(0)),
+        (torch.Size([2, 3]), range(2, 4)),
+        (torch.tensor(2.5, dtype=torch.float64), 2.5),
+        (torch.tensor([1, 255], dtype=torch.uint8), [1, 255]),
+        (torch.tensor([True, False]), [1, 0]),
+        (torch.tensor([0.5, 3.0], dtype=torch.float16), [0.5, 3.0]),
+        (torch.tensor([0.1, 3.0], dtype=torch.bfloat16), torch.tensor([0.1, 3.0]).bfloat16()),
+        (
+            torch.arange(12.0).reshape(3, 4).t()[::2],
+            torch.arange(12.0).reshape(3, 4).t()[::2].clone(),
+        ),
+        (torch.ones(2, 3, requires_grad=True) * 2, torch.full((2, 3), 2.0)),
+        (torch.tensor([1.0, -2.0])._neg_view(), [-1.0, 2.0]),
+        (np.array([[0, 1]], dtype=np.int32), [[0, 1]]),
+        (np.bool_(True), 1),
+    ],
+)
 def test_every_plain_kind_of_value_is_read(got, expected):
     """Do tensors of every real dtype (non-contiguous, needing grad, 0-d), NumPy arrays and
     scalars, Python numbers and nested lists and tuples of them all pass when equal?"""
@@ -336,15 +353,19 @@ def test_every_plain_kind_of_value_is_read(got, expected):
     check_close(expected, got)
 
 
-@pytest.mark.parametrize("got, message", [
-    ([[1.0], [1.0, 2.0]], "ragged list"),
-    (torch.tensor([1 + 1j]), "complex64; expected real numbers"),
-    (torch.ones(2).to_sparse(), "sparse_coo tensor"),
-    (torch.empty(2, device="meta"), "cannot be read"),
-    (np.array(["a", "b"]), "array of <U1"),
-    ({"a": 1.0}, "a dict"),
-    (2**1100, "too large"),
-], ids=["ragged", "complex", "sparse", "meta", "strings", "dict", "huge-int"])
+@pytest.mark.parametrize(
+    "got, message",
+    [
+        ([[1.0], [1.0, 2.0]], "ragged list"),
+        (torch.tensor([1 + 1j]), "complex64; expected real numbers"),
+        (torch.ones(2).to_sparse(), "sparse_coo tensor"),
+        (torch.empty(2, device="meta"), "cannot be read"),
+        (np.array(["a", "b"]), "array of <U1"),
+        ({"a": 1.0}, "a dict"),
+        (2**1100, "too large"),
+    ],
+    ids=["ragged", "complex", "sparse", "meta", "strings", "dict", "huge-int"],
+)
 def test_what_cannot_be_read_as_numbers_fails_with_what_it_was(got, message):
     """Is a value that is not plain numbers a failed check that says what came?"""
     with pytest.raises(AssertionError, match=message):
@@ -375,8 +396,9 @@ def test_a_missing_torch_guard_fails_closed(monkeypatch):
         check_close(RIGHT, RIGHT)
     check_close([0.25, 0.75], (0.25, 0.75))
     monkeypatch.setattr(checks, "_dispatch_keys", None)
-    monkeypatch.setitem(checks._GUARDS, "torch._C._DisableTorchDispatch",
-                        torch._C._DisableTorchDispatch)
+    monkeypatch.setitem(
+        checks._GUARDS, "torch._C._DisableTorchDispatch", torch._C._DisableTorchDispatch
+    )
     check_close(RIGHT, RIGHT)  # without dispatch keys, plain tensors still pass
     with pytest.raises(AssertionError, match="cannot tell whether it answers"):
         check_close(torch.nn.Parameter(RIGHT.clone()), RIGHT)  # and any subclass is refused
@@ -412,8 +434,12 @@ def test_forbid_restores_even_when_the_block_raises():
     """Does an exception inside the block still give every function back?"""
     with pytest.raises(KeyError), forbid(metrics.mean_iou):
         raise KeyError("x")
-    assert metrics.mean_iou(torch.zeros(1, 2, 2, dtype=torch.long),
-                            torch.zeros(1, 2, 2, dtype=torch.long), 2) == 1.0
+    assert (
+        metrics.mean_iou(
+            torch.zeros(1, 2, 2, dtype=torch.long), torch.zeros(1, 2, 2, dtype=torch.long), 2
+        )
+        == 1.0
+    )
 
 
 def test_forbid_rejects_what_it_cannot_switch_off():
@@ -424,5 +450,6 @@ def test_forbid_rejects_what_it_cannot_switch_off():
     def outer():
         x = 1
         return lambda: x
+
     with pytest.raises(TypeError, match="closure"), forbid(outer()):
         pass

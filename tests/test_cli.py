@@ -16,9 +16,14 @@ import yaml
 
 from labkit.cli import build_parser, main
 
-
-SHAPES = {"num_train": 32, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
-          "seed": 0}
+SHAPES = {
+    "num_train": 32,
+    "num_val": 8,
+    "size": 32,
+    "num_classes": 4,
+    "deformation": 0.5,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,19 @@ def shapes_root(tmp_path_factory):
 
 @pytest.fixture
 def config_file(tmp_path, shapes_root):
-    data = dict(description="cli test", dataset="shapes", data_root=str(shapes_root),
-                shapes=SHAPES, model="baseline_fcn", model_options={"widths": [4, 8, 8, 8, 8]},
-                crop_size=32, batch_size=4, epochs=2, lr=0.01, device="cpu")
+    data = dict(
+        description="cli test",
+        dataset="shapes",
+        data_root=str(shapes_root),
+        shapes=SHAPES,
+        model="baseline_fcn",
+        model_options={"widths": [4, 8, 8, 8, 8]},
+        crop_size=32,
+        batch_size=4,
+        epochs=2,
+        lr=0.01,
+        device="cpu",
+    )
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -62,20 +77,24 @@ def test_every_option_of_every_subcommand_is_explained(capsys):
             assert action.help, f"{name}: {action.dest} has no help"
             label = action.option_strings[0] if action.option_strings else action.metavar
             assert label in out, f"{name}: {label} missing from --help"
-    assert {"demo", "data shapes", "data check", "train", "evaluate", "compare",
-            "predict"} <= set(names)
+    assert {"demo", "data shapes", "data check", "train", "evaluate", "compare", "predict"} <= set(
+        names
+    )
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["train", "--preset", "no_such_preset"], "unknown preset"),
-    (["train", "--preset", "baseline_quick", "--set", "augmnt.rotate=3"], "augmnt"),
-    (["train", "--preset", "baseline_quick", "--epochs", "0"], "epochs"),
-    (["train"], "one of the arguments"),
-    (["train", "--preset", "baseline_quick", "--lr", "fast"], "invalid float"),
-    (["evaluate", "."], "not a run folder"),
-    (["data", "check", "."], "neither VOCdevkit"),
-    (["train", "--preset", "baseline_full", "--epochs", "1"], "LABKIT_DATA"),  # no VOC
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["train", "--preset", "no_such_preset"], "unknown preset"),
+        (["train", "--preset", "baseline_quick", "--set", "augmnt.rotate=3"], "augmnt"),
+        (["train", "--preset", "baseline_quick", "--epochs", "0"], "epochs"),
+        (["train"], "one of the arguments"),
+        (["train", "--preset", "baseline_quick", "--lr", "fast"], "invalid float"),
+        (["evaluate", "."], "not a run folder"),
+        (["data", "check", "."], "neither VOCdevkit"),
+        (["train", "--preset", "baseline_full", "--epochs", "1"], "LABKIT_DATA"),  # no VOC
+    ],
+)
 def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, needle):
     """Does each user error print one line on stderr and return (or exit with) code 2?"""
     monkeypatch.chdir(tmp_path)
@@ -105,16 +124,18 @@ def test_an_unexpected_error_is_a_traceback_not_a_one_liner(monkeypatch, capsys)
 
     def buggy(args):
         raise ValueError("an index the code got wrong")
+
     monkeypatch.setattr(labkit.cli, "_cmd_data_check", buggy)
     with pytest.raises(ValueError, match="an index the code got wrong"):
         main(["data", "check", "."])
     assert "error:" not in capsys.readouterr().err
-    code = ("import sys, labkit.cli\n"
-            "def buggy(args): raise ValueError('an index the code got wrong')\n"
-            "labkit.cli._cmd_data_check = buggy\n"
-            "sys.exit(labkit.cli.main(['data', 'check', '.']))")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    code = (
+        "import sys, labkit.cli\n"
+        "def buggy(args): raise ValueError('an index the code got wrong')\n"
+        "labkit.cli._cmd_data_check = buggy\n"
+        "sys.exit(labkit.cli.main(['data', 'check', '.']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "Traceback" in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == "ValueError: an index the code got wrong"
 
@@ -122,14 +143,16 @@ def test_an_unexpected_error_is_a_traceback_not_a_one_liner(monkeypatch, capsys)
 def test_a_course_command_answers_without_loading_torch(tmp_path):
     """Does `labkit course status` on a folder that is no course answer with one line, exit
     code 2, in a fresh interpreter that never imports torch (seconds per command)?"""
-    code = ("import sys; from labkit.cli import main; "
-            "code = main(['course', 'status', '--root', sys.argv[1]]); "
-            "print(code, 'torch' in sys.modules)")
-    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
-                          text=True, timeout=120)
+    code = (
+        "import sys; from labkit.cli import main; "
+        "code = main(['course', 'status', '--root', sys.argv[1]]); "
+        "print(code, 'torch' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert proc.stdout.split() == ["2", "False"], proc.stdout + proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and "gradebook.db" in proc.stderr, \
-        proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "gradebook.db" in proc.stderr, proc.stderr
 
 
 def test_list_presets(capsys):
@@ -142,16 +165,46 @@ def test_list_presets(capsys):
 def test_train_evaluate_compare_predict(tmp_path, config_file, shapes_root, capsys):
     """On a tiny Shapes run, do the four commands work on the run folder and report its figures?"""
     runs = tmp_path / "runs"
-    assert main(["train", "--config", str(config_file), "--runs-dir", str(runs), "--no-progress",
-                 "--set", "augment.hflip=0.0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config_file),
+                "--runs-dir",
+                str(runs),
+                "--no-progress",
+                "--set",
+                "augment.hflip=0.0",
+            ]
+        )
+        == 0
+    )
     run = runs / "tiny"
     metrics = json.loads((run / "metrics.json").read_text())
     out = capsys.readouterr().out
     assert f"val mIoU {100 * metrics['val']['miou']:.2f} %" in out
     assert yaml.safe_load((run / "config.yaml").read_text())["augment"]["hflip"] == 0.0
 
-    assert main(["train", "--config", str(config_file), "--runs-dir", str(runs), "--name", "b",
-                 "--lr", "0.02", "--epochs", "1", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--config",
+                str(config_file),
+                "--runs-dir",
+                str(runs),
+                "--name",
+                "b",
+                "--lr",
+                "0.02",
+                "--epochs",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
 
     assert main(["evaluate", str(run), "--no-progress"]) == 0
@@ -177,14 +230,25 @@ def test_train_evaluate_compare_predict(tmp_path, config_file, shapes_root, caps
 
 
 def _train_cmd(config, runs, name, *extra):
-    return ["train", "--config", str(config), "--runs-dir", str(runs), "--name", name,
-            "--no-progress", *extra]
+    return [
+        "train",
+        "--config",
+        str(config),
+        "--runs-dir",
+        str(runs),
+        "--name",
+        name,
+        "--no-progress",
+        *extra,
+    ]
 
 
 # Loading is slowed down (results are unchanged) so that the kill lands inside an epoch.
-_SLOW = ("import sys, time, labkit.sampling as s; get = s.SeededDataset.__getitem__; "
-         "s.SeededDataset.__getitem__ = lambda self, i: (time.sleep(0.03), get(self, i))[1]; "
-         "from labkit.cli import main; raise SystemExit(main(sys.argv[1:]))")
+_SLOW = (
+    "import sys, time, labkit.sampling as s; get = s.SeededDataset.__getitem__; "
+    "s.SeededDataset.__getitem__ = lambda self, i: (time.sleep(0.03), get(self, i))[1]; "
+    "from labkit.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
 
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, config_file):
@@ -195,10 +259,18 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, config_file
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_DATA"}
     env["OMP_NUM_THREADS"] = "1"  # the same in all three processes, so results can match
     py = [sys.executable]
-    ref = subprocess.Popen([*py, "-m", "labkit", *_train_cmd(config_file, runs, "ref", *extra)],
-                           cwd=tmp_path, env=env, stderr=subprocess.PIPE)
-    victim = subprocess.Popen([*py, "-c", _SLOW, *_train_cmd(config_file, runs, "cut", *extra)],
-                              cwd=tmp_path, env=env, stderr=subprocess.PIPE)
+    ref = subprocess.Popen(
+        [*py, "-m", "labkit", *_train_cmd(config_file, runs, "ref", *extra)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
+    victim = subprocess.Popen(
+        [*py, "-c", _SLOW, *_train_cmd(config_file, runs, "cut", *extra)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+    )
     last = runs / "cut" / "last.pt"
     deadline = time.monotonic() + 120
     while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
@@ -210,15 +282,24 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, config_file
     assert progress["epoch"] < 3  # killed before the end
     assert not (runs / "cut" / "metrics.json").exists()
 
-    done = subprocess.run([*py, "-m", "labkit", *_train_cmd(config_file, runs, "cut", *extra),
-                           "--resume"], cwd=tmp_path, env=env, capture_output=True)
+    done = subprocess.run(
+        [*py, "-m", "labkit", *_train_cmd(config_file, runs, "cut", *extra), "--resume"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert ref.wait() == 0, ref.stderr.read().decode()
     a = torch.load(runs / "ref" / "last.pt", weights_only=True)
     b = torch.load(last, weights_only=True)
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    rows = [[{k: "nan" if v != v else v for k, v in r.items() if k != "seconds"}
-             for r in x["progress"]["history"]] for x in (a, b)]
+    rows = [
+        [
+            {k: "nan" if v != v else v for k, v in r.items() if k != "seconds"}
+            for r in x["progress"]["history"]
+        ]
+        for x in (a, b)
+    ]
     assert rows[0] == rows[1] and len(rows[0]) == 3
 
 
@@ -230,10 +311,22 @@ def test_torchrun_two_processes(tmp_path, config_file):
     runs = tmp_path / "runs"
     env = {k: v for k, v in os.environ.items() if k != "LABKIT_DATA"}
     env["OMP_NUM_THREADS"] = "1"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node=2", "-m", "labkit",
-                           *_train_cmd(config_file, runs, "ddp")],
-                          cwd=tmp_path, env=env, capture_output=True, timeout=180)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "labkit",
+            *_train_cmd(config_file, runs, "ddp"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert done.stdout.decode().count("labkit train: ddp") == 1  # rank 0 alone reports
     metrics = json.loads((runs / "ddp" / "metrics.json").read_text())

@@ -28,35 +28,42 @@ def _write(path, data):
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])
 def test_save_and_load_round_trip(tmp_path, suffix):
     """Does a config written to YAML or JSON load back equal, every key spelled out?"""
-    cfg = ExperimentConfig(name="x", lr=0.05, augment={"scale": (0.5, 1.5), "hflip": 0.0},
-                           model_options={"widths": [8, 16, 16, 32, 32]})
+    cfg = ExperimentConfig(
+        name="x",
+        lr=0.05,
+        augment={"scale": (0.5, 1.5), "hflip": 0.0},
+        model_options={"widths": [8, 16, 16, 32, 32]},
+    )
     path = save_config(cfg, tmp_path / f"c{suffix}")
     assert load_config(path) == cfg
     data = json.loads(path.read_text()) if suffix == ".json" else yaml.safe_load(path.read_text())
     assert set(data) == {f for f in ExperimentConfig.__dataclass_fields__}
 
 
-@pytest.mark.parametrize("data,key", [
-    ({"epochz": 3}, "epochz"),
-    ({"augment": {"flip": 0.5}}, "augment.flip"),
-    ({"shapes": {"size": 16}}, "shapes.size"),
-    ({"augment": {"hflip": 1.5}}, "augment.hflip"),
-    ({"augment": {"scale": [2.0, 1.0]}}, "augment.scale"),
-    ({"lr": -0.1}, "lr"),
-    ({"epochs": "ten"}, "epochs"),
-    ({"epochs": True}, "epochs"),
-    ({"model": "resnet9000"}, "model"),
-    ({"model": "unet", "model_options": {"widths": [1]}}, "model_options.widths"),
-    ({"schedule": "cosine", "schedule_options": {"power": 2}}, "schedule_options.power"),
-    ({"loss": "focal", "loss_options": {"smooth": 1}}, "loss_options.smooth"),
-    ({"optimizer": "lbfgs"}, "optimizer"),
-    ({"dataset": "coco"}, "dataset"),
-    ({"class_weighting": "sqrt"}, "class_weighting"),
-    ({"device": "gpu0"}, "device"),
-    ({"name": "../escape"}, "name"),
-    ({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"),
-    ({"max_train_images": 0}, "max_train_images"),
-])
+@pytest.mark.parametrize(
+    "data,key",
+    [
+        ({"epochz": 3}, "epochz"),
+        ({"augment": {"flip": 0.5}}, "augment.flip"),
+        ({"shapes": {"size": 16}}, "shapes.size"),
+        ({"augment": {"hflip": 1.5}}, "augment.hflip"),
+        ({"augment": {"scale": [2.0, 1.0]}}, "augment.scale"),
+        ({"lr": -0.1}, "lr"),
+        ({"epochs": "ten"}, "epochs"),
+        ({"epochs": True}, "epochs"),
+        ({"model": "resnet9000"}, "model"),
+        ({"model": "unet", "model_options": {"widths": [1]}}, "model_options.widths"),
+        ({"schedule": "cosine", "schedule_options": {"power": 2}}, "schedule_options.power"),
+        ({"loss": "focal", "loss_options": {"smooth": 1}}, "loss_options.smooth"),
+        ({"optimizer": "lbfgs"}, "optimizer"),
+        ({"dataset": "coco"}, "dataset"),
+        ({"class_weighting": "sqrt"}, "class_weighting"),
+        ({"device": "gpu0"}, "device"),
+        ({"name": "../escape"}, "name"),
+        ({"warmup_epochs": 5, "epochs": 5}, "warmup_epochs"),
+        ({"max_train_images": 0}, "max_train_images"),
+    ],
+)
 def test_bad_keys_and_values_name_the_key(data, key):
     """Does an unknown key or a bad value raise ConfigError whose message starts with the key?"""
     with pytest.raises(ConfigError) as info:
@@ -80,10 +87,13 @@ def test_numbers_are_coerced_only_where_safe():
 
 def test_extends_merges_sections_and_names_by_file(tmp_path):
     """Does extends take the base's keys, merge augment key by key, and name the run after its file?"""
-    _write(tmp_path / "base.yaml", {"description": "base", "epochs": 7, "lr": 0.1,
-                                    "augment": {"hflip": 0.0, "rotate": 5.0}})
-    child = _write(tmp_path / "child.yaml", {"extends": "base", "lr": 0.2,
-                                             "augment": {"rotate": 10.0}})
+    _write(
+        tmp_path / "base.yaml",
+        {"description": "base", "epochs": 7, "lr": 0.1, "augment": {"hflip": 0.0, "rotate": 5.0}},
+    )
+    child = _write(
+        tmp_path / "child.yaml", {"extends": "base", "lr": 0.2, "augment": {"rotate": 10.0}}
+    )
     cfg = load_config(child)
     assert (cfg.name, cfg.epochs, cfg.lr) == ("child", 7, 0.2)
     assert (cfg.augment.hflip, cfg.augment.rotate) == (0.0, 10.0)
@@ -162,8 +172,10 @@ def test_pa3_chain_changes_one_thing_per_step():
     chain = ["baseline", "cosine", "augment", "weighted"]
     for profile in ("quick", "full"):
         dicts = [load_preset(f"{s}_{profile}").to_dict() for s in chain]
-        changed = [sorted(k for k in b if a[k] != b[k] and k not in ("name", "description"))
-                   for a, b in zip(dicts, dicts[1:])]
+        changed = [
+            sorted(k for k in b if a[k] != b[k] and k not in ("name", "description"))
+            for a, b in zip(dicts, dicts[1:])
+        ]
         assert changed == [["schedule"], ["augment"], ["class_weighting"]], profile
 
 

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from test_durations import table  # noqa: E402
 
-MODULE = '''
+MODULE = """
 import os
 import pytest
 
@@ -32,7 +32,7 @@ def test_uses_the_fixture(built, i):
 @pytest.mark.parametrize("i", range(6))
 def test_alone(i):
     pass
-'''
+"""
 
 
 def test_a_module_fixture_is_built_once_under_two_workers(tmp_path):
@@ -44,11 +44,31 @@ def test_a_module_fixture_is_built_once_under_two_workers(tmp_path):
     (tmp_path / "test_grouped.py").write_text(MODULE)
     log = tmp_path / "built.log"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "BUILT_LOG": str(log)}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup",
-                           "--no-loadscope-reorder", "-p", "no:cacheprovider", "-q",
-                           "--durations-json", str(tmp_path / "durations.json"),
-                           "-o", "addopts=", str(tmp_path)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-n",
+            "2",
+            "--dist",
+            "loadgroup",
+            "--no-loadscope-reorder",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--durations-json",
+            str(tmp_path / "durations.json"),
+            "-o",
+            "addopts=",
+            str(tmp_path),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "12 passed" in proc.stdout, proc.stdout[-2000:]
     assert log.read_text().split() in (["gw0"], ["gw1"]), log.read_text()
@@ -56,8 +76,9 @@ def test_a_module_fixture_is_built_once_under_two_workers(tmp_path):
     data = json.loads((tmp_path / "durations.json").read_text())
     spans = data["spans"]
     assert set(spans) == set(data["tests"]) and len(spans) == 12
-    assert {w for k, (w, _, _) in spans.items() if "uses_the_fixture" in k} == \
-        set(log.read_text().split())
+    assert {w for k, (w, _, _) in spans.items() if "uses_the_fixture" in k} == set(
+        log.read_text().split()
+    )
     assert all(0 <= start <= stop <= data["wall_seconds"] for _, start, stop in spans.values())
     text = table(data, min_seconds=0.0)
     assert re.search(r"Busy: gw\d [\d.]+ s, gw\d [\d.]+ s of [\d.]+ s each", text), text

@@ -12,8 +12,14 @@ from labkit.demo import run_demo
 from labkit.metrics import scores_from_matrix
 from labkit.models import build_model
 
-TINY = {"epochs": 2, "shapes.num_train": 16, "shapes.num_val": 8, "shapes.size": 48,
-        "crop_size": 48, "batch_size": 8}
+TINY = {
+    "epochs": 2,
+    "shapes.num_train": 16,
+    "shapes.num_val": 8,
+    "shapes.size": 48,
+    "crop_size": 48,
+    "batch_size": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +50,9 @@ def test_demo_trained_the_model(tiny_demo):
     """Did training lower the loss, and is the reported size the model's real parameter count?"""
     rows = tiny_demo.history.rows
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    model = build_model(tiny_demo.config.model, num_classes=len(tiny_demo.classes),
-                        **tiny_demo.config.model_options)
+    model = build_model(
+        tiny_demo.config.model, num_classes=len(tiny_demo.classes), **tiny_demo.config.model_options
+    )
     assert tiny_demo.parameters == sum(p.numel() for p in model.parameters())
 
 

@@ -43,8 +43,9 @@ def fake_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: Props())
-    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
-                        lambda f, d: state["fraction"].append((f, d)))
+    monkeypatch.setattr(
+        torch.cuda, "set_per_process_memory_fraction", lambda f, d: state["fraction"].append((f, d))
+    )
     return state
 
 

@@ -15,7 +15,6 @@ from labkit import distributed
 from labkit.distributed import DistributedContext, init_distributed
 from labkit.sampling import ResumableSampler
 
-
 C = 3
 
 
@@ -36,8 +35,13 @@ def _model():
 
 def _worker(rank, world, port, out):
     """One rank: a one-step epoch of DDP training, then an evaluation; results to a file."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     import labkit.train as train
 
@@ -47,21 +51,45 @@ def _worker(rank, world, port, out):
     ctx = init_distributed()
     model = _model()
     train_set, val_set = _data(8, 0), _data(7, 1, ignore=True)
-    loader = DataLoader(train_set, batch_size=4,
-                        sampler=ResumableSampler(8, shuffle=False, num_replicas=world, rank=rank))
-    val = DataLoader(val_set, batch_size=2, sampler=ResumableSampler(
-        7, shuffle=False, num_replicas=world, rank=rank, pad=False))
+    loader = DataLoader(
+        train_set,
+        batch_size=4,
+        sampler=ResumableSampler(8, shuffle=False, num_replicas=world, rank=rank),
+    )
+    val = DataLoader(
+        val_set,
+        batch_size=2,
+        sampler=ResumableSampler(7, shuffle=False, num_replicas=world, rank=rank, pad=False),
+    )
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
-    history = train.fit(model, loader, val, epochs=1, loss_fn=loss_fn, num_classes=C,
-                        optimizer=torch.optim.SGD(model.parameters(), lr=0.5), device="cpu",
-                        progress=False, checkpoint_dir=os.path.join(out, "ckpt"))
+    history = train.fit(
+        model,
+        loader,
+        val,
+        epochs=1,
+        loss_fn=loss_fn,
+        num_classes=C,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        device="cpu",
+        progress=False,
+        checkpoint_dir=os.path.join(out, "ckpt"),
+    )
     scores = train.evaluate(model, val, num_classes=C, device="cpu", loss_fn=loss_fn)
     first_saves = list(saves)
     resumed = _stop_and_resume(rank, world, out)
-    torch.save({"ctx": (ctx.rank, ctx.world_size, ctx.is_main), "weights": model.state_dict(),
-                "row": history.rows[0], "matrix": scores["matrix"], "miou": scores["miou"],
-                "loss": scores["loss"], "saves": first_saves, **resumed},
-               os.path.join(out, f"rank{rank}.pt"))
+    torch.save(
+        {
+            "ctx": (ctx.rank, ctx.world_size, ctx.is_main),
+            "weights": model.state_dict(),
+            "row": history.rows[0],
+            "matrix": scores["matrix"],
+            "miou": scores["miou"],
+            "loss": scores["loss"],
+            "saves": first_saves,
+            **resumed,
+        },
+        os.path.join(out, f"rank{rank}.pt"),
+    )
     distributed.shutdown()
 
 
@@ -77,8 +105,11 @@ def _stop_and_resume(rank, world, out):
         model = _model()
         sampler = ResumableSampler(8, shuffle=True, seed=1, num_replicas=world, rank=rank)
         loader = DataLoader(_data(8, 2), batch_size=2, sampler=sampler)
-        val = DataLoader(_data(7, 1, ignore=True), batch_size=2, sampler=ResumableSampler(
-            7, shuffle=False, num_replicas=world, rank=rank, pad=False))
+        val = DataLoader(
+            _data(7, 1, ignore=True),
+            batch_size=2,
+            sampler=ResumableSampler(7, shuffle=False, num_replicas=world, rank=rank, pad=False),
+        )
         ce, calls = nn.CrossEntropyLoss(ignore_index=255), [0]
 
         def loss(logits, target):
@@ -88,10 +119,20 @@ def _stop_and_resume(rank, world, out):
                     raise _Stop
             return ce(logits, target)
 
-        return train.fit(model, loader, val, epochs=2, loss_fn=loss, num_classes=C,
-                         optimizer=torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9),
-                         device="cpu", progress=False, checkpoint_every=1, resume=resume,
-                         checkpoint_dir=os.path.join(out, folder)), model
+        return train.fit(
+            model,
+            loader,
+            val,
+            epochs=2,
+            loss_fn=loss,
+            num_classes=C,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9),
+            device="cpu",
+            progress=False,
+            checkpoint_every=1,
+            resume=resume,
+            checkpoint_dir=os.path.join(out, folder),
+        ), model
 
     straight, model_a = run("straight")
     try:
@@ -99,9 +140,13 @@ def _stop_and_resume(rank, world, out):
     except _Stop:
         pass
     resumed, model_b = run("cut", resume=True)
-    return {"straight": straight.rows, "resumed": resumed.rows,
-            "same_weights": all(torch.equal(a, b) for a, b in
-                                zip(model_a.parameters(), model_b.parameters()))}
+    return {
+        "straight": straight.rows,
+        "resumed": resumed.rows,
+        "same_weights": all(
+            torch.equal(a, b) for a, b in zip(model_a.parameters(), model_b.parameters())
+        ),
+    }
 
 
 def _free_port():
@@ -150,8 +195,13 @@ def test_metrics_equal_a_single_process_evaluation(two_ranks):
     _, (r0, r1) = two_ranks
     model = _model()
     model.load_state_dict(r0["weights"])
-    single = evaluate(model, DataLoader(_data(7, 1, ignore=True), batch_size=3), num_classes=C,
-                      device="cpu", loss_fn=nn.CrossEntropyLoss(ignore_index=255))
+    single = evaluate(
+        model,
+        DataLoader(_data(7, 1, ignore=True), batch_size=3),
+        num_classes=C,
+        device="cpu",
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+    )
     for r in (r0, r1):
         assert torch.equal(r["matrix"], single["matrix"])
         assert r["miou"] == pytest.approx(single["miou"], abs=1e-12)
@@ -166,8 +216,10 @@ def test_a_stopped_ddp_run_resumes_exactly(two_ranks):
     _, ranks = two_ranks
     for r in ranks:
         assert r["same_weights"]
-        strip = [[{k: v for k, v in row.items() if k != "seconds" and v == v} for row in rows]
-                 for rows in (r["straight"], r["resumed"])]
+        strip = [
+            [{k: v for k, v in row.items() if k != "seconds" and v == v} for row in rows]
+            for rows in (r["straight"], r["resumed"])
+        ]
         assert strip[0] == strip[1] and len(strip[0]) == 2
 
 
@@ -175,8 +227,10 @@ def test_only_rank_zero_writes(two_ranks):
     """Does rank 0 alone write the checkpoints?"""
     out, (r0, r1) = two_ranks
     assert r0["ctx"] == (0, 2, True) and r1["ctx"] == (1, 2, False)
-    assert r1["saves"] == [] and sorted(os.path.basename(p) for p in r0["saves"]) == ["best.pt",
-                                                                                     "last.pt"]
+    assert r1["saves"] == [] and sorted(os.path.basename(p) for p in r0["saves"]) == [
+        "best.pt",
+        "last.pt",
+    ]
     assert sorted(p.name for p in (out / "ckpt").iterdir()) == ["best.pt", "last.pt"]
 
 

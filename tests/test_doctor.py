@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
 import torchvision
 from packaging.requirements import Requirement
@@ -42,8 +42,10 @@ def _row(rows, name):
 
 def test_versions_match_the_pins_in_pyproject():
     """Are torch, torchvision and nbgrader ok against the pins pyproject.toml itself lists?"""
-    pins = {Requirement(r).name: str(Requirement(r)) for r in
-            tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    pins = {
+        Requirement(r).name: str(Requirement(r))
+        for r in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
     rows = doctor.check_versions()
     for name, module in (("torch", torch), ("torchvision", torchvision)):
         row = _row(rows, name)
@@ -56,8 +58,9 @@ def test_versions_match_the_pins_in_pyproject():
 
 def test_versions_off_the_pin_or_missing_fail():
     """Is a torch off its pin a FAIL with the pip line, and a missing requirement named?"""
-    rows = doctor.check_versions(requirements=["torch==1.0.0", "numpy>=99",
-                                               "labkit-no-such-package>=1"])
+    rows = doctor.check_versions(
+        requirements=["torch==1.0.0", "numpy>=99", "labkit-no-such-package>=1"]
+    )
     row = _row(rows, "torch")
     assert row.status == FAIL and torch.__version__ in row.found
     assert 'pip install "torch==1.0.0"' in row.fix
@@ -125,10 +128,13 @@ def test_missing_bwrap_warns_with_the_apt_line(fresh_probe, monkeypatch, tmp_pat
     assert "apt-get install bubblewrap" in row.fix
 
 
-@pytest.mark.parametrize("status, script", [
-    (OK, "exit 0"),
-    (WARN, "echo 'bwrap: No permissions to create new namespace' >&2; exit 1"),
-])
+@pytest.mark.parametrize(
+    "status, script",
+    [
+        (OK, "exit 0"),
+        (WARN, "echo 'bwrap: No permissions to create new namespace' >&2; exit 1"),
+    ],
+)
 def test_bwrap_row_follows_what_the_probe_runs(fresh_probe, monkeypatch, tmp_path, status, script):
     """With a `bwrap` on PATH that runs the command or is refused namespaces, is the row ok or
     a warn that names user namespaces and the refusal?"""
@@ -171,10 +177,11 @@ def test_datasets_open_in_the_real_layouts(configs, monkeypatch, tmp_path):
     rows = doctor.check_datasets(configs, profile="full")
     voc, ade = _row(rows, "dataset Pascal VOC"), _row(rows, "dataset ADE20K")
     assert voc.status == ade.status == OK
-    assert (f"train {len(VOC_SPLITS['train'])}, val {len(VOC_SPLITS['val'])} images"
-            in voc.found)
-    assert (f"training {len(ADE_NAMES['training'])}, validation "
-            f"{len(ADE_NAMES['validation'])} images" in ade.found)
+    assert f"train {len(VOC_SPLITS['train'])}, val {len(VOC_SPLITS['val'])} images" in voc.found
+    assert (
+        f"training {len(ADE_NAMES['training'])}, validation "
+        f"{len(ADE_NAMES['validation'])} images" in ade.found
+    )
 
 
 def test_missing_datasets_fail_only_for_the_full_profile(configs, monkeypatch, tmp_path):
@@ -223,15 +230,19 @@ def test_weights_load_or_fail_by_file(configs, monkeypatch, tmp_path):
     state = torchvision.models.resnet18().state_dict()
     torch.save(state, cache / _weights_file(torchvision.models.ResNet18_Weights))
     (cache / _weights_file(torchvision.models.ResNet50_Weights)).write_bytes(
-        b"not a checkpoint, cut off by a failed copy")
+        b"not a checkpoint, cut off by a failed copy"
+    )
     torch.save(state, cache / _weights_file(torchvision.models.ResNet101_Weights))
     rows = doctor.check_weights(configs, profile="full")
     assert _row(rows, "weights resnet18").status == OK
     assert "resnet18_full" in _row(rows, "weights resnet18").found
     r50 = _row(rows, "weights resnet50")
     assert r50.status == FAIL and "does not load" in r50.found and "UnpicklingError" in r50.found
-    users = sorted(n for n, c in configs.items()
-                   if c.model.endswith("resnet50") and c.model_options.get("pretrained_backbone"))
+    users = sorted(
+        n
+        for n, c in configs.items()
+        if c.model.endswith("resnet50") and c.model_options.get("pretrained_backbone")
+    )
     assert f"needed by {', '.join(users[:3])} and {len(users) - 3} more" in r50.found
     r101 = _row(rows, "weights resnet101")  # a ResNet-18 state dict under ResNet-101's name
     assert r101.status == FAIL and "Missing key" in r101.found
@@ -251,9 +262,13 @@ def test_missing_weights_warn_for_quick_and_fail_for_full(configs, monkeypatch, 
 
 def _course(root: Path, *, release: bool = True, text: str | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    (root / "nbgrader_config.py").write_text(text or (
-        "c = get_config()\nc.CourseDirectory.source_directory = 'src_nb'\n"
-        "c.CourseDirectory.release_directory = 'rel_nb'\n"))
+    (root / "nbgrader_config.py").write_text(
+        text
+        or (
+            "c = get_config()\nc.CourseDirectory.source_directory = 'src_nb'\n"
+            "c.CourseDirectory.release_directory = 'rel_nb'\n"
+        )
+    )
     for lab in ("lab01", "lab02"):
         (root / "src_nb" / lab).mkdir(parents=True, exist_ok=True)
         if release:
@@ -302,6 +317,7 @@ def test_cli_exit_code_json_and_table(monkeypatch, tmp_path, capsys):
 def test_a_check_that_raises_becomes_a_fail_row(monkeypatch, tmp_path):
     """Does a check that crashes give a FAIL row with its error and the deepest cause, while
     the other checks still report?"""
+
     def broken(**_):
         raise RuntimeError("driver confused") from OSError("no /dev/nvidia0")
 

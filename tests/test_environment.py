@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +23,7 @@ def _pyproject_requirements() -> dict[str, str]:
 def _conda_pip_requirements() -> dict[str, str]:
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    return {_name(r): r.replace(" ", "") for r in pip_section
-            if not r.startswith("-") and r != "."}
+    return {_name(r): r.replace(" ", "") for r in pip_section if not r.startswith("-") and r != "."}
 
 
 def test_same_requirements_in_both_files():

@@ -17,17 +17,25 @@ def _labkit_errors() -> dict[str, type]:
             continue
         module = importlib.import_module(info.name)
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, BaseException) and \
-                    value.__module__ == info.name and not value.__name__.startswith("_"):
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseException)
+                and value.__module__ == info.name
+                and not value.__name__.startswith("_")
+            ):
                 found[f"{info.name}.{value.__name__}"] = value
     return found
 
 
 # Errors that are not the user's to fix: a grader's or the machine's failure, the referee's
 # wire protocol, a check a student's answer failed.
-NOT_THE_USERS = {"labkit.grading.course.NbgraderError", "labkit.grading.judge.JudgeError",
-                 "labkit.grading.remote.RemoteError", "labkit.grading.wire.WireError",
-                 "labkit.checks.ReferenceUsedError"}
+NOT_THE_USERS = {
+    "labkit.grading.course.NbgraderError",
+    "labkit.grading.judge.JudgeError",
+    "labkit.grading.remote.RemoteError",
+    "labkit.grading.wire.WireError",
+    "labkit.checks.ReferenceUsedError",
+}
 
 
 def test_every_error_labkit_defines_is_a_labkit_error_or_listed_as_not_the_users():
@@ -36,28 +44,35 @@ def test_every_error_labkit_defines_is_a_labkit_error_or_listed_as_not_the_users
     found = _labkit_errors()
     assert {"labkit.config.ConfigError", "labkit.data._paths.DatasetNotFoundError"} <= set(found)
     assert NOT_THE_USERS <= set(found), NOT_THE_USERS - set(found)
-    stray = [name for name, cls in found.items()
-             if not issubclass(cls, LabkitError) and name not in NOT_THE_USERS]
+    stray = [
+        name
+        for name, cls in found.items()
+        if not issubclass(cls, LabkitError) and name not in NOT_THE_USERS
+    ]
     assert not stray, f"neither LabkitError nor listed as not the user's: {stray}"
 
 
-@pytest.mark.parametrize("name,builtin", [
-    ("labkit.config.ConfigError", ValueError),
-    ("labkit.data.DatasetNotFoundError", FileNotFoundError),
-    ("labkit.models.PretrainedWeightsNotFoundError", FileNotFoundError),
-    ("labkit.devices.GPUOutOfMemoryError", RuntimeError),
-    ("labkit.checkpoint.CheckpointError", ValueError),
-    ("labkit.experiment.RunExistsError", ValueError),
-    ("labkit.grading.CourseError", ValueError),
-    ("labkit.grading.sandbox.SandboxError", RuntimeError),
-])
+@pytest.mark.parametrize(
+    "name,builtin",
+    [
+        ("labkit.config.ConfigError", ValueError),
+        ("labkit.data.DatasetNotFoundError", FileNotFoundError),
+        ("labkit.models.PretrainedWeightsNotFoundError", FileNotFoundError),
+        ("labkit.devices.GPUOutOfMemoryError", RuntimeError),
+        ("labkit.checkpoint.CheckpointError", ValueError),
+        ("labkit.experiment.RunExistsError", ValueError),
+        ("labkit.grading.CourseError", ValueError),
+        ("labkit.grading.sandbox.SandboxError", RuntimeError),
+    ],
+)
 def test_each_error_keeps_the_builtin_python_code_catches(name, builtin):
     """Does ``except ValueError`` (or the error's own builtin) still catch it?"""
     module, _, attr = name.rpartition(".")
     cls = getattr(importlib.import_module(module), attr)
     assert issubclass(cls, LabkitError) and issubclass(cls, builtin)
-    assert issubclass(UsageError, ValueError) and issubclass(MissingPackageError,
-                                                             ModuleNotFoundError)
+    assert issubclass(UsageError, ValueError) and issubclass(
+        MissingPackageError, ModuleNotFoundError
+    )
 
 
 def test_innermost_follows_causes_and_contexts_to_the_bottom():
@@ -70,7 +85,7 @@ def test_innermost_follows_causes_and_contexts_to_the_bottom():
             except OSError as exc:
                 raise RuntimeError("save failed") from exc
         except RuntimeError:
-            raise ValueError("checkpoint not written")
+            raise ValueError("checkpoint not written")  # noqa: B904 - the context is the point
     except ValueError as exc:
         assert str(innermost(exc)) == "disk full" and type(innermost(exc)) is OSError
     alone = KeyError("k")

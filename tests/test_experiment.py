@@ -21,17 +21,34 @@ from labkit.experiment import (
 )
 from labkit.history import History
 
-
-SHAPES = {"num_train": 16, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
-          "seed": 0}
+SHAPES = {
+    "num_train": 16,
+    "num_val": 8,
+    "size": 32,
+    "num_classes": 4,
+    "deformation": 0.5,
+    "seed": 0,
+}
 
 
 def tiny(**kw) -> ExperimentConfig:
     """A config that trains in about a second: 16 Shapes images of 32 px, a narrow FCN."""
-    data = dict(name="tiny", description="test", dataset="shapes", shapes=SHAPES,
-                model="baseline_fcn", model_options={"widths": [4, 8, 8, 8, 8]}, crop_size=32,
-                batch_size=4, epochs=2, optimizer="adamw", lr=0.01, schedule="poly",
-                augment={"scale": [0.75, 1.25], "hflip": 0.5}, device="cpu")
+    data = dict(
+        name="tiny",
+        description="test",
+        dataset="shapes",
+        shapes=SHAPES,
+        model="baseline_fcn",
+        model_options={"widths": [4, 8, 8, 8, 8]},
+        crop_size=32,
+        batch_size=4,
+        epochs=2,
+        optimizer="adamw",
+        lr=0.01,
+        schedule="poly",
+        augment={"scale": [0.75, 1.25], "hflip": 0.5},
+        device="cpu",
+    )
     data.update(kw)
     return ExperimentConfig.from_dict(data)
 
@@ -50,8 +67,9 @@ def _no_labkit_data(monkeypatch):
 
 def _strip(history):
     """Rows without the wall time, NaN as a string (NaN != NaN would fail any comparison)."""
-    return [{k: "nan" if v != v else v for k, v in r.items() if k != "seconds"}
-            for r in history.rows]
+    return [
+        {k: "nan" if v != v else v for k, v in r.items() if k != "seconds"} for r in history.rows
+    ]
 
 
 def test_run_writes_a_complete_run_folder(tmp_path, shapes_root):
@@ -64,8 +82,14 @@ def test_run_writes_a_complete_run_folder(tmp_path, shapes_root):
     cfg = tiny(data_root=str(shapes_root))
     result = run_experiment(cfg, runs_root=tmp_path, progress=False)
     run = tmp_path / "tiny"
-    for name in ("config.yaml", "last.pt", "best.pt", "history.csv", "metrics.json",
-                 "learning_curves.png"):
+    for name in (
+        "config.yaml",
+        "last.pt",
+        "best.pt",
+        "history.csv",
+        "metrics.json",
+        "learning_curves.png",
+    ):
         assert (run / name).is_file(), name
     assert load_config(run / "config.yaml") == cfg
     assert _strip(History.from_csv(run / "history.csv")) == _strip(result.history)
@@ -86,10 +110,12 @@ def test_run_writes_a_complete_run_folder(tmp_path, shapes_root):
 
 def test_same_config_same_run(tmp_path, shapes_root):
     """Do two runs of one config give the same history and weights, bit for bit?"""
-    a = run_experiment(tiny(name="a", data_root=str(shapes_root)), runs_root=tmp_path,
-                       progress=False)
-    b = run_experiment(tiny(name="b", data_root=str(shapes_root)), runs_root=tmp_path,
-                       progress=False)
+    a = run_experiment(
+        tiny(name="a", data_root=str(shapes_root)), runs_root=tmp_path, progress=False
+    )
+    b = run_experiment(
+        tiny(name="b", data_root=str(shapes_root)), runs_root=tmp_path, progress=False
+    )
     assert _strip(a.history) == _strip(b.history)
     wa = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     wb = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
@@ -104,10 +130,18 @@ def test_an_existing_run_is_not_silently_replaced(tmp_path, shapes_root):
     with pytest.raises(RunExistsError, match="--resume"):
         run_experiment(cfg, runs_root=tmp_path, progress=False)
     with pytest.raises(ConfigError, match="lr: 0.01 -> 0.02"):
-        run_experiment(tiny(data_root=str(shapes_root), epochs=1, lr=0.02), runs_root=tmp_path,
-                       resume=True, progress=False)
-    again = run_experiment(tiny(data_root=str(shapes_root), epochs=1, num_workers=0),
-                           runs_root=tmp_path, resume=True, progress=False)
+        run_experiment(
+            tiny(data_root=str(shapes_root), epochs=1, lr=0.02),
+            runs_root=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    again = run_experiment(
+        tiny(data_root=str(shapes_root), epochs=1, num_workers=0),
+        runs_root=tmp_path,
+        resume=True,
+        progress=False,
+    )
     assert len(again.history) == 1
     fresh = run_experiment(cfg, runs_root=tmp_path, overwrite=True, progress=False)
     assert _strip(fresh.history) == _strip(again.history)
@@ -178,15 +212,20 @@ def test_optimizer_groups_and_offset_learning_rate():
     """Does each optimizer get every trainable parameter once, offsets at lr x offset_lr_mult?"""
     from labkit.models import build_model
 
-    model = build_model("resnet18_transfer", num_classes=3, deformable="v1",
-                        freeze_encoder=False)
-    for name, kind in (("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
-                       ("adamw", torch.optim.AdamW)):
+    model = build_model("resnet18_transfer", num_classes=3, deformable="v1", freeze_encoder=False)
+    for name, kind in (
+        ("sgd", torch.optim.SGD),
+        ("adam", torch.optim.Adam),
+        ("adamw", torch.optim.AdamW),
+    ):
         opt = build_optimizer(tiny(optimizer=name, lr=0.1, offset_lr_mult=0.1), model)
         assert type(opt) is kind
         params = [p for g in opt.param_groups for p in g["params"]]
-        assert len(params) == len({id(p) for p in params}) == sum(
-            1 for p in model.parameters() if p.requires_grad)
+        assert (
+            len(params)
+            == len({id(p) for p in params})
+            == sum(1 for p in model.parameters() if p.requires_grad)
+        )
         lrs = sorted(g["lr"] for g in opt.param_groups)
         assert lrs == pytest.approx([0.01, 0.1])
     assert opt.param_groups[0]["weight_decay"] == tiny().weight_decay
@@ -206,8 +245,9 @@ def test_class_weights_come_from_the_training_masks(tmp_path, shapes_root):
     ids = (voc / "ImageSets" / "Segmentation" / "train.txt").read_text().split()
     counts = np.zeros(256, np.int64)
     for i in ids:
-        counts += np.bincount(np.array(Image.open(voc / "SegmentationClass" / f"{i}.png")).ravel(),
-                              minlength=256)
+        counts += np.bincount(
+            np.array(Image.open(voc / "SegmentationClass" / f"{i}.png")).ravel(), minlength=256
+        )
     expected = class_weights(torch.tensor(counts[:4]), method="median_frequency")
     assert torch.allclose(loss.weight, expected)
     assert json.loads(cache.read_text())["counts"] == counts[:4].tolist()
@@ -220,6 +260,7 @@ def test_cpu_threads_apply_during_the_run_only(tmp_path, shapes_root, monkeypatc
 
     seen = []
     real_fit = labkit.train.fit
+
     def spy(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real_fit(*args, **kwargs)
@@ -227,15 +268,19 @@ def test_cpu_threads_apply_during_the_run_only(tmp_path, shapes_root, monkeypatc
     monkeypatch.setattr(labkit.train, "fit", spy)
     torch.set_num_threads(2)
     try:
-        run_experiment(tiny(data_root=str(shapes_root), epochs=1, cpu_threads=1),
-                       runs_root=tmp_path, progress=False)
+        run_experiment(
+            tiny(data_root=str(shapes_root), epochs=1, cpu_threads=1),
+            runs_root=tmp_path,
+            progress=False,
+        )
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(1)
 
 
 def test_shapes_go_to_the_user_cache_when_the_runs_folder_cannot_be_written(
-        tmp_path, monkeypatch, caplog):
+    tmp_path, monkeypatch, caplog
+):
     """When <runs>/.data cannot be made, is the set drawn into $XDG_CACHE_HOME/labkit (with a
     warning naming the folder it could not write) and reused from there on the next call?"""
     blocked = tmp_path / "runs"

@@ -10,10 +10,23 @@ from labkit.history import History, plot_histories
 
 
 def _history(mious=(0.2, 0.5, 0.4)):
-    return History([{"epoch": i + 1, "train_loss": 1.0 / (i + 1), "train_miou": m / 2,
-                     "val_loss": 1.5 - m, "pixel_accuracy": 0.5 + m / 2, "miou": m,
-                     "lr": 0.1 * (0.5 ** i), "seconds": 1.0, "iou_0": m, "iou_1": math.nan}
-                    for i, m in enumerate(mious)])
+    return History(
+        [
+            {
+                "epoch": i + 1,
+                "train_loss": 1.0 / (i + 1),
+                "train_miou": m / 2,
+                "val_loss": 1.5 - m,
+                "pixel_accuracy": 0.5 + m / 2,
+                "miou": m,
+                "lr": 0.1 * (0.5**i),
+                "seconds": 1.0,
+                "iou_0": m,
+                "iou_1": math.nan,
+            }
+            for i, m in enumerate(mious)
+        ]
+    )
 
 
 def test_csv_round_trip_keeps_every_value(tmp_path):

@@ -44,22 +44,34 @@ STUDENT = "labkit-student"  # made once by the student tests and reused by later
 # The notebooks' training shrinks to one batch; every cell still runs (labkit/labs.py).
 SMOKE = {"LABKIT_BUDGET": "smoke"}
 # A notebook's last cell: which interpreter and which labkit the kernel really ran.
-_WHO = ("import json, os, sys, labkit\n"
-        "print('WHO ' + json.dumps({'labkit': labkit.__file__, 'python': sys.executable, "
-        "'uid': os.geteuid()}))")
+_WHO = (
+    "import json, os, sys, labkit\n"
+    "print('WHO ' + json.dumps({'labkit': labkit.__file__, 'python': sys.executable, "
+    "'uid': os.geteuid()}))"
+)
 
 
-def _run(argv: list, *, env: dict, cwd: Path, user: str | None = None,
-         timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(
+    argv: list, *, env: dict, cwd: Path, user: str | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``argv`` with exactly ``env`` (as ``user`` if given); on failure, fail with its output."""
     argv = [str(a) for a in argv]
     if user is not None:  # runuser keeps no environment of ours: env -i sets it whole
-        argv = [shutil.which("runuser") or "runuser", "-u", user, "--", "env", "-i",
-                *[f"{k}={v}" for k, v in env.items()], *argv]
-    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
-    assert proc.returncode == 0, (f"{' '.join(argv[-6:])} exited {proc.returncode}\n"
-                                  f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}")
+        argv = [
+            shutil.which("runuser") or "runuser",
+            "-u",
+            user,
+            "--",
+            "env",
+            "-i",
+            *[f"{k}={v}" for k, v in env.items()],
+            *argv,
+        ]
+    proc = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, (
+        f"{' '.join(argv[-6:])} exited {proc.returncode}\n"
+        f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}"
+    )
     return proc
 
 
@@ -83,18 +95,24 @@ def _interpreter() -> tuple[Path, str | None]:
     if _barred(base) is None:
         return base, None
     soabi = sysconfig.get_config_var("SOABI")
-    for name in (f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}",
-                 f"/usr/local/bin/python{sys.version_info.major}.{sys.version_info.minor}"):
+    for name in (
+        f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}",
+        f"/usr/local/bin/python{sys.version_info.major}.{sys.version_info.minor}",
+    ):
         other = Path(os.path.realpath(name))
         if other.is_file() and _barred(other) is None:
-            probe = subprocess.run([other, "-c", "import sysconfig; "
-                                    "print(sysconfig.get_config_var('SOABI'))"],
-                                   capture_output=True, text=True)
+            probe = subprocess.run(
+                [other, "-c", "import sysconfig; print(sysconfig.get_config_var('SOABI'))"],
+                capture_output=True,
+                text=True,
+            )
             if probe.stdout.strip() == soabi:
                 return other, None
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return base, (f"no interpreter a student can reach: {_barred(base)}, and no "
-                  f"/usr/bin/python{version} with ABI {soabi}")
+    return base, (
+        f"no interpreter a student can reach: {_barred(base)}, and no "
+        f"/usr/bin/python{version} with ABI {soabi}"
+    )
 
 
 def _readable_by_all(top: Path) -> None:
@@ -117,22 +135,42 @@ class WheelEnv:
         src.mkdir()
         for name in ("pyproject.toml", "README.md"):
             shutil.copy2(REPO / name, src / name)
-        shutil.copytree(REPO / "labkit", src / "labkit",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            REPO / "labkit", src / "labkit", ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-        _run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w", self.dist,
-              src], env=dict(os.environ), cwd=root)
+        _run(
+            [
+                *pip,
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "--no-index",
+                "-w",
+                self.dist,
+                src,
+            ],
+            env=dict(os.environ),
+            cwd=root,
+        )
         self.wheel = next(self.dist.glob("labkit-*.whl"))
         interpreter, self.why_not_student = _interpreter()
-        _run([interpreter, "-m", "venv", "--without-pip", self.env], env=dict(os.environ),
-             cwd=root)
-        site = Path(_run([self.python, "-c", "import sysconfig; print(sysconfig.get_paths()"
-                          "['purelib'])"], env={}, cwd=root).stdout.strip())
+        _run([interpreter, "-m", "venv", "--without-pip", self.env], env=dict(os.environ), cwd=root)
+        site = Path(
+            _run(
+                [self.python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                env={},
+                cwd=root,
+            ).stdout.strip()
+        )
         deps = Path(sysconfig.get_paths()["purelib"])
         # A plain path line: .venv's own .pth files (its editable labkit finder) are not run.
         (site / "_labkit_test_deps.pth").write_text(f"{deps}\n")
-        _run([*pip, "--python", self.python, "install", "--no-deps", "--no-index", "-q",
-              self.wheel], env=dict(os.environ), cwd=root)
+        _run(
+            [*pip, "--python", self.python, "install", "--no-deps", "--no-index", "-q", self.wheel],
+            env=dict(os.environ),
+            cwd=root,
+        )
         self._link_dependencies_commands(Path(sys.prefix))
         self.site = site
         _readable_by_all(root)  # whatever the umask: a student reads it, only root writes it
@@ -140,27 +178,41 @@ class WheelEnv:
     def _link_dependencies_commands(self, prefix: Path) -> None:
         """Give the environment the dependencies' commands and data, as one install would have."""
         for script in (prefix / "bin").iterdir():
-            if script.name in ("labkit",) or script.name.startswith(("pip", "python")) \
-                    or not script.is_file():
+            if (
+                script.name in ("labkit",)
+                or script.name.startswith(("pip", "python"))
+                or not script.is_file()
+            ):
                 continue
             first, _, rest = script.read_bytes().partition(b"\n")
             if first.startswith(b"#!") and first[2:].startswith(str(prefix / "bin").encode()):
-                (self.bin / script.name).write_bytes(b"#!" + str(self.python).encode() + b"\n"
-                                                     + rest)
+                (self.bin / script.name).write_bytes(
+                    b"#!" + str(self.python).encode() + b"\n" + rest
+                )
                 (self.bin / script.name).chmod(0o755)
         share = self.env / "share" / "jupyter"
         share.mkdir(parents=True)
         for item in (prefix / "share" / "jupyter").iterdir():
             if item.name != "kernels":  # the kernel must be this environment's python
                 (share / item.name).symlink_to(item)
-        _run([self.python, "-m", "ipykernel", "install", "--sys-prefix"],
-             env=self.environ(self.root), cwd=self.root)
+        _run(
+            [self.python, "-m", "ipykernel", "install", "--sys-prefix"],
+            env=self.environ(self.root),
+            cwd=self.root,
+        )
 
     def environ(self, home: Path, **extra: str) -> dict[str, str]:
         """A clean process environment: this env's bin/ first, nothing of the checkout's."""
-        return {"PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin", "HOME": str(home),
-                "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                "MPLBACKEND": "Agg", "PYTHONWARNINGS": "ignore", **extra}
+        return {
+            "PATH": f"{self.bin}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(home),
+            "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "PYTHONWARNINGS": "ignore",
+            **extra,
+        }
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +248,22 @@ def _execute(env: WheelEnv, folder: Path, environ: dict, *, user: str | None = N
     nbformat.write(nb, folder / f"{LAB}.ipynb")
     if user is not None:
         shutil.chown(folder / f"{LAB}.ipynb", user)
-    _run([env.bin / "jupyter", "nbconvert", "--to", "notebook", "--execute",
-          "--ExecutePreprocessor.timeout=600", "--output", "executed", f"{LAB}.ipynb"],
-         env=environ, cwd=folder, user=user)
+    _run(
+        [
+            env.bin / "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--ExecutePreprocessor.timeout=600",
+            "--output",
+            "executed",
+            f"{LAB}.ipynb",
+        ],
+        env=environ,
+        cwd=folder,
+        user=user,
+    )
     out = nbformat.read(folder / "executed.ipynb", as_version=4)
     text = "".join(o.get("text", "") for o in out.cells[-1].get("outputs", []))
     return json.loads(text.split("WHO ", 1)[1])
@@ -211,22 +276,30 @@ def test_the_wheel_ships_every_preset_and_no_course_material(wheel_env):
     presets = {n.rsplit("/", 1)[1] for n in names if n.startswith("labkit/presets/")}
     assert presets == {p.name for p in (REPO / "labkit" / "presets").glob("*.yaml")}
     assert len(presets) > 0
-    leaked = [n for n in names if n.endswith(".ipynb") or n.split("/")[0] in
-              ("solutions", "labs", "tests", "configs") or "nbgrader_config" in n]
+    leaked = [
+        n
+        for n in names
+        if n.endswith(".ipynb")
+        or n.split("/")[0] in ("solutions", "labs", "tests", "configs")
+        or "nbgrader_config" in n
+    ]
     assert not leaked, f"the wheel carries course material: {leaked[:5]}"
 
 
 def test_the_installed_package_loads_every_preset_from_outside(wheel_env, outside):
     """From a folder outside the checkout, is labkit imported from the new environment (not
     the editable checkout), and does every preset load, lab_config('baseline') among them?"""
-    script = ("import json, labkit\n"
-              "from labkit.config import available_presets, load_preset\n"
-              "from labkit.labs import lab_config\n"
-              "loaded = {n: load_preset(n).name for n in available_presets()}\n"
-              "print(json.dumps({'file': labkit.__file__, 'loaded': loaded,\n"
-              "                  'lab': lab_config('baseline', profile='quick').name}))")
-    proc = _run([wheel_env.python, "-c", script], env=wheel_env.environ(outside / "home"),
-                cwd=outside)
+    script = (
+        "import json, labkit\n"
+        "from labkit.config import available_presets, load_preset\n"
+        "from labkit.labs import lab_config\n"
+        "loaded = {n: load_preset(n).name for n in available_presets()}\n"
+        "print(json.dumps({'file': labkit.__file__, 'loaded': loaded,\n"
+        "                  'lab': lab_config('baseline', profile='quick').name}))"
+    )
+    proc = _run(
+        [wheel_env.python, "-c", script], env=wheel_env.environ(outside / "home"), cwd=outside
+    )
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).is_relative_to(wheel_env.site), got["file"]
     expected = sorted(p.stem for p in (REPO / "labkit" / "presets").glob("*.yaml"))
@@ -240,11 +313,37 @@ def test_labkit_train_runs_a_few_steps_on_the_installed_package(wheel_env, outsi
     preset for one tiny epoch and write the run folder with one history row?"""
     script = wheel_env.bin / "labkit"
     assert script.read_text().splitlines()[0] == f"#!{wheel_env.python}"
-    _run([script, "train", "--preset", "baseline_quick", "--runs-dir", "runs", "--name", "tiny",
-          "--epochs", "1", "--batch-size", "4", "--crop-size", "32", "--device", "cpu",
-          "--cpu-threads", "1", "--set", "shapes.num_train=8", "--set", "shapes.num_val=4",
-          "--set", "shapes.size=32", "--no-progress"],
-         env=wheel_env.environ(outside / "home"), cwd=outside)
+    _run(
+        [
+            script,
+            "train",
+            "--preset",
+            "baseline_quick",
+            "--runs-dir",
+            "runs",
+            "--name",
+            "tiny",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "4",
+            "--crop-size",
+            "32",
+            "--device",
+            "cpu",
+            "--cpu-threads",
+            "1",
+            "--set",
+            "shapes.num_train=8",
+            "--set",
+            "shapes.num_val=4",
+            "--set",
+            "shapes.size=32",
+            "--no-progress",
+        ],
+        env=wheel_env.environ(outside / "home"),
+        cwd=outside,
+    )
     run = outside / "runs" / "tiny"
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["name"] == "tiny"
@@ -256,8 +355,11 @@ def test_labkit_train_runs_a_few_steps_on_the_installed_package(wheel_env, outsi
 def test_labkit_doctor_passes_the_installed_package(wheel_env, outside):
     """Does the installed `labkit doctor` read the pins from the installed labkit's metadata,
     load every preset from the package and find nothing a quick lab lacks (exit 0)?"""
-    proc = _run([wheel_env.bin / "labkit", "doctor", "--json"],
-                env=wheel_env.environ(outside / "home"), cwd=outside)
+    proc = _run(
+        [wheel_env.bin / "labkit", "doctor", "--json"],
+        env=wheel_env.environ(outside / "home"),
+        cwd=outside,
+    )
     report = json.loads(proc.stdout)
     rows = {c["name"]: c for c in report["checks"]}
     assert report["exit_code"] == 0, [c for c in report["checks"] if c["status"] == "FAIL"]
@@ -273,32 +375,57 @@ def test_the_installed_package_grades_a_submission_with_the_kit_named(wheel_env,
     point the source notebook declares?"""
     environ = wheel_env.environ(outside / "home", **SMOKE)  # the judge passes it on
     (outside / "students.csv").write_text("id\nann\n")
-    refused = subprocess.run([wheel_env.bin / "labkit", "course", "init", "course", "--students",
-                              "students.csv"], env=environ, cwd=outside, capture_output=True,
-                             text=True)
+    refused = subprocess.run(
+        [wheel_env.bin / "labkit", "course", "init", "course", "--students", "students.csv"],
+        env=environ,
+        cwd=outside,
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode != 0
     assert "--kit" in refused.stderr and "LABKIT_KIT" in refused.stderr, refused.stderr
     assert not (outside / "course" / "gradebook.db").exists()
 
-    _run([wheel_env.bin / "labkit", "course", "init", "course", "--students", "students.csv",
-          "--kit", REPO, "--lab", LAB], env=environ, cwd=outside)
+    _run(
+        [
+            wheel_env.bin / "labkit",
+            "course",
+            "init",
+            "course",
+            "--students",
+            "students.csv",
+            "--kit",
+            REPO,
+            "--lab",
+            LAB,
+        ],
+        env=environ,
+        cwd=outside,
+    )
     folder = outside / "course" / "submitted" / "ann" / LAB
     folder.mkdir(parents=True)
     nbformat.write(_lab_submission(), folder / f"{LAB}.ipynb")
     # Sandboxed where bubblewrap works; elsewhere the limits alone (see README, grading).
     sandbox = [] if bwrap_available() else ["--no-sandbox"]
-    _run([wheel_env.bin / "labkit", "course", "autograde", LAB, "--root", "course", *sandbox],
-         env=environ, cwd=outside)
+    _run(
+        [wheel_env.bin / "labkit", "course", "autograde", LAB, "--root", "course", *sandbox],
+        env=environ,
+        cwd=outside,
+    )
     source = nbformat.read(REPO / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
-    points = sum(float(c.metadata["nbgrader"].get("points", 0)) for c in source.cells
-                 if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade"))
+    points = sum(
+        float(c.metadata["nbgrader"].get("points", 0))
+        for c in source.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+    )
     score = lab_scores(outside / "course", LAB)["ann"]
     assert points > 0
     assert (score.auto, score.auto_max) == (points, points), score.tests
     # The tests come before the training: the cells after them (training, plots, the
     # results table) ran too, to the last one, without an error.
-    graded = nbformat.read(outside / "course" / "autograded" / "ann" / LAB / f"{LAB}.ipynb",
-                           as_version=4)
+    graded = nbformat.read(
+        outside / "course" / "autograded" / "ann" / LAB / f"{LAB}.ipynb", as_version=4
+    )
     code = [c for c in graded.cells if c.cell_type == "code"]
     errors = [o for c in code for o in c.outputs if o.output_type == "error"]
     assert not errors, errors[0]
@@ -316,8 +443,18 @@ def _student() -> str:
         try:
             pwd.getpwnam(STUDENT)
         except KeyError:
-            subprocess.run(["useradd", "--system", "--no-create-home", "--shell",
-                            "/usr/sbin/nologin", STUDENT], check=True, capture_output=True)
+            subprocess.run(
+                [
+                    "useradd",
+                    "--system",
+                    "--no-create-home",
+                    "--shell",
+                    "/usr/sbin/nologin",
+                    STUDENT,
+                ],
+                check=True,
+                capture_output=True,
+            )
     return STUDENT
 
 
@@ -331,8 +468,9 @@ def _why_no_student(env: WheelEnv) -> str | None:
     # The environment borrows the checkout's installed dependencies (a .pth line): a checkout
     # under a root-only home keeps them from the student too.
     deps = Path(sysconfig.get_paths()["purelib"])
-    return _barred(env.root) or (f"the installed dependencies {deps}: {why}"
-                                 if (why := _barred(deps)) else None)
+    return _barred(env.root) or (
+        f"the installed dependencies {deps}: {why}" if (why := _barred(deps)) else None
+    )
 
 
 def _unprivileged_student(env: WheelEnv) -> tuple[str | None, str]:
@@ -340,8 +478,9 @@ def _unprivileged_student(env: WheelEnv) -> tuple[str | None, str]:
     if why := _why_no_student(env):
         return None, why
     user = _student()
-    probe = subprocess.run([shutil.which("runuser"), "-u", user, "--", "true"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [shutil.which("runuser"), "-u", user, "--", "true"], capture_output=True, text=True
+    )
     if probe.returncode != 0:  # a container without PAM sessions, say
         return None, f"runuser -u {user} does not work here: {probe.stderr.strip()}"
     return user, ""
@@ -360,6 +499,7 @@ def _student_folders(user: str):
         base.chmod(0o755)
         data, work, home = base / "data", base / "work", base / "home"
         from labkit.data.shapes import generate_shapes
+
         generate_shapes(data, num_train=4, num_val=2, size=32, num_classes=3, workers=1)
         _readable_by_all(data)
         for folder in (work, home):
@@ -390,8 +530,9 @@ def test_a_lab_notebook_runs_top_to_bottom_on_the_installed_package(wheel_env, o
             # TMPDIR: what torch and Jupyter leave in the user's temp folder goes with the test.
             environ = wheel_env.environ(home, LABKIT_DATA=str(data), TMPDIR=str(home), **SMOKE)
             for place in (wheel_env.site, wheel_env.site / "labkit", data):  # read-only, truly
-                denied = subprocess.run([shutil.which("runuser"), "-u", user, "--", "test",
-                                         "-w", place])
+                denied = subprocess.run(
+                    [shutil.which("runuser"), "-u", user, "--", "test", "-w", place]
+                )
                 assert denied.returncode != 0, f"{user} can write {place}"
             before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
 
@@ -415,12 +556,14 @@ def test_a_student_who_cannot_write_the_runs_folder_gets_the_set_in_their_cache(
         pytest.skip(f"no unprivileged student here: {why_not}")
     with _student_folders(user) as (data, work, home):
         environ = wheel_env.environ(home, LABKIT_DATA=str(data), TMPDIR=str(home))
-        script = ("import json\n"
-                  "from labkit.experiment import resolve_data_root\n"
-                  "from labkit.labs import lab_config\n"
-                  "cfg = lab_config('baseline', shapes__num_train=4, shapes__num_val=2, "
-                  "shapes__size=32)\n"
-                  f"print(resolve_data_root(cfg, runs_root={str(data)!r}))")
+        script = (
+            "import json\n"
+            "from labkit.experiment import resolve_data_root\n"
+            "from labkit.labs import lab_config\n"
+            "cfg = lab_config('baseline', shapes__num_train=4, shapes__num_val=2, "
+            "shapes__size=32)\n"
+            f"print(resolve_data_root(cfg, runs_root={str(data)!r}))"
+        )
         proc = _run([wheel_env.python, "-c", script], env=environ, cwd=work, user=user)
         root = Path(proc.stdout.strip().splitlines()[-1])
         assert root.parent == home / ".cache" / "labkit", proc.stdout

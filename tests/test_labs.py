@@ -15,8 +15,9 @@ from labkit.config import ConfigError, apply_overrides, load_preset
 from labkit.labs import LAB_QUICK, lab_config, lab_data, results_table, run_folder, train_model
 from labkit.models import build_model
 
-TINY = dict(shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32,
-            batch_size=4, epochs=1)
+TINY = dict(
+    shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32, batch_size=4, epochs=1
+)
 
 
 def test_quick_profile_is_the_preset_shrunk_to_the_lab_budget():
@@ -24,8 +25,10 @@ def test_quick_profile_is_the_preset_shrunk_to_the_lab_budget():
     cfg = lab_config("baseline", epochs=2, augment__hflip=0.5)
     preset = load_preset("baseline_quick")
     assert cfg.model == preset.model and cfg.lr == preset.lr
-    assert (cfg.shapes.size, cfg.shapes.num_train) == (LAB_QUICK["shapes.size"],
-                                                     LAB_QUICK["shapes.num_train"])
+    assert (cfg.shapes.size, cfg.shapes.num_train) == (
+        LAB_QUICK["shapes.size"],
+        LAB_QUICK["shapes.num_train"],
+    )
     assert cfg.epochs == 2 and cfg.augment.hflip == 0.5
 
 
@@ -66,7 +69,9 @@ def test_lab_data_uses_the_students_transform(tiny, tmp_path):
     def mine(image, mask):
         seen.append(1)
         from labkit.data import eval_transforms
+
         return eval_transforms()(image, mask)
+
     data = lab_data(tiny.config, runs_root=tiny.root.parent.parent, train_transforms=mine)
     next(iter(data.train_loader))
     assert len(seen) == 4
@@ -102,12 +107,14 @@ def test_train_model_is_repeatable_and_takes_the_students_parts(tiny):
     def schedule(optimizer, total_steps):
         calls["sched"] = total_steps
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1 - s / total_steps)
+
     runs = []
     for _ in range(2):
         torch.manual_seed(123)  # model init
         model = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 8))
-        runs.append(train_model(model, tiny, loss_fn=loss_fn, scheduler=schedule, epochs=2,
-                                progress=False))
+        runs.append(
+            train_model(model, tiny, loss_fn=loss_fn, scheduler=schedule, epochs=2, progress=False)
+        )
     assert calls["sched"] == 2 * len(tiny.train_loader)
     assert calls["loss"] >= 2 * 2 * len(tiny.train_loader)
     assert runs[0].history.column("train_loss") == runs[1].history.column("train_loss")
@@ -128,14 +135,22 @@ def test_results_table_has_a_row_per_run_and_a_column_per_class(tiny):
 def test_train_model_warms_up_as_the_config_says(tiny):
     """Does warmup_epochs change the first epoch's training, as in run_experiment?"""
     from labkit.config import apply_overrides
+
     losses = []
     for warmup in (0.0, 1.0):
-        data = tiny.__class__(**{**tiny.__dict__, "config": apply_overrides(
-            tiny.config, {"epochs": 2, "warmup_epochs": warmup, "schedule": "poly"})})
+        data = tiny.__class__(
+            **{
+                **tiny.__dict__,
+                "config": apply_overrides(
+                    tiny.config, {"epochs": 2, "warmup_epochs": warmup, "schedule": "poly"}
+                ),
+            }
+        )
         torch.manual_seed(5)
         model = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 8))
-        losses.append(train_model(model, data, epochs=2, progress=False)
-                      .history.column("train_loss"))
+        losses.append(
+            train_model(model, data, epochs=2, progress=False).history.column("train_loss")
+        )
     assert losses[0][0] != losses[1][0]
 
 
@@ -155,15 +170,26 @@ def test_smoke_budget_shrinks_only_the_budget(preset, monkeypatch):
     full = load_preset(f"{preset}_full")
     smoke = lab_config(preset, profile="full")
     changed = _differences(full.to_dict(), smoke.to_dict())
-    assert set(changed) <= {"epochs", "max_train_images", "max_val_images", "crop_size",
-                            "eval_size", "warmup_epochs", "num_workers"}, changed
+    assert set(changed) <= {
+        "epochs",
+        "max_train_images",
+        "max_val_images",
+        "crop_size",
+        "eval_size",
+        "warmup_epochs",
+        "num_workers",
+    }, changed
     assert smoke.num_workers == min(full.num_workers, 1)
     assert smoke.epochs == 1 and smoke.max_train_images == full.batch_size
     assert smoke.max_val_images == 4 and smoke.crop_size == 64
     assert smoke.eval_size == (None if full.eval_size is None else 64)
     assert smoke.warmup_epochs == pytest.approx(full.warmup_epochs / full.epochs)
-    assert (smoke.batch_size, smoke.val_batch_size, smoke.dataset, smoke.model) == \
-        (full.batch_size, full.val_batch_size, full.dataset, full.model)
+    assert (smoke.batch_size, smoke.val_batch_size, smoke.dataset, smoke.model) == (
+        full.batch_size,
+        full.val_batch_size,
+        full.dataset,
+        full.model,
+    )
 
 
 def test_smoke_caps_the_quick_profile_over_a_cells_own_budget(monkeypatch, tmp_path):
@@ -174,10 +200,12 @@ def test_smoke_caps_the_quick_profile_over_a_cells_own_budget(monkeypatch, tmp_p
     quick = lab_config("baseline", **small)
     monkeypatch.setenv("LABKIT_BUDGET", "smoke")
     smoke = lab_config("baseline", epochs=8, max_train_images=64, **small)
-    assert (smoke.epochs, smoke.max_train_images, smoke.max_val_images) == \
-        (1, quick.batch_size, 4)
-    assert (smoke.shapes, smoke.batch_size, smoke.model) == \
-        (quick.shapes, quick.batch_size, quick.model)
+    assert (smoke.epochs, smoke.max_train_images, smoke.max_val_images) == (1, quick.batch_size, 4)
+    assert (smoke.shapes, smoke.batch_size, smoke.model) == (
+        quick.shapes,
+        quick.batch_size,
+        quick.model,
+    )
     widened = apply_overrides(smoke, {"epochs": 3, "max_train_images": 32})
     data = lab_data(widened, runs_root=tmp_path)
     assert data.config == smoke
@@ -191,8 +219,11 @@ def test_a_misspelt_budget_says_what_to_set(monkeypatch):
     """Does a misspelt budget say what to set, and is an explicit full the preset as written?"""
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)  # it would force quick
     monkeypatch.setenv("LABKIT_BUDGET", "tiny")
-    with pytest.raises(ConfigError, match=r"LABKIT_BUDGET: expected one of \('full', 'smoke'\)"
-                                          r".*got 'tiny'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"LABKIT_BUDGET: expected one of \('full', 'smoke'\)"
+        r".*got 'tiny'",
+    ):
         lab_config("baseline", profile="full")
     with pytest.raises(ConfigError, match=r"LABKIT_BUDGET"):
         lab_config("baseline")
@@ -231,27 +262,56 @@ def test_a_run_resumes_after_an_interruption_with_the_same_weights(tiny, tmp_pat
     steps = len(tiny.train_loader)
     whole = dataclasses.replace(tiny, runs_root=tmp_path / "a")
     stopped = dataclasses.replace(tiny, runs_root=tmp_path / "b")
-    reference = train_model(_tiny_model(1), whole, name="run", epochs=3, loss_fn=_Loss(),
-                            checkpoints=True, progress=False)
+    reference = train_model(
+        _tiny_model(1),
+        whole,
+        name="run",
+        epochs=3,
+        loss_fn=_Loss(),
+        checkpoints=True,
+        progress=False,
+    )
     with pytest.raises(KeyboardInterrupt):
-        train_model(_tiny_model(1), stopped, name="run", epochs=3,
-                    loss_fn=_Loss(stop_at=steps + 2), checkpoints=True, progress=False)
+        train_model(
+            _tiny_model(1),
+            stopped,
+            name="run",
+            epochs=3,
+            loss_fn=_Loss(stop_at=steps + 2),
+            checkpoints=True,
+            progress=False,
+        )
     assert (run_folder(stopped, "run") / "last.pt").is_file()
     loss = _Loss()
     # other initial weights: whatever is resumed must come from the checkpoint
-    resumed = train_model(_tiny_model(2), stopped, name="run", epochs=3, loss_fn=loss,
-                          checkpoints=True, progress=False)
+    resumed = train_model(
+        _tiny_model(2),
+        stopped,
+        name="run",
+        epochs=3,
+        loss_fn=loss,
+        checkpoints=True,
+        progress=False,
+    )
     assert loss.calls == 2 * steps, "expected only epochs 2 and 3 to be trained again"
     assert [r["epoch"] for r in resumed.history.rows] == [1, 2, 3]
     assert resumed.history.column("train_loss") == reference.history.column("train_loss")
-    for (key, a), b in zip(reference.model.state_dict().items(),
-                           resumed.model.state_dict().values()):
+    for (key, a), b in zip(
+        reference.model.state_dict().items(), resumed.model.state_dict().values()
+    ):
         assert torch.equal(a, b), key
     assert resumed.scores["miou"] == reference.scores["miou"]
 
     again = _Loss()
-    finished = train_model(_tiny_model(3), stopped, name="run", epochs=3, loss_fn=again,
-                           checkpoints=True, progress=False)
+    finished = train_model(
+        _tiny_model(3),
+        stopped,
+        name="run",
+        epochs=3,
+        loss_fn=again,
+        checkpoints=True,
+        progress=False,
+    )
     assert again.calls == 0 and len(finished.history) == 3
     assert torch.equal(finished.scores["matrix"], reference.scores["matrix"])
 
@@ -264,8 +324,9 @@ def test_a_checkpoint_of_another_run_is_not_resumed(tiny, tmp_path, caplog):
     wider = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 16))
     loss = _Loss()
     with caplog.at_level(logging.WARNING, logger="labkit.labs"):
-        run = train_model(wider, data, name="run", epochs=1, loss_fn=loss, checkpoints=True,
-                          progress=False)
+        run = train_model(
+            wider, data, name="run", epochs=1, loss_fn=loss, checkpoints=True, progress=False
+        )
     assert loss.calls == len(tiny.train_loader) and len(run.history) == 1
     assert "belongs to another run" in caplog.text
 
@@ -282,8 +343,10 @@ def test_quick_and_grading_keep_no_checkpoints(tiny, tmp_path, monkeypatch):
     assert not list(tmp_path.rglob("*.pt"))
     monkeypatch.delenv("NBGRADER_EXECUTION")
     train_model(_tiny_model(1), full, name="full", progress=False)
-    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*.pt"))] == \
-        [f"{tiny.config.name}/full/best.pt", f"{tiny.config.name}/full/last.pt"]
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*.pt"))] == [
+        f"{tiny.config.name}/full/best.pt",
+        f"{tiny.config.name}/full/last.pt",
+    ]
 
 
 def test_the_validation_set_is_scored_once_per_epoch(tiny, monkeypatch):
@@ -294,6 +357,7 @@ def test_the_validation_set_is_scored_once_per_epoch(tiny, monkeypatch):
     def counting(*args, **kwargs):
         calls.append(kwargs.get("device"))
         return real(*args, **kwargs)
+
     monkeypatch.setattr(labkit.train, "evaluate", counting)
     run = train_model(_tiny_model(1), tiny, epochs=2, progress=False)
     assert calls == [torch.device("cpu")] * 2
@@ -316,14 +380,21 @@ def test_device_memory_cap_and_precision_reach_fit(tiny, monkeypatch):
     def fit(model, *args, **kwargs):
         seen.update(kwargs)
         raise Stop
+
     monkeypatch.setattr(labkit.experiment, "pick_device", pick)
-    monkeypatch.setattr(labkit.experiment, "cap_memory",
-                        lambda device, *, gib: seen.update(cap=(device, gib)))
+    monkeypatch.setattr(
+        labkit.experiment, "cap_memory", lambda device, *, gib: seen.update(cap=(device, gib))
+    )
     monkeypatch.setattr(labkit.train, "fit", fit)
-    cfg = apply_overrides(tiny.config, {"device": "cuda:1", "gpu_memory_gib": 3.5, "amp": True,
-                                        "channels_last": False})
+    cfg = apply_overrides(
+        tiny.config,
+        {"device": "cuda:1", "gpu_memory_gib": 3.5, "amp": True, "channels_last": False},
+    )
     with pytest.raises(Stop):
         train_model(_tiny_model(1), dataclasses.replace(tiny, config=cfg), progress=False)
     assert seen["asked"] == "cuda:1" and seen["cap"] == (torch.device("cpu"), 3.5)
-    assert (seen["device"], seen["amp"], seen["channels_last"]) == (torch.device("cpu"), True,
-                                                                   False)
+    assert (seen["device"], seen["amp"], seen["channels_last"]) == (
+        torch.device("cpu"),
+        True,
+        False,
+    )

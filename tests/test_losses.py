@@ -158,25 +158,57 @@ def test_cross_entropy_matches_torch(reduction):
 @pytest.mark.parametrize(
     "logits,target,weight,pattern",
     [
-        (torch.zeros(2, 3, 4), torch.zeros(2, 3, 4, dtype=torch.long), None,
-         r"expected logits of shape \[N, C, H, W\] with a float dtype; got \[2, 3, 4\]"),
-        (torch.zeros(1, 3, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4, dtype=torch.long), None,
-         r"float dtype; got \[1, 3, 4, 4\] torch.int64"),
-        (torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4), None,
-         r"target of shape \[N, H, W\] with dtype torch.int64; got \[1, 4, 4\] torch.float32 "
-         r"\(call .long\(\)"),
-        (torch.zeros(1, 3, 4, 4), torch.zeros(1, 1, 4, 4, dtype=torch.long), None,
-         r"got \[1, 1, 4, 4\] torch.int64"),
-        (torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 5, dtype=torch.long), None,
-         r"expected target of shape \[N, H, W\] = \[1, 4, 4\] to match logits \[1, 3, 4, 4\]; "
-         r"got \[1, 4, 5\]"),
-        (torch.zeros(1, 3, 4, 4), torch.full((1, 4, 4), 7), None,
-         r"expected target labels in \[0, 3\) or ignore_index=255; got \[7\]"),
+        (
+            torch.zeros(2, 3, 4),
+            torch.zeros(2, 3, 4, dtype=torch.long),
+            None,
+            r"expected logits of shape \[N, C, H, W\] with a float dtype; got \[2, 3, 4\]",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4, dtype=torch.long),
+            torch.zeros(1, 4, 4, dtype=torch.long),
+            None,
+            r"float dtype; got \[1, 3, 4, 4\] torch.int64",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.zeros(1, 4, 4),
+            None,
+            r"target of shape \[N, H, W\] with dtype torch.int64; got \[1, 4, 4\] torch.float32 "
+            r"\(call .long\(\)",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.zeros(1, 1, 4, 4, dtype=torch.long),
+            None,
+            r"got \[1, 1, 4, 4\] torch.int64",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.zeros(1, 4, 5, dtype=torch.long),
+            None,
+            r"expected target of shape \[N, H, W\] = \[1, 4, 4\] to match logits \[1, 3, 4, 4\]; "
+            r"got \[1, 4, 5\]",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.full((1, 4, 4), 7),
+            None,
+            r"expected target labels in \[0, 3\) or ignore_index=255; got \[7\]",
+        ),
         (torch.zeros(1, 3, 4, 4), torch.full((1, 4, 4), -1), None, r"got \[-1\]"),
-        (torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(4),
-         r"expected weight of shape \[C\] = \[3\] \(one per logits channel\); got \[4\]"),
-        (torch.zeros(1, 3, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), torch.ones(3, 1),
-         r"expected weight of shape \[C\]; got \[3, 1\]"),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.zeros(1, 4, 4, dtype=torch.long),
+            torch.ones(4),
+            r"expected weight of shape \[C\] = \[3\] \(one per logits channel\); got \[4\]",
+        ),
+        (
+            torch.zeros(1, 3, 4, 4),
+            torch.zeros(1, 4, 4, dtype=torch.long),
+            torch.ones(3, 1),
+            r"expected weight of shape \[C\]; got \[3, 1\]",
+        ),
     ],
 )
 def test_cross_entropy_shape_errors(logits, target, weight, pattern):
@@ -349,9 +381,7 @@ def test_build_loss_builds_each_named_loss():
     w = torch.rand(4) + 0.5
     ce = F.cross_entropy(logits, target, weight=w, ignore_index=255)
     torch.testing.assert_close(build_loss("ce", weight=w)(logits, target), ce)
-    torch.testing.assert_close(
-        build_loss("focal", weight=w, gamma=0.0)(logits, target), ce
-    )
+    torch.testing.assert_close(build_loss("focal", weight=w, gamma=0.0)(logits, target), ce)
     torch.testing.assert_close(
         build_loss("dice", smooth=2.0)(logits, target), dice_loss(logits, target, smooth=2.0)
     )

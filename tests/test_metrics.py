@@ -13,8 +13,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from labkit.metrics import (ConfusionMatrix, confusion_matrix, iou_per_class, mean_iou,
-                            pixel_accuracy, scores_from_matrix)
+from labkit.metrics import (
+    ConfusionMatrix,
+    confusion_matrix,
+    iou_per_class,
+    mean_iou,
+    pixel_accuracy,
+    scores_from_matrix,
+)
 
 IGNORE = 255
 
@@ -22,19 +28,23 @@ IGNORE = 255
 # The oracle is torchmetrics, imported on first use: the spawned all_reduce workers import
 # this module too, and torchmetrics would double their start-up time.
 
+
 def _tm_matrix(pred, target, num_classes, *, ignore_index=IGNORE) -> torch.Tensor:
     from torchmetrics.classification import MulticlassConfusionMatrix
+
     return MulticlassConfusionMatrix(num_classes, ignore_index=ignore_index)(pred, target)
 
 
 def _tm_jaccard(pred, target, num_classes, *, average, ignore_index=IGNORE) -> torch.Tensor:
     from torchmetrics.classification import MulticlassJaccardIndex
+
     metric = MulticlassJaccardIndex(num_classes, average=average, ignore_index=ignore_index)
     return metric(pred, target).double()
 
 
 def _tm_accuracy(pred, target, num_classes, *, average, ignore_index=IGNORE) -> torch.Tensor:
     from torchmetrics.classification import MulticlassAccuracy
+
     metric = MulticlassAccuracy(num_classes, average=average, ignore_index=ignore_index)
     return metric(pred, target).double()
 
@@ -43,8 +53,13 @@ def _pick(classes: list[int], shape: tuple[int, ...], gen: torch.Generator) -> t
     return torch.tensor(classes)[torch.randint(len(classes), shape, generator=gen)]
 
 
-def _batch(num_classes: int = 7, shape: tuple[int, ...] = (3, 24, 20), *, seed: int = 0,
-           ignore_index: int | None = IGNORE) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(
+    num_classes: int = 7,
+    shape: tuple[int, ...] = (3, 24, 20),
+    *,
+    seed: int = 0,
+    ignore_index: int | None = IGNORE,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Random (pred, target): class C-1 absent from both, C-2 only predicted, C-3 only in
     the target, and about 10 % of the target set to ``ignore_index``."""
     gen = torch.Generator().manual_seed(seed)
@@ -57,6 +72,7 @@ def _batch(num_classes: int = 7, shape: tuple[int, ...] = (3, 24, 20), *, seed: 
 
 
 # ---------------------------------------------------------------- agreement with torchmetrics
+
 
 @pytest.mark.parametrize("num_classes", [7, 21])
 @pytest.mark.parametrize("ignore_index", [IGNORE, 0, -1, None])
@@ -85,7 +101,9 @@ def test_miou_matches_torchmetrics_macro(ignore_index):
     C = 9
     pred, target = _batch(C, ignore_index=ignore_index)
     ref = _tm_jaccard(pred, target, C, average="macro", ignore_index=ignore_index)
-    assert mean_iou(pred, target, C, ignore_index=ignore_index) == pytest.approx(ref.item(), abs=1e-6)
+    assert mean_iou(pred, target, C, ignore_index=ignore_index) == pytest.approx(
+        ref.item(), abs=1e-6
+    )
     cm = ConfusionMatrix(C, ignore_index=ignore_index)
     cm.update(pred, target)
     assert cm.compute()["miou"] == pytest.approx(ref.item(), abs=1e-6)
@@ -143,7 +161,9 @@ def test_mean_accuracy_matches_torchmetrics():
     recall = _tm_accuracy(pred, target, C, average="none")
     present = torch.bincount(target[target != IGNORE], minlength=C) > 0
     assert scores["mean_accuracy"] == pytest.approx(recall[present].mean().item(), abs=1e-6)
-    torch.testing.assert_close(scores["class_accuracy"][present], recall[present], atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        scores["class_accuracy"][present], recall[present], atol=1e-6, rtol=0
+    )
     assert torch.isnan(scores["class_accuracy"][~present]).all()
 
 
@@ -208,6 +228,7 @@ def test_scores_are_nan_when_nothing_was_counted():
 
 # ---------------------------------------------------------------- inputs
 
+
 def test_logits_equal_their_argmax_labels():
     """Do float logits [N, C, H, W] give the same matrix as their argmax labels?"""
     C = 5
@@ -242,8 +263,7 @@ def test_other_layouts_and_integer_dtypes_agree():
     assert not pt.is_contiguous() and not tt.is_contiguous()
     assert torch.equal(confusion_matrix(pt, tt, C), ref)
     ps, ts = pred[:, ::2], target[:, ::2]
-    assert torch.equal(confusion_matrix(ps, ts, C),
-                       _tm_matrix(ps, ts, C))
+    assert torch.equal(confusion_matrix(ps, ts, C), _tm_matrix(ps, ts, C))
     assert torch.equal(confusion_matrix(pred.int(), target.to(torch.uint8), C), ref)
 
 
@@ -270,23 +290,63 @@ def test_empty_batch_counts_nothing():
 
 BAD_INPUTS = [
     # (pred, target, words the message must contain)
-    (torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(2, 4, 5, dtype=torch.long),
-     ["[2, 4, 5]", "[2, 4, 4]"]),
-    (torch.zeros(2, 3, 4, 4), torch.zeros(2, 4, 5, dtype=torch.long),
-     ["[2, C, 4, 5]", "[2, 3, 4, 4]", "Resize"]),
-    (torch.zeros(2, 4, 4, dtype=torch.long), torch.zeros(4, 4, dtype=torch.long),
-     ["[N, H, W]", "[4, 4]", "unsqueeze(0)"]),
-    (torch.zeros(4, 4, dtype=torch.long), torch.zeros(1, 4, 4, dtype=torch.long),
-     ["[N, C, H, W]", "[4, 4]"]),
-    (torch.zeros(1, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4), ["integer", "torch.float32", ".long()"]),
-    (torch.zeros(1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), ["integer", "torch.float32", "[N, C, H, W]"]),
-    (torch.zeros(1, 3, 4, 4, dtype=torch.long), torch.zeros(1, 4, 4, dtype=torch.long), ["float logits", "torch.int64"]),
-    (torch.zeros(1, 5, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), ["3 channels", "[1, 5, 4, 4]"]),
+    (
+        torch.zeros(2, 4, 4, dtype=torch.long),
+        torch.zeros(2, 4, 5, dtype=torch.long),
+        ["[2, 4, 5]", "[2, 4, 4]"],
+    ),
+    (
+        torch.zeros(2, 3, 4, 4),
+        torch.zeros(2, 4, 5, dtype=torch.long),
+        ["[2, C, 4, 5]", "[2, 3, 4, 4]", "Resize"],
+    ),
+    (
+        torch.zeros(2, 4, 4, dtype=torch.long),
+        torch.zeros(4, 4, dtype=torch.long),
+        ["[N, H, W]", "[4, 4]", "unsqueeze(0)"],
+    ),
+    (
+        torch.zeros(4, 4, dtype=torch.long),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["[N, C, H, W]", "[4, 4]"],
+    ),
+    (
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        torch.zeros(1, 4, 4),
+        ["integer", "torch.float32", ".long()"],
+    ),
+    (
+        torch.zeros(1, 4, 4),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["integer", "torch.float32", "[N, C, H, W]"],
+    ),
+    (
+        torch.zeros(1, 3, 4, 4, dtype=torch.long),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["float logits", "torch.int64"],
+    ),
+    (
+        torch.zeros(1, 5, 4, 4),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["3 channels", "[1, 5, 4, 4]"],
+    ),
     (torch.zeros(1, 4, 4, dtype=torch.long), torch.full((1, 4, 4), 300), ["[0, 3)", "255", "300"]),
-    (torch.zeros(1, 1, 4, dtype=torch.long), torch.tensor([[[0, 1, 100, 255]]]), ["[0, 3)", "[100]"]),
+    (
+        torch.zeros(1, 1, 4, dtype=torch.long),
+        torch.tensor([[[0, 1, 100, 255]]]),
+        ["[0, 3)", "[100]"],
+    ),
     (torch.zeros(1, 4, 4, dtype=torch.long), torch.full((1, 4, 4), -1), ["[0, 3)", "-1"]),
-    (torch.full((1, 4, 4), 3), torch.zeros(1, 4, 4, dtype=torch.long), ["pred labels in [0, 3)", "3"]),
-    (torch.full((1, 4, 4), -2), torch.zeros(1, 4, 4, dtype=torch.long), ["pred labels in [0, 3)", "-2"]),
+    (
+        torch.full((1, 4, 4), 3),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["pred labels in [0, 3)", "3"],
+    ),
+    (
+        torch.full((1, 4, 4), -2),
+        torch.zeros(1, 4, 4, dtype=torch.long),
+        ["pred labels in [0, 3)", "-2"],
+    ),
     (torch.full((1, 4, 4), 255), torch.full((1, 4, 4), 255), ["pred labels in [0, 3)", "255"]),
 ]
 
@@ -294,7 +354,10 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("pred,target,words", BAD_INPUTS)
 def test_bad_input_raises_value_error_saying_expected_and_got(pred, target, words):
     """Does every malformed input raise a ValueError naming what was expected and what came?"""
-    for call in (lambda: confusion_matrix(pred, target, 3), lambda: ConfusionMatrix(3).update(pred, target)):
+    for call in (
+        lambda: confusion_matrix(pred, target, 3),
+        lambda: ConfusionMatrix(3).update(pred, target),
+    ):
         with pytest.raises(ValueError) as info:
             call()
         msg = str(info.value)
@@ -306,7 +369,9 @@ def test_bad_input_raises_value_error_saying_expected_and_got(pred, target, word
 def test_pixel_accuracy_rejects_bad_shapes_and_dtypes():
     """Does pixel_accuracy raise the same ValueErrors for mismatched shapes and float labels?"""
     with pytest.raises(ValueError, match=r"expected pred of shape \[1, 3, 4\]"):
-        pixel_accuracy(torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 4, dtype=torch.long))
+        pixel_accuracy(
+            torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 4, dtype=torch.long)
+        )
     with pytest.raises(ValueError, match="integer dtype"):
         pixel_accuracy(torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 3))
 
@@ -320,6 +385,7 @@ def test_ignore_index_between_classes_and_void_is_still_checked():
 
 
 # ---------------------------------------------------------------- combining matrices
+
 
 def test_merge_add_sum_and_state_dict_round_trip():
     """Do merge, +, sum() and a state_dict round trip all give the matrix of all the data?"""
@@ -354,8 +420,9 @@ def test_all_reduce_without_process_group_is_a_no_op():
 
 
 def _all_reduce_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
-                            world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
         pred, target = _batch(6, seed=rank)
         cm = ConfusionMatrix(6)
@@ -378,6 +445,7 @@ def test_all_reduce_sums_over_two_gloo_processes(tmp_path):
 
 # ---------------------------------------------------------------- benchmark script
 
+
 def test_benchmark_smoke_run_writes_agreeing_results(tmp_path, capsys):
     """Does `benchmarks/bench_metrics.py --smoke` run, find labkit's mIoU equal to
     torchmetrics' and write a JSON file with a row per class count?"""
@@ -394,6 +462,7 @@ def test_benchmark_smoke_run_writes_agreeing_results(tmp_path, capsys):
 
 # ---------------------------------------------------------------- GPU
 
+
 @pytest.mark.gpu
 def test_cuda_matches_cpu_and_matrix_follows_the_first_update():
     """On CUDA, is the matrix the CPU one, and does device=None adopt the inputs' device?"""
@@ -404,6 +473,8 @@ def test_cuda_matches_cpu_and_matrix_follows_the_first_update():
     cm.update(pred.cuda(), target.cuda())
     cm.update(logits.cuda(), target.cuda())
     assert cm.matrix.device.type == "cuda"
-    ref = confusion_matrix(pred, target, C) + confusion_matrix(logits.cuda().argmax(1).cpu(), target, C)
+    ref = confusion_matrix(pred, target, C) + confusion_matrix(
+        logits.cuda().argmax(1).cpu(), target, C
+    )
     assert torch.equal(cm.matrix.cpu(), ref)
     assert cm.compute()["miou"] == pytest.approx(scores_from_matrix(ref)["miou"], abs=1e-12)

@@ -14,8 +14,14 @@ import labkit
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules that hold no logic of their own (entry points and re-exports).
-_NO_TEST_NEEDED = {"labkit", "labkit.__main__", "labkit.data", "labkit.models", "labkit.viz",
-                   "labkit.grading"}
+_NO_TEST_NEEDED = {
+    "labkit",
+    "labkit.__main__",
+    "labkit.data",
+    "labkit.models",
+    "labkit.viz",
+    "labkit.grading",
+}
 
 
 def _modules():
@@ -45,8 +51,10 @@ def test_every_module_has_its_test_file(name):
     parts = name.split(".")[1:]
     if parts[-1].startswith("_"):
         return  # private helpers are exercised through the public modules that use them
-    candidates = [ROOT / "tests" / Path(*parts[:-1]) / f"test_{parts[-1]}.py",
-                  ROOT / "tests" / f"test_{'_'.join(parts)}.py"]
+    candidates = [
+        ROOT / "tests" / Path(*parts[:-1]) / f"test_{parts[-1]}.py",
+        ROOT / "tests" / f"test_{'_'.join(parts)}.py",
+    ]
     assert any(c.exists() for c in candidates), f"no test file for {name}: expected {candidates[0]}"
 
 
@@ -69,13 +77,18 @@ def _private_imports(path: Path, package: str) -> list[str]:
 
     def is_module(name: str) -> bool:
         parent = importlib.util.find_spec(name.rpartition(".")[0])
-        return parent.submodule_search_locations is not None and \
-            importlib.util.find_spec(name) is not None
+        return (
+            parent.submodule_search_locations is not None
+            and importlib.util.find_spec(name) is not None
+        )
 
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and not node.level and \
-                (node.module or "").split(".")[0] == "labkit":
+        if (
+            isinstance(node, ast.ImportFrom)
+            and not node.level
+            and (node.module or "").split(".")[0] == "labkit"
+        ):
             taken = [f"{node.module}.{a.name}" for a in node.names]
             modules = [node.module, *filter(is_module, taken)]
             names = [t for t in taken if t not in modules]
@@ -84,12 +97,11 @@ def _private_imports(path: Path, package: str) -> list[str]:
             names = []
         else:
             continue
-        found += [f"line {node.lineno}: {n}" for n in names
-                  if n.rpartition(".")[2].startswith("_")]
+        found += [f"line {node.lineno}: {n}" for n in names if n.rpartition(".")[2].startswith("_")]
         for module in modules:
             parts = module.split(".")
             private = [i for i, p in enumerate(parts) if p.startswith("_")]
-            if private and not package.startswith(".".join(parts[:private[0]])):
+            if private and not package.startswith(".".join(parts[: private[0]])):
                 found.append(f"line {node.lineno}: module {module}")
     return found
 

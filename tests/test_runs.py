@@ -15,9 +15,14 @@ from torchmetrics.classification import MulticlassJaccardIndex
 from labkit.checkpoint import CheckpointError
 from labkit.runs import compare_runs, confusion_figure, evaluate_run, load_run, predict_images
 
-
-SHAPES = {"num_train": 16, "num_val": 8, "size": 32, "num_classes": 4, "deformation": 0.5,
-          "seed": 0}
+SHAPES = {
+    "num_train": 16,
+    "num_val": 8,
+    "size": 32,
+    "num_classes": 4,
+    "deformation": 0.5,
+    "seed": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -26,10 +31,21 @@ def run_dir(tmp_path_factory):
     from labkit.experiment import run_experiment
 
     tmp = tmp_path_factory.mktemp("runs")
-    cfg = ExperimentConfig.from_dict(dict(
-        name="tiny", description="test", shapes=SHAPES, data_root=str(tmp / "data"),
-        model="baseline_fcn", model_options={"widths": [4, 8, 8, 8, 8]}, crop_size=32,
-        batch_size=4, epochs=2, lr=0.01, device="cpu"))
+    cfg = ExperimentConfig.from_dict(
+        dict(
+            name="tiny",
+            description="test",
+            shapes=SHAPES,
+            data_root=str(tmp / "data"),
+            model="baseline_fcn",
+            model_options={"widths": [4, 8, 8, 8, 8]},
+            crop_size=32,
+            batch_size=4,
+            epochs=2,
+            lr=0.01,
+            device="cpu",
+        )
+    )
     return run_experiment(cfg, runs_root=tmp, progress=False).run_dir
 
 
@@ -56,8 +72,9 @@ def test_evaluate_on_train_agrees_with_torchmetrics(run_dir):
 
     run = load_run(run_dir, checkpoint="last")
     scores = evaluate_run(run_dir, split="train", checkpoint="last", device="cpu")
-    preds, masks = _predictions(run.model, VOCSegmentation(run.data_root, split="train",
-                                                           transforms=eval_transforms()))
+    preds, masks = _predictions(
+        run.model, VOCSegmentation(run.data_root, split="train", transforms=eval_transforms())
+    )
     jaccard = MulticlassJaccardIndex(4, average="macro", ignore_index=255)
     assert scores["miou"] == pytest.approx(float(jaccard(preds, masks)), abs=1e-6)
 
@@ -72,7 +89,8 @@ def test_confusion_heatmap_shows_row_normalised_counts():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
     assert sorted(t.get_text() for t in ax.texts) == sorted(
-        ["0.80", "0.20", "0.00", "0.25", "0.75", "0.00", "0.00", "0.00", "0.00"])
+        ["0.80", "0.20", "0.00", "0.25", "0.75", "0.00", "0.00", "0.00", "0.00"]
+    )
 
 
 def test_confusion_heatmap_of_ade20k_classes_renders(tmp_path):
@@ -120,8 +138,12 @@ def test_predict_writes_masks_equal_to_the_models_argmax(run_dir, tmp_path):
     Image.fromarray(rng.integers(0, 255, (33, 50, 3), dtype=np.uint8)).save(images / "b.jpg")
     (images / "notes.txt").write_text("not an image")
     written = predict_images(run_dir, images, tmp_path / "out", device="cpu")
-    assert [p.name for p in written] == ["a_mask.png", "a_overlay.png", "b_mask.png",
-                                         "b_overlay.png"]
+    assert [p.name for p in written] == [
+        "a_mask.png",
+        "a_overlay.png",
+        "b_mask.png",
+        "b_overlay.png",
+    ]
     run = load_run(run_dir)
     for name in ("a.png", "b.jpg"):
         rgb = np.array(Image.open(images / name).convert("RGB"))

@@ -29,8 +29,9 @@ def test_padded_order_equals_distributed_sampler(n, replicas, shuffle):
     """With pad=True, does every rank get exactly DistributedSampler's indices, epoch by epoch?"""
     for rank in range(replicas):
         ours = ResumableSampler(n, shuffle=shuffle, seed=5, num_replicas=replicas, rank=rank)
-        ref = DistributedSampler(_Sized(n), num_replicas=replicas, rank=rank, shuffle=shuffle,
-                                 seed=5)
+        ref = DistributedSampler(
+            _Sized(n), num_replicas=replicas, rank=rank, shuffle=shuffle, seed=5
+        )
         for epoch in (0, 1, 4):
             ours.set_epoch(epoch)
             ref.set_epoch(epoch)
@@ -108,6 +109,7 @@ def test_loading_does_not_disturb_the_global_generators():
 
 def test_workers_do_not_change_the_batches():
     """Do 0 and 2 loader workers produce the same batches (augmentation seeded per sample)?"""
+
     def batches(workers):
         ds = SeededDataset(_Noisy(), seed=3)
         ds.set_epoch(1)

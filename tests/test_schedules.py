@@ -97,8 +97,10 @@ def test_poly_reaches_zero_at_total_steps():
 def test_scheduler_schedules_every_param_group():
     """Does every param group follow the schedule from its own base rate?"""
     opt = torch.optim.SGD(
-        [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1},
-         {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01}]
+        [
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.1},
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 0.01},
+        ]
     )
     sched = build_scheduler("cosine", opt, total_steps=8, warmup_steps=2)
     for _ in range(5):

@@ -13,7 +13,6 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 
 from labkit.train import History, evaluate, fit
 
-
 C = 3
 
 
@@ -34,14 +33,27 @@ def _model(seed=0):
 
 def _fit(seed=0, epochs=3, scheduler=True):
     model = _model(seed)
-    loader = DataLoader(_colour_task(), batch_size=8, shuffle=True,
-                        generator=torch.Generator().manual_seed(seed))
+    loader = DataLoader(
+        _colour_task(), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
-    sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs * len(loader)) \
-        if scheduler else None
-    history = fit(model, loader, DataLoader(_colour_task(seed=1), batch_size=8), epochs=epochs,
-                  optimizer=opt, loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-                  scheduler=sched, num_classes=C, device="cpu", progress=False)
+    sched = (
+        torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs * len(loader))
+        if scheduler
+        else None
+    )
+    history = fit(
+        model,
+        loader,
+        DataLoader(_colour_task(seed=1), batch_size=8),
+        epochs=epochs,
+        optimizer=opt,
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        scheduler=sched,
+        num_classes=C,
+        device="cpu",
+        progress=False,
+    )
     return model, history, opt, len(loader)
 
 
@@ -114,15 +126,23 @@ def test_diverging_loss_is_reported():
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
     with pytest.raises(FloatingPointError, match="learning rate"):
-        fit(model, loader, loader, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            loss_fn=lambda logits, target: logits.sum() * math.inf, num_classes=C,
-            device="cpu", progress=False)
+        fit(
+            model,
+            loader,
+            loader,
+            epochs=1,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loss_fn=lambda logits, target: logits.sum() * math.inf,
+            num_classes=C,
+            device="cpu",
+            progress=False,
+        )
 
 
 def test_empty_history_has_no_best():
     """Is asking an empty History for its best epoch an error, not a crash deep inside max()?"""
     with pytest.raises(ValueError, match="empty"):
-        History().best
+        _ = History().best
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,28 +185,46 @@ def _resumable_run(ckpt, *, stop_after=None, resume=False, mid_epoch=False, epoc
     from labkit.sampling import ResumableSampler, SeededDataset
 
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.3),
-                          nn.Conv2d(8, C, 1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Dropout2d(0.3), nn.Conv2d(8, C, 1)
+    )
     if mid_epoch:
         data = SeededDataset(_Noisy(), seed=0)
-        loader = DataLoader(data, batch_size=8, sampler=ResumableSampler(len(data), seed=0),
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            data,
+            batch_size=8,
+            sampler=ResumableSampler(len(data), seed=0),
+            generator=torch.Generator().manual_seed(0),
+        )
     else:
-        loader = DataLoader(_Noisy(), batch_size=8, shuffle=True,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            _Noisy(), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0)
+        )
     opt = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9)
     sched = torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=epochs * len(loader))
-    history = fit(model, loader, DataLoader(_colour_task(seed=1), batch_size=8), epochs=epochs,
-                  optimizer=opt, loss_fn=_loss_that_stops(stop_after), scheduler=sched,
-                  num_classes=C, device="cpu", progress=False, checkpoint_dir=ckpt,
-                  resume=resume, checkpoint_every=1 if mid_epoch else 0)
+    history = fit(
+        model,
+        loader,
+        DataLoader(_colour_task(seed=1), batch_size=8),
+        epochs=epochs,
+        optimizer=opt,
+        loss_fn=_loss_that_stops(stop_after),
+        scheduler=sched,
+        num_classes=C,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=ckpt,
+        resume=resume,
+        checkpoint_every=1 if mid_epoch else 0,
+    )
     return model, history
 
 
 def _rows(history):
     """Rows without the wall time, NaN as a string (NaN != NaN would fail any comparison)."""
-    return [{k: "nan" if v != v else v for k, v in r.items() if k != "seconds"}
-            for r in history.rows]
+    return [
+        {k: "nan" if v != v else v for k, v in r.items() if k != "seconds"} for r in history.rows
+    ]
 
 
 @pytest.mark.parametrize("mid_epoch", [False, True])
@@ -229,9 +267,14 @@ def test_options_that_need_a_checkpoint_folder_say_so():
     shuffling loader, errors that say what is needed?"""
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8, shuffle=True)
-    kw = dict(epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-              loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-              progress=False)
+    kw = dict(
+        epochs=1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=False,
+    )
     with pytest.raises(ValueError, match="checkpoint_dir"):
         fit(model, loader, loader, resume=True, **kw)
     with pytest.raises(ValueError, match="ResumableSampler"):
@@ -242,12 +285,20 @@ def test_train_scores_count_the_training_batches():
     """With lr=0 (nothing changes), is the history's train mIoU torchmetrics' on the training set?"""
     model = _model(4)
     data = _colour_task(seed=5)
-    loader = DataLoader(data, batch_size=5, shuffle=True,
-                        generator=torch.Generator().manual_seed(0))
-    history = fit(model, loader, loader, epochs=1,
-                  optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-                  loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-                  progress=False)
+    loader = DataLoader(
+        data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0)
+    )
+    history = fit(
+        model,
+        loader,
+        loader,
+        epochs=1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=False,
+    )
     images, masks = data.tensors
     with torch.no_grad():
         preds = model(images).argmax(1)
@@ -267,9 +318,17 @@ def test_cuda_out_of_memory_names_batch_and_crop():
     model = Hungry(3, C, 1)
     loader = DataLoader(_colour_task(), batch_size=8)
     with pytest.raises(GPUOutOfMemoryError, match=r"batch size 8 and 8×8"):
-        fit(model, loader, loader, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-            progress=False)
+        fit(
+            model,
+            loader,
+            loader,
+            epochs=1,
+            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+            loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+            num_classes=C,
+            device="cpu",
+            progress=False,
+        )
 
 
 @pytest.mark.parametrize("autograde", [False, True])
@@ -281,8 +340,17 @@ def test_progress_bars_are_silent_while_autograding(monkeypatch, capsys, autogra
         monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
-    fit(model, loader, loader, epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu", progress=True)
+    fit(
+        model,
+        loader,
+        loader,
+        epochs=1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=True,
+    )
     err = capsys.readouterr().err
     assert ("epoch 1/1" in err) != autograde
 
@@ -293,9 +361,17 @@ def test_tensorboard_logs_or_says_how_to_install(tmp_path):
 
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
-    kw = dict(epochs=1, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-              loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-              progress=False, checkpoint_dir=tmp_path, tensorboard=True, log_every=1)
+    kw = dict(
+        epochs=1,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=False,
+        checkpoint_dir=tmp_path,
+        tensorboard=True,
+        log_every=1,
+    )
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(ModuleNotFoundError, match="pip install tensorboard"):
             fit(model, loader, loader, **kw)
@@ -308,13 +384,21 @@ def test_tensorboard_logs_or_says_how_to_install(tmp_path):
 def test_amp_and_channels_last_train_on_cuda():
     """On CUDA, does fit train with AMP and channels_last and score like a float32 evaluation?"""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                          nn.Conv2d(8, C, 1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, C, 1)
+    )
     loader = DataLoader(_colour_task(), batch_size=8)
-    history = fit(model, loader, loader, epochs=3,
-                  optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
-                  loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cuda",
-                  progress=False)
+    history = fit(
+        model,
+        loader,
+        loader,
+        epochs=3,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cuda",
+        progress=False,
+    )
     assert next(model.parameters()).dtype == torch.float32
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert history.rows[-1]["miou"] > 0.9
@@ -330,10 +414,18 @@ def test_on_epoch_end_gets_each_epochs_validation_scores():
     model = _model(0)
     loader = DataLoader(_colour_task(), batch_size=8)
     val = DataLoader(_colour_task(seed=1), batch_size=8)
-    history = fit(model, loader, val, epochs=2, optimizer=torch.optim.SGD(model.parameters(),
-                                                                          lr=0.5),
-                  loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-                  progress=False, on_epoch_end=lambda epoch, scores: seen.append((epoch, scores)))
+    history = fit(
+        model,
+        loader,
+        val,
+        epochs=2,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=False,
+        on_epoch_end=lambda epoch, scores: seen.append((epoch, scores)),
+    )
     assert [epoch for epoch, _ in seen] == [1, 2]
     for (_, scores), row in zip(seen, history.rows):
         assert scores["miou"] == row["miou"] and scores["pixel_accuracy"] == row["pixel_accuracy"]
@@ -358,7 +450,15 @@ def test_each_epoch_starts_one_pass_of_each_loader(progress, monkeypatch):
     model = _model()
     train = _CountingLoader(_colour_task(), batch_size=8)
     val = _CountingLoader(_colour_task(seed=1), batch_size=8)
-    fit(model, train, val, epochs=2, optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255), num_classes=C, device="cpu",
-        progress=progress)
+    fit(
+        model,
+        train,
+        val,
+        epochs=2,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
+        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
+        num_classes=C,
+        device="cpu",
+        progress=progress,
+    )
     assert (train.passes, val.passes) == (2, 2)

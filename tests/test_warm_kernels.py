@@ -38,10 +38,16 @@ def _run(folder, manager, *more: str) -> tuple[dict, nbformat.NotebookNode]:
     folder.mkdir(parents=True)
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in (PROBE, *more)])
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    client = NotebookClient(nb, timeout=5, interrupt_on_timeout=True, allow_errors=True,
-                            kernel_name="python3", shutdown_kernel="immediate",
-                            kernel_manager_class=manager,
-                            resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(
+        nb,
+        timeout=5,
+        interrupt_on_timeout=True,
+        allow_errors=True,
+        kernel_name="python3",
+        shutdown_kernel="immediate",
+        kernel_manager_class=manager,
+        resources={"metadata": {"path": str(folder)}},
+    )
     client.execute(env={**env, "WARM_MARK": "m"})
     return json.loads(nb.cells[0].outputs[0]["text"]), nb
 
@@ -61,13 +67,26 @@ def test_a_forked_kernel_is_warm_and_otherwise_a_started_one(tmp_path):
         assert got["warm"] and got["labkit"] == []
         assert got["sid"] == got["pid"] != os.getpid()
         assert got["cwd"] == str(tmp_path / folder / "here")
-        same = {k: got[k] for k in ("path", "name", "argv0", "argv", "env", "signals", "umask",
-                                    "executable", "child")}
+        same = {
+            k: got[k]
+            for k in (
+                "path",
+                "name",
+                "argv0",
+                "argv",
+                "env",
+                "signals",
+                "umask",
+                "executable",
+                "child",
+            )
+        }
         assert same == {k: cold[k] for k in same}
     assert a["random"] != b["random"] and a["numpy"] != b["numpy"] and a["pid"] != b["pid"]
     interrupted, after = run_a.cells[1].outputs, run_a.cells[2].outputs
-    assert [o.get("ename") for o in interrupted if o.output_type == "error"] == \
-        ["KeyboardInterrupt"], interrupted
+    assert [o.get("ename") for o in interrupted if o.output_type == "error"] == [
+        "KeyboardInterrupt"
+    ], interrupted
     assert after[0]["text"] == "after\n"
     deadline = time.monotonic() + 10
     for pid in (a["pid"], b["pid"]):

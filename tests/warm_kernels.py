@@ -32,8 +32,14 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
 #: What a lab notebook's first cell imports that costs seconds, and ipykernel itself.
-PRELOAD = ("torch", "torchvision", "matplotlib.pyplot", "matplotlib_inline.backend_inline",
-           "ipykernel.kernelapp", "ipykernel.ipkernel")
+PRELOAD = (
+    "torch",
+    "torchvision",
+    "matplotlib.pyplot",
+    "matplotlib_inline.backend_inline",
+    "ipykernel.kernelapp",
+    "ipykernel.ipkernel",
+)
 
 
 def _serve() -> None:
@@ -114,11 +120,16 @@ class _Server:
                 from tests.labs.conftest import KERNEL_ENV
 
                 cls._proc = subprocess.Popen(
-                    [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                    env={**os.environ, **KERNEL_ENV}, start_new_session=True)
+                    [sys.executable, __file__],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env={**os.environ, **KERNEL_ENV},
+                    start_new_session=True,
+                )
                 assert cls._proc.stdout.readline() == b"ready\n", "the kernel server died"
-            cls._proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode()
-                                  + b"\n")
+            cls._proc.stdin.write(
+                json.dumps({"argv": argv, "env": env, "cwd": cwd}).encode() + b"\n"
+            )
             cls._proc.stdin.flush()
             answer = cls._proc.stdout.readline()
             if not answer.strip().isdigit():
@@ -169,9 +180,11 @@ class WarmProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any):
         if cmd[:3] != [sys.executable, "-m", "ipykernel_launcher"]:
-            raise ValueError(f"WarmKernelManager forks {sys.executable} -m ipykernel_launcher "
-                             f"only; the kernel spec asks for {cmd}. Use jupyter_client's "
-                             "AsyncKernelManager for other kernels.")
+            raise ValueError(
+                f"WarmKernelManager forks {sys.executable} -m ipykernel_launcher "
+                f"only; the kernel spec asks for {cmd}. Use jupyter_client's "
+                "AsyncKernelManager for other kernels."
+            )
         # what jupyter_client's launcher adds (ipykernel watches this pid on Windows only)
         env = {**(kwargs.get("env") or os.environ), "JPY_PARENT_PID": str(os.getpid())}
         cwd = str(kwargs.get("cwd") or os.getcwd())
@@ -187,8 +200,9 @@ class WarmKernelManager(AsyncKernelManager):
     async def _async_pre_start_kernel(self, **kw: Any):
         if self.provisioner is None:
             self.kernel_id = self.kernel_id or kw.pop("kernel_id", None) or str(uuid.uuid4())
-            self.provisioner = WarmProvisioner(kernel_id=self.kernel_id,
-                                               kernel_spec=self.kernel_spec, parent=self)
+            self.provisioner = WarmProvisioner(
+                kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self
+            )
         return await super()._async_pre_start_kernel(**kw)
 
 

@@ -40,7 +40,8 @@ def resolve_root(root: str | os.PathLike | None, *, dataset: str, expected: str)
             raise DatasetNotFoundError(
                 f"No root folder for {dataset}: pass root=... or set {DATA_ENV} to the folder "
                 f"that holds {expected}. For the generated Shapes set run "
-                f"`labkit data shapes --out DIR`.")
+                f"`labkit data shapes --out DIR`."
+            )
         root = env
     return Path(root).expanduser()
 
@@ -58,4 +59,5 @@ def missing(path: Path, *, dataset: str, expected: str, hint: str) -> DatasetNot
         A ``DatasetNotFoundError`` ready to raise.
     """
     return DatasetNotFoundError(
-        f"{dataset} not found: looked for {path} (expected {expected}). {hint}")
+        f"{dataset} not found: looked for {path} (expected {expected}). {hint}"
+    )

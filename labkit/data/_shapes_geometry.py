@@ -46,14 +46,15 @@ def value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """
     lo, frac = _interp_index(size, cells)
     g = rng.random((cells, cells), dtype=np.float32)
-    g = g[lo] + (g[lo + 1] - g[lo]) * frac[:, None]            # (size, cells)
-    t = g[:, lo] + (g[:, lo + 1] - g[:, lo]) * frac             # (size, size)
+    g = g[lo] + (g[lo + 1] - g[lo]) * frac[:, None]  # (size, cells)
+    t = g[:, lo] + (g[:, lo + 1] - g[:, lo]) * frac  # (size, size)
     t -= t.min()
     return t / max(float(t.max()), 1e-6)
 
 
-def background(layout: np.random.Generator, noise: np.random.Generator, size: int, *,
-               contrast: float) -> np.ndarray:
+def background(
+    layout: np.random.Generator, noise: np.random.Generator, size: int, *, contrast: float
+) -> np.ndarray:
     """A textured background: gradient, value noise, stripes or checks between two colours.
 
     ``layout`` gives the scalars (a fixed number), ``noise`` the pixel arrays. Both colours
@@ -65,9 +66,14 @@ def background(layout: np.random.Generator, noise: np.random.Generator, size: in
     """
     yy, xx = grid(size)
     base = layout.uniform(0.25, 0.75)
-    cols = [colorsys.hsv_to_rgb(layout.random(), layout.uniform(0, 0.35),
-                                float(np.clip(base + contrast * layout.uniform(-0.3, 0.3), 0, 1)))
-            for _ in range(2)]
+    cols = [
+        colorsys.hsv_to_rgb(
+            layout.random(),
+            layout.uniform(0, 0.35),
+            float(np.clip(base + contrast * layout.uniform(-0.3, 0.3), 0, 1)),
+        )
+        for _ in range(2)
+    ]
     kind, ang = layout.integers(5), layout.uniform(0, math.pi)
     period, cells = layout.uniform(5, 24) * size / 128, int(layout.integers(3, 9))
     along = (xx * math.cos(ang) + yy * math.sin(ang)) / size
@@ -87,6 +93,8 @@ def background(layout: np.random.Generator, noise: np.random.Generator, size: in
     img = a + (b - a) * t[..., None].astype(np.float32)
     img += 0.12 * (value_noise(noise, size, int(layout.integers(12, 33))) - 0.5)[..., None]
     return img.astype(np.float32)
+
+
 def pattern(name: str, u: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
     """Pattern weight in [0, 1] at texture coordinates ``u, v`` (pixels), period ``t``.
 
@@ -106,11 +114,12 @@ def pattern(name: str, u: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
     elif name == "wavy":
         m = 0.5 + 1.5 * np.sin(tau * (u + 0.35 * t * np.sin(tau * v / (1.5 * t))) / t)
     elif name == "gridded":
-        m = 1.25 - t * np.minimum(np.abs(u / t - np.floor(u / t) - 0.5),
-                                  np.abs(v / t - np.floor(v / t) - 0.5))
+        m = 1.25 - t * np.minimum(
+            np.abs(u / t - np.floor(u / t) - 0.5), np.abs(v / t - np.floor(v / t) - 0.5)
+        )
     elif name == "ringed":
         m = 0.5 + 1.5 * np.sin(tau * np.hypot(u, v) / t)
-    else:                                            # speckled: hashed cells about t/3 wide
+    else:  # speckled: hashed cells about t/3 wide
         cu, cv = np.floor(3 * u / t), np.floor(3 * v / t)
         h = np.sin(cu * 12.9898 + cv * 78.233) * 43758.5453
         m = ((h - np.floor(h)) > 0.65).astype(np.float32)
@@ -119,10 +128,11 @@ def pattern(name: str, u: np.ndarray, v: np.ndarray, t: float) -> np.ndarray:
 
 # ---------------------------------------------------------------------- signed distances
 
+
 def _poly(x, y, verts) -> np.ndarray:
     """Convex polygon, vertices in either order: the max of the distances to its edge lines."""
     turn = sum(ax * by - bx * ay for (ax, ay), (bx, by) in zip(verts, verts[1:] + verts[:1]))
-    sign = -1.0 if turn < 0 else 1.0                 # makes every normal point outwards
+    sign = -1.0 if turn < 0 else 1.0  # makes every normal point outwards
     d = None
     for (ax, ay), (bx, by) in zip(verts, verts[1:] + verts[:1]):
         nx, ny = sign * (by - ay), sign * (ax - bx)
@@ -137,8 +147,10 @@ def _box(x, y, hx, hy, ox=0.0):
 
 
 def _ngon(n: int, r: float, rot: float) -> list[tuple[float, float]]:
-    return [(r * math.cos(rot - 2 * math.pi * k / n), r * math.sin(rot - 2 * math.pi * k / n))
-            for k in range(n)]
+    return [
+        (r * math.cos(rot - 2 * math.pi * k / n), r * math.sin(rot - 2 * math.pi * k / n))
+        for k in range(n)
+    ]
 
 
 _TRI, _HEX = _ngon(3, 1.05, -math.pi / 2), _ngon(6, 0.9, 0.0)
@@ -147,17 +159,18 @@ _HEAD = [(0.2, -0.6), (0.2, 0.6), (1.0, 0.0)]
 
 def _star(x, y, _):
     ang = np.arctan2(x, -y) * (5 / (2 * math.pi))
-    tri = np.abs(ang - np.floor(ang) - 0.5) * 2      # 1 at a tip, 0 between tips
+    tri = np.abs(ang - np.floor(ang) - 0.5) * 2  # 1 at a tip, 0 between tips
     return (np.hypot(x, y) - (0.42 + 0.58 * tri)) * 0.8
 
 
 def _heart(x, y, _):
-    px, py = np.abs(x) / 1.8, 0.55 - y / 1.8         # iq's heart: tip at (0, 0), lobes above
+    px, py = np.abs(x) / 1.8, 0.55 - y / 1.8  # iq's heart: tip at (0, 0), lobes above
     up = px + py > 1
     d_lobe = np.hypot(px - 0.25, py - 0.75) - math.sqrt(2) / 4
     t = 0.5 * np.maximum(px + py, 0)
-    d_low = np.sqrt(np.minimum(px ** 2 + (py - 1) ** 2, (px - t) ** 2 + (py - t) ** 2)) \
-        * np.sign(px - py)
+    d_low = np.sqrt(np.minimum(px**2 + (py - 1) ** 2, (px - t) ** 2 + (py - t) ** 2)) * np.sign(
+        px - py
+    )
     return np.where(up, d_lobe, d_low) * 1.8
 
 
@@ -176,8 +189,7 @@ SDF: dict[str, Callable[..., np.ndarray]] = {
     "star": _star,
     "ring": lambda x, y, _: np.abs(np.hypot(x, y) - 0.68) - 0.24,
     "cross": lambda x, y, _: np.minimum(_box(x, y, 0.92, 0.28), _box(x, y, 0.28, 0.92)),
-    "crescent": lambda x, y, _: np.maximum(np.hypot(x, y) - 0.9,
-                                           0.7 - np.hypot(x - 0.42, y)),
+    "crescent": lambda x, y, _: np.maximum(np.hypot(x, y) - 0.9, 0.7 - np.hypot(x - 0.42, y)),
     "heart": _heart,
     "arrow": lambda x, y, _: np.minimum(_box(x, y, 0.5, 0.2, ox=-0.35), _poly(x, y, _HEAD)),
     "hexagon": lambda x, y, _: _poly(x, y, _HEX),

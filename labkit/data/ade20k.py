@@ -28,33 +28,168 @@ __all__ = ["ADE20K", "ADE20K_CLASSES"]
 
 #: The 150 SceneParse150 class names; index = class id after ``reduce_zero_label``.
 ADE20K_CLASSES: tuple[str, ...] = (
-    "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane",
-    "grass", "cabinet", "sidewalk", "person", "earth", "door", "table", "mountain", "plant",
-    "curtain", "chair", "car", "water", "painting", "sofa", "shelf", "house", "sea", "mirror",
-    "rug", "field", "armchair", "seat", "fence", "desk", "rock", "wardrobe", "lamp",
-    "bathtub", "railing", "cushion", "base", "box", "column", "signboard",
-    "chest of drawers", "counter", "sand", "sink", "skyscraper", "fireplace", "refrigerator",
-    "grandstand", "path", "stairs", "runway", "case", "pool table", "pillow", "screen door",
-    "stairway", "river", "bridge", "bookcase", "blind", "coffee table", "toilet", "flower",
-    "book", "hill", "bench", "countertop", "stove", "palm", "kitchen island", "computer",
-    "swivel chair", "boat", "bar", "arcade machine", "hovel", "bus", "towel", "light",
-    "truck", "tower", "chandelier", "awning", "streetlight", "booth", "television receiver",
-    "airplane", "dirt track", "apparel", "pole", "land", "bannister", "escalator", "ottoman",
-    "bottle", "buffet", "poster", "stage", "van", "ship", "fountain", "conveyer belt",
-    "canopy", "washer", "plaything", "swimming pool", "stool", "barrel", "basket",
-    "waterfall", "tent", "bag", "minibike", "cradle", "oven", "ball", "food", "step", "tank",
-    "trade name", "microwave", "pot", "animal", "bicycle", "lake", "dishwasher", "screen",
-    "blanket", "sculpture", "hood", "sconce", "vase", "traffic light", "tray", "ashcan",
-    "fan", "pier", "crt screen", "plate", "monitor", "bulletin board", "shower", "radiator",
-    "glass", "clock", "flag",
+    "wall",
+    "building",
+    "sky",
+    "floor",
+    "tree",
+    "ceiling",
+    "road",
+    "bed",
+    "windowpane",
+    "grass",
+    "cabinet",
+    "sidewalk",
+    "person",
+    "earth",
+    "door",
+    "table",
+    "mountain",
+    "plant",
+    "curtain",
+    "chair",
+    "car",
+    "water",
+    "painting",
+    "sofa",
+    "shelf",
+    "house",
+    "sea",
+    "mirror",
+    "rug",
+    "field",
+    "armchair",
+    "seat",
+    "fence",
+    "desk",
+    "rock",
+    "wardrobe",
+    "lamp",
+    "bathtub",
+    "railing",
+    "cushion",
+    "base",
+    "box",
+    "column",
+    "signboard",
+    "chest of drawers",
+    "counter",
+    "sand",
+    "sink",
+    "skyscraper",
+    "fireplace",
+    "refrigerator",
+    "grandstand",
+    "path",
+    "stairs",
+    "runway",
+    "case",
+    "pool table",
+    "pillow",
+    "screen door",
+    "stairway",
+    "river",
+    "bridge",
+    "bookcase",
+    "blind",
+    "coffee table",
+    "toilet",
+    "flower",
+    "book",
+    "hill",
+    "bench",
+    "countertop",
+    "stove",
+    "palm",
+    "kitchen island",
+    "computer",
+    "swivel chair",
+    "boat",
+    "bar",
+    "arcade machine",
+    "hovel",
+    "bus",
+    "towel",
+    "light",
+    "truck",
+    "tower",
+    "chandelier",
+    "awning",
+    "streetlight",
+    "booth",
+    "television receiver",
+    "airplane",
+    "dirt track",
+    "apparel",
+    "pole",
+    "land",
+    "bannister",
+    "escalator",
+    "ottoman",
+    "bottle",
+    "buffet",
+    "poster",
+    "stage",
+    "van",
+    "ship",
+    "fountain",
+    "conveyer belt",
+    "canopy",
+    "washer",
+    "plaything",
+    "swimming pool",
+    "stool",
+    "barrel",
+    "basket",
+    "waterfall",
+    "tent",
+    "bag",
+    "minibike",
+    "cradle",
+    "oven",
+    "ball",
+    "food",
+    "step",
+    "tank",
+    "trade name",
+    "microwave",
+    "pot",
+    "animal",
+    "bicycle",
+    "lake",
+    "dishwasher",
+    "screen",
+    "blanket",
+    "sculpture",
+    "hood",
+    "sconce",
+    "vase",
+    "traffic light",
+    "tray",
+    "ashcan",
+    "fan",
+    "pier",
+    "crt screen",
+    "plate",
+    "monitor",
+    "bulletin board",
+    "shower",
+    "radiator",
+    "glass",
+    "clock",
+    "flag",
 )
 
 _SPLITS = ("training", "validation")
-_EXPECTED = ("ADEChallengeData2016/images/<split>/<name>.jpg and "
-             "ADEChallengeData2016/annotations/<split>/<name>.png, split in training/validation")
-_HINT = ("Pass root= the folder that holds ADEChallengeData2016 (the SceneParsing release, "
-         "ADEChallengeData2016.zip), or set LABKIT_DATA to it. Without ADE20K, use the Shapes "
-         "set: `labkit data shapes --out DIR`.")
+_EXPECTED = (
+    "ADEChallengeData2016/images/<split>/<name>.jpg and "
+    "ADEChallengeData2016/annotations/<split>/<name>.png, split in training/validation"
+)
+_HINT = (
+    "Pass root= the folder that holds ADEChallengeData2016 (the SceneParsing release, "
+    "ADEChallengeData2016.zip), or set LABKIT_DATA to it. Without ADE20K, use the Shapes "
+    "set: `labkit data shapes --out DIR`."
+)
 
 # 0 -> 255, k -> k - 1, 255 stays 255 (uint8 wrap-around turns 0 - 1 into 255).
 _REDUCE_ZERO = (np.arange(256, dtype=np.int64) - 1).astype(np.uint8)
@@ -90,8 +225,12 @@ class ADE20K(Dataset):
     classes = ADE20K_CLASSES
     num_classes = len(ADE20K_CLASSES)
 
-    def __init__(self, root: str | os.PathLike | None = None, split: str = "training",
-                 transforms: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "training",
+        transforms: Callable[..., Any] | None = None,
+    ) -> None:
         if split not in _SPLITS:
             raise UsageError(f"ADE20K split must be one of {_SPLITS}; got {split!r}.")
         self.root = resolve_root(root, dataset="ADE20K", expected=_EXPECTED)
@@ -105,10 +244,15 @@ class ADE20K(Dataset):
         with os.scandir(self._image_dir) as entries:
             self.ids = sorted(e.name[:-4] for e in entries if e.name.endswith(".jpg"))
         if not self.ids:
-            raise missing(self._image_dir / "*.jpg", dataset="ADE20K", expected=_EXPECTED,
-                          hint=f"The folder holds no .jpg images. {_HINT}")
-        check_files(self.ids, self._mask_dir, ".png", dataset="ADE20K", expected=_EXPECTED,
-                    hint=_HINT)
+            raise missing(
+                self._image_dir / "*.jpg",
+                dataset="ADE20K",
+                expected=_EXPECTED,
+                hint=f"The folder holds no .jpg images. {_HINT}",
+            )
+        check_files(
+            self.ids, self._mask_dir, ".png", dataset="ADE20K", expected=_EXPECTED, hint=_HINT
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,4 +264,6 @@ class ADE20K(Dataset):
         return to_sample(image, _REDUCE_ZERO[label], self.transforms)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, len={len(self)})"
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, len={len(self)})"
+        )

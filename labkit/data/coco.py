@@ -31,13 +31,36 @@ __all__ = ["COCOSegmentation", "COCO_VOC_CATEGORIES", "instances_to_mask"]
 
 #: COCO category id of each VOC class, index = VOC class id (0 stands for background).
 COCO_VOC_CATEGORIES: tuple[int, ...] = (
-    0, 5, 2, 16, 9, 44, 6, 3, 17, 62, 21, 67, 18, 19, 4, 1, 64, 20, 63, 7, 72)
+    0,
+    5,
+    2,
+    16,
+    9,
+    44,
+    6,
+    3,
+    17,
+    62,
+    21,
+    67,
+    18,
+    19,
+    4,
+    1,
+    64,
+    20,
+    63,
+    7,
+    72,
+)
 _TO_VOC = {cat: voc for voc, cat in enumerate(COCO_VOC_CATEGORIES)}
 
 _EXPECTED = "annotations/instances_<split>.json and <split>/<file_name>.jpg (COCO 2017 layout)"
-_HINT = ("Pass root= the folder that holds annotations/ and the image folders (train2017, "
-         "val2017), or set LABKIT_DATA to it. Without COCO, use the Shapes set: "
-         "`labkit data shapes --out DIR`.")
+_HINT = (
+    "Pass root= the folder that holds annotations/ and the image folders (train2017, "
+    "val2017), or set LABKIT_DATA to it. Without COCO, use the Shapes set: "
+    "`labkit data shapes --out DIR`."
+)
 
 # torchvision's reference keeps a training image only if its VOC-category instances cover
 # more than this many pixels in total (by their "area" field).
@@ -79,9 +102,14 @@ class COCOSegmentation(Dataset):
     classes = VOC_CLASSES
     num_classes = len(VOC_CLASSES)
 
-    def __init__(self, root: str | os.PathLike | None = None, split: str = "val2017",
-                 transforms: Callable[..., Any] | None = None, *,
-                 drop_empty: bool | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "val2017",
+        transforms: Callable[..., Any] | None = None,
+        *,
+        drop_empty: bool | None = None,
+    ) -> None:
         self.root = resolve_root(root, dataset="COCO", expected=_EXPECTED)
         self.split = split
         self.transforms = transforms
@@ -94,8 +122,14 @@ class COCOSegmentation(Dataset):
         if split.startswith("train") if drop_empty is None else drop_empty:
             ids = [i for i in ids if _has_valid_annotation(self._anns.get(i, []))]
         self.ids = ids
-        check_files([self._images[i]["file_name"] for i in ids], self._image_dir, "",
-                    dataset="COCO", expected=_EXPECTED, hint=_HINT)
+        check_files(
+            [self._images[i]["file_name"] for i in ids],
+            self._image_dir,
+            "",
+            dataset="COCO",
+            expected=_EXPECTED,
+            hint=_HINT,
+        )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -108,12 +142,15 @@ class COCOSegmentation(Dataset):
             raise DatasetNotFoundError(
                 f"{self._image_dir / info['file_name']} is {width}x{height} but the annotation "
                 f"file says {info['width']}x{info['height']} (width x height); the image folder "
-                "and the annotations do not belong together. Re-extract them.")
+                "and the annotations do not belong together. Re-extract them."
+            )
         mask = instances_to_mask(self._anns.get(info["id"], []), height=height, width=width)
         return to_sample(image, mask, self.transforms)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, len={len(self)})"
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, len={len(self)})"
+        )
 
 
 def instances_to_mask(anns: list[dict], *, height: int, width: int) -> np.ndarray:
@@ -174,5 +211,6 @@ def _load_instances(path: os.PathLike) -> tuple[dict[int, dict], dict[int, list[
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetNotFoundError(
             f"{path} is not a COCO instances file ({err!r}); expected a JSON object with "
-            f"'images' and 'annotations' lists. {_HINT}") from err
+            f"'images' and 'annotations' lists. {_HINT}"
+        ) from err
     return images, anns

@@ -13,9 +13,27 @@ import torch
 __all__ = ["VOC_CLASSES", "voc_colormap", "decode_mask"]
 
 VOC_CLASSES: tuple[str, ...] = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
-    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
-    "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 
 
@@ -54,11 +72,14 @@ def decode_mask(mask: torch.Tensor | np.ndarray) -> np.ndarray:
     """
     arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if arr.ndim != 2:
-        raise ValueError(f"decode_mask expects a mask of shape [H, W]; got shape {tuple(arr.shape)}. "
-                         "Index one image out of a batch first (mask[0]).")
+        raise ValueError(
+            f"decode_mask expects a mask of shape [H, W]; got shape {tuple(arr.shape)}. "
+            "Index one image out of a batch first (mask[0])."
+        )
     if arr.size and (arr.min() < 0 or arr.max() > 255):
-        raise ValueError(f"decode_mask expects labels in [0, 255]; got values from {arr.min()} "
-                         f"to {arr.max()}.")
+        raise ValueError(
+            f"decode_mask expects labels in [0, 255]; got values from {arr.min()} to {arr.max()}."
+        )
     return _COLORMAP[arr.astype(np.int64)]
 
 

@@ -27,7 +27,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -41,28 +41,42 @@ __all__ = ["SHAPES_CLASSES", "generate_shapes", "shapes_classes"]
 
 _LOG = logging.getLogger(__name__)
 
-_FAMILIES = ("disc", "square", "triangle", "star", "ring",
-             "cross", "crescent", "heart", "arrow", "hexagon")
+_FAMILIES = (
+    "disc",
+    "square",
+    "triangle",
+    "star",
+    "ring",
+    "cross",
+    "crescent",
+    "heart",
+    "arrow",
+    "hexagon",
+)
 _PATTERNS = ("plain", "striped", "dotted", "checkered", "wavy", "gridded", "ringed", "speckled")
 _STYLES = ("filled", "hollow", "framed", "halved")
 _SPLITS = ("train", "val")
-_TAIL = 30.0         # object-frequency ratio between the commonest and the rarest class
-_HUE_TIE = 0.7       # share of objects coloured with their family's hue (the rest: any hue)
-_HUE_JITTER = 0.03   # standard deviation of the hue around the family's
+_TAIL = 30.0  # object-frequency ratio between the commonest and the rarest class
+_HUE_TIE = 0.7  # share of objects coloured with their family's hue (the rest: any hue)
+_HUE_JITTER = 0.03  # standard deviation of the hue around the family's
 _RADIUS = (0.06, 0.75)  # smallest and largest object radius, as fractions of the image side
-_RADIUS_SKEW = 0.6   # log-radius = lerp(log lo, log hi, u ** skew): < 1 favours large objects
+_RADIUS_SKEW = 0.6  # log-radius = lerp(log lo, log hi, u ** skew): < 1 favours large objects
 _OBJECTS = (3, 0.4)  # objects per image: 1 + binomial(n, p)
 _CLUTTER = (2, 0.3)  # distractor blobs per image: binomial(n, p)
-_BG_CONTRAST = 0.6   # brightness spread of the background texture, in [0, 1]
+_BG_CONTRAST = 0.6  # brightness spread of the background texture, in [0, 1]
 _PERIOD = (0.25, 0.4)  # pattern period as a fraction of the object radius (>= 4 px)
-_SMALL_SET = 32      # below this many images, worker start-up costs more than it saves
-_FORMAT = 2          # bump when the drawing changes, so cached sets are redrawn
+_SMALL_SET = 32  # below this many images, worker start-up costs more than it saves
+_FORMAT = 2  # bump when the drawing changes, so cached sets are redrawn
 
 
 def _check_int(name: str, value, lo: int, hi: int | None) -> None:
     span = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-            or value < lo or (hi is not None and value > hi):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
         raise UsageError(f"expected {name} to be an integer {span}; got {value!r}.")
 
 
@@ -99,9 +113,17 @@ def shapes_classes(num_classes: int) -> tuple[str, ...]:
 SHAPES_CLASSES: tuple[str, ...] = shapes_classes(21)
 
 
-def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, size: int = 128,
-                    num_classes: int = 21, seed: int = 0, deformation: float = 0.5,
-                    workers: int | None = None) -> Path:
+def generate_shapes(
+    root: str | os.PathLike,
+    *,
+    num_train: int,
+    num_val: int,
+    size: int = 128,
+    num_classes: int = 21,
+    seed: int = 0,
+    deformation: float = 0.5,
+    workers: int | None = None,
+) -> Path:
     """Draw a Shapes set in the Pascal VOC 2012 layout.
 
     Writes ``root/VOCdevkit/VOC2012/`` with ``JPEGImages/<id>.jpg`` (RGB),
@@ -137,14 +159,25 @@ def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, si
     _check_int("seed", seed, 0, None)
     if workers is not None:
         _check_int("workers", workers, 1, None)
-    if isinstance(deformation, bool) or not isinstance(deformation, (int, float)) \
-            or not 0.0 <= deformation <= 1.0:
-        raise UsageError(f"expected deformation to be a number in [0, 1] (0 = rigid shapes); "
-                         f"got {deformation!r}.")
+    if (
+        isinstance(deformation, bool)
+        or not isinstance(deformation, (int, float))
+        or not 0.0 <= deformation <= 1.0
+    ):
+        raise UsageError(
+            f"expected deformation to be a number in [0, 1] (0 = rigid shapes); "
+            f"got {deformation!r}."
+        )
     root = Path(root).expanduser()
     voc = root / "VOCdevkit" / "VOC2012"
-    args = dict(num_train=num_train, num_val=num_val, size=size, num_classes=num_classes,
-                seed=seed, deformation=float(deformation))
+    args = dict(
+        num_train=num_train,
+        num_val=num_val,
+        size=size,
+        num_classes=num_classes,
+        seed=seed,
+        deformation=float(deformation),
+    )
     if _is_complete(voc, args):
         _LOG.info("Shapes set with these arguments already in %s; not redrawn", voc)
         return root
@@ -154,8 +187,11 @@ def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, si
 
     counts = {"train": num_train, "val": num_val}
     chunk = 16
-    tasks = [(str(voc), split, start, min(start + chunk, n), args)
-             for split, n in counts.items() for start in range(0, n, chunk)]
+    tasks = [
+        (str(voc), split, start, min(start + chunk, n), args)
+        for split, n in counts.items()
+        for start in range(0, n, chunk)
+    ]
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     results = None
     # daemonic processes may not have children (e.g. inside a multiprocessing worker)
@@ -168,7 +204,7 @@ def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, si
                 results = list(pool.map(_draw_chunk, tasks))
         except (OSError, BrokenProcessPool) as err:  # sandboxes without /dev/shm, OOM kills
             _LOG.warning("worker processes failed (%s); drawing in this process instead", err)
-    if results is None:                              # same files either way: seeds are per image
+    if results is None:  # same files either way: seeds are per image
         results = [_draw_chunk(t) for t in tasks]
 
     objects: dict[str, list] = {}
@@ -180,15 +216,22 @@ def generate_shapes(root: str | os.PathLike, *, num_train: int, num_val: int, si
             objects[image_id] = objs
             pixels[split] += np.asarray(hist, np.int64)
     sets = voc / "ImageSets" / "Segmentation"
-    for name, lst in (("train", ids["train"]), ("val", ids["val"]),
-                      ("trainval", ids["train"] + ids["val"])):
+    for name, lst in (
+        ("train", ids["train"]),
+        ("val", ids["val"]),
+        ("trainval", ids["train"] + ids["val"]),
+    ):
         (sets / f"{name}.txt").write_text("".join(f"{i}\n" for i in lst))
     (voc / "shapes_objects.json").write_text(json.dumps(objects, separators=(",", ":")))
-    meta = {"generator": "labkit.data.shapes", "format": _FORMAT, "arguments": args,
-            "classes": list(shapes_classes(num_classes)),
-            "class_object_probability": [0.0] + _class_probs(num_classes).round(6).tolist(),
-            "pixel_counts": {s: pixels[s][:num_classes].tolist() for s in _SPLITS},
-            "void_pixels": {s: int(pixels[s][255]) for s in _SPLITS}}
+    meta = {
+        "generator": "labkit.data.shapes",
+        "format": _FORMAT,
+        "arguments": args,
+        "classes": list(shapes_classes(num_classes)),
+        "class_object_probability": [0.0] + _class_probs(num_classes).round(6).tolist(),
+        "pixel_counts": {s: pixels[s][:num_classes].tolist() for s in _SPLITS},
+        "void_pixels": {s: int(pixels[s][255]) for s in _SPLITS},
+    }
     (voc / "shapes.json").write_text(json.dumps(meta, indent=1))
     _LOG.info("drew %d + %d Shapes images of %d px into %s", num_train, num_val, size, voc)
     return root
@@ -200,11 +243,14 @@ def _is_complete(voc: Path, args: dict) -> bool:
     except (OSError, ValueError):
         return False
     sets = voc / "ImageSets" / "Segmentation"
-    return meta.get("format") == _FORMAT and meta.get("arguments") == args and all(
-        (sets / f"{s}.txt").is_file() for s in ("train", "val", "trainval"))
+    return (
+        meta.get("format") == _FORMAT
+        and meta.get("arguments") == args
+        and all((sets / f"{s}.txt").is_file() for s in ("train", "val", "trainval"))
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _class_probs(num_classes: int) -> np.ndarray:
     """Object probabilities of classes 1..C-1: a geometric tail in a fixed scrambled order."""
     k = num_classes - 1
@@ -216,6 +262,7 @@ def _class_probs(num_classes: int) -> np.ndarray:
 
 # ---------------------------------------------------------------------------- drawing
 
+
 def _draw_chunk(task: tuple) -> list[tuple[str, list, list]]:
     vocdir, split, start, stop, args = task
     voc = Path(vocdir)
@@ -224,8 +271,9 @@ def _draw_chunk(task: tuple) -> list[tuple[str, list, list]]:
     for index in range(start, stop):
         ss = np.random.SeedSequence([args["seed"], _SPLITS.index(split), index])
         layout, noise = (np.random.default_rng(s) for s in ss.spawn(2))
-        img, lab, objs = _draw_image(layout, noise, args["size"], args["num_classes"],
-                                     args["deformation"])
+        img, lab, objs = _draw_image(
+            layout, noise, args["size"], args["num_classes"], args["deformation"]
+        )
         image_id = f"{split}_{index:06d}"
         Image.fromarray(img).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=90)
         mask = Image.frombytes("P", lab.shape[::-1], lab.tobytes())
@@ -235,8 +283,13 @@ def _draw_chunk(task: tuple) -> list[tuple[str, list, list]]:
     return rows
 
 
-def _draw_image(layout: np.random.Generator, noise: np.random.Generator, size: int,
-                num_classes: int, deformation: float) -> tuple[np.ndarray, np.ndarray, list]:
+def _draw_image(
+    layout: np.random.Generator,
+    noise: np.random.Generator,
+    size: int,
+    num_classes: int,
+    deformation: float,
+) -> tuple[np.ndarray, np.ndarray, list]:
     """Draw one image.
 
     ``layout`` gives a fixed number of scalars per item whatever ``deformation`` is, so
@@ -248,7 +301,7 @@ def _draw_image(layout: np.random.Generator, noise: np.random.Generator, size: i
     """
     img = background(layout, noise, size, contrast=_BG_CONTRAST)
     lab = np.zeros((size, size), np.uint8)
-    idx = np.zeros((size, size), np.int16)           # 1 + object number; 0 = background
+    idx = np.zeros((size, size), np.int16)  # 1 + object number; 0 = background
     probs = _class_probs(num_classes)
     n_obj, n_dis = 1 + layout.binomial(*_OBJECTS), layout.binomial(*_CLUTTER)
     r_lo, r_hi = _RADIUS[0] * size, _RADIUS[1] * size
@@ -261,14 +314,23 @@ def _draw_image(layout: np.random.Generator, noise: np.random.Generator, size: i
             r = min(r, 0.2 * size)
         depth = math.log(r) + layout.normal(0, 0.7) if is_obj else layout.uniform(0, 5)
         items.append((-depth, i, cls, r, _item_params(layout, cls, is_obj, size, r)))
-    items.sort(key=lambda t: (t[0], t[1]))           # far (large) first, near (small) last
+    items.sort(key=lambda t: (t[0], t[1]))  # far (large) first, near (small) last
     objs = []
-    for _, i, cls, r, par in items:
-        area, box, trunc = _paint(img, lab, idx, cls, r, par, deformation,
-                                  len(objs) + 1 if cls else 0)
+    for _, _, cls, r, par in items:
+        area, box, trunc = _paint(
+            img, lab, idx, cls, r, par, deformation, len(objs) + 1 if cls else 0
+        )
         if cls:
-            objs.append({"class": cls, "center": [round(par["cx"], 2), round(par["cy"], 2)],
-                         "scale": round(r, 2), "area": area, "bbox": box, "truncated": trunc})
+            objs.append(
+                {
+                    "class": cls,
+                    "center": [round(par["cx"], 2), round(par["cy"], 2)],
+                    "scale": round(r, 2),
+                    "area": area,
+                    "bbox": box,
+                    "truncated": trunc,
+                }
+            )
     top = np.bincount(idx.ravel(), minlength=len(objs) + 1)
     _void_band(lab, max(1, round(size / 128)))
     shown = np.bincount(idx[lab != 255], minlength=len(objs) + 1)
@@ -278,7 +340,7 @@ def _draw_image(layout: np.random.Generator, noise: np.random.Generator, size: i
     yy, xx = grid(size)
     gx, gy = (float(g) / size for g in layout.normal(0, 0.12, 2))
     img *= (1 + gx * (xx - size / 2) + gy * (yy - size / 2))[..., None]
-    grain = noise.random(img.shape, dtype=np.float32) - 0.5   # uniform: 8x faster than normal
+    grain = noise.random(img.shape, dtype=np.float32) - 0.5  # uniform: 8x faster than normal
     img += grain * layout.uniform(0.02, 0.1)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8), lab, objs
 
@@ -289,28 +351,44 @@ def _item_params(rng: np.random.Generator, cls: int, is_obj: bool, size: int, r:
         # the hue belongs to the family, so plain and striped twins share it
         tied = _FAMILIES.index(fam) / len(_FAMILIES)
         hue = tied if rng.random() < _HUE_TIE else rng.random()
-    else:                                            # distractor: blob or stick, any pattern
+    else:  # distractor: blob or stick, any pattern
         fam = "blob" if rng.random() < 0.7 else "stick"
         pat, sty = _PATTERNS[rng.integers(len(_PATTERNS))], "filled"
         hue = rng.random()
     hue = (hue + rng.normal(0, _HUE_JITTER)) % 1.0
     v = rng.uniform(0.3, 0.95)
     fg = colorsys.hsv_to_rgb(hue, rng.uniform(0.5, 1.0), v)
-    bg = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 0.9),
-                             float(np.clip(1.2 - v + rng.normal(0, 0.1), 0.05, 1)))
+    bg = colorsys.hsv_to_rgb(
+        rng.random(), rng.uniform(0, 0.9), float(np.clip(1.2 - v + rng.normal(0, 0.1), 0.05, 1))
+    )
     edge = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0, 1), rng.uniform(0, 1))
     return dict(
-        fam=fam, pat=pat, sty=sty, cols=np.array([fg, bg, edge], np.float32),
-        cx=rng.uniform(0.05, 0.95) * size, cy=rng.uniform(0.05, 0.95) * size,
-        aff=rng.uniform(-1, 1, 3),                   # rotation, shear, log-anisotropy
-        warp=rng.uniform(0, 1, (3, 4)),              # direction, frequency, phase, push angle
+        fam=fam,
+        pat=pat,
+        sty=sty,
+        cols=np.array([fg, bg, edge], np.float32),
+        cx=rng.uniform(0.05, 0.95) * size,
+        cy=rng.uniform(0.05, 0.95) * size,
+        aff=rng.uniform(-1, 1, 3),  # rotation, shear, log-anisotropy
+        warp=rng.uniform(0, 1, (3, 4)),  # direction, frequency, phase, push angle
         # pattern period grows with the object; never under 4 px, or JPEG and aliasing wipe it out
-        period=max(rng.uniform(*_PERIOD) * r, 4.0), shade=rng.normal(0, 0.15, 2).tolist(),
-        blob=rng.uniform(0, 1, (3, 2)), thick=rng.uniform(0.12, 0.22))
+        period=max(rng.uniform(*_PERIOD) * r, 4.0),
+        shade=rng.normal(0, 0.15, 2).tolist(),
+        blob=rng.uniform(0, 1, (3, 2)),
+        thick=rng.uniform(0.12, 0.22),
+    )
 
 
-def _paint(img: np.ndarray, lab: np.ndarray, idx: np.ndarray, cls: int, r: float, par: dict,
-           d: float, number: int) -> tuple[int, list[int], bool]:
+def _paint(
+    img: np.ndarray,
+    lab: np.ndarray,
+    idx: np.ndarray,
+    cls: int,
+    r: float,
+    par: dict,
+    d: float,
+    number: int,
+) -> tuple[int, list[int], bool]:
     """Paint one item (radius ``r`` px, deformation ``d``) into the canvases, in place.
 
     ``img`` (ndarray[H, W, 3] float32), ``lab`` (ndarray[H, W] uint8, class ids) and ``idx``
@@ -327,8 +405,8 @@ def _paint(img: np.ndarray, lab: np.ndarray, idx: np.ndarray, cls: int, r: float
     a00, a01, a10, a11 = c * ea, (c * sh - s) / ea, s * ea, (s * sh + c) / ea
     det = a00 * a11 - a01 * a10
     i00, i01, i10, i11 = a11 / (det * r), -a01 / (det * r), -a10 / (det * r), a00 / (det * r)
-    fro2 = a00 ** 2 + a01 ** 2 + a10 ** 2 + a11 ** 2  # largest singular value, closed form
-    norm = math.sqrt((fro2 + math.sqrt(max(fro2 ** 2 - 4 * det ** 2, 0.0))) / 2)
+    fro2 = a00**2 + a01**2 + a10**2 + a11**2  # largest singular value, closed form
+    norm = math.sqrt((fro2 + math.sqrt(max(fro2**2 - 4 * det**2, 0.0))) / 2)
     w = par["warp"]
     amp = 0.12 * d
     ext = r * norm * (1.25 + 3 * amp) + 2
@@ -338,9 +416,9 @@ def _paint(img: np.ndarray, lab: np.ndarray, idx: np.ndarray, cls: int, r: float
         return 0, [0, 0, 0, 0], False
     yy, xx = grid(size)
     px, py = xx[y0:y1, x0:x1] - par["cx"], yy[y0:y1, x0:x1] - par["cy"]
-    qx = i00 * px + i01 * py                          # canonical frame, shape radius ~1
+    qx = i00 * px + i01 * py  # canonical frame, shape radius ~1
     qy = i10 * px + i11 * py
-    if amp > 0:                                       # smooth elastic warp: three sine waves
+    if amp > 0:  # smooth elastic warp: three sine waves
         ux, uy = qx.copy(), qy.copy()
         for dirn, freq, phase, push in w:
             t = 2 * math.pi * dirn
@@ -351,7 +429,7 @@ def _paint(img: np.ndarray, lab: np.ndarray, idx: np.ndarray, cls: int, r: float
     sdf = SDF[par["fam"]](qx, qy, par)
     if par["sty"] == "hollow":
         sdf = np.maximum(sdf, -(sdf + 0.3))
-    u, v = qx * r, qy * r                            # texture follows the deformed surface
+    u, v = qx * r, qy * r  # texture follows the deformed surface
     m = pattern(par["pat"], u, v, par["period"])
     if par["sty"] == "halved":
         m = np.maximum(m, (qx > 0).astype(np.float32))

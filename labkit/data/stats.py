@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 _IGNORE = 255
 
 
-def class_pixel_counts(dataset: Any, num_classes: int, *,
-                       max_items: int | None = None) -> torch.Tensor:
+def class_pixel_counts(
+    dataset: Any, num_classes: int, *, max_items: int | None = None
+) -> torch.Tensor:
     """Count the pixels of each class over a dataset's masks.
 
     Args:
@@ -40,10 +41,15 @@ def class_pixel_counts(dataset: Any, num_classes: int, *,
             holds a label outside ``[0, C)`` and not 255 (the message names the labels and
             the item).
     """
-    if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
-            or not 1 <= num_classes <= _IGNORE):
-        raise UsageError(f"num_classes must be an int in [1, {_IGNORE}] (255 is the ignore "
-                         f"label); got {num_classes!r}.")
+    if (
+        isinstance(num_classes, bool)
+        or not isinstance(num_classes, (int, np.integer))
+        or not 1 <= num_classes <= _IGNORE
+    ):
+        raise UsageError(
+            f"num_classes must be an int in [1, {_IGNORE}] (255 is the ignore "
+            f"label); got {num_classes!r}."
+        )
     if max_items is not None and max_items < 0:
         raise UsageError(f"max_items must be >= 0 or None; got {max_items}.")
     n = len(dataset) if max_items is None else min(max_items, len(dataset))
@@ -64,7 +70,8 @@ def class_pixel_counts(dataset: Any, num_classes: int, *,
             raise UsageError(
                 f"expected labels in [0, {num_classes}) or {_IGNORE}; item {index} has "
                 f"label(s) {shown}{' ...' if len(found) > 10 else ''}. Pass the dataset's "
-                f"num_classes (dataset.num_classes) or fix its masks.")
+                f"num_classes (dataset.num_classes) or fix its masks."
+            )
         counts += torch.bincount(labels[valid], minlength=num_classes)
     log.debug("counted %d items: %s", n, counts.tolist())
     return counts

@@ -36,9 +36,15 @@ _BLUR_SIGMA = (0.1, 1.0)  # the range of the COCO DeepLabV3+ project's PIL blur 
 _BLUR_KERNEL = 7  # covers +-3 sigma at the largest sigma
 
 
-def train_transforms(*, crop_size: int | Sequence[int], scale: Sequence[float] = (0.5, 2.0),
-                     hflip: float = 0.5, rotate: float = 0.0, blur: float = 0.0,
-                     normalize: bool = True) -> v2.Compose:
+def train_transforms(
+    *,
+    crop_size: int | Sequence[int],
+    scale: Sequence[float] = (0.5, 2.0),
+    hflip: float = 0.5,
+    rotate: float = 0.0,
+    blur: float = 0.0,
+    normalize: bool = True,
+) -> v2.Compose:
     """Build the training augmentation: random scale, crop, flip, rotation and blur.
 
     The steps, in order: resize so that the short side is ``s * min(crop_size)`` with ``s``
@@ -75,22 +81,28 @@ def train_transforms(*, crop_size: int | Sequence[int], scale: Sequence[float] =
     steps: list[Any] = [
         _ToImageMask(),
         # RandomResize draws the short side from [min_size, max_size).
-        v2.RandomResize(max(1, round(low * base)), max(1, round(high * base)) + 1,
-                        interpolation=v2.InterpolationMode.BILINEAR, antialias=True),
+        v2.RandomResize(
+            max(1, round(low * base)),
+            max(1, round(high * base)) + 1,
+            interpolation=v2.InterpolationMode.BILINEAR,
+            antialias=True,
+        ),
         v2.RandomCrop((height, width), pad_if_needed=True, fill=_FILL),
     ]
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(hflip))
     if rotate > 0:
-        steps.append(v2.RandomRotation(rotate, interpolation=v2.InterpolationMode.BILINEAR,
-                                       fill=_FILL))
+        steps.append(
+            v2.RandomRotation(rotate, interpolation=v2.InterpolationMode.BILINEAR, fill=_FILL)
+        )
     if blur > 0:
         steps.append(v2.RandomApply([v2.GaussianBlur(_BLUR_KERNEL, sigma=_BLUR_SIGMA)], p=blur))
     return v2.Compose(steps + _finish(normalize))
 
 
-def eval_transforms(*, size: int | Sequence[int] | None = None,
-                    normalize: bool = True) -> v2.Compose:
+def eval_transforms(
+    *, size: int | Sequence[int] | None = None, normalize: bool = True
+) -> v2.Compose:
     """Build the evaluation pipeline: an optional resize, then float conversion.
 
     Args:
@@ -110,8 +122,7 @@ def eval_transforms(*, size: int | Sequence[int] | None = None,
     steps: list[Any] = [_ToImageMask()]
     if size is not None:
         target = [_pair(size, "size")[0]] if isinstance(size, int) else list(_pair(size, "size"))
-        steps.append(v2.Resize(target, interpolation=v2.InterpolationMode.BILINEAR,
-                               antialias=True))
+        steps.append(v2.Resize(target, interpolation=v2.InterpolationMode.BILINEAR, antialias=True))
     return v2.Compose(steps + _finish(normalize))
 
 
@@ -131,15 +142,21 @@ class _ToImageMask(torch.nn.Module):
                 mask = np.array(mask)  # palette indices, not colours
             mask = tv_tensors.Mask(torch.as_tensor(mask))
         if mask.ndim != 2 or mask.shape != image.shape[-2:]:
-            raise ValueError(f"expected a mask of shape [H, W] = {list(image.shape[-2:])} to go "
-                             f"with an image of shape {list(image.shape)}; got "
-                             f"{list(mask.shape)}.")
+            raise ValueError(
+                f"expected a mask of shape [H, W] = {list(image.shape[-2:])} to go "
+                f"with an image of shape {list(image.shape)}; got "
+                f"{list(mask.shape)}."
+            )
         return image, mask
 
 
 def _finish(normalize: bool) -> list[Any]:
-    steps: list[Any] = [v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64,
-                                    "others": None}, scale=True)]
+    steps: list[Any] = [
+        v2.ToDtype(
+            {tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None},
+            scale=True,
+        )
+    ]
     if normalize:
         steps.append(v2.Normalize(IMAGENET_MEAN, IMAGENET_STD))
     steps.append(v2.ToPureTensor())
@@ -151,8 +168,9 @@ def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
         size = (size, size)
     size = tuple(size)
     if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
-        raise UsageError(f"{name} must be a positive int or (height, width) of positive ints; "
-                         f"got {size!r}.")
+        raise UsageError(
+            f"{name} must be a positive int or (height, width) of positive ints; got {size!r}."
+        )
     return size  # type: ignore[return-value]
 
 

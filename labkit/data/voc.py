@@ -33,12 +33,18 @@ from labkit.data.palette import VOC_CLASSES
 
 __all__ = ["VOCSegmentation"]
 
-_EXPECTED = ("VOCdevkit/VOC2012/ with ImageSets/Segmentation/<split>.txt, JPEGImages/<id>.jpg "
-             "and SegmentationClass/<id>.png (SegmentationClassAug/<id>.png for trainaug)")
-_HINT = ("Pass root= the folder that holds VOCdevkit, or set LABKIT_DATA to it. For the small "
-         "generated Shapes set run `labkit data shapes --out DIR` and use DIR as the root.")
-_AUG_HINT = ("split='trainaug' needs the SBD-augmented labels: put SegmentationClassAug/ and "
-             "ImageSets/Segmentation/trainaug.txt under VOCdevkit/VOC2012, or use split='train'.")
+_EXPECTED = (
+    "VOCdevkit/VOC2012/ with ImageSets/Segmentation/<split>.txt, JPEGImages/<id>.jpg "
+    "and SegmentationClass/<id>.png (SegmentationClassAug/<id>.png for trainaug)"
+)
+_HINT = (
+    "Pass root= the folder that holds VOCdevkit, or set LABKIT_DATA to it. For the small "
+    "generated Shapes set run `labkit data shapes --out DIR` and use DIR as the root."
+)
+_AUG_HINT = (
+    "split='trainaug' needs the SBD-augmented labels: put SegmentationClassAug/ and "
+    "ImageSets/Segmentation/trainaug.txt under VOCdevkit/VOC2012, or use split='train'."
+)
 
 
 class VOCSegmentation(Dataset):
@@ -71,8 +77,12 @@ class VOCSegmentation(Dataset):
             is missing, or ``shapes.json`` is malformed.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None, split: str = "train",
-                 transforms: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        split: str = "train",
+        transforms: Callable[..., Any] | None = None,
+    ) -> None:
         self.root = resolve_root(root, dataset="Pascal VOC", expected=_EXPECTED)
         self.split = split
         self.transforms = transforms
@@ -84,15 +94,21 @@ class VOCSegmentation(Dataset):
         split_file = base / "ImageSets" / "Segmentation" / f"{split}.txt"
         if not split_file.is_file():
             have = sorted(p.stem for p in split_file.parent.glob("*.txt"))
-            raise missing(split_file, dataset="Pascal VOC", expected=_EXPECTED,
-                          hint=f"Splits found there: {have or 'none'}. {hint}")
+            raise missing(
+                split_file,
+                dataset="Pascal VOC",
+                expected=_EXPECTED,
+                hint=f"Splits found there: {have or 'none'}. {hint}",
+            )
         self.ids = _read_ids(split_file)
         self._image_dir = base / "JPEGImages"
         self._mask_dir = base / ("SegmentationClassAug" if aug else "SegmentationClass")
-        check_files(self.ids, self._image_dir, ".jpg", dataset="Pascal VOC",
-                    expected=_EXPECTED, hint=hint)
-        check_files(self.ids, self._mask_dir, ".png", dataset="Pascal VOC",
-                    expected=_EXPECTED, hint=hint)
+        check_files(
+            self.ids, self._image_dir, ".jpg", dataset="Pascal VOC", expected=_EXPECTED, hint=hint
+        )
+        check_files(
+            self.ids, self._mask_dir, ".png", dataset="Pascal VOC", expected=_EXPECTED, hint=hint
+        )
         self.classes = _read_classes(base / "shapes.json")
         self.num_classes = len(self.classes)
 
@@ -106,8 +122,10 @@ class VOCSegmentation(Dataset):
         return to_sample(image, mask, self.transforms)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
-                f"len={len(self)}, num_classes={self.num_classes})")
+        return (
+            f"{type(self).__name__}(root={str(self.root)!r}, split={self.split!r}, "
+            f"len={len(self)}, num_classes={self.num_classes})"
+        )
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -146,17 +164,18 @@ def read_label(path: Path, *, size: Sequence[int] | None = None) -> np.ndarray:
             raise DatasetNotFoundError(
                 f"label {path} is a {img.mode!r} image; expected a palette ('P') or grey ('L') "
                 "PNG whose pixel values are class ids (255 = void). Colour-coded RGB masks must "
-                "be converted to indices first.")
+                "be converted to indices first."
+            )
         if size is not None and tuple(img.size) != tuple(size):
             raise DatasetNotFoundError(
                 f"label {path} is {img.size[0]}x{img.size[1]} but its image is "
                 f"{size[0]}x{size[1]} (width x height); the dataset tree is malformed. "
-                "Regenerate or re-extract it.")
+                "Regenerate or re-extract it."
+            )
         return np.array(img)
 
 
-def to_sample(image: np.ndarray, mask: np.ndarray,
-              transforms: Callable[..., Any] | None) -> Any:
+def to_sample(image: np.ndarray, mask: np.ndarray, transforms: Callable[..., Any] | None) -> Any:
     """Turn decoded arrays into a dataset item.
 
     Args:
@@ -181,8 +200,9 @@ def to_sample(image: np.ndarray, mask: np.ndarray,
     return transforms(tv_tensors.Image(img), tv_tensors.Mask(lbl))
 
 
-def check_files(ids: Sequence[str], folder: Path, suffix: str, *, dataset: str, expected: str,
-                hint: str) -> None:
+def check_files(
+    ids: Sequence[str], folder: Path, suffix: str, *, dataset: str, expected: str, hint: str
+) -> None:
     """Make sure ``folder/<id><suffix>`` exists for every id, listing the folder once.
 
     Args:
@@ -203,9 +223,13 @@ def check_files(ids: Sequence[str], folder: Path, suffix: str, *, dataset: str, 
     absent = [name for name in ids if name + suffix not in present]
     if absent:
         shown = ", ".join(name + suffix for name in absent[:3])
-        raise missing(folder / (absent[0] + suffix), dataset=dataset, expected=expected,
-                      hint=f"{len(absent)} listed file(s) are missing from {folder} ({shown}"
-                           f"{', ...' if len(absent) > 3 else ''}). {hint}")
+        raise missing(
+            folder / (absent[0] + suffix),
+            dataset=dataset,
+            expected=expected,
+            hint=f"{len(absent)} listed file(s) are missing from {folder} ({shown}"
+            f"{', ...' if len(absent) > 3 else ''}). {hint}",
+        )
 
 
 def _read_ids(split_file: Path) -> list[str]:
@@ -219,8 +243,12 @@ def _read_ids(split_file: Path) -> list[str]:
             token = Path(token).stem
         ids.append(token)
     if not ids:
-        raise missing(split_file, dataset="Pascal VOC", expected=_EXPECTED,
-                      hint=f"The split file is empty. {_HINT}")
+        raise missing(
+            split_file,
+            dataset="Pascal VOC",
+            expected=_EXPECTED,
+            hint=f"The split file is empty. {_HINT}",
+        )
     return ids
 
 
@@ -231,10 +259,12 @@ def _read_classes(path: Path) -> tuple[str, ...]:
         classes = json.loads(path.read_text())["classes"]
     except (ValueError, KeyError, TypeError) as err:
         raise DatasetNotFoundError(
-            f"{path} is malformed ({err!r}); expected a JSON object {{\"classes\": [names]}}. "
-            "Regenerate the set with `labkit data shapes --out DIR`.") from err
+            f'{path} is malformed ({err!r}); expected a JSON object {{"classes": [names]}}. '
+            "Regenerate the set with `labkit data shapes --out DIR`."
+        ) from err
     if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
         raise DatasetNotFoundError(
             f"{path} is malformed: 'classes' must be a non-empty list of names; got {classes!r}. "
-            "Regenerate the set with `labkit data shapes --out DIR`.")
+            "Regenerate the set with `labkit data shapes --out DIR`."
+        )
     return tuple(classes)

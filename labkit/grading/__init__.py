@@ -19,8 +19,17 @@ import importlib
 # and must start without nbgrader and Jupyter, which take seconds to import.
 _HOMES = {
     "collect": ["CollectReport", "collect_submissions"],
-    "course": ["CourseError", "LabScore", "NbgraderError", "available_labs", "check_lab",
-               "lab_scores", "nbgrader", "release_labs", "stale_labs"],
+    "course": [
+        "CourseError",
+        "LabScore",
+        "NbgraderError",
+        "available_labs",
+        "check_lab",
+        "lab_scores",
+        "nbgrader",
+        "release_labs",
+        "stale_labs",
+    ],
     "export": ["export_grades", "grade_rows"],
     "instance": ["course_status", "init_course", "read_record", "write_record"],
     "kit": ["locate_kit"],

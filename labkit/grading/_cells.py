@@ -43,8 +43,11 @@ def error_output(exc: BaseException, *, full: bool = True) -> dict:
     if full:  # frames of the cells only: the runner's own are of no use to a student
         tb = traceback.extract_tb(exc.__traceback__)
         cells = traceback.StackSummary.from_list([f for f in tb if f.filename.startswith("<cell")])
-        lines = ["Traceback (most recent call last):\n", *cells.format(),
-                 *traceback.format_exception_only(type(exc), exc)]
+        lines = [
+            "Traceback (most recent call last):\n",
+            *cells.format(),
+            *traceback.format_exception_only(type(exc), exc),
+        ]
     return {"ename": type(exc).__name__, "evalue": str(exc), "traceback": lines}
 
 
@@ -52,8 +55,9 @@ def _alarm(signum, frame):
     raise TimeoutError("the cell ran past its time limit")
 
 
-def run_cell(source: str, index: int, namespace: dict,
-             cell_timeout: float) -> tuple[str, BaseException | None]:
+def run_cell(
+    source: str, index: int, namespace: dict, cell_timeout: float
+) -> tuple[str, BaseException | None]:
     """Run one cell with its output captured; returns (output, error or None)."""
     out = Capped()
     old = sys.stdout, sys.stderr

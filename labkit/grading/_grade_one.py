@@ -37,9 +37,11 @@ def check_submission(folder: Path, lab: str) -> tuple[str | None, str]:
         return f"no submission: expected the folder {folder}", ""
     found = sorted(p.name for p in folder.glob("*.ipynb"))
     if f"{lab}.ipynb" not in found:
-        return (f"no notebook named {lab}.ipynb in {folder}; found "
-                f"{', '.join(found) or 'no notebook at all'}. Rename the student's notebook "
-                f"to {lab}.ipynb and grade again."), ""
+        return (
+            f"no notebook named {lab}.ipynb in {folder}; found "
+            f"{', '.join(found) or 'no notebook at all'}. Rename the student's notebook "
+            f"to {lab}.ipynb and grade again."
+        ), ""
     path = folder / f"{lab}.ipynb"
     try:
         data = json.loads(path.read_bytes())
@@ -48,8 +50,10 @@ def check_submission(folder: Path, lab: str) -> tuple[str | None, str]:
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         return f"{lab}.ipynb is not a notebook: expected a JSON object with a list of cells", ""
     if data.get("nbformat") != 4:
-        return (f"{lab}.ipynb has nbformat {data.get('nbformat')!r}; expected 4. Open and "
-                "save it in Jupyter 4 or later, then grade again."), ""
+        return (
+            f"{lab}.ipynb has nbformat {data.get('nbformat')!r}; expected 4. Open and "
+            "save it in Jupyter 4 or later, then grade again."
+        ), ""
     extra = [name for name in found if name != f"{lab}.ipynb"]
     return None, f"ignored extra notebook(s): {', '.join(extra)}" if extra else ""
 
@@ -79,8 +83,10 @@ def nbgrader_cause(result: dict) -> str:
         found = _EXCEPTION.search(chunk)  # frames stay indented; the first is the innermost
         if found:
             return found.group(0)
-    return ("no exception in nbgrader's log; run `nbgrader autograde` for this student in "
-            "the course folder to see it")
+    return (
+        "no exception in nbgrader's log; run `nbgrader autograde` for this student in "
+        "the course folder to see it"
+    )
 
 
 def _drop_duplicate_ids():
@@ -133,21 +139,42 @@ def grade(spec: dict) -> dict:
     config.CourseDirectory.root = str(root)
     # nbgrader's order, with the judge where the kernel ran: outputs first, then the scores.
     config.Autograde.autograde_preprocessors = [
-        JudgePreprocessor, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
-        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+        JudgePreprocessor,
+        IgnorePattern,
+        ClearMetadataPreprocessor,
+        LimitOutput,
+        SaveAutoGrades,
+        AssignLatePenalties,
+        CheckCellMetadata,
+    ]
     config.Autograde.sanitize_preprocessors = [  # nbgrader's, with the duplicates dropped
-        ClearOutput, _drop_duplicate_ids(), OverwriteKernelspec, OverwriteCells,
-        CheckCellMetadata]
+        ClearOutput,
+        _drop_duplicate_ids(),
+        OverwriteKernelspec,
+        OverwriteCells,
+        CheckCellMetadata,
+    ]
     config.OverwriteCells.add_missing_cells = True
     config.JudgePreprocessor.update(
-        prelude=prelude, modules=modules, hidden=sorted(hidden_lines(source)),
-        hide=[str(root)], timeout=spec["timeout"], cell_timeout=spec["cell_timeout"],
-        memory_mb=spec["memory_mb"], sandbox=spec["sandbox"], uid=spec["uid"],
-        data=spec.get("data", ""))
+        prelude=prelude,
+        modules=modules,
+        hidden=sorted(hidden_lines(source)),
+        hide=[str(root)],
+        timeout=spec["timeout"],
+        cell_timeout=spec["cell_timeout"],
+        memory_mb=spec["memory_mb"],
+        sandbox=spec["sandbox"],
+        uid=spec["uid"],
+        data=spec.get("data", ""),
+    )
     result = NbGraderAPI(config=config).autograde(lab, student, force=True, create=True)
     if not result.get("success"):
-        return {"status": "failed", "reason": "nbgrader autograde failed: "
-                + nbgrader_cause(result)[:500], "score": None, "max_score": None}
+        return {
+            "status": "failed",
+            "reason": "nbgrader autograde failed: " + nbgrader_cause(result)[:500],
+            "score": None,
+            "max_score": None,
+        }
     with Gradebook(f"sqlite:///{gradebook_path(root)}") as gb:
         sub = gb.find_submission(lab, student)
         score, max_score = float(sub.score), float(sub.max_score)
@@ -156,10 +183,11 @@ def grade(spec: dict) -> dict:
     if judged is not None and not judged.finished:
         notes.append(f"the judge stopped early: {judged.sandbox.reason or 'no reason given'}")
     if judged is not None and not judged.sandbox.sandboxed:
-        notes.append("judged with resource limits only (no bubblewrap)"
-                     + (" as the grader's own user" if spec["uid"] is None else ""))
-    return {"status": "graded", "reason": "; ".join(notes), "score": score,
-            "max_score": max_score}
+        notes.append(
+            "judged with resource limits only (no bubblewrap)"
+            + (" as the grader's own user" if spec["uid"] is None else "")
+        )
+    return {"status": "graded", "reason": "; ".join(notes), "score": score, "max_score": max_score}
 
 
 def preload() -> None:
@@ -184,8 +212,12 @@ def run(spec: dict) -> None:
     try:
         outcome = grade(spec)
     except Exception as exc:  # noqa: BLE001 - one line for the instructor, never a traceback
-        outcome = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"[:500],
-                   "score": None, "max_score": None}
+        outcome = {
+            "status": "failed",
+            "reason": f"{type(exc).__name__}: {exc}"[:500],
+            "score": None,
+            "max_score": None,
+        }
     sys.stdout.write("\n" + json.dumps(outcome) + "\n")
     sys.stdout.flush()
     os._exit(0)

@@ -55,13 +55,18 @@ def _collect() -> tuple[list, list, dict]:
             continue
         owners.append(module)
         for value in list(vars(module).values()):
-            if isinstance(value, type) and id(value) not in seen and \
-                    not value.__flags__ & (1 << 8):  # Py_TPFLAGS_IMMUTABLETYPE
+            if (
+                isinstance(value, type) and id(value) not in seen and not value.__flags__ & (1 << 8)
+            ):  # Py_TPFLAGS_IMMUTABLETYPE
                 seen.add(id(value))
                 owners.append(value)
     attrs = [(owner, dict(vars(owner))) for owner in owners]
-    code = [(f, f.__code__, f.__defaults__, f.__kwdefaults__) for _, saved in attrs
-            for f in saved.values() if isinstance(f, types.FunctionType)]
+    code = [
+        (f, f.__code__, f.__defaults__, f.__kwdefaults__)
+        for _, saved in attrs
+        for f in saved.values()
+        if isinstance(f, types.FunctionType)
+    ]
     return attrs, code, dict(sys.modules)
 
 
@@ -72,8 +77,10 @@ def _foreign(value) -> bool:
     ``step`` once, handles count up): those values come from files and are left alone.
     """
     if isinstance(value, types.ModuleType):
-        return not os.path.isfile(getattr(value, "__file__", None) or "") and \
-            value.__name__ not in sys.builtin_module_names
+        return (
+            not os.path.isfile(getattr(value, "__file__", None) or "")
+            and value.__name__ not in sys.builtin_module_names
+        )
     code = getattr(value, "__code__", None)
     if isinstance(code, types.CodeType):
         return not os.path.isfile(code.co_filename)
@@ -106,8 +113,9 @@ def _restore(snapshot) -> None:
             owner.__code__, owner.__defaults__, owner.__kwdefaults__ = saved
         elif owner is sys.modules:
             sys.modules[key] = saved
-        elif callable(saved) or isinstance(saved, types.ModuleType) or \
-                _foreign(vars(owner).get(key)):
+        elif (
+            callable(saved) or isinstance(saved, types.ModuleType) or _foreign(vars(owner).get(key))
+        ):
             try:
                 setattr(owner, key, saved)
             except (AttributeError, TypeError):
@@ -117,10 +125,20 @@ def _restore(snapshot) -> None:
 def _tampered(snapshot) -> str | None:
     """The first library attribute that student code replaced during a test, or ``None``."""
     for where, owner, key, _ in _changes(snapshot):
-        now = owner.__code__ if key is None else \
-            sys.modules.get(key) if owner is sys.modules else vars(owner).get(key)
-        if key is None and not os.path.isfile(now.co_filename) or \
-                key is not None and now is not None and _foreign(now):
+        now = (
+            owner.__code__
+            if key is None
+            else sys.modules.get(key)
+            if owner is sys.modules
+            else vars(owner).get(key)
+        )
+        if (
+            key is None
+            and not os.path.isfile(now.co_filename)
+            or key is not None
+            and now is not None
+            and _foreign(now)
+        ):
             return where
     return None
 
@@ -134,20 +152,25 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
         os.close(reader)
         os.close(writer)
         why = f"the test could not start: fork failed ({exc})"
-        return {"output": "", "passed": False,
-                "error": {"ename": "TestFailed", "evalue": why, "traceback": [why]}}
+        return {
+            "output": "",
+            "passed": False,
+            "error": {"ename": "TestFailed", "evalue": why, "traceback": [why]},
+        }
     if pid == 0:
         os.close(reader)
         try:
             _restore(snapshot)
             exec(compile(program["prelude"], "<prelude>", "exec"), namespace)  # noqa: S102
-            output, error = _run(cell["source"], cell["index"], namespace,
-                                 program["cell_timeout"])
+            output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
             touched = _tampered(snapshot)
             if error is None and touched:
                 error = RuntimeError(f"{touched} was changed while the test ran")
-            record = {"output": output, "passed": error is None,
-                      "error": None if error is None else _error(error, full=False)}
+            record = {
+                "output": output,
+                "passed": error is None,
+                "error": None if error is None else _error(error, full=False),
+            }
             os.write(writer, json.dumps(record).encode())
             os._exit(0 if error is None else 1)
         except BaseException:  # noqa: BLE001 - the fork must never go back to the parent's loop
@@ -187,8 +210,11 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
         record["passed"] = False
         if not record.get("error"):
             why = "the test did not finish (it timed out, crashed or ended the process)"
-            record["error"] = {"ename": "TestFailed", "evalue": why,
-                               "traceback": [f"TestFailed: {why}"]}
+            record["error"] = {
+                "ename": "TestFailed",
+                "evalue": why,
+                "traceback": [f"TestFailed: {why}"],
+            }
     return record
 
 
@@ -219,8 +245,14 @@ def main() -> None:
             continue
         started = time.monotonic()
         output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
-        report(cell, {"output": output, "seconds": time.monotonic() - started,
-                      "error": None if error is None else _error(error, full=True)})
+        report(
+            cell,
+            {
+                "output": output,
+                "seconds": time.monotonic() - started,
+                "error": None if error is None else _error(error, full=True),
+            },
+        )
     own_globals.update(own)  # the last cell may have replaced _quit too
     results.write(f"{nonce} {json.dumps({'done': True})}\n")
     results.close()

@@ -65,6 +65,7 @@ def launch() -> None:
                 pass
         finally:
             signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+
     threading.Thread(target=lifeline, daemon=True).start()
     try:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})

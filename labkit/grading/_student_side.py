@@ -82,10 +82,15 @@ def main() -> None:
             send({"test_over": cell["index"], "status": status})
             continue
         started = time.monotonic()
-        output, error = run_cell(cell["source"], cell["index"], namespace,
-                                 program["cell_timeout"])
-        send({"cell": cell["index"], "output": output, "seconds": time.monotonic() - started,
-              "error": None if error is None else error_output(error)})
+        output, error = run_cell(cell["source"], cell["index"], namespace, program["cell_timeout"])
+        send(
+            {
+                "cell": cell["index"],
+                "output": output,
+                "seconds": time.monotonic() - started,
+                "error": None if error is None else error_output(error),
+            }
+        )
     send({"done": True})
     for stream in (sys.stdout, sys.stderr):
         try:

@@ -55,8 +55,13 @@ class Zygote:
         try:
             self._proc = subprocess.Popen(
                 module_argv("labkit.grading._zygote", str(lifeline), str(self.course)),
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, bufsize=0,
-                pass_fds=(lifeline,), start_new_session=True)  # unbuffered: select sees all
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                bufsize=0,
+                pass_fds=(lifeline,),
+                start_new_session=True,
+            )  # unbuffered: select sees all
         finally:
             os.close(lifeline)
             err.close()
@@ -79,8 +84,11 @@ class Zygote:
         """The zygote stopped answering: ``(its exit status, "", its stderr)``, reported
         as a worker's own end."""
         self.close()
-        return (self._proc.returncode, "",
-                (self.scratch / f"zygote-{id(self)}.err").read_text(errors="replace"))
+        return (
+            self._proc.returncode,
+            "",
+            (self.scratch / f"zygote-{id(self)}.err").read_text(errors="replace"),
+        )
 
     def grade(self, spec: dict, timeout: float) -> tuple[int | None, str, str]:
         """Grade one submission in a forked child: ``(status, stdout, stderr)`` of the child,
@@ -95,7 +103,7 @@ class Zygote:
         request = json.dumps({"spec": spec, "out": str(out), "err": str(err)}).encode() + b"\n"
         try:
             while request:
-                request = request[self._proc.stdin.write(request):]
+                request = request[self._proc.stdin.write(request) :]
         except OSError:
             return self._died()
         try:

@@ -93,8 +93,11 @@ def _up_to_date(root: Path, lab: str, student: str) -> bool:
     record = read_record(root, lab, student)
     folder = root / "submitted" / student / lab
     newest = max((p.stat().st_mtime for p in folder.rglob("*")), default=0.0)
-    return record is not None and record.status == "graded" and \
-        record.finished.timestamp() > max(newest, folder.stat().st_mtime)
+    return (
+        record is not None
+        and record.status == "graded"
+        and record.finished.timestamp() > max(newest, folder.stat().st_mtime)
+    )
 
 
 def _draw_shapes(folder: Path) -> str:
@@ -113,8 +116,7 @@ def _draw_shapes(folder: Path) -> str:
             path.chmod(0o755 if path.is_dir() else 0o644)
         return str(data)
     except Exception as exc:  # noqa: BLE001 - an optimisation: the judges draw their own
-        log.info("no shared Shapes set (%s: %s); each judge draws its own",
-                 type(exc).__name__, exc)
+        log.info("no shared Shapes set (%s: %s); each judge draws its own", type(exc).__name__, exc)
         return ""
 
 
@@ -125,20 +127,22 @@ def _preflight(root: Path, lab: str, *, sandbox: bool, memory_mb: int) -> bool:
 
     from labkit.grading.judge import judge_program, run_judge
 
-    program = judge_program(nbformat.v4.new_notebook(), prelude="", modules=[],
-                            cell_timeout=60.0)
-    limits = Limits(memory_mb=memory_mb, wall_seconds=_PREFLIGHT_SECONDS,
-                    cpu_seconds=_PREFLIGHT_SECONDS)
+    program = judge_program(nbformat.v4.new_notebook(), prelude="", modules=[], cell_timeout=60.0)
+    limits = Limits(
+        memory_mb=memory_mb, wall_seconds=_PREFLIGHT_SECONDS, cpu_seconds=_PREFLIGHT_SECONDS
+    )
     mode = "bubblewrap" if sandbox else "resource limits only"
     # A root grader with limits only may fall back to itself (see the module's docstring).
     uids = [NOBODY - 1, *([None] if not sandbox and os.geteuid() == 0 else [])]
     problems = []
     for uid in uids:
         try:
-            result = run_judge(program, limits=limits, hide=[str(root)],
-                               bwrap=None if sandbox else False, uid=uid)
-            why = result.grader_failure() or (None if result.finished else
-                                              f"the judge stopped early ({result.sandbox.reason})")
+            result = run_judge(
+                program, limits=limits, hide=[str(root)], bwrap=None if sandbox else False, uid=uid
+            )
+            why = result.grader_failure() or (
+                None if result.finished else f"the judge stopped early ({result.sandbox.reason})"
+            )
         except SandboxError as exc:
             why = f"SandboxError: {exc}"
         if why is None:
@@ -150,19 +154,24 @@ def _preflight(root: Path, lab: str, *, sandbox: bool, memory_mb: int) -> bool:
             f"cannot grade {lab}: an empty notebook does not get through the judge here "
             f"({mode}): {'; '.join(problems)}. Nobody was graded: fix that (a memory limit: "
             "raise --memory-mb; an import that fails: repair labkit's environment; a folder "
-            "that bars the way: install bubblewrap or chmod o+x it) and grade again.")
+            "that bars the way: install bubblewrap or chmod o+x it) and grade again."
+        )
     if uid is None and not _AS_ROOT_WARNED:
         _AS_ROOT_WARNED.append(True)
-        log.warning("STUDENT CODE RUNS AS ROOT: with limits only, the unprivileged uid cannot "
-                    "run the judge (%s). Student code keeps root's file access (it could change "
-                    "the gradebook) and no process cap applies. Install bubblewrap (apt-get "
-                    "install bubblewrap), or use a Python and labkit outside root's home (or "
-                    "chmod o+x the folders on their way).", problems[0])
+        log.warning(
+            "STUDENT CODE RUNS AS ROOT: with limits only, the unprivileged uid cannot "
+            "run the judge (%s). Student code keeps root's file access (it could change "
+            "the gradebook) and no process cap applies. Install bubblewrap (apt-get "
+            "install bubblewrap), or use a Python and labkit outside root's home (or "
+            "chmod o+x the folders on their way).",
+            problems[0],
+        )
     return uid is not None
 
 
-def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
-           slots: queue.SimpleQueue) -> Outcome:
+def _grade(
+    root: Path, lab: str, student: str, spec: dict, timeout: float, slots: queue.SimpleQueue
+) -> Outcome:
     # a uid per running judge (the process cap counts all of a uid's processes), and the
     # zygote that forks this job's workers
     uid, zygote = slots.get()
@@ -172,30 +181,55 @@ def _grade(root: Path, lab: str, student: str, spec: dict, timeout: float,
         slots.put((uid, zygote))
 
 
-def _grade_as(root: Path, lab: str, student: str, spec: dict, timeout: float,
-              zygote: Zygote) -> Outcome:
+def _grade_as(
+    root: Path, lab: str, student: str, spec: dict, timeout: float, zygote: Zygote
+) -> Outcome:
     started = time.monotonic()
-    status, out, err = zygote.grade(dict(spec, root=str(root), lab=lab, student=student),
-                                    timeout)
+    status, out, err = zygote.grade(dict(spec, root=str(root), lab=lab, student=student), timeout)
     if status is None:
         out = json.dumps({"status": "failed", "reason": f"grading took more than {timeout:g} s"})
     try:
         outcome = json.loads(out.strip().splitlines()[-1])
     except (ValueError, IndexError):
         lines = [line.strip() for line in err.splitlines() if line.strip()]
-        outcome = {"status": "failed", "reason": f"the grading process ended with status "
-                   f"{status}: {' / '.join(lines[-3:]) or 'no output'}"[:600]}
+        outcome = {
+            "status": "failed",
+            "reason": f"the grading process ended with status "
+            f"{status}: {' / '.join(lines[-3:]) or 'no output'}"[:600],
+        }
     seconds = time.monotonic() - started
-    write_record(root, lab, student, status=outcome["status"], seconds=seconds,
-                 reason=outcome.get("reason", ""))
-    return Outcome(student, outcome["status"], outcome.get("reason", ""), outcome.get("score"),
-                   outcome.get("max_score"), seconds)
+    write_record(
+        root,
+        lab,
+        student,
+        status=outcome["status"],
+        seconds=seconds,
+        reason=outcome.get("reason", ""),
+    )
+    return Outcome(
+        student,
+        outcome["status"],
+        outcome.get("reason", ""),
+        outcome.get("score"),
+        outcome.get("max_score"),
+        seconds,
+    )
 
 
-def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None = None,
-              jobs: int = 1, timeout: float = 900.0, cell_timeout: float | None = None,
-              memory_mb: int = 6144, sandbox: bool = True, resume: bool = False,
-              shapes: str | os.PathLike | None = None, progress: bool = True) -> list[Outcome]:
+def autograde(
+    root: str | os.PathLike,
+    lab: str,
+    *,
+    students: list[str] | None = None,
+    jobs: int = 1,
+    timeout: float = 900.0,
+    cell_timeout: float | None = None,
+    memory_mb: int = 6144,
+    sandbox: bool = True,
+    resume: bool = False,
+    shapes: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> list[Outcome]:
     """Grade ``lab`` for ``students`` (default: all who submitted it), ``jobs`` at a time.
 
     Args:
@@ -223,57 +257,90 @@ def autograde(root: str | os.PathLike, lab: str, *, students: list[str] | None =
     root = Path(root).resolve()
     check_lab(root, lab)
     if jobs < 1 or timeout <= 0 or memory_mb < 1:
-        raise CourseError(f"expected jobs >= 1, timeout > 0 and memory_mb >= 1; got jobs={jobs}, "
-                          f"timeout={timeout}, memory_mb={memory_mb}.")
+        raise CourseError(
+            f"expected jobs >= 1, timeout > 0 and memory_mb >= 1; got jobs={jobs}, "
+            f"timeout={timeout}, memory_mb={memory_mb}."
+        )
     known = set(submitted_students(root, lab))
     if (root / "students.csv").is_file():
         known |= {s["id"] for s in read_students(root / "students.csv")}
     chosen = sorted(set(students)) if students else submitted_students(root, lab)
     if unknown := [s for s in chosen if s not in known]:
-        raise CourseError(f"no student {unknown[0]!r} in this course (no submitted/"
-                          f"{unknown[0]}/{lab}/ and not in students.csv); check the id.")
+        raise CourseError(
+            f"no student {unknown[0]!r} in this course (no submitted/"
+            f"{unknown[0]}/{lab}/ and not in students.csv); check the id."
+        )
     if sandbox and not bwrap_available():
-        log.warning("BUBBLEWRAP DOES NOT WORK HERE: student code of %s will run with resource "
-                    "limits only, able to read the gradebook, the solutions and other students' "
-                    "work and to use the network. Install bubblewrap (apt-get install "
-                    "bubblewrap) where user namespaces are allowed.", lab)
+        log.warning(
+            "BUBBLEWRAP DOES NOT WORK HERE: student code of %s will run with resource "
+            "limits only, able to read the gradebook, the solutions and other students' "
+            "work and to use the network. Install bubblewrap (apt-get install "
+            "bubblewrap) where user namespaces are allowed.",
+            lab,
+        )
         sandbox = False  # said once here, not once per student in each worker
     skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
     todo = [s for s in chosen if s not in skipped]
     drop = _preflight(root, lab, sandbox=sandbox, memory_mb=memory_mb) if todo else True
     drawn = None  # a lab that never imports labkit trains on nothing
-    if todo and shapes is None and \
-            "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8"):
+    if (
+        todo
+        and shapes is None
+        and "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8")
+    ):
         drawn = Path(tempfile.mkdtemp(prefix="labkit-shapes-"))
         shapes = _draw_shapes(drawn)
-    spec = {"timeout": float(timeout), "memory_mb": int(memory_mb), "sandbox": bool(sandbox),
-            "cell_timeout": float(cell_timeout or min(timeout, 300)), "data": str(shapes or "")}
+    spec = {
+        "timeout": float(timeout),
+        "memory_mb": int(memory_mb),
+        "sandbox": bool(sandbox),
+        "cell_timeout": float(cell_timeout or min(timeout, 300)),
+        "data": str(shapes or ""),
+    }
     try:
-        return _run(root, lab, todo, skipped, spec, jobs=jobs, timeout=timeout,
-                    progress=progress, drop=drop)
+        return _run(
+            root, lab, todo, skipped, spec, jobs=jobs, timeout=timeout, progress=progress, drop=drop
+        )
     finally:
         if drawn is not None:
             shutil.rmtree(drawn, ignore_errors=True)
 
 
-def _run(root: Path, lab: str, todo: list[str], skipped: list[str], spec: dict, *, jobs: int,
-         timeout: float, progress: bool, drop: bool) -> list[Outcome]:
-    outcomes = [Outcome(s, "skipped", "graded after its last change", None, None, 0.0)
-                for s in skipped]
-    log.info("%s: grading %d submission(s) with %d job(s), %d up to date", lab, len(todo),
-             jobs, len(skipped))
+def _run(
+    root: Path,
+    lab: str,
+    todo: list[str],
+    skipped: list[str],
+    spec: dict,
+    *,
+    jobs: int,
+    timeout: float,
+    progress: bool,
+    drop: bool,
+) -> list[Outcome]:
+    outcomes = [
+        Outcome(s, "skipped", "graded after its last change", None, None, 0.0) for s in skipped
+    ]
+    log.info(
+        "%s: grading %d submission(s) with %d job(s), %d up to date",
+        lab,
+        len(todo),
+        jobs,
+        len(skipped),
+    )
     slots: queue.SimpleQueue = queue.SimpleQueue()
     zygotes: list[Zygote] = []
-    with tempfile.TemporaryDirectory(prefix="labkit-grading-") as scratch, \
-            ThreadPoolExecutor(max_workers=jobs) as pool, \
-            tqdm(total=len(todo), desc=lab, unit="nb", disable=not progress or None) as bar:
+    with (
+        tempfile.TemporaryDirectory(prefix="labkit-grading-") as scratch,
+        ThreadPoolExecutor(max_workers=jobs) as pool,
+        tqdm(total=len(todo), desc=lab, unit="nb", disable=not progress or None) as bar,
+    ):
         try:
             for slot in range(min(jobs, len(todo))):
                 zygotes.append(Zygote(root, Path(scratch)))
                 slots.put((NOBODY - 1 - slot if drop else None, zygotes[-1]))
             # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
-            futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, slots)
-                       for s in todo]
+            futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, slots) for s in todo]
             for future in as_completed(futures):
                 outcomes.append(future.result())
                 bar.update()

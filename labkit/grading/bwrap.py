@@ -43,17 +43,43 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ETC", "SYSTEM", "Layout", "bwrap_available", "interpreter_paths", "layout", "probe",
-           "sandbox_command", "unreachable"]
+__all__ = [
+    "ETC",
+    "SYSTEM",
+    "Layout",
+    "bwrap_available",
+    "interpreter_paths",
+    "layout",
+    "probe",
+    "sandbox_command",
+    "unreachable",
+]
 
 _MB = 2**20
 #: The system's top-level folders bound into the sandbox (or linked, as the host has them).
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 #: All the sandbox sees of ``/etc`` (those that exist here).
-ETC = tuple(f"/etc/{name}" for name in (
-    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch.conf", "hosts",
-    "localtime", "timezone", "ssl", "pki", "ca-certificates", "alternatives", "fonts",
-    "matplotlibrc", "mime.types"))
+ETC = tuple(
+    f"/etc/{name}"
+    for name in (
+        "ld.so.cache",
+        "ld.so.conf",
+        "ld.so.conf.d",
+        "passwd",
+        "group",
+        "nsswitch.conf",
+        "hosts",
+        "localtime",
+        "timezone",
+        "ssl",
+        "pki",
+        "ca-certificates",
+        "alternatives",
+        "fonts",
+        "matplotlibrc",
+        "mime.types",
+    )
+)
 
 
 @functools.cache
@@ -71,8 +97,13 @@ def probe() -> tuple[bool, bool, str]:
     for size in (16, None):  # --size needs bubblewrap >= 0.7 and no setuid bwrap
         with tempfile.TemporaryDirectory(prefix="labkit-bwrap-") as tmp:
             try:
-                proc = subprocess.run(sandbox_command(["true"], scratch=tmp, tmpfs_mb=size),
-                                      capture_output=True, text=True, timeout=60, check=False)
+                proc = subprocess.run(
+                    sandbox_command(["true"], scratch=tmp, tmpfs_mb=size),
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return False, False, f"`bwrap` could not run: {exc}"
         if proc.returncode == 0:
@@ -140,35 +171,71 @@ class Layout:
         self.mounts.append((path, kind))
 
 
-def layout(*, scratch: str | os.PathLike, hide: Iterable[str | os.PathLike] = (),
-           readable: Iterable[str | os.PathLike] = (),
-           writable: Iterable[str | os.PathLike] = (), tmpfs_mb: int | None = None) -> Layout:
+def layout(
+    *,
+    scratch: str | os.PathLike,
+    hide: Iterable[str | os.PathLike] = (),
+    readable: Iterable[str | os.PathLike] = (),
+    writable: Iterable[str | os.PathLike] = (),
+    tmpfs_mb: int | None = None,
+) -> Layout:
     """The sandbox's file system (see :func:`sandbox_command` for the arguments)."""
     scratch, size = os.path.abspath(scratch), ["--size", str(tmpfs_mb * _MB)] if tmpfs_mb else []
-    ops = [(path, "link" if os.path.islink(path) else "ro")
-           for path in (*SYSTEM, *ETC) if os.path.lexists(path)]
+    ops = [
+        (path, "link" if os.path.islink(path) else "ro")
+        for path in (*SYSTEM, *ETC)
+        if os.path.lexists(path)
+    ]
     for path in readable:
         if not os.path.exists(path):
-            raise ValueError(f"readable path {path} does not exist; pass what the code "
-                             "needs: the interpreter, its environment, the dataset.")
+            raise ValueError(
+                f"readable path {path} does not exist; pass what the code "
+                "needs: the interpreter, its environment, the dataset."
+            )
         ops.append((_inside(path), "ro"))
     for path in writable:
         if not os.path.isfile(path) or os.path.islink(path):
-            raise ValueError(f"writable path {path} is not a regular file; create the file "
-                             "the code writes its results to (a folder would have no cap).")
+            raise ValueError(
+                f"writable path {path} is not a regular file; create the file "
+                "the code writes its results to (a folder would have no cap)."
+            )
         ops.append((_inside(path), "rw"))
     ops += [(scratch, "scratch" if tmpfs_mb else "rw")] + [(_inside(p), "hide") for p in hide]
-    plan = Layout(["--dev", "/dev", "--proc", "/proc", "--perms", "1777", *size, "--tmpfs",
-                   "/tmp", "--perms", "1777", *size, "--tmpfs", "/dev/shm"],
-                  [("/", "tmpfs"), ("/dev", "dev"), ("/proc", "proc"), ("/tmp", "tmpfs"),
-                   ("/dev/shm", "tmpfs")])
+    plan = Layout(
+        [
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--perms",
+            "1777",
+            *size,
+            "--tmpfs",
+            "/tmp",
+            "--perms",
+            "1777",
+            *size,
+            "--tmpfs",
+            "/dev/shm",
+        ],
+        [
+            ("/", "tmpfs"),
+            ("/dev", "dev"),
+            ("/proc", "proc"),
+            ("/tmp", "tmpfs"),
+            ("/dev/shm", "tmpfs"),
+        ],
+    )
     hidden = []
     for path, op in sorted(ops, key=lambda o: (o[0].count("/"), o[1] != "hide")):  # outer first
         if op == "hide":  # only what a bind shows needs covering: the rest is not there
             if os.path.lexists(path) and plan.shows_host(path):
                 folder = os.path.isdir(path)
-                plan.add(path, "tmpfs" if folder else "null",
-                            ["--tmpfs", path] if folder else ["--ro-bind", "/dev/null", path])
+                plan.add(
+                    path,
+                    "tmpfs" if folder else "null",
+                    ["--tmpfs", path] if folder else ["--ro-bind", "/dev/null", path],
+                )
                 hidden += [path] if folder else []
         elif op == "link":
             plan.add(path, "link", ["--symlink", os.readlink(path), path])
@@ -202,8 +269,13 @@ def unreachable(path: Path, uid: int | None, plan: Layout | None = None) -> str 
                 return f"{path} is not in the sandbox; add it (or its folder) to `readable`"
         elif step != path and uid is not None and step.exists():
             st = step.stat()
-            bit = stat.S_IXUSR if st.st_uid == uid else \
-                stat.S_IXGRP if st.st_gid == uid else stat.S_IXOTH
+            bit = (
+                stat.S_IXUSR
+                if st.st_uid == uid
+                else stat.S_IXGRP
+                if st.st_gid == uid
+                else stat.S_IXOTH
+            )
             if not st.st_mode & bit:
                 return f"{step} (mode {stat.filemode(st.st_mode)}, uid {st.st_uid}) bars the way"
     return None
@@ -216,19 +288,25 @@ def interpreter_paths() -> list[str]:
         The folders of this interpreter's installation and of its environment (both as
         given and resolved), to be bound read-only.
     """
-    paths = [f(p) for p in (sys.base_prefix, sys.prefix) for f in (os.path.abspath,
-                                                                   os.path.realpath)]
+    paths = [
+        f(p) for p in (sys.base_prefix, sys.prefix) for f in (os.path.abspath, os.path.realpath)
+    ]
     python = os.path.realpath(sys.executable)
     if not any(_within(python, p) for p in paths):
         paths.append(os.path.dirname(os.path.dirname(python)))
     return list(dict.fromkeys(paths))
 
 
-def sandbox_command(argv: Sequence[str], *, scratch: str | os.PathLike,
-                    hide: Iterable[str | os.PathLike] = (),
-                    readable: Iterable[str | os.PathLike] = (),
-                    writable: Iterable[str | os.PathLike] = (), network: bool = False,
-                    tmpfs_mb: int | None = None) -> list[str]:
+def sandbox_command(
+    argv: Sequence[str],
+    *,
+    scratch: str | os.PathLike,
+    hide: Iterable[str | os.PathLike] = (),
+    readable: Iterable[str | os.PathLike] = (),
+    writable: Iterable[str | os.PathLike] = (),
+    network: bool = False,
+    tmpfs_mb: int | None = None,
+) -> list[str]:
     """The ``bwrap`` command line that runs ``argv`` isolated, in ``scratch``.
 
     Args:
@@ -253,8 +331,22 @@ def sandbox_command(argv: Sequence[str], *, scratch: str | os.PathLike,
         ValueError: a ``readable`` path does not exist, a ``writable`` one is not a file.
     """
     scratch = os.path.abspath(scratch)
-    plan = layout(scratch=scratch, hide=hide, readable=readable, writable=writable,
-                  tmpfs_mb=tmpfs_mb)
-    return ["bwrap", *plan.args, *([] if network else ["--unshare-net"]), "--unshare-pid",
-            "--unshare-ipc", "--die-with-parent", "--new-session", "--chdir", scratch,
-            "--setenv", "HOME", scratch, "--", *argv]
+    plan = layout(
+        scratch=scratch, hide=hide, readable=readable, writable=writable, tmpfs_mb=tmpfs_mb
+    )
+    return [
+        "bwrap",
+        *plan.args,
+        *([] if network else ["--unshare-net"]),
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--die-with-parent",
+        "--new-session",
+        "--chdir",
+        scratch,
+        "--setenv",
+        "HOME",
+        scratch,
+        "--",
+        *argv,
+    ]

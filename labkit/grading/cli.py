@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["add_course_parser", "format_outcomes", "format_status"]
 
 
-def _reports_nbgrader(command: Callable[[argparse.Namespace], int]
-                      ) -> Callable[[argparse.Namespace], int]:
+def _reports_nbgrader(
+    command: Callable[[argparse.Namespace], int],
+) -> Callable[[argparse.Namespace], int]:
     """A failing nbgrader command ends as its message on stderr and exit code 1."""
 
     @functools.wraps(command)
@@ -56,8 +57,10 @@ def _cmd_release(args: argparse.Namespace) -> int:
     if args.check:
         stale = stale_labs(args.root, args.labs or None)
         for lab in stale:
-            print(f"{lab}: labs/{lab} is out of date with solutions/{lab}; run "
-                  f"`labkit course release {lab}`")
+            print(
+                f"{lab}: labs/{lab} is out of date with solutions/{lab}; run "
+                f"`labkit course release {lab}`"
+            )
         if not stale:
             print("labs/ is up to date with solutions/")
         return 1 if stale else 0
@@ -71,28 +74,38 @@ def _cmd_init(args: argparse.Namespace) -> int:
     from labkit.grading.course import available_labs
     from labkit.grading.instance import course_status, init_course
 
-    dest = init_course(args.dir or args.root, kit=args.kit, students_csv=args.students,
-                       labs=args.labs or None, overwrite=args.overwrite)
+    dest = init_course(
+        args.dir or args.root,
+        kit=args.kit,
+        students_csv=args.students,
+        labs=args.labs or None,
+        overwrite=args.overwrite,
+    )
     labs = available_labs(dest)
     students = sorted({row.student for row in course_status(dest)})
-    print(f"course ready in {dest}: {len(labs)} lab(s) ({', '.join(labs)}), "
-          f"{len(students)} student(s) in its gradebook.\nnext: labkit course collect "
-          f"--from <LMS download> --root {dest}")
+    print(
+        f"course ready in {dest}: {len(labs)} lab(s) ({', '.join(labs)}), "
+        f"{len(students)} student(s) in its gradebook.\nnext: labkit course collect "
+        f"--from <LMS download> --root {dest}"
+    )
     return 0
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
     from labkit.grading.collect import collect_submissions
 
-    report = collect_submissions(args.root, args.source, labs=args.labs or None,
-                                 max_bytes=int(args.max_mb * 2**20))
+    report = collect_submissions(
+        args.root, args.source, labs=args.labs or None, max_bytes=int(args.max_mb * 2**20)
+    )
     for placed in report.placed:
         print(f"placed     {placed.student}/{placed.lab}  <- {placed.source}")
     for kind, items in (("skipped", report.skipped), ("problem", report.problems)):
         for item in items:
             print(f"{kind:<10} {item.path}: {item.reason}")
-    print(f"\n{len(report.placed)} placed, {len(report.unchanged)} unchanged, "
-          f"{len(report.skipped)} skipped, {len(report.problems)} not placed (problems above)")
+    print(
+        f"\n{len(report.placed)} placed, {len(report.unchanged)} unchanged, "
+        f"{len(report.skipped)} skipped, {len(report.problems)} not placed (problems above)"
+    )
     return 1 if report.problems else 0
 
 
@@ -107,22 +120,28 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         The table (student, lab, state, submitted, score, grading seconds, reason) and the
         counts, as text.
     """
-    lines = ["| student | lab | state | submitted (UTC) | score | grading s | reason |",
-             "|---|---|---|---|---:|---:|---|"]
+    lines = [
+        "| student | lab | state | submitted (UTC) | score | grading s | reason |",
+        "|---|---|---|---|---:|---:|---|",
+    ]
     for r in rows:
         score = f"{r.score:g} / {r.max_score:g}" if r.graded else ""
         seconds = f"{r.record.seconds:.0f}" if r.record else ""
         reason = (r.record.reason if r.record and r.state == "failed" else "").replace("|", "/")
         when = f"{r.submitted:%Y-%m-%d %H:%M}" if r.submitted else ""
-        lines.append(f"| {r.student} | {r.lab} | {r.state} | {when} | {score} | {seconds} | "
-                     f"{' '.join(reason.split())} |")
+        lines.append(
+            f"| {r.student} | {r.lab} | {r.state} | {when} | {score} | {seconds} | "
+            f"{' '.join(reason.split())} |"
+        )
     counts: dict[str, Counter] = {}
     for r in rows:
         counts.setdefault(r.lab, Counter())[r.state] += 1
     lines.append("")
     for lab, c in counts.items():
-        lines.append(f"{lab}: " + ", ".join(f"{c[s]} {s}" for s in
-                                            ("graded", "failed", "submitted", "missing")))
+        lines.append(
+            f"{lab}: "
+            + ", ".join(f"{c[s]} {s}" for s in ("graded", "failed", "submitted", "missing"))
+        )
     return "\n".join(lines)
 
 
@@ -130,8 +149,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
     from labkit.grading.instance import course_status
 
     rows = course_status(args.root, labs=args.labs or None)
-    print(format_status(rows) if rows else f"no students in {args.root}'s gradebook yet; "
-          "import them with `labkit course init DIR --students CSV --overwrite`")
+    print(
+        format_status(rows)
+        if rows
+        else f"no students in {args.root}'s gradebook yet; "
+        "import them with `labkit course init DIR --students CSV --overwrite`"
+    )
     return 0
 
 
@@ -149,8 +172,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for lab in files.labs:
         stats = lab.stats()
         mean = f"mean {stats['mean']:.2f} of {lab.max_score:g}" if stats else "no submissions"
-        print(f"{lab.lab}: {len(lab.totals)} submitted, {len(lab.missing)} missing, {mean}, "
-              f"{len(lab.failed)} failed to grade")
+        print(
+            f"{lab.lab}: {len(lab.totals)} submitted, {len(lab.missing)} missing, {mean}, "
+            f"{len(lab.failed)} failed to grade"
+        )
     print(f"wrote {files.markdown} and {len(files.figures)} figures")
     return 0
 
@@ -164,8 +189,10 @@ def format_outcomes(outcomes: Sequence, seconds: float) -> str:
         lines.append(f"| {o.student} | {o.status} | {score} | {o.seconds:.0f} | {note} |")
     done = Counter(o.status for o in outcomes)
     rate = (done["graded"] + done["failed"]) / seconds * 60 if seconds > 0 else 0.0
-    lines.append(f"\n{done['graded']} graded, {done['failed']} failed, {done['skipped']} "
-                 f"up to date in {seconds:.0f} s ({rate:.1f} submissions per minute)")
+    lines.append(
+        f"\n{done['graded']} graded, {done['failed']} failed, {done['skipped']} "
+        f"up to date in {seconds:.0f} s ({rate:.1f} submissions per minute)"
+    )
     return "\n".join(lines)
 
 
@@ -176,9 +203,16 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
     from labkit.grading.autograde import autograde
 
     started = time.monotonic()
-    outcomes = autograde(args.root, args.lab, students=args.students, jobs=args.jobs,
-                         timeout=args.timeout, memory_mb=args.memory_mb, resume=args.resume,
-                         sandbox=not args.no_sandbox)
+    outcomes = autograde(
+        args.root,
+        args.lab,
+        students=args.students,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        memory_mb=args.memory_mb,
+        resume=args.resume,
+        sandbox=not args.no_sandbox,
+    )
     print(format_outcomes(outcomes, time.monotonic() - started))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 
@@ -199,152 +233,275 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from labkit.grading.demo import course_demo
 
-    demo = course_demo(args.out, labs=args.labs or None, jobs=args.jobs, timeout=args.timeout,
-                       cheat_labs=args.cheat_labs, kit=args.kit)
+    demo = course_demo(
+        args.out,
+        labs=args.labs or None,
+        jobs=args.jobs,
+        timeout=args.timeout,
+        cheat_labs=args.cheat_labs,
+        kit=args.kit,
+    )
     print(demo.table(jobs=args.jobs))
-    print(f"\ncourse in {demo.root}\ngrades: {demo.grades}\nreport: {demo.report}\n"
-          f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}")
+    print(
+        f"\ncourse in {demo.root}\ngrades: {demo.grades}\nreport: {demo.report}\n"
+        f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}"
+    )
     for where, why in demo.feedback_missing.items():
         print(f"no feedback page for {where}: {why}")
     return 1 if any(r.status == "failed" for r in demo.rows) else 0
 
 
 def _root(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=Path("."),
-                        help="the course directory holding nbgrader_config.py (default: .)")
+    parser.add_argument(
+        "--root",
+        type=Path,
+        default=Path("."),
+        help="the course directory holding nbgrader_config.py (default: .)",
+    )
 
 
 def add_course_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``course`` and its actions to the ``labkit`` command's subparsers."""
-    course = sub.add_parser("course", help="set up, collect and grade a course with nbgrader",
-                            description="The instructor's side: nbgrader underneath.")
+    course = sub.add_parser(
+        "course",
+        help="set up, collect and grade a course with nbgrader",
+        description="The instructor's side: nbgrader underneath.",
+    )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
 
     init = actions.add_parser(
-        "init", help="make a term's course directory from the kit",
+        "init",
+        help="make a term's course directory from the kit",
         description="Copy nbgrader_config.py and solutions/ from the kit, release labs/, start "
-                    "an empty submitted/ and a gradebook of the course's own that knows the "
-                    "labs and the students of a CSV file (columns id,first_name,last_name,"
-                    "email; only id required).")
-    init.add_argument("dir", nargs="?", type=Path, metavar="DIR",
-                      help="the new course directory (default: --root)")
-    init.add_argument("--students", type=Path, required=True, metavar="CSV",
-                      help="students to import: id,first_name,last_name,email")
-    init.add_argument("--kit", type=Path, metavar="DIR",
-                      help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
-                           "(default: $LABKIT_KIT, else the checkout labkit runs from)")
-    init.add_argument("--lab", dest="labs", action="append", metavar="LAB",
-                      help="take only this lab, repeatable (default: every lab of the kit)")
-    init.add_argument("--overwrite", action="store_true",
-                      help="in a folder that is not empty, renew the config and solutions and "
-                           "import the students again (submissions and grades are kept)")
+        "an empty submitted/ and a gradebook of the course's own that knows the "
+        "labs and the students of a CSV file (columns id,first_name,last_name,"
+        "email; only id required).",
+    )
+    init.add_argument(
+        "dir",
+        nargs="?",
+        type=Path,
+        metavar="DIR",
+        help="the new course directory (default: --root)",
+    )
+    init.add_argument(
+        "--students",
+        type=Path,
+        required=True,
+        metavar="CSV",
+        help="students to import: id,first_name,last_name,email",
+    )
+    init.add_argument(
+        "--kit",
+        type=Path,
+        metavar="DIR",
+        help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
+        "(default: $LABKIT_KIT, else the checkout labkit runs from)",
+    )
+    init.add_argument(
+        "--lab",
+        dest="labs",
+        action="append",
+        metavar="LAB",
+        help="take only this lab, repeatable (default: every lab of the kit)",
+    )
+    init.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="in a folder that is not empty, renew the config and solutions and "
+        "import the students again (submissions and grades are kept)",
+    )
     _root(init)
     init.set_defaults(func=_cmd_init)
 
     collect = actions.add_parser(
-        "collect", help="copy an LMS download of submissions into submitted/",
+        "collect",
+        help="copy an LMS download of submissions into submitted/",
         description="Place each notebook of a folder or zip file as submitted/<student>/<lab>/"
-                    "<lab>.ipynb. Recognised: <student>/<lab>.ipynb, <student>/<lab>/<lab>"
-                    ".ipynb, Canvas names (lastfirst_<id>_<subid>_<lab>[-N].ipynb) and Moodle "
-                    "folders (Name_<id>_assignsubmission_file_/). A newer submission replaces "
-                    "an older one (kept in .labkit/replaced/), never the other way round. "
-                    "Exit 1 when a file could not be placed.")
-    collect.add_argument("--from", dest="source", type=Path, required=True, metavar="PATH",
-                         help="the LMS's download: a folder or a .zip file")
-    collect.add_argument("--lab", dest="labs", action="append", metavar="LAB",
-                         help="collect only this lab, repeatable (default: all)")
-    collect.add_argument("--max-mb", type=float, default=2048,
-                         help="refuse a zip file that unpacks to more MiB (default 2048)")
+        "<lab>.ipynb. Recognised: <student>/<lab>.ipynb, <student>/<lab>/<lab>"
+        ".ipynb, Canvas names (lastfirst_<id>_<subid>_<lab>[-N].ipynb) and Moodle "
+        "folders (Name_<id>_assignsubmission_file_/). A newer submission replaces "
+        "an older one (kept in .labkit/replaced/), never the other way round. "
+        "Exit 1 when a file could not be placed.",
+    )
+    collect.add_argument(
+        "--from",
+        dest="source",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the LMS's download: a folder or a .zip file",
+    )
+    collect.add_argument(
+        "--lab",
+        dest="labs",
+        action="append",
+        metavar="LAB",
+        help="collect only this lab, repeatable (default: all)",
+    )
+    collect.add_argument(
+        "--max-mb",
+        type=float,
+        default=2048,
+        help="refuse a zip file that unpacks to more MiB (default 2048)",
+    )
     _root(collect)
     collect.set_defaults(func=_cmd_collect)
 
     status = actions.add_parser(
-        "status", help="per student and lab: submitted, graded, failed",
+        "status",
+        help="per student and lab: submitted, graded, failed",
         description="Print one row per student and lab: missing, submitted (and when), "
-                    "graded (autograded score in the gradebook) or failed (why, from the "
-                    "grading record), then counts per lab.")
-    status.add_argument("--lab", dest="labs", action="append", metavar="LAB",
-                        help="only this lab, repeatable (default: all)")
+        "graded (autograded score in the gradebook) or failed (why, from the "
+        "grading record), then counts per lab.",
+    )
+    status.add_argument(
+        "--lab",
+        dest="labs",
+        action="append",
+        metavar="LAB",
+        help="only this lab, repeatable (default: all)",
+    )
     _root(status)
     status.set_defaults(func=_cmd_status)
 
     release = actions.add_parser(
-        "release", help="regenerate labs/ from solutions/ (nbgrader generate_assignment)",
+        "release",
+        help="regenerate labs/ from solutions/ (nbgrader generate_assignment)",
         description="Write the student version of each lab into labs/<lab>/ with nbgrader: "
-                    "solutions replaced by stubs, hidden tests removed, cells locked.")
-    release.add_argument("labs", nargs="*", metavar="LAB",
-                         help="labs to release (default: every lab in solutions/)")
-    release.add_argument("--check", action="store_true",
-                         help="change nothing; exit 1 if a lab in labs/ is out of date")
+        "solutions replaced by stubs, hidden tests removed, cells locked.",
+    )
+    release.add_argument(
+        "labs", nargs="*", metavar="LAB", help="labs to release (default: every lab in solutions/)"
+    )
+    release.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if a lab in labs/ is out of date",
+    )
     _root(release)
     release.set_defaults(func=_cmd_release)
     grade = actions.add_parser(
-        "autograde", help="grade a lab for the class: sandboxed, in parallel, resumable",
+        "autograde",
+        help="grade a lab for the class: sandboxed, in parallel, resumable",
         description="Grade each submission of LAB in a process of its own: nbgrader's "
-                    "autograde with student code judged in a bubblewrap sandbox (no network, "
-                    "course and other students hidden, memory, CPU, processes and output "
-                    "capped). Each student ends graded or failed (with the reason); a run "
-                    "stopped at any point can simply be run again. Exit 1 if any failed.")
+        "autograde with student code judged in a bubblewrap sandbox (no network, "
+        "course and other students hidden, memory, CPU, processes and output "
+        "capped). Each student ends graded or failed (with the reason); a run "
+        "stopped at any point can simply be run again. Exit 1 if any failed.",
+    )
     grade.add_argument("lab", metavar="LAB", help="the lab to grade")
-    grade.add_argument("--student", dest="students", action="append", metavar="ID",
-                       help="grade only this student, repeatable (default: all who submitted)")
+    grade.add_argument(
+        "--student",
+        dest="students",
+        action="append",
+        metavar="ID",
+        help="grade only this student, repeatable (default: all who submitted)",
+    )
     grade.add_argument("--jobs", type=int, default=1, help="submissions at once (default 1)")
-    grade.add_argument("--timeout", type=float, default=900,
-                       help="wall-clock seconds per notebook (default 900; a cell gets at "
-                            "most 300)")
-    grade.add_argument("--memory-mb", type=int, default=6144,
-                       help="memory of one submission's processes in MiB (default 6144; "
-                            "lab07 peaks near 4 GB)")
-    grade.add_argument("--resume", action="store_true",
-                       help="skip students graded after their last change")
-    grade.add_argument("--no-sandbox", action="store_true",
-                       help="resource limits only, no bubblewrap (only for trusted code)")
+    grade.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        help="wall-clock seconds per notebook (default 900; a cell gets at most 300)",
+    )
+    grade.add_argument(
+        "--memory-mb",
+        type=int,
+        default=6144,
+        help="memory of one submission's processes in MiB (default 6144; lab07 peaks near 4 GB)",
+    )
+    grade.add_argument(
+        "--resume", action="store_true", help="skip students graded after their last change"
+    )
+    grade.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="resource limits only, no bubblewrap (only for trusted code)",
+    )
     _root(grade)
     grade.set_defaults(func=_cmd_autograde)
     feedback = actions.add_parser(
-        "feedback", help="write an HTML feedback page per graded student",
+        "feedback",
+        help="write an HTML feedback page per graded student",
         description="feedback/<student>/<LAB>/<LAB>.html: scores, the output of the visible "
-                    "tests and the errors the student's code raised; never a hidden test.")
+        "tests and the errors the student's code raised; never a hidden test.",
+    )
     feedback.add_argument("lab", metavar="LAB", help="the lab")
-    feedback.add_argument("--student", dest="students", action="append", metavar="ID",
-                          help="only this student, repeatable (default: all graded)")
+    feedback.add_argument(
+        "--student",
+        dest="students",
+        action="append",
+        metavar="ID",
+        help="only this student, repeatable (default: all graded)",
+    )
     _root(feedback)
     feedback.set_defaults(func=_cmd_feedback)
     export = actions.add_parser(
-        "export", help="write grades.csv from the gradebook, one row per student and lab",
+        "export",
+        help="write grades.csv from the gradebook, one row per student and lab",
         description="Every student of the gradebook on every lab (no submission: score 0, "
-                    "status missing), the score split into autograded and hand-graded "
-                    "points; totals as `nbgrader export` computes them.")
-    export.add_argument("--out", type=Path, default=None,
-                        help="the CSV to write (default: ROOT/grades.csv)")
+        "status missing), the score split into autograded and hand-graded "
+        "points; totals as `nbgrader export` computes them.",
+    )
+    export.add_argument(
+        "--out", type=Path, default=None, help="the CSV to write (default: ROOT/grades.csv)"
+    )
     _root(export)
     export.set_defaults(func=_cmd_export)
     report = actions.add_parser(
-        "report", help="write the class report: score plots, test pass rates, report.md",
+        "report",
+        help="write the class report: score plots, test pass rates, report.md",
         description="Per lab: score distribution, pass rate per autograded test, failed "
-                    "and slowest submissions (from autograded/.labkit/), as PNGs and "
-                    "report.md.")
-    report.add_argument("--out", type=Path, default=None,
-                        help="the folder for report.md and the figures (default: ROOT/report)")
+        "and slowest submissions (from autograded/.labkit/), as PNGs and "
+        "report.md.",
+    )
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the folder for report.md and the figures (default: ROOT/report)",
+    )
     _root(report)
     report.set_defaults(func=_cmd_report)
     demo = actions.add_parser(
-        "demo", help="the whole cycle on the Shapes set with a demo class of six",
+        "demo",
+        help="the whole cycle on the Shapes set with a demo class of six",
         description="Make a course in --out, hand in a correct, a blank, a partly wrong and "
-                    "three cheating notebooks, autograde, write feedback, grades.csv and the "
-                    "report, and print the autograded scores. An earlier demo in --out is "
-                    "replaced. Exit 1 if a grading failed.")
-    demo.add_argument("--out", type=Path, default=Path("runs/course-demo"),
-                      help="the demo's folder (default: runs/course-demo)")
-    demo.add_argument("--lab", dest="labs", action="append", metavar="LAB",
-                      help="only this lab, repeatable (default: every lab)")
-    demo.add_argument("--cheat-lab", dest="cheat_labs", action="append", metavar="LAB",
-                      help="the cheaters hand in this lab, repeatable (default: the first "
-                           "lab only, to keep the demo short)")
-    demo.add_argument("--kit", type=Path, metavar="DIR",
-                      help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
-                           "(default: $LABKIT_KIT, else the checkout labkit runs from)")
+        "three cheating notebooks, autograde, write feedback, grades.csv and the "
+        "report, and print the autograded scores. An earlier demo in --out is "
+        "replaced. Exit 1 if a grading failed.",
+    )
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/course-demo"),
+        help="the demo's folder (default: runs/course-demo)",
+    )
+    demo.add_argument(
+        "--lab",
+        dest="labs",
+        action="append",
+        metavar="LAB",
+        help="only this lab, repeatable (default: every lab)",
+    )
+    demo.add_argument(
+        "--cheat-lab",
+        dest="cheat_labs",
+        action="append",
+        metavar="LAB",
+        help="the cheaters hand in this lab, repeatable (default: the first "
+        "lab only, to keep the demo short)",
+    )
+    demo.add_argument(
+        "--kit",
+        type=Path,
+        metavar="DIR",
+        help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
+        "(default: $LABKIT_KIT, else the checkout labkit runs from)",
+    )
     demo.add_argument("--jobs", type=int, default=2, help="submissions at once (default 2)")
-    demo.add_argument("--timeout", type=float, default=600,
-                      help="wall-clock seconds per notebook (default 600)")
+    demo.add_argument(
+        "--timeout", type=float, default=600, help="wall-clock seconds per notebook (default 600)"
+    )
     demo.set_defaults(func=_cmd_demo)

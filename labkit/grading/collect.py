@@ -105,17 +105,28 @@ def _folder_entries(src: Path) -> Iterator[_Entry]:
     for top, dirs, files in os.walk(src):  # does not descend into linked folders
         for path, info in ((p, p.lstat()) for p in sorted(Path(top) / n for n in dirs + files)):
             if path.name in files or stat.S_ISLNK(info.st_mode):
-                yield _Entry(path.relative_to(src).parts, str(path), info.st_size,
-                             datetime.fromtimestamp(info.st_mtime, timezone.utc),
-                             path.read_bytes, link=stat.S_ISLNK(info.st_mode))
+                yield _Entry(
+                    path.relative_to(src).parts,
+                    str(path),
+                    info.st_size,
+                    datetime.fromtimestamp(info.st_mtime, timezone.utc),
+                    path.read_bytes,
+                    link=stat.S_ISLNK(info.st_mode),
+                )
 
 
 def _zip_entry(zf: zipfile.ZipFile, src: Path, info: zipfile.ZipInfo) -> _Entry:
     # A zip time is a local time without a zone (mktime also mends a month or day of 0).
     mtime = datetime.fromtimestamp(time.mktime(info.date_time + (0, 0, -1)), timezone.utc)
     parts = tuple(p for p in info.filename.replace("\\", "/").split("/") if p not in ("", "."))
-    return _Entry(parts, f"{src}:{info.filename}", info.file_size, mtime, lambda: zf.read(info),
-                  link=stat.S_ISLNK(info.external_attr >> 16))
+    return _Entry(
+        parts,
+        f"{src}:{info.filename}",
+        info.file_size,
+        mtime,
+        lambda: zf.read(info),
+        link=stat.S_ISLNK(info.external_attr >> 16),
+    )
 
 
 @contextmanager
@@ -124,17 +135,23 @@ def _entries(src: Path, max_bytes: int) -> Iterator[list[_Entry]]:
         yield list(_folder_entries(src))
         return
     if not (src.is_file() and zipfile.is_zipfile(src)):
-        raise CourseError(f"{src} is neither a folder nor a zip file; expected the LMS's "
-                          "download of the submissions, or the folder it unpacks to.")
+        raise CourseError(
+            f"{src} is neither a folder nor a zip file; expected the LMS's "
+            "download of the submissions, or the folder it unpacks to."
+        )
     with zipfile.ZipFile(src) as zf:
         infos = [i for i in zf.infolist() if not i.is_dir()]
         for info, parts in ((i, i.filename.replace("\\", "/").split("/")) for i in infos):
             if parts[0] == "" or re.match(r"[A-Za-z]:", parts[0]) or ".." in parts:
-                raise CourseError(f"{src}: entry {info.filename!r} leaves the archive (absolute "
-                                  "or '..'); refusing all of it. Download it from the LMS again.")
+                raise CourseError(
+                    f"{src}: entry {info.filename!r} leaves the archive (absolute "
+                    "or '..'); refusing all of it. Download it from the LMS again."
+                )
         if (total := sum(i.file_size for i in infos)) > max_bytes:
-            raise CourseError(f"{src} unpacks to {total:,} bytes, over max_bytes={max_bytes:,}; "
-                              "refusing it. Raise the limit if it is trusted, or split it.")
+            raise CourseError(
+                f"{src} unpacks to {total:,} bytes, over max_bytes={max_bytes:,}; "
+                "refusing it. Raise the limit if it is trusted, or split it."
+            )
         yield [_zip_entry(zf, src, info) for info in infos]
 
 
@@ -154,21 +171,25 @@ def _unwrap(entries: list[_Entry], students: set[str]) -> None:
     if len(tops) != 1:
         return
     (top,) = tops
-    if top in students or _MOODLE.fullmatch(top) \
-            or any(e.parts == (top,) for e in entries):  # a file, not a folder
+    if (
+        top in students or _MOODLE.fullmatch(top) or any(e.parts == (top,) for e in entries)
+    ):  # a file, not a folder
         return
     for entry in entries:
         if entry.parts[0] == top:
             entry.parts = entry.parts[1:]
-    log.warning("the download holds one folder, %r, and nothing else: read as a wrapper "
-                "around the submissions, whose entries are the students'", top)
+    log.warning(
+        "the download holds one folder, %r, and nothing else: read as a wrapper "
+        "around the submissions, whose entries are the students'",
+        top,
+    )
 
 
 def _recognise(entry: _Entry, labs: set[str]) -> None:
     """Set the student id (empty: none), lab and rank of a notebook: the student from the
     top-level entry of the download only, the lab from the notebook's name."""
     top, name = entry.parts[0], entry.parts[-1]
-    entry.lab, resubmission = _lab_of(name[:-len(".ipynb")], labs)
+    entry.lab, resubmission = _lab_of(name[: -len(".ipynb")], labs)
     entry.student, entry.rank = "", (resubmission, 0)
     if len(entry.parts) > 1:  # in a student's folder, at any depth: that student's
         moodle = _MOODLE.fullmatch(top)
@@ -186,19 +207,31 @@ def _why_not(entry: _Entry, students: set[str], labs: set[str], max_file_bytes: 
     if entry.size > max_file_bytes:
         return f"{entry.size:,} bytes, more than max_file_bytes={max_file_bytes:,}"
     if entry.lab not in labs:
-        return f"unknown lab {entry.lab!r}: expected a notebook named <lab>.ipynb, <lab> one " \
-               f"of {sorted(labs)}"
+        return (
+            f"unknown lab {entry.lab!r}: expected a notebook named <lab>.ipynb, <lab> one "
+            f"of {sorted(labs)}"
+        )
     if not entry.student:
-        return "no student folder: a notebook at the top of the download without a Canvas " \
-               "name; expected <student>/<lab>.ipynb"
+        return (
+            "no student folder: a notebook at the top of the download without a Canvas "
+            "name; expected <student>/<lab>.ipynb"
+        )
     if entry.student not in students:
-        return f"unknown student {entry.student!r}: not in the gradebook; add them (`nbgrader " \
-               "db student add ID`) or fix the name, and collect again"
+        return (
+            f"unknown student {entry.student!r}: not in the gradebook; add them (`nbgrader "
+            "db student add ID`) or fix the name, and collect again"
+        )
     return None
 
 
-def _candidates(entries: list[_Entry], students: set[str], labs: set[str], wanted: set[str],
-                max_file_bytes: int, report: CollectReport) -> Iterator[_Entry]:
+def _candidates(
+    entries: list[_Entry],
+    students: set[str],
+    labs: set[str],
+    wanted: set[str],
+    max_file_bytes: int,
+    report: CollectReport,
+) -> Iterator[_Entry]:
     stamps = {e.parts[:-1]: e for e in entries if e.parts[-1] == "timestamp.txt"}
     for entry in entries:
         if _ignored(entry.parts) or entry is stamps.get(entry.parts[:-1]):
@@ -213,7 +246,8 @@ def _candidates(entries: list[_Entry], students: set[str], labs: set[str], wante
             if stamp := stamps.get(entry.parts[:-1]):
                 try:
                     entry.lms_time = parse_utc(stamp.read().decode().strip()).replace(
-                        tzinfo=timezone.utc)
+                        tzinfo=timezone.utc
+                    )
                 except (ValueError, OverflowError, *_UNREADABLE) as exc:
                     log.warning("%s: not a time (%s); the file's time decides", stamp.where, exc)
             yield entry
@@ -228,8 +262,13 @@ def _newest(group: list[_Entry], report: CollectReport) -> _Entry | None:
     if ties := [c for c in rest if key(c) == key(best) and c.read() != body]:
         for c in (best, *ties):
             others = ", ".join(o.where for o in (best, *ties) if o is not c)
-            report.problems.append(Problem(c.where, f"two candidates for {c.student}/{c.lab} "
-                                           f"({others}), none newer; remove one, collect again"))
+            report.problems.append(
+                Problem(
+                    c.where,
+                    f"two candidates for {c.student}/{c.lab} "
+                    f"({others}), none newer; remove one, collect again",
+                )
+            )
         return None
     report.skipped += [Problem(c.where, f"older than {best.where}") for c in rest]
     return best
@@ -277,21 +316,26 @@ def _settle(root: Path, group: list[_Entry], report: CollectReport) -> None:
         return
     folder = root / "submitted" / best.student / best.lab
     old = submission_time(folder, best.lab)
-    placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb",
-                    best.lms_time)
+    placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb", best.lms_time)
     if old is not None and placed.path.read_bytes() == body:
         report.unchanged.append(placed)
     elif old is not None and (best.lms_time or best.mtime) <= old:
-        report.skipped.append(Problem(best.where, "older than the submission in place "
-                                      f"({old:%Y-%m-%d %H:%M:%S} UTC)"))
+        report.skipped.append(
+            Problem(best.where, f"older than the submission in place ({old:%Y-%m-%d %H:%M:%S} UTC)")
+        )
     else:
         _place(root, best, body)
         report.placed.append(placed)
 
 
-def collect_submissions(root: str | os.PathLike, source: str | os.PathLike, *,
-                        labs: Sequence[str] | None = None, max_bytes: int = 2 << 30,
-                        max_file_bytes: int = 100_000_000) -> CollectReport:
+def collect_submissions(
+    root: str | os.PathLike,
+    source: str | os.PathLike,
+    *,
+    labs: Sequence[str] | None = None,
+    max_bytes: int = 2 << 30,
+    max_file_bytes: int = 100_000_000,
+) -> CollectReport:
     """Copy the submissions of an LMS download into the course's ``submitted/``.
 
     Args:
@@ -312,11 +356,14 @@ def collect_submissions(root: str | os.PathLike, source: str | os.PathLike, *,
     root, source = Path(root).resolve(), Path(source)
     known = set(available_labs(root))
     if unknown := sorted(set(labs or []) - known):
-        raise CourseError(f"unknown lab(s) {unknown}; expected names from {root / 'solutions'}: "
-                          f"{sorted(known)}.")
+        raise CourseError(
+            f"unknown lab(s) {unknown}; expected names from {root / 'solutions'}: {sorted(known)}."
+        )
     if not (root / "gradebook.db").is_file():
-        raise CourseError(f"{root} has no gradebook.db; make the course with `labkit course "
-                          "init` first (or pass --root).")
+        raise CourseError(
+            f"{root} has no gradebook.db; make the course with `labkit course "
+            "init` first (or pass --root)."
+        )
     with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
         students = {s.id for s in gb.students}
     report = CollectReport()
@@ -327,6 +374,12 @@ def collect_submissions(root: str | os.PathLike, source: str | os.PathLike, *,
             groups[c.student, c.lab].append(c)
         for key in sorted(groups):
             _settle(root, groups[key], report)
-    log.info("collected from %s: %d placed, %d unchanged, %d skipped, %d problem(s)", source,
-             len(report.placed), len(report.unchanged), len(report.skipped), len(report.problems))
+    log.info(
+        "collected from %s: %d placed, %d unchanged, %d skipped, %d problem(s)",
+        source,
+        len(report.placed),
+        len(report.unchanged),
+        len(report.skipped),
+        len(report.problems),
+    )
     return report

@@ -23,11 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.errors import LabkitError
-
 from labkit.grading._bootstrap import module_argv
 
-__all__ = ["CourseError", "LabScore", "NbgraderError", "available_labs", "check_lab", "lab_scores", "nbgrader",
-           "release_labs", "stale_labs"]
+__all__ = [
+    "CourseError",
+    "LabScore",
+    "NbgraderError",
+    "available_labs",
+    "check_lab",
+    "lab_scores",
+    "nbgrader",
+    "release_labs",
+    "stale_labs",
+]
 
 
 class CourseError(LabkitError, ValueError):
@@ -45,8 +53,13 @@ def _tool_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def nbgrader(*args: str, root: str | os.PathLike, env: dict[str, str] | None = None,
-             timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def nbgrader(
+    *args: str,
+    root: str | os.PathLike,
+    env: dict[str, str] | None = None,
+    timeout: float | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess:
     """Run ``nbgrader <args>`` in the course directory ``root`` (nbgrader's own command line,
     on this process's labkit, a new gradebook stamped in process: :mod:`._nbgrader`).
 
@@ -62,40 +75,56 @@ def nbgrader(*args: str, root: str | os.PathLike, env: dict[str, str] | None = N
     """
     # nbgrader's own command line, stamping a new gradebook without an `alembic` process
     cmd = module_argv("labkit.grading._nbgrader", *args)
-    proc = subprocess.run(cmd, cwd=root, env=_tool_env(env), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    proc = subprocess.run(
+        cmd,
+        cwd=root,
+        env=_tool_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+    )
     if check and proc.returncode != 0:
         tail = "\n".join(proc.stdout.splitlines()[-25:])
-        raise NbgraderError(f"`nbgrader {' '.join(args)}` in {root} exited with "
-                            f"{proc.returncode}:\n{tail}")
+        raise NbgraderError(
+            f"`nbgrader {' '.join(args)}` in {root} exited with {proc.returncode}:\n{tail}"
+        )
     return proc
 
 
 def available_labs(root: str | os.PathLike = ".") -> list[str]:
     """Names of the labs in ``root/solutions`` (folders holding ``<name>.ipynb``), sorted."""
     src = Path(root) / "solutions"
-    return sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file()) \
-        if src.is_dir() else []
+    return (
+        sorted(p.name for p in src.iterdir() if (p / f"{p.name}.ipynb").is_file())
+        if src.is_dir()
+        else []
+    )
 
 
 def check_lab(root: str | os.PathLike, lab: str) -> None:
     """Raise CourseError, naming the labs there are, unless ``lab`` is in ``root/solutions``."""
     known = available_labs(root)
     if lab not in known:
-        raise CourseError(f"lab {lab!r} is not in {Path(root) / 'solutions'}; expected one of "
-                          f"{', '.join(known) or 'none (is --root a course?)'}.")
+        raise CourseError(
+            f"lab {lab!r} is not in {Path(root) / 'solutions'}; expected one of "
+            f"{', '.join(known) or 'none (is --root a course?)'}."
+        )
 
 
 def _check_labs(root: Path, labs: Sequence[str] | None) -> list[str]:
     known = available_labs(root)
     if not (root / "nbgrader_config.py").is_file():
-        raise CourseError(f"{root} is not a course directory: expected "
-                                f"{root / 'nbgrader_config.py'}; run this from the kit's or "
-                                "the course's root, or pass --root.")
+        raise CourseError(
+            f"{root} is not a course directory: expected "
+            f"{root / 'nbgrader_config.py'}; run this from the kit's or "
+            "the course's root, or pass --root."
+        )
     unknown = [lab for lab in labs or [] if lab not in known]
     if unknown:
-        raise CourseError(f"unknown lab(s) {unknown}; expected names from {root / 'solutions'}: "
-                         f"{known}.")
+        raise CourseError(
+            f"unknown lab(s) {unknown}; expected names from {root / 'solutions'}: {known}."
+        )
     return list(labs or known)
 
 
@@ -114,8 +143,11 @@ def release_labs(root: str | os.PathLike = ".", labs: Sequence[str] | None = Non
     # nbgrader's assignment id is a glob: when "*" names exactly the chosen labs (each folder
     # of solutions/ holding a notebook), one command releases them all, paying its start-up
     # (the interpreter, nbgrader's imports) once, not per lab.
-    globbed = {p.name for p in (root / "solutions").glob("*")
-               if not p.name.startswith(".") and any(p.glob("*.ipynb"))}
+    globbed = {
+        p.name
+        for p in (root / "solutions").glob("*")
+        if not p.name.startswith(".") and any(p.glob("*.ipynb"))
+    }
     for lab in ["*"] if len(chosen) > 1 and globbed == set(chosen) else chosen:
         nbgrader("generate_assignment", lab, "--force", root=root)
     return [root / "labs" / lab / f"{lab}.ipynb" for lab in chosen]
@@ -141,12 +173,18 @@ def stale_labs(root: str | os.PathLike = ".", labs: Sequence[str] | None = None)
     with tempfile.TemporaryDirectory(prefix="labkit-release-") as tmp:
         shutil.copy2(root / "nbgrader_config.py", tmp)
         for lab in chosen:
-            shutil.copytree(root / "solutions" / lab, Path(tmp) / "solutions" / lab,
-                            ignore=shutil.ignore_patterns("runs", "__pycache__",
-                                                          ".ipynb_checkpoints"))
+            shutil.copytree(
+                root / "solutions" / lab,
+                Path(tmp) / "solutions" / lab,
+                ignore=shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints"),
+            )
         release_labs(tmp, chosen)
-        return [lab for lab in chosen if not (root / "labs" / lab).is_dir()
-                or not _same_tree(Path(tmp) / "labs" / lab, root / "labs" / lab)]
+        return [
+            lab
+            for lab in chosen
+            if not (root / "labs" / lab).is_dir()
+            or not _same_tree(Path(tmp) / "labs" / lab, root / "labs" / lab)
+        ]
 
 
 @dataclass(frozen=True)
@@ -178,11 +216,13 @@ def lab_scores(root: str | os.PathLike, lab: str) -> dict[str, LabScore]:
             for nb in sub.notebooks:
                 for grade in nb.grades:
                     if grade.cell.cell_type == "code":
-                        tests[grade.name] = (float(grade.auto_score or 0.0),
-                                             float(grade.max_score))
+                        tests[grade.name] = (float(grade.auto_score or 0.0), float(grade.max_score))
                     else:
                         manual_max += float(grade.max_score)
-            scores[sub.student.id] = LabScore(sum(s for s, _ in tests.values()),
-                                              sum(m for _, m in tests.values()), manual_max,
-                                              tests)
+            scores[sub.student.id] = LabScore(
+                sum(s for s, _ in tests.values()),
+                sum(m for _, m in tests.values()),
+                manual_max,
+                tests,
+            )
     return scores

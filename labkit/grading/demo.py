@@ -33,8 +33,7 @@ __all__ = ["STUDENTS", "CourseDemo", "DemoRow", "course_demo", "demo_submission"
 log = logging.getLogger(__name__)
 
 #: The demo's class, in the order of the summary table.
-STUDENTS = ("correct", "blank", "partial", "cheat_isclose", "cheat_transformer",
-            "cheat_gradebook")
+STUDENTS = ("correct", "blank", "partial", "cheat_isclose", "cheat_transformer", "cheat_gradebook")
 _MARKER = ".labkit-course-demo"  # only a folder holding it is cleared for a new run
 _STUB = "raise NotImplementedError()"
 
@@ -116,13 +115,19 @@ class CourseDemo:
         in total), then a line per lab with its grading time."""
         labs = list(self.lab_seconds)
         short = [lab.split("_")[0] for lab in labs]
-        lines = [f"| student | {' | '.join(short)} | total |",
-                 "|---" + "|---:" * (len(labs) + 1) + "|"]
+        lines = [
+            f"| student | {' | '.join(short)} | total |",
+            "|---" + "|---:" * (len(labs) + 1) + "|",
+        ]
         for student in dict.fromkeys(r.student for r in self.rows):
             mine = {r.lab: r for r in self.rows if r.student == student}
-            cells = [f"{mine[lab].auto_score:g} / {mine[lab].auto_max:g}"
-                     + ("" if mine[lab].status == "graded" else " (failed)") if lab in mine
-                     else "-" for lab in labs]
+            cells = [
+                f"{mine[lab].auto_score:g} / {mine[lab].auto_max:g}"
+                + ("" if mine[lab].status == "graded" else " (failed)")
+                if lab in mine
+                else "-"
+                for lab in labs
+            ]
             got = sum(r.auto_score for r in mine.values())
             most = sum(r.auto_max for r in mine.values())
             lines.append(f"| {student} | {' | '.join(cells)} | {got:g} / {most:g} |")
@@ -139,8 +144,10 @@ def _first_answer(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if cell.cell_type == "code" and nbutils.is_solution(cell):
             return cell
-    raise CourseError("the lab has no code answer cell; expected at least one cell with "
-                      "nbgrader metadata solution=true.")
+    raise CourseError(
+        "the lab has no code answer cell; expected at least one cell with "
+        "nbgrader metadata solution=true."
+    )
 
 
 def _wrong(release: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -152,9 +159,13 @@ def _wrong(release: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return out
 
 
-def demo_submission(student: str, release: nbformat.NotebookNode,
-                    source: nbformat.NotebookNode, *, root: str | os.PathLike
-                    ) -> nbformat.NotebookNode:
+def demo_submission(
+    student: str,
+    release: nbformat.NotebookNode,
+    source: nbformat.NotebookNode,
+    *,
+    root: str | os.PathLike,
+) -> nbformat.NotebookNode:
     """The notebook a demo student hands in.
 
     Args:
@@ -177,11 +188,16 @@ def demo_submission(student: str, release: nbformat.NotebookNode,
         _first_answer(nb).source = _first_answer(release).source
         return nb
     root = Path(root).resolve()
-    attacks = {"cheat_isclose": (_ISCLOSE, True), "cheat_transformer": (_TRANSFORMER, True),
-               "cheat_gradebook": (_GRADEBOOK.format(db=str(root / "gradebook.db"),
-                                                     root=str(root),
-                                                     solutions=str(root / "solutions")),
-                                   False)}
+    attacks = {
+        "cheat_isclose": (_ISCLOSE, True),
+        "cheat_transformer": (_TRANSFORMER, True),
+        "cheat_gradebook": (
+            _GRADEBOOK.format(
+                db=str(root / "gradebook.db"), root=str(root), solutions=str(root / "solutions")
+            ),
+            False,
+        ),
+    }
     if student not in attacks:
         raise CourseError(f"unknown demo student {student!r}; expected one of {STUDENTS}.")
     attack, wrong = attacks[student]
@@ -194,18 +210,28 @@ def demo_submission(student: str, release: nbformat.NotebookNode,
 def _fresh(out: Path) -> None:
     if out.exists() and any(out.iterdir()):
         if not (out / _MARKER).is_file():
-            raise CourseError(f"{out} is not empty and holds no earlier course demo; pick a "
-                              "new folder (--out) or empty this one.")
+            raise CourseError(
+                f"{out} is not empty and holds no earlier course demo; pick a "
+                "new folder (--out) or empty this one."
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / _MARKER).write_text("made by labkit course demo; the folder is replaced on the "
-                               "next run\n", encoding="utf-8")
+    (out / _MARKER).write_text(
+        "made by labkit course demo; the folder is replaced on the next run\n", encoding="utf-8"
+    )
 
 
-def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jobs: int = 2,
-                timeout: float = 600.0, students: Sequence[str] = STUDENTS,
-                cheat_labs: Sequence[str] | None = None, progress: bool = True,
-                kit: str | os.PathLike | None = None) -> CourseDemo:
+def course_demo(
+    out: str | os.PathLike,
+    *,
+    labs: Sequence[str] | None = None,
+    jobs: int = 2,
+    timeout: float = 600.0,
+    students: Sequence[str] = STUDENTS,
+    cheat_labs: Sequence[str] | None = None,
+    progress: bool = True,
+    kit: str | os.PathLike | None = None,
+) -> CourseDemo:
     """Run the instructor's cycle on the Shapes set with a demo class.
 
     Args:
@@ -245,13 +271,18 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
     cheated = set(chosen[:1] if cheat_labs is None else cheat_labs)
     if unknown := sorted(cheated - set(chosen)):
         raise CourseError(f"cheat lab(s) {unknown} are not among the demo's labs {chosen}.")
-    class_of = {lab: [s for s in students if lab in cheated or not s.startswith("cheat_")]
-                for lab in chosen}
+    class_of = {
+        lab: [s for s in students if lab in cheated or not s.startswith("cheat_")] for lab in chosen
+    }
     _fresh(out)
     data = resolve_data_root(lab_config("baseline", profile="quick"), runs_root=out)
     with open(out / "students.csv", "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([["id", "first_name", "last_name"],
-                                 *[[s, s.split("_")[0].title(), "Demo"] for s in students]])
+        csv.writer(f).writerows(
+            [
+                ["id", "first_name", "last_name"],
+                *[[s, s.split("_")[0].title(), "Demo"] for s in students],
+            ]
+        )
     root = init_course(out / "course", kit=kit, students_csv=out / "students.csv", labs=chosen)
     for lab in chosen:
         release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
@@ -263,8 +294,15 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
     outcomes, lab_seconds, pages, missing = {}, {}, [], {}
     for lab in chosen:
         t0 = time.monotonic()
-        for o in autograde(root, lab, students=class_of[lab], jobs=jobs, timeout=timeout,
-                           shapes=data, progress=progress):
+        for o in autograde(
+            root,
+            lab,
+            students=class_of[lab],
+            jobs=jobs,
+            timeout=timeout,
+            shapes=data,
+            progress=progress,
+        ):
             outcomes[lab, o.student] = o
         lab_seconds[lab] = time.monotonic() - t0
         log.info("%s: graded in %.0f s", lab, lab_seconds[lab])
@@ -274,9 +312,28 @@ def course_demo(out: str | os.PathLike, *, labs: Sequence[str] | None = None, jo
     grades = export_grades(root)
     report = class_report(root, out_dir=root / "report").markdown
     book = {(r.lab, r.student_id): r for r in grade_rows(root)}
-    rows = tuple(DemoRow(s, lab, outcomes[lab, s].status, outcomes[lab, s].reason,
-                         book[lab, s].auto_score, book[lab, s].auto_max,
-                         outcomes[lab, s].seconds)
-                 for s in students for lab in chosen if s in class_of[lab])
-    return CourseDemo(root, data, rows, lab_seconds, grades, report, tuple(pages), missing,
-                      time.monotonic() - started)
+    rows = tuple(
+        DemoRow(
+            s,
+            lab,
+            outcomes[lab, s].status,
+            outcomes[lab, s].reason,
+            book[lab, s].auto_score,
+            book[lab, s].auto_max,
+            outcomes[lab, s].seconds,
+        )
+        for s in students
+        for lab in chosen
+        if s in class_of[lab]
+    )
+    return CourseDemo(
+        root,
+        data,
+        rows,
+        lab_seconds,
+        grades,
+        report,
+        tuple(pages),
+        missing,
+        time.monotonic() - started,
+    )

@@ -89,9 +89,11 @@ def gradebook_path(root: str | os.PathLike) -> Path:
     """
     path = Path(root).resolve() / "gradebook.db"
     if not path.is_file():
-        raise CourseError(f"no gradebook at {path}: expected nbgrader's gradebook.db in the "
-                          "course directory. Release and autograde a lab first, or pass the "
-                          "course directory with --root.")
+        raise CourseError(
+            f"no gradebook at {path}: expected nbgrader's gradebook.db in the "
+            "course directory. Release and autograde a lab first, or pass the "
+            "course directory with --root."
+        )
     return path
 
 
@@ -102,10 +104,18 @@ def _cells(gb) -> tuple[dict[str, tuple[str, str, bool, float]], dict[str, list[
     answers = set(gb.db.query(SolutionCell.notebook_id, SolutionCell.name))
     cells, by_lab = {}, defaultdict(list)
     for model in (GradeCell, TaskCell):
-        query = (gb.db.query(model.id, Assignment.name, model.notebook_id, model.name,
-                             model.cell_type, model.max_score)
-                 .join(Notebook, model.notebook_id == Notebook.id)
-                 .join(Assignment, Notebook.assignment_id == Assignment.id))
+        query = (
+            gb.db.query(
+                model.id,
+                Assignment.name,
+                model.notebook_id,
+                model.name,
+                model.cell_type,
+                model.max_score,
+            )
+            .join(Notebook, model.notebook_id == Notebook.id)
+            .join(Assignment, Notebook.assignment_id == Assignment.id)
+        )
         for cid, lab, nb_id, name, cell_type, points in query:
             auto = model is GradeCell and cell_type == "code" and (nb_id, name) not in answers
             cells[cid] = (lab, name, auto, float(points))
@@ -125,25 +135,40 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
     Raises:
         CourseError: there is no gradebook in ``root``.
     """
-    from nbgrader.api import (Assignment, Grade, Gradebook, Student, SubmittedAssignment,
-                              SubmittedNotebook)
+    from nbgrader.api import (
+        Assignment,
+        Grade,
+        Gradebook,
+        Student,
+        SubmittedAssignment,
+        SubmittedNotebook,
+    )
 
     url = f"sqlite:///{gradebook_path(root)}"
     with Gradebook(url) as gb:
         cells, by_lab = _cells(gb)
         labs = sorted(a.name for a in gb.assignments)
         students = sorted((s.id, s.first_name, s.last_name, s.email) for s in gb.students)
-        subs = {(lab, sid): (sub_id, ts, float(penalty or 0.0)) for sub_id, lab, sid, ts, penalty
-                in gb.db.query(SubmittedAssignment.id, Assignment.name, Student.id,
-                               SubmittedAssignment.timestamp,
-                               SubmittedAssignment.late_submission_penalty)
-                .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
-                .join(Student, SubmittedAssignment.student_id == Student.id)}
+        subs = {
+            (lab, sid): (sub_id, ts, float(penalty or 0.0))
+            for sub_id, lab, sid, ts, penalty in gb.db.query(
+                SubmittedAssignment.id,
+                Assignment.name,
+                Student.id,
+                SubmittedAssignment.timestamp,
+                SubmittedAssignment.late_submission_penalty,
+            )
+            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+            .join(Student, SubmittedAssignment.student_id == Student.id)
+        }
         grades = defaultdict(list)
-        for sub_id, cid, auto, score, needs in (
-                gb.db.query(SubmittedNotebook.assignment_id, Grade.cell_id, Grade.auto_score,
-                            Grade.score, Grade.needs_manual_grade)
-                .join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id)):
+        for sub_id, cid, auto, score, needs in gb.db.query(
+            SubmittedNotebook.assignment_id,
+            Grade.cell_id,
+            Grade.auto_score,
+            Grade.score,
+            Grade.needs_manual_grade,
+        ).join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id):
             grades[sub_id].append((cid, auto, float(score or 0.0), bool(needs)))
 
     rows = []
@@ -152,9 +177,25 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
         manual_max = sum(cells[c][3] for c in by_lab[lab] if not cells[c][2])
         for sid, first, last, email in students:
             if (lab, sid) not in subs:
-                rows.append(GradeRow(sid, first, last, email, lab, "missing", None, 0.0,
-                                     auto_max, 0.0, manual_max, 0.0, 0.0, auto_max + manual_max,
-                                     False))
+                rows.append(
+                    GradeRow(
+                        sid,
+                        first,
+                        last,
+                        email,
+                        lab,
+                        "missing",
+                        None,
+                        0.0,
+                        auto_max,
+                        0.0,
+                        manual_max,
+                        0.0,
+                        0.0,
+                        auto_max + manual_max,
+                        False,
+                    )
+                )
                 continue
             sub_id, stamp, penalty = subs[lab, sid]
             auto_score = manual = 0.0
@@ -168,12 +209,26 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
                 else:
                     manual += score
                     pending |= needs
-            rows.append(GradeRow(
-                sid, first, last, email, lab, "submitted",
-                stamp.replace(tzinfo=timezone.utc) if stamp is not None else None,
-                auto_score, auto_max, None if pending else manual, manual_max, penalty,
-                max(0.0, auto_score + manual - penalty), auto_max + manual_max, needs_any,
-                dict(sorted(tests.items()))))
+            rows.append(
+                GradeRow(
+                    sid,
+                    first,
+                    last,
+                    email,
+                    lab,
+                    "submitted",
+                    stamp.replace(tzinfo=timezone.utc) if stamp is not None else None,
+                    auto_score,
+                    auto_max,
+                    None if pending else manual,
+                    manual_max,
+                    penalty,
+                    max(0.0, auto_score + manual - penalty),
+                    auto_max + manual_max,
+                    needs_any,
+                    dict(sorted(tests.items())),
+                )
+            )
     return rows
 
 
@@ -208,8 +263,13 @@ def export_grades(root: str | os.PathLike, *, out: str | os.PathLike | None = No
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(_cell_text(v) for v in astuple(row)[:len(CSV_COLUMNS)])
+        writer.writerow(_cell_text(v) for v in astuple(row)[: len(CSV_COLUMNS)])
     write_atomic(path, buf.getvalue().encode())
-    log.info("wrote %d grades (%d students x %d labs) to %s", len(rows),
-             len({r.student_id for r in rows}), len({r.lab for r in rows}), path)
+    log.info(
+        "wrote %d grades (%d students x %d labs) to %s",
+        len(rows),
+        len({r.student_id for r in rows}),
+        len({r.lab for r in rows}),
+        path,
+    )
     return path

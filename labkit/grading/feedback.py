@@ -42,23 +42,91 @@ from traitlets import Any, Bool, Set
 from labkit.grading.course import check_lab
 from labkit.grading.instance import read_record
 
-__all__ = ["FeedbackReport", "HideTests", "SafeFeedbackExporter", "SanitizeOutputs",
-           "sanitize_fragment", "write_feedback"]
+__all__ = [
+    "FeedbackReport",
+    "HideTests",
+    "SafeFeedbackExporter",
+    "SanitizeOutputs",
+    "sanitize_fragment",
+    "write_feedback",
+]
 
 log = logging.getLogger(__name__)
 
 # What a page may show of student-made HTML: text and its structure, tables, links, images.
 # No script, style, form, frame, object or event handler; nbconvert's own clean_html filter
 # allows too little of markdown (no paragraphs, headings or images) to be used for it.
-TAGS = frozenset({
-    "a", "abbr", "acronym", "b", "blockquote", "br", "caption", "cite", "code", "col",
-    "colgroup", "dd", "del", "details", "dfn", "div", "dl", "dt", "em", "figcaption", "figure",
-    "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li", "mark", "ol", "p",
-    "pre", "q", "s", "samp", "small", "span", "strike", "strong", "sub", "summary", "sup",
-    "table", "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "u", "ul", "var"})
-_ATTRIBUTES = {"*": {"class", "title"}, "a": {"href"}, "img": {"src", "alt", "width", "height"},
-               "td": {"colspan", "rowspan", "align"}, "th": {"colspan", "rowspan", "align"},
-               "ol": {"start"}, **{f"h{n}": {"id"} for n in range(1, 7)}}  # heading anchors
+TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "acronym",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "cite",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "dfn",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "figcaption",
+        "figure",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "img",
+        "ins",
+        "kbd",
+        "li",
+        "mark",
+        "ol",
+        "p",
+        "pre",
+        "q",
+        "s",
+        "samp",
+        "small",
+        "span",
+        "strike",
+        "strong",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "tt",
+        "u",
+        "ul",
+        "var",
+    }
+)
+_ATTRIBUTES = {
+    "*": {"class", "title"},
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan", "align"},
+    "th": {"colspan", "rowspan", "align"},
+    "ol": {"start"},
+    **{f"h{n}": {"id"} for n in range(1, 7)},
+}  # heading anchors
 # bleach's own view of a URL: entities decoded, blanks, controls and non-ASCII dropped
 _URL_NOISE = re.compile(r"[`\x00-\x20\x7f-\xa0\s]+|[^\x00-\x7f]+")
 
@@ -78,8 +146,13 @@ def sanitize_fragment(html: str) -> str:
     Args:
         html: a fragment, e.g. a rendered markdown cell or a ``text/html`` output.
     """
-    return bleach.clean(str(html), tags=TAGS, attributes=_allowed_attribute,
-                        protocols={"http", "https", "mailto", "data"}, strip_comments=True)
+    return bleach.clean(
+        str(html),
+        tags=TAGS,
+        attributes=_allowed_attribute,
+        protocols={"http", "https", "mailto", "data"},
+        strip_comments=True,
+    )
 
 
 class SanitizeOutputs(SanitizeHTML):
@@ -90,8 +163,17 @@ class SanitizeOutputs(SanitizeHTML):
 
     tags = Set(TAGS)  # a List trait in nbconvert; bleach takes any set
     attributes = Any(_allowed_attribute)
-    safe_output_keys = Set({"metadata", "text/plain", "text/latex", "application/json",
-                            "image/png", "image/jpeg", "image/svg+xml"})  # svg: as an <img>
+    safe_output_keys = Set(
+        {
+            "metadata",
+            "text/plain",
+            "text/latex",
+            "application/json",
+            "image/png",
+            "image/jpeg",
+            "image/svg+xml",
+        }
+    )  # svg: as an <img>
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type == "markdown":
@@ -147,8 +229,9 @@ class FeedbackReport:
     failed: dict[str, str]
 
 
-def write_feedback(root: str | os.PathLike, lab: str, *,
-                   students: list[str] | None = None) -> FeedbackReport:
+def write_feedback(
+    root: str | os.PathLike, lab: str, *, students: list[str] | None = None
+) -> FeedbackReport:
     """Write ``feedback/<student>/<lab>/<lab>.html`` for each graded student.
 
     Args:
@@ -166,13 +249,18 @@ def write_feedback(root: str | os.PathLike, lab: str, *,
     graded = root / "autograded"
     chosen = list(students or [])
     if not chosen and graded.is_dir():
-        chosen = sorted(p.name for p in graded.iterdir()
-                        if (p / lab).is_dir() and not p.name.startswith("."))
+        chosen = sorted(
+            p.name for p in graded.iterdir() if (p / lab).is_dir() and not p.name.startswith(".")
+        )
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
     config.CourseDirectory.root = str(root)
     # order matters: the hidden tests go before anything renders the cells
-    config.GenerateFeedback.preprocessors = [HideTests, GetGrades, SanitizeOutputs,
-                                             CSSHTMLHeaderPreprocessor]
+    config.GenerateFeedback.preprocessors = [
+        HideTests,
+        GetGrades,
+        SanitizeOutputs,
+        CSSHTMLHeaderPreprocessor,
+    ]
     config.GenerateFeedback.exporter_class = SafeFeedbackExporter
     # nbgrader's apps log to the terminal through "traitlets" and reset its level themselves;
     # a filter keeps their chatter ("Unwritable directory" for the unused exchange) out.

@@ -36,8 +36,17 @@ from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
 from labkit.grading.kit import locate_kit
 
-__all__ = ["STUDENT_COLUMNS", "GradingRecord", "StatusRow", "course_status", "init_course",
-           "read_record", "read_students", "record_path", "write_record"]
+__all__ = [
+    "STUDENT_COLUMNS",
+    "GradingRecord",
+    "StatusRow",
+    "course_status",
+    "init_course",
+    "read_record",
+    "read_students",
+    "record_path",
+    "write_record",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +75,15 @@ def read_students(path: str | os.PathLike) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
-        if "id" not in header or not set(header) <= set(STUDENT_COLUMNS) \
-                or len(set(header)) < len(header):
-            raise CourseError(f"{path}, line 1: header {','.join(header)!r}; expected columns "
-                              f"{','.join(STUDENT_COLUMNS)} (id required, each at most once).")
+        if (
+            "id" not in header
+            or not set(header) <= set(STUDENT_COLUMNS)
+            or len(set(header)) < len(header)
+        ):
+            raise CourseError(
+                f"{path}, line 1: header {','.join(header)!r}; expected columns "
+                f"{','.join(STUDENT_COLUMNS)} (id required, each at most once)."
+            )
         problems, first_line, students = [], {}, []
         for row in reader:
             line, student = reader.line_num, {k: v.strip() for k, v in zip(header, row)}
@@ -79,23 +93,33 @@ def read_students(path: str | os.PathLike) -> list[dict[str, str]]:
             if len(row) != len(header):
                 problems.append(f"line {line}: {len(row)} fields, expected {len(header)}")
             elif not _NAME.fullmatch(sid):
-                problems.append(f"line {line}: id {sid!r} cannot be a folder name; use 1-64 "
-                                "letters, digits, '.', '_' or '-', not starting with '.' or '-'")
+                problems.append(
+                    f"line {line}: id {sid!r} cannot be a folder name; use 1-64 "
+                    "letters, digits, '.', '_' or '-', not starting with '.' or '-'"
+                )
             elif sid.lower() in first_line:
-                problems.append(f"line {line}: id {sid!r} is already on line "
-                                f"{first_line[sid.lower()]} (ids are compared ignoring case)")
+                problems.append(
+                    f"line {line}: id {sid!r} is already on line "
+                    f"{first_line[sid.lower()]} (ids are compared ignoring case)"
+                )
             else:
                 first_line[sid.lower()] = line
                 students.append(student)
     if problems:
-        raise CourseError(f"{path}: {len(problems)} problem(s); fix them and run again: "
-                          + "; ".join(problems))
+        raise CourseError(
+            f"{path}: {len(problems)} problem(s); fix them and run again: " + "; ".join(problems)
+        )
     return students
 
 
-def init_course(dest: str | os.PathLike, *, kit: str | os.PathLike | None = None,
-                students_csv: str | os.PathLike | None = None,
-                labs: Sequence[str] | None = None, overwrite: bool = False) -> Path:
+def init_course(
+    dest: str | os.PathLike,
+    *,
+    kit: str | os.PathLike | None = None,
+    students_csv: str | os.PathLike | None = None,
+    labs: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Make a course directory for a term from the kit.
 
     Args:
@@ -118,15 +142,18 @@ def init_course(dest: str | os.PathLike, *, kit: str | os.PathLike | None = None
     dest, kit = Path(dest), locate_kit(kit)
     known = available_labs(kit)
     if unknown := sorted(set(labs or []) - set(known)):
-        raise CourseError(f"unknown lab(s) {unknown}; expected names from {kit / 'solutions'}: "
-                          f"{known}.")
+        raise CourseError(
+            f"unknown lab(s) {unknown}; expected names from {kit / 'solutions'}: {known}."
+        )
     students = read_students(students_csv) if students_csv is not None else []
     if dest.resolve() == kit.resolve():
         raise CourseError(f"{dest} is the kit itself; give the term's course a folder of its own.")
     if dest.exists() and any(dest.iterdir()) and not overwrite:
-        raise CourseError(f"{dest} is not empty (it holds {sorted(os.listdir(dest))[:6]}); pick "
-                          "a new folder for the term, or pass --overwrite to renew the kit's "
-                          "files there (submissions and grades are kept).")
+        raise CourseError(
+            f"{dest} is not empty (it holds {sorted(os.listdir(dest))[:6]}); pick "
+            "a new folder for the term, or pass --overwrite to renew the kit's "
+            "files there (submissions and grades are kept)."
+        )
     chosen = list(labs or known)
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(kit / "nbgrader_config.py", dest / "nbgrader_config.py")
@@ -139,7 +166,8 @@ def init_course(dest: str | os.PathLike, *, kit: str | os.PathLike | None = None
         with tempfile.TemporaryDirectory(prefix="labkit-students-") as tmp:
             with open(Path(tmp) / "students.csv", "w", newline="", encoding="utf-8") as f:
                 csv.DictWriter(f, fieldnames=STUDENT_COLUMNS, restval="").writerows(
-                    [dict(zip(STUDENT_COLUMNS, STUDENT_COLUMNS)), *students])
+                    [dict(zip(STUDENT_COLUMNS, STUDENT_COLUMNS)), *students]
+                )
             nbgrader("db", "student", "import", f.name, root=dest)
     log.info("course %s: %d lab(s), %d student(s) imported", dest, len(chosen), len(students))
     return dest
@@ -166,13 +194,23 @@ class GradingRecord:
 def record_path(root: str | os.PathLike, lab: str, student: str) -> Path:
     """``<root>/autograded/.labkit/<lab>/<student>.json``; CourseError for unsafe names."""
     if bad := [name for name in (lab, student) if not _NAME.fullmatch(name)]:
-        raise CourseError(f"{bad[0]!r} is not a plain name (letters, digits, '.', '_', '-'); "
-                          "expected a lab or student id from the gradebook.")
+        raise CourseError(
+            f"{bad[0]!r} is not a plain name (letters, digits, '.', '_', '-'); "
+            "expected a lab or student id from the gradebook."
+        )
     return Path(root) / "autograded" / ".labkit" / lab / f"{student}.json"
 
 
-def write_record(root: str | os.PathLike, lab: str, student: str, *, status: str,
-                 seconds: float, reason: str = "", finished: datetime | None = None) -> Path:
+def write_record(
+    root: str | os.PathLike,
+    lab: str,
+    student: str,
+    *,
+    status: str,
+    seconds: float,
+    reason: str = "",
+    finished: datetime | None = None,
+) -> Path:
     """Write the grading record of ``student``'s ``lab`` atomically; returns its path.
 
     Args:
@@ -185,8 +223,18 @@ def write_record(root: str | os.PathLike, lab: str, student: str, *, status: str
         raise CourseError(f"grading status {status!r}; expected 'graded' or 'failed'.")
     finished = (finished or datetime.now(timezone.utc)).astimezone(timezone.utc)
     path = record_path(root, lab, student)
-    write_atomic(path, json.dumps({"status": status, "reason": reason, "seconds": float(seconds),
-                                    "finished": finished.isoformat()}) + "\n")
+    write_atomic(
+        path,
+        json.dumps(
+            {
+                "status": status,
+                "reason": reason,
+                "seconds": float(seconds),
+                "finished": finished.isoformat(),
+            }
+        )
+        + "\n",
+    )
     return path
 
 
@@ -201,14 +249,22 @@ def read_record(root: str | os.PathLike, lab: str, student: str) -> GradingRecor
         data = json.loads(path.read_text(encoding="utf-8"))
         if data["status"] not in ("graded", "failed"):
             raise ValueError(f"status {data['status']!r} is neither 'graded' nor 'failed'")
-        return GradingRecord(data["status"], str(data["reason"]), float(data["seconds"]),
-                             datetime.fromisoformat(data["finished"]), lab, student)
+        return GradingRecord(
+            data["status"],
+            str(data["reason"]),
+            float(data["seconds"]),
+            datetime.fromisoformat(data["finished"]),
+            lab,
+            student,
+        )
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError) as exc:
-        raise CourseError(f"{path} is not a grading record ({type(exc).__name__}: {exc}); "
-                          "expected JSON with status, reason, seconds, finished; delete it and "
-                          "grade the lab again.") from exc
+        raise CourseError(
+            f"{path} is not a grading record ({type(exc).__name__}: {exc}); "
+            "expected JSON with status, reason, seconds, finished; delete it and "
+            "grade the lab again."
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -239,20 +295,34 @@ class StatusRow:
     def state(self) -> str:
         """``"failed"`` (last grading failed), ``"graded"``, ``"submitted"`` or ``"missing"``."""
         failed = self.record is not None and self.record.status == "failed"
-        return "failed" if failed else "graded" if self.graded else \
-            "submitted" if self.submitted else "missing"
+        return (
+            "failed"
+            if failed
+            else "graded"
+            if self.graded
+            else "submitted"
+            if self.submitted
+            else "missing"
+        )
 
 
 def _record_or_failure(root: Path, lab: str, student: str) -> GradingRecord | None:
     try:
         return read_record(root, lab, student)
     except CourseError as exc:  # one broken file does not hide the whole course's status
-        return GradingRecord("failed", f"unreadable grading record: {exc}", 0.0,
-                             datetime.now(timezone.utc), lab, student)
+        return GradingRecord(
+            "failed",
+            f"unreadable grading record: {exc}",
+            0.0,
+            datetime.now(timezone.utc),
+            lab,
+            student,
+        )
 
 
-def course_status(root: str | os.PathLike = ".", *,
-                  labs: Sequence[str] | None = None) -> list[StatusRow]:
+def course_status(
+    root: str | os.PathLike = ".", *, labs: Sequence[str] | None = None
+) -> list[StatusRow]:
     """Per student and lab: submitted (and when), graded (score), failed (why).
 
     Args:
@@ -267,8 +337,10 @@ def course_status(root: str | os.PathLike = ".", *,
     root = Path(root).resolve()
     db, submitted = root / "gradebook.db", root / "submitted"
     if not db.is_file():
-        raise CourseError(f"{root} has no gradebook.db; expected a course directory made by "
-                          "`labkit course init` (or pass --root).")
+        raise CourseError(
+            f"{root} has no gradebook.db; expected a course directory made by "
+            "`labkit course init` (or pass --root)."
+        )
     chosen = list(labs or available_labs(root))
     scores: dict[tuple[str, str], tuple[float, float]] = {}
     with Gradebook(f"sqlite:///{db}") as gb:
@@ -277,11 +349,20 @@ def course_status(root: str | os.PathLike = ".", *,
             for sub in gb.assignment_submissions(lab):
                 tests = [g for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"]
                 if any(g.auto_score is not None for g in tests):
-                    scores[sub.student.id, lab] = (sum(g.auto_score or 0.0 for g in tests),
-                                                   sum(float(g.max_score) for g in tests))
+                    scores[sub.student.id, lab] = (
+                        sum(g.auto_score or 0.0 for g in tests),
+                        sum(float(g.max_score) for g in tests),
+                    )
     if submitted.is_dir():
         students |= {p.name for p in submitted.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)}
-    return [StatusRow(student, lab, submission_time(submitted / student / lab, lab),
-                      *scores.get((student, lab), (None, None)),
-                      _record_or_failure(root, lab, student))
-            for student in sorted(students) for lab in chosen]
+    return [
+        StatusRow(
+            student,
+            lab,
+            submission_time(submitted / student / lab, lab),
+            *scores.get((student, lab), (None, None)),
+            _record_or_failure(root, lab, student),
+        )
+        for student in sorted(students)
+        for lab in chosen
+    ]

@@ -47,8 +47,16 @@ from traitlets import Bool, Float, Integer, List, Unicode
 from labkit.grading._bootstrap import module_argv
 from labkit.grading.sandbox import NOBODY, Limits, SandboxResult, run_sandboxed
 
-__all__ = ["JudgeError", "JudgePreprocessor", "JudgeResult", "apply_verdicts", "hidden_lines",
-           "instructor_prelude", "judge_program", "run_judge"]
+__all__ = [
+    "JudgeError",
+    "JudgePreprocessor",
+    "JudgeResult",
+    "apply_verdicts",
+    "hidden_lines",
+    "instructor_prelude",
+    "judge_program",
+    "run_judge",
+]
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +85,12 @@ def _python(source: str) -> str:
 
 
 def _imports(tree: ast.AST) -> list[ast.stmt]:
-    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
-            and not (isinstance(n, ast.ImportFrom) and n.level)]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+        and not (isinstance(n, ast.ImportFrom) and n.level)
+    ]
 
 
 def instructor_prelude(source: nbformat.NotebookNode) -> tuple[str, list[str]]:
@@ -101,14 +113,21 @@ def instructor_prelude(source: nbformat.NotebookNode) -> tuple[str, list[str]]:
         except SyntaxError:
             continue
         for node in _imports(tree):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            )
             modules.update(names)
         if nbutils.is_solution(cell):
-            defined.update(n.id for n in ast.walk(tree) if isinstance(n, ast.Name)
-                           and isinstance(n.ctx, ast.Store))
-            defined.update(n.name for n in tree.body
-                           if isinstance(n, (ast.FunctionDef, ast.ClassDef)))
+            defined.update(
+                n.id
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+            )
+            defined.update(
+                n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))
+            )
         elif not _is_test(cell):
             prelude += [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     kept = []
@@ -123,18 +142,24 @@ def hidden_lines(source: nbformat.NotebookNode, *, min_chars: int = 12) -> set[s
     lines = set()
     for cell in source.cells:
         for block in _HIDDEN.findall(cell.source if cell.cell_type == "code" else ""):
-            lines.update(s for s in map(str.strip, block.splitlines())
-                         if len(s) >= min_chars and not s.startswith("#"))
+            lines.update(
+                s
+                for s in map(str.strip, block.splitlines())
+                if len(s) >= min_chars and not s.startswith("#")
+            )
     return lines
 
 
-def judge_program(nb: nbformat.NotebookNode, *, prelude: str, modules: list[str],
-                  cell_timeout: float) -> dict:
+def judge_program(
+    nb: nbformat.NotebookNode, *, prelude: str, modules: list[str], cell_timeout: float
+) -> dict:
     """The runner's program for a sanitized submission (no nonce or results path yet)."""
-    cells = [{"index": i, "test": _is_test(c), "source": _python(c.source)}
-             for i, c in enumerate(nb.cells) if c.cell_type == "code"]
-    return {"prelude": prelude, "modules": modules, "cell_timeout": cell_timeout,
-            "cells": cells}
+    cells = [
+        {"index": i, "test": _is_test(c), "source": _python(c.source)}
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code"
+    ]
+    return {"prelude": prelude, "modules": modules, "cell_timeout": cell_timeout, "cells": cells}
 
 
 @dataclass(frozen=True)
@@ -159,8 +184,10 @@ class JudgeResult:
             return None
         lines = [line.strip() for line in self.sandbox.output.splitlines() if line.strip()]
         tail = " / ".join(lines[-TAIL_LINES:]) or "no output"
-        return (f"the judge did not start ({self.sandbox.reason or 'exited with status 0'}); "
-                f"its output ended: {tail}")
+        return (
+            f"the judge did not start ({self.sandbox.reason or 'exited with status 0'}); "
+            f"its output ended: {tail}"
+        )
 
 
 def _kit_paths() -> tuple[list[str], list[str]]:
@@ -176,14 +203,24 @@ def _kit_paths() -> tuple[list[str], list[str]]:
     back over it.
     """
     package = Path(__file__).resolve().parents[1]
-    sites = [os.path.realpath(p) for p in sys.path
-             if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)]
+    sites = [
+        os.path.realpath(p)
+        for p in sys.path
+        if os.path.basename(p) in ("site-packages", "dist-packages") and os.path.isdir(p)
+    ]
     hide = [] if str(package.parent) in sites else [str(package.parent)]
     return hide, list(dict.fromkeys([str(package), os.path.realpath(sys.prefix), *sites]))
 
 
-def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: bool | None = None,
-              uid: int | None = NOBODY, data: str = "") -> JudgeResult:
+def run_judge(
+    program: dict,
+    *,
+    limits: Limits,
+    hide: list[str] = (),
+    bwrap: bool | None = None,
+    uid: int | None = NOBODY,
+    data: str = "",
+) -> JudgeResult:
     """Run ``program`` (from :func:`judge_program`) in a fresh scratch folder, sandboxed.
 
     Under bubblewrap the runner sees the system, the interpreter and its environment,
@@ -222,18 +259,32 @@ def run_judge(program: dict, *, limits: Limits, hide: list[str] = (), bwrap: boo
         results.touch()
         nonce = secrets.token_hex(16)
         payload = json.dumps(dict(program, nonce=nonce, results=str(results))).encode()
-        env = {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8",
-               "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-               "NBGRADER_EXECUTION": "autograde", "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "LANG": "C.UTF-8",
+            "MPLBACKEND": "Agg",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "NBGRADER_EXECUTION": "autograde",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
         if os.environ.get("LABKIT_BUDGET"):
             env["LABKIT_BUDGET"] = os.environ["LABKIT_BUDGET"]
         if data and os.path.isdir(data):
             env["LABKIT_DATA"] = data
             readable = [*readable, data]
-        ran = run_sandboxed(module_argv("labkit.grading._judge_runner"), scratch=scratch,
-                            limits=limits, env=env, bwrap=bwrap, stdin=payload,
-                            hide=[*hide, *kit_hide, os.path.expanduser("~")],
-                            readable=readable, writable=[results], uid=uid)
+        ran = run_sandboxed(
+            module_argv("labkit.grading._judge_runner"),
+            scratch=scratch,
+            limits=limits,
+            env=env,
+            bwrap=bwrap,
+            stdin=payload,
+            hide=[*hide, *kit_hide, os.path.expanduser("~")],
+            readable=readable,
+            writable=[results],
+            uid=uid,
+        )
         cells, started, finished = {}, False, False
         for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
             tag, _, body = line.partition(" ")
@@ -262,9 +313,11 @@ def _error(ename: str, evalue: str, traceback: list[str]):
     return nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=traceback)
 
 
-def apply_verdicts(nb: nbformat.NotebookNode, result: JudgeResult, *,
-                   hidden: set[str] = frozenset()) -> nbformat.NotebookNode:
+def apply_verdicts(
+    nb: nbformat.NotebookNode, result: JudgeResult, *, hidden: set[str] = frozenset()
+) -> nbformat.NotebookNode:
     """Write the judge's outputs into ``nb`` (in place) for nbgrader to score; returns it."""
+
     def clean(text: str) -> str:
         return WITHHELD if any(line in text for line in hidden) else text
 
@@ -276,8 +329,13 @@ def apply_verdicts(nb: nbformat.NotebookNode, result: JudgeResult, *,
         cell.outputs, cell.execution_count = [], None
         if record is None:
             if _is_test(cell):
-                cell.outputs = [_error("NotJudged", f"this test never ran: {why}",
-                                       [f"NotJudged: this test never ran: {why}"])]
+                cell.outputs = [
+                    _error(
+                        "NotJudged",
+                        f"this test never ran: {why}",
+                        [f"NotJudged: this test never ran: {why}"],
+                    )
+                ]
             continue
         cell.execution_count = index + 1
         error = record.get("error")
@@ -285,27 +343,40 @@ def apply_verdicts(nb: nbformat.NotebookNode, result: JudgeResult, *,
         if _is_test(cell) and not (record.get("passed") is True and error is None):
             error = error or {"ename": "TestFailed", "evalue": "the test failed"}
             line = clean(f"{error.get('ename')}: {error.get('evalue')}")
-            cell.outputs.append(_error(str(error.get("ename")), clean(str(error.get("evalue"))),
-                                       [line]))
+            cell.outputs.append(
+                _error(str(error.get("ename")), clean(str(error.get("evalue"))), [line])
+            )
         elif error is not None:
-            cell.outputs.append(_error(str(error.get("ename")), clean(str(error.get("evalue"))),
-                                       [clean(str(t)) for t in error.get("traceback", [])]))
+            cell.outputs.append(
+                _error(
+                    str(error.get("ename")),
+                    clean(str(error.get("evalue"))),
+                    [clean(str(t)) for t in error.get("traceback", [])],
+                )
+            )
     return nb
 
 
 class JudgePreprocessor(NbGraderPreprocessor):
     """nbgrader's ``Execute``, replaced: the cells run in the sandboxed judge."""
 
-    prelude = Unicode("", help="The instructor's imports, rebound before every test.").tag(config=True)
+    prelude = Unicode("", help="The instructor's imports, rebound before every test.").tag(
+        config=True
+    )
     modules = List(Unicode(), help="Modules to load before the library snapshot.").tag(config=True)
-    hidden = List(Unicode(), help="Lines of the hidden tests, withheld from outputs.").tag(config=True)
+    hidden = List(Unicode(), help="Lines of the hidden tests, withheld from outputs.").tag(
+        config=True
+    )
     hide = List(Unicode(), help="Paths the student's code must not see.").tag(config=True)
     cell_timeout = Float(300.0, help="Wall-clock seconds for one cell.").tag(config=True)
     timeout = Float(900.0, help="Wall-clock seconds for the whole notebook.").tag(config=True)
     memory_mb = Integer(6144, help="Memory (PSS) of the judge's processes, MiB.").tag(config=True)
-    sandbox = Bool(True, help="Use bubblewrap where it works (False: limits only).").tag(config=True)
-    uid = Integer(NOBODY, allow_none=True,
-                  help="Whom a root grader runs student code as (None: itself).").tag(config=True)
+    sandbox = Bool(True, help="Use bubblewrap where it works (False: limits only).").tag(
+        config=True
+    )
+    uid = Integer(
+        NOBODY, allow_none=True, help="Whom a root grader runs student code as (None: itself)."
+    ).tag(config=True)
     data = Unicode("", help="A Shapes set for the judge to read ($LABKIT_DATA).").tag(config=True)
     reports: list[JudgeResult] = []  # every run's JudgeResult, for the grading worker to read
     failures: list[BaseException] = []  # what preprocess raised: nbgrader only logs it
@@ -318,15 +389,28 @@ class JudgePreprocessor(NbGraderPreprocessor):
             raise
 
     def _judge(self, nb, resources):
-        program = judge_program(nb, prelude=self.prelude, modules=list(self.modules),
-                                cell_timeout=self.cell_timeout)
-        limits = Limits(memory_mb=self.memory_mb, wall_seconds=self.timeout,
-                        cpu_seconds=int(self.timeout) + 60)
-        result = run_judge(program, limits=limits, hide=list(self.hide),
-                           bwrap=None if self.sandbox else False, uid=self.uid, data=self.data)
+        program = judge_program(
+            nb, prelude=self.prelude, modules=list(self.modules), cell_timeout=self.cell_timeout
+        )
+        limits = Limits(
+            memory_mb=self.memory_mb, wall_seconds=self.timeout, cpu_seconds=int(self.timeout) + 60
+        )
+        result = run_judge(
+            program,
+            limits=limits,
+            hide=list(self.hide),
+            bwrap=None if self.sandbox else False,
+            uid=self.uid,
+            data=self.data,
+        )
         JudgePreprocessor.reports.append(result)
         if why := result.grader_failure():
             raise JudgeError(why)  # no score: nbgrader fails this submission, not the student
-        self.log.info("judge: %d of %d cells reported, finished=%s, %s", len(result.cells),
-                      len(program["cells"]), result.finished, result.sandbox.reason or "exit 0")
+        self.log.info(
+            "judge: %d of %d cells reported, finished=%s, %s",
+            len(result.cells),
+            len(program["cells"]),
+            result.finished,
+            result.sandbox.reason or "exit 0",
+        )
         return apply_verdicts(nb, result, hidden=set(self.hidden)), resources

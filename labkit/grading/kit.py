@@ -50,14 +50,18 @@ def locate_kit(kit: str | os.PathLike | None = None) -> Path:
     if kit is not None:
         path = Path(kit).expanduser()
         if not _is_kit(path):
-            raise CourseError(f"{path} (from {source}) is not a lab kit: expected {_EXPECTED}; "
-                              f"pass the folder of a labkit checkout (--kit PATH or "
-                              f"${KIT_ENV}).")
+            raise CourseError(
+                f"{path} (from {source}) is not a lab kit: expected {_EXPECTED}; "
+                f"pass the folder of a labkit checkout (--kit PATH or "
+                f"${KIT_ENV})."
+            )
         return path
     package = Path(__file__).resolve().parents[1]
     if _is_kit(package.parent):  # labkit runs from its repository
         return package.parent
-    raise CourseError(f"no lab kit given, and labkit runs from an installed package "
-                      f"({package}), which ships no solutions; pass --kit PATH (or set "
-                      f"${KIT_ENV}=PATH) naming a checkout of the labkit repository, the folder "
-                      f"with {_EXPECTED}.")
+    raise CourseError(
+        f"no lab kit given, and labkit runs from an installed package "
+        f"({package}), which ships no solutions; pass --kit PATH (or set "
+        f"${KIT_ENV}=PATH) naming a checkout of the labkit repository, the folder "
+        f"with {_EXPECTED}."
+    )

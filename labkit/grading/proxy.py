@@ -22,8 +22,15 @@ from typing import Any
 import torch
 
 from labkit.grading.remote import BUILTIN_ERRORS, MODULES, RemoteError
-from labkit.grading.wire import (Ref, WireError, WireLimits, encode, read_frame,
-                                 write_encoded, write_frame)
+from labkit.grading.wire import (
+    Ref,
+    WireError,
+    WireLimits,
+    encode,
+    read_frame,
+    write_encoded,
+    write_frame,
+)
 
 __all__ = ["Channel", "Proxy"]
 
@@ -40,8 +47,9 @@ class Channel:
             is called again; once it is past, every request fails (the channel is broken).
     """
 
-    def __init__(self, fd_in: int, fd_out: int, *, limits: WireLimits = WireLimits(),
-                 timeout: float = 60.0):
+    def __init__(
+        self, fd_in: int, fd_out: int, *, limits: WireLimits = WireLimits(), timeout: float = 60.0
+    ):
         self.fd_in, self.fd_out, self.limits, self.timeout = fd_in, fd_out, limits, timeout
         self.proxies: dict[int, Proxy] = {}
         self.callbacks: dict[int, Callable] = {}
@@ -100,8 +108,9 @@ class Channel:
     def _call_back(self, body: Any) -> None:
         number, args, kwargs = body
         try:
-            value = self.callbacks[number](*self._incoming(args, {}, {}),
-                                           **self._incoming(kwargs, {}, {}))
+            value = self.callbacks[number](
+                *self._incoming(args, {}, {}), **self._incoming(kwargs, {}, {})
+            )
             reply = {"ok": self._outgoing(value, {})}
         except Exception as exc:  # noqa: BLE001 - reported to the student's side as text
             reply = {"raise": [type(exc).__name__, str(exc)]}
@@ -114,8 +123,9 @@ class Channel:
         if type(value) in (list, tuple):
             return type(value)(self._outgoing(v, leaves) for v in value)
         if isinstance(value, dict) and type(value).__module__ in ("builtins", "collections"):
-            return {self._outgoing(k, leaves): self._outgoing(v, leaves)
-                    for k, v in value.items()}  # a state_dict's OrderedDict as a dict
+            return {
+                self._outgoing(k, leaves): self._outgoing(v, leaves) for k, v in value.items()
+            }  # a state_dict's OrderedDict as a dict
         if isinstance(value, torch.Tensor):
             source = self.sources.get(id(value))
             if source is not None and source[0] is value:
@@ -132,8 +142,11 @@ class Channel:
                 there.set_state(value.get_state())
                 made = self.generators[id(value)] = (value, there)
             return Ref(object.__getattribute__(made[1], "_number"))
-        if callable(value) and not isinstance(value, type) and \
-                not isinstance(value, torch.nn.Module):
+        if (
+            callable(value)
+            and not isinstance(value, type)
+            and not isinstance(value, torch.nn.Module)
+        ):
             number = next(self.numbers)
             self.callbacks[number] = value
             return Ref(-number)
@@ -158,10 +171,17 @@ class Channel:
         kind = spec[0] if type(spec) is list and spec else None
         if kind == "graph" and len(spec) == 2 and type(spec[1]) is torch.Tensor:
             return self._bridge(number, spec[1], leaves)
-        if kind == "leaf" and len(spec) == 4 and type(spec[1]) is torch.Tensor and \
-                (spec[2] is None or type(spec[2]) is torch.Tensor):
-            leaf = torch.nn.Parameter(spec[1]) if spec[3] is True else \
-                spec[1].requires_grad_(spec[1].is_floating_point() or spec[1].is_complex())
+        if (
+            kind == "leaf"
+            and len(spec) == 4
+            and type(spec[1]) is torch.Tensor
+            and (spec[2] is None or type(spec[2]) is torch.Tensor)
+        ):
+            leaf = (
+                torch.nn.Parameter(spec[1])
+                if spec[3] is True
+                else spec[1].requires_grad_(spec[1].is_floating_point() or spec[1].is_complex())
+            )
             if spec[2] is not None and spec[2].shape == spec[1].shape:
                 leaf.grad = spec[2].to(spec[1].dtype)
             return leaf
@@ -170,8 +190,7 @@ class Channel:
     def _bridge(self, number: int, data: torch.Tensor, leaves: dict) -> torch.Tensor:
         wanted = sorted(leaves)
         anchor = torch.zeros((), requires_grad=True)
-        out = _FromStudent.apply(self, number, data, wanted, anchor,
-                                 *(leaves[n] for n in wanted))
+        out = _FromStudent.apply(self, number, data, wanted, anchor, *(leaves[n] for n in wanted))
         self.sources[id(out)] = (out, number)
         return out
 
@@ -200,8 +219,12 @@ class Channel:
 
 
 def _library_class(module: str, qualname: str) -> type | None:
-    if type(module) is not str or type(qualname) is not str or \
-            module.split(".")[0] not in _TRUSTED or "<" in qualname:
+    if (
+        type(module) is not str
+        or type(qualname) is not str
+        or module.split(".")[0] not in _TRUSTED
+        or "<" in qualname
+    ):
         return None
     try:
         value: Any = importlib.import_module(module)
@@ -221,8 +244,9 @@ def _stand_in(mro: Any) -> type:
             if depth == 0:
                 return cls
             try:
-                return type(str(pairs[0][1]).rsplit(".", 1)[-1], (cls,),
-                            {"__module__": str(pairs[0][0])})
+                return type(
+                    str(pairs[0][1]).rsplit(".", 1)[-1], (cls,), {"__module__": str(pairs[0][0])}
+                )
             except TypeError:  # a final class such as bool
                 return cls
     return object
@@ -239,13 +263,22 @@ class _FromStudent(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         with torch.no_grad():
-            grads = ctx.channel.request("backward", ref=Ref(ctx.number),
-                                        grad=grad.detach().contiguous(),
-                                        leaves_wanted=ctx.wanted)
+            grads = ctx.channel.request(
+                "backward",
+                ref=Ref(ctx.number),
+                grad=grad.detach().contiguous(),
+                leaves_wanted=ctx.wanted,
+            )
         if type(grads) is not list or len(grads) != len(ctx.wanted):
             raise RuntimeError("the student's side sent no gradients for the check's tensors")
-        return (None, None, None, None, None,
-                *(g if isinstance(g, torch.Tensor) else None for g in grads))
+        return (
+            None,
+            None,
+            None,
+            None,
+            None,
+            *(g if isinstance(g, torch.Tensor) else None for g in grads),
+        )
 
 
 class Proxy:
@@ -259,7 +292,8 @@ class Proxy:
 
     def _ask(self, op: str, **fields: Any) -> Any:
         return object.__getattribute__(self, "_channel").request(
-            op, ref=Ref(object.__getattribute__(self, "_number")), **fields)
+            op, ref=Ref(object.__getattribute__(self, "_number")), **fields
+        )
 
     def _op(self, name: str, *args: Any, reflected: bool = False) -> Any:
         return self._ask("op", name=name, args=list(args), reflected=reflected)
@@ -267,15 +301,22 @@ class Proxy:
     @property
     def __class__(self):  # isinstance() asks this after type()
         return object.__getattribute__(self, "_channel").class_of(
-            object.__getattribute__(self, "_number"))
+            object.__getattribute__(self, "_number")
+        )
 
     def __instancecheck__(self, instance: Any) -> bool:  # isinstance(x, StudentClass)
-        return _exact(self._ask("isinstance", of=instance), bool, "isinstance()") \
-            if isinstance(instance, Proxy) else False
+        return (
+            _exact(self._ask("isinstance", of=instance), bool, "isinstance()")
+            if isinstance(instance, Proxy)
+            else False
+        )
 
     def __subclasscheck__(self, cls: Any) -> bool:
-        return _exact(self._ask("isinstance", of=cls, subclass=True), bool, "issubclass()") \
-            if isinstance(cls, Proxy) else False
+        return (
+            _exact(self._ask("isinstance", of=cls, subclass=True), bool, "issubclass()")
+            if isinstance(cls, Proxy)
+            else False
+        )
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__") and name.endswith("__"):
@@ -332,21 +373,35 @@ class Proxy:
 
 def _exact(value: Any, kind: type, what: str) -> Any:
     if type(value) is not kind:
-        raise TypeError(f"{what} of a student object gave {builtins.type(value).__name__}, "
-                        f"expected {kind.__name__}")
+        raise TypeError(
+            f"{what} of a student object gave {builtins.type(value).__name__}, "
+            f"expected {kind.__name__}"
+        )
     return value
 
 
 def _forward(name: str, reflected: bool = False):
     def method(self, *args):
         return self._op(name, *args, reflected=reflected)
+
     method.__name__ = f"__{'r' if reflected else ''}{name.rstrip('_')}__"
     return method
 
 
 for _name in ("eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "abs", "invert"):
     setattr(Proxy, f"__{_name}__", _forward(_name))
-for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and_",
-              "or_", "xor"):
+for _name in (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and_",
+    "or_",
+    "xor",
+):
     setattr(Proxy, f"__{_name.rstrip('_')}__", _forward(_name))
     setattr(Proxy, f"__r{_name.rstrip('_')}__", _forward(_name, reflected=True))

@@ -61,8 +61,9 @@ def segments(source: str) -> list[tuple[str, bool]]:
     part.
     """
     lines, parts, hidden, start = source.splitlines(True), [], False, 0
-    cuts = [(source.count("\n", 0, m.start()), m.group(1) == "BEGIN")
-            for m in _MARKERS.finditer(source)]
+    cuts = [
+        (source.count("\n", 0, m.start()), m.group(1) == "BEGIN") for m in _MARKERS.finditer(source)
+    ]
     for line, begins in [*cuts, (len(lines), not hidden)]:
         if line > start:
             parts.append(("\n" * start + "".join(lines[start:line]), hidden))
@@ -87,7 +88,7 @@ def _names(code: types.CodeType) -> set[str]:
 class _Capped(io.StringIO):
     def write(self, text: str) -> int:
         room = OUTPUT_CHARS - self.tell()
-        return super().write(text[:max(room, 0)]) if room > 0 else len(text)
+        return super().write(text[: max(room, 0)]) if room > 0 else len(text)
 
 
 class Referee:
@@ -161,16 +162,26 @@ def _cell_record(frame: dict) -> dict:
     error = frame.get("error")
     if type(error) is dict:
         trace = error.get("traceback")
-        error = {"ename": _text(error.get("ename"), 200) or "Error",
-                 "evalue": _text(error.get("evalue"), 2000),
-                 "traceback": [_text(t, 2000) for t in trace[:200]]
-                 if type(trace) is list else []}
-    return {"output": _text(frame.get("output"), 2 * OUTPUT_CHARS),
-            "error": error if type(error) is dict else None}
+        error = {
+            "ename": _text(error.get("ename"), 200) or "Error",
+            "evalue": _text(error.get("evalue"), 2000),
+            "traceback": [_text(t, 2000) for t in trace[:200]] if type(trace) is list else [],
+        }
+    return {
+        "output": _text(frame.get("output"), 2 * OUTPUT_CHARS),
+        "error": error if type(error) is dict else None,
+    }
 
 
-def referee_session(fd_in: int, fd_out: int, tests: dict[int, str], *, prelude: str,
-                    cell_timeout: float, start_timeout: float = 300.0) -> Session:
+def referee_session(
+    fd_in: int,
+    fd_out: int,
+    tests: dict[int, str],
+    *,
+    prelude: str,
+    cell_timeout: float,
+    start_timeout: float = 300.0,
+) -> Session:
     """Follow a student's process through its notebook and decide each test it reaches.
 
     Args:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import importlib
 import operator
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,18 +36,65 @@ __all__ = ["BUILTIN_ERRORS", "MODULES", "OPERATORS", "RemoteError", "serve"]
 #: What the referee may ask the student's process to import (and build objects from).
 MODULES = ("torch", "torchvision", "numpy", "math", "labkit")
 #: What an ``op`` request may apply to a reference, by name.
-OPERATORS = {name: getattr(operator, name) for name in (
-    "eq", "ne", "lt", "le", "gt", "ge", "add", "sub", "mul", "truediv", "floordiv", "mod",
-    "pow", "matmul", "neg", "pos", "abs", "invert", "and_", "or_", "xor", "contains", "index")}
-OPERATORS.update(len=len, iter=iter, next=next, bool=bool, repr=repr, str=str, int=int,
-                 float=float)
+OPERATORS = {
+    name: getattr(operator, name)
+    for name in (
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "add",
+        "sub",
+        "mul",
+        "truediv",
+        "floordiv",
+        "mod",
+        "pow",
+        "matmul",
+        "neg",
+        "pos",
+        "abs",
+        "invert",
+        "and_",
+        "or_",
+        "xor",
+        "contains",
+        "index",
+    )
+}
+OPERATORS.update(len=len, iter=iter, next=next, bool=bool, repr=repr, str=str, int=int, float=float)
 #: Python's own exceptions, by name: an error the student's side reports as one of these is
 #: raised as that type on the referee's side (any other as :class:`RemoteError`).
-BUILTIN_ERRORS = {e.__name__: e for e in (
-    ArithmeticError, AssertionError, AttributeError, IndexError, KeyError, LookupError,
-    NameError, NotImplementedError, RuntimeError, StopIteration, TypeError, ValueError,
-    ZeroDivisionError, OverflowError, RecursionError, TimeoutError, MemoryError, ImportError,
-    ModuleNotFoundError, OSError, FileNotFoundError, EOFError, UnicodeError)}
+BUILTIN_ERRORS = {
+    e.__name__: e
+    for e in (
+        ArithmeticError,
+        AssertionError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        LookupError,
+        NameError,
+        NotImplementedError,
+        RuntimeError,
+        StopIteration,
+        TypeError,
+        ValueError,
+        ZeroDivisionError,
+        OverflowError,
+        RecursionError,
+        TimeoutError,
+        MemoryError,
+        ImportError,
+        ModuleNotFoundError,
+        OSError,
+        FileNotFoundError,
+        EOFError,
+        UnicodeError,
+    )
+}
 
 
 class RemoteError(Exception):
@@ -79,8 +125,12 @@ def _plain(value: Any, refs: Callable[[Any], Ref], grads: dict[int, Any]) -> Any
             grads[ref.id] = ["graph", value.detach()]
         else:
             grad = value.grad
-            grads[ref.id] = ["leaf", value.detach(), None if grad is None else grad.detach(),
-                             isinstance(value, torch.nn.Parameter)]
+            grads[ref.id] = [
+                "leaf",
+                value.detach(),
+                None if grad is None else grad.detach(),
+                isinstance(value, torch.nn.Parameter),
+            ]
         return ref
     return refs(value)
 
@@ -88,8 +138,7 @@ def _plain(value: Any, refs: Callable[[Any], Ref], grads: dict[int, Any]) -> Any
 class _Server:
     """The student's side: objects the referee holds references to, by number."""
 
-    def __init__(self, fd_in: int, fd_out: int, namespace: dict, limits: WireLimits,
-                 first: int):
+    def __init__(self, fd_in: int, fd_out: int, namespace: dict, limits: WireLimits, first: int):
         self.fd_in, self.fd_out, self.namespace, self.limits = fd_in, fd_out, namespace, limits
         self.first = first
         self.objects: dict[int, Any] = {}
@@ -152,8 +201,9 @@ class _Server:
                 return obj(*self.resolve(request["args"]), **self.resolve(request["kwargs"]))
         if op == "op" and request["name"] in OPERATORS:
             args = self.resolve(request["args"])
-            return OPERATORS[request["name"]](*(args + [obj] if request.get("reflected")
-                                                 else [obj] + args))
+            return OPERATORS[request["name"]](
+                *(args + [obj] if request.get("reflected") else [obj] + args)
+            )
         if op == "isinstance":  # obj is the class
             other = self.resolve(request["of"])
             return issubclass(other, obj) if request.get("subclass") else isinstance(other, obj)
@@ -188,16 +238,24 @@ class _Callback:
 
     def __call__(self, *args, **kwargs):
         grads: dict[int, Any] = {}
-        self.server.send({"callback": [self.number, _plain(list(args), self.server.ref, grads),
-                                       _plain(kwargs, self.server.ref, grads)]})
+        self.server.send(
+            {
+                "callback": [
+                    self.number,
+                    _plain(list(args), self.server.ref, grads),
+                    _plain(kwargs, self.server.ref, grads),
+                ]
+            }
+        )
         answer = read_frame(self.server.fd_in, limits=self.server.limits)
         if "raise" in answer:
             raise RuntimeError(f"the check's own function failed: {answer['raise'][1]}")
         return self.server.resolve(answer.get("ok"))
 
 
-def serve(fd_in: int, fd_out: int, namespace: dict, *, first: int = 1,
-          limits: WireLimits = WireLimits()) -> None:
+def serve(
+    fd_in: int, fd_out: int, namespace: dict, *, first: int = 1, limits: WireLimits = WireLimits()
+) -> None:
     """Answer the referee's requests on ``namespace`` until it says ``done``.
 
     Runs in the student's process. An exception from student code is answered with its type

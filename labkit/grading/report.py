@@ -25,13 +25,12 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from labkit.grading.course import CourseError
 from labkit.atomic import write_atomic
+from labkit.grading.course import CourseError
 from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
 
-__all__ = ["LabSummary", "PassRate", "ReportFiles", "class_report",
-           "lab_summaries"]
+__all__ = ["LabSummary", "PassRate", "ReportFiles", "class_report", "lab_summaries"]
 
 log = logging.getLogger(__name__)
 _STATS = ("mean", "median", "min", "max")
@@ -87,16 +86,22 @@ class LabSummary:
     @property
     def slowest(self) -> tuple[GradingRecord, ...]:
         """The five records that took longest, slowest first."""
-        return tuple(sorted((r for r in self.records if r.seconds is not None),
-                            key=lambda r: -r.seconds)[:5])
+        return tuple(
+            sorted((r for r in self.records if r.seconds is not None), key=lambda r: -r.seconds)[:5]
+        )
 
     def stats(self) -> dict[str, float] | None:
         """Mean, median, min and max of :attr:`totals`; ``None`` without submissions."""
         if not self.totals:
             return None
         values = list(self.totals.values())
-        return dict(zip(_STATS, (statistics.fmean(values), statistics.median(values),
-                                 min(values), max(values)), strict=True))
+        return dict(
+            zip(
+                _STATS,
+                (statistics.fmean(values), statistics.median(values), min(values), max(values)),
+                strict=True,
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -136,12 +141,14 @@ def _summary(lab: str, rows: list[GradeRow], records: list[GradingRecord]) -> La
             tests[name][0] += points >= possible
             tests[name][1] += 1
     return LabSummary(
-        lab=lab, max_score=max((r.max_score for r in rows), default=0.0),
+        lab=lab,
+        max_score=max((r.max_score for r in rows), default=0.0),
         totals={r.student_id: r.total for r in done},
         missing=tuple(r.student_id for r in rows if r.status == "missing"),
         pending=sum(r.needs_manual_grading for r in done),
         pass_rates=tuple(PassRate(t, p, n) for t, (p, n) in sorted(tests.items())),
-        records=tuple(records))  # read in path order: by student
+        records=tuple(records),
+    )  # read in path order: by student
 
 
 def lab_summaries(root: str | os.PathLike) -> list[LabSummary]:
@@ -160,8 +167,9 @@ def lab_summaries(root: str | os.PathLike) -> list[LabSummary]:
     for row in grade_rows(root):
         rows[row.lab].append(row)
     records = _read_records(Path(root))
-    return [_summary(lab, rows[lab], records.get(lab, []))
-            for lab in sorted(set(rows) | set(records))]
+    return [
+        _summary(lab, rows[lab], records.get(lab, [])) for lab in sorted(set(rows) | set(records))
+    ]
 
 
 def _lab_figure(summary: LabSummary) -> Figure:
@@ -193,9 +201,16 @@ def _seconds_figure(timed: list[GradingRecord]) -> Figure:
     labs = sorted({r.lab for r in timed})
     fig = Figure(figsize=(9, 1.5 + 0.5 * len(labs)), layout="constrained")
     ax = fig.subplots()
-    sns.stripplot(x=[r.seconds for r in timed], y=[r.lab for r in timed], order=labs,
-                  hue=[r.status for r in timed], hue_order=["graded", "failed"],
-                  palette={"graded": "tab:blue", "failed": "tab:red"}, ax=ax, jitter=0.2)
+    sns.stripplot(
+        x=[r.seconds for r in timed],
+        y=[r.lab for r in timed],
+        order=labs,
+        hue=[r.status for r in timed],
+        hue_order=["graded", "failed"],
+        palette={"graded": "tab:blue", "failed": "tab:red"},
+        ax=ax,
+        jitter=0.2,
+    )
     ax.set(xlabel="grading time (s)", ylabel="", title="grading time per submission")
     ax.legend(loc="upper left", bbox_to_anchor=(1, 1))
     return fig
@@ -217,17 +232,24 @@ def _cell(text: str) -> str:
 
 def _lab_markdown(s: LabSummary, figure: str) -> list[str]:
     out = [f"## {s.lab}", "", f"![{s.lab}]({figure})", ""]
-    out.append(f"- Submissions: {len(s.totals)} of {len(s.totals) + len(s.missing)} students"
-               + (f" (missing: {', '.join(s.missing)})" if s.missing else ""))
+    out.append(
+        f"- Submissions: {len(s.totals)} of {len(s.totals) + len(s.missing)} students"
+        + (f" (missing: {', '.join(s.missing)})" if s.missing else "")
+    )
     if (st := s.stats()) is not None:
-        out.append(f"- Total score (of {_num(s.max_score)}): mean {_num(st['mean'])}, median "
-                   f"{_num(st['median'])}, min {_num(st['min'])}, max {_num(st['max'])}")
-    out += [f"- Waiting for manual grading: {s.pending}", "", "| test | passed | pass rate |",
-            "|---|---|---|"]
+        out.append(
+            f"- Total score (of {_num(s.max_score)}): mean {_num(st['mean'])}, median "
+            f"{_num(st['median'])}, min {_num(st['min'])}, max {_num(st['max'])}"
+        )
+    out += [
+        f"- Waiting for manual grading: {s.pending}",
+        "",
+        "| test | passed | pass rate |",
+        "|---|---|---|",
+    ]
     out += [f"| {_cell(p.test)} | {p.passed}/{p.graded} | {p.rate:.0%} |" for p in s.pass_rates]
     out += ["", "Failed submissions:" if s.failed else "Failed submissions: none", ""]
-    out += [f"- {_cell(r.student)}: {_cell(r.reason) or 'no reason recorded'}"
-            for r in s.failed]
+    out += [f"- {_cell(r.student)}: {_cell(r.reason) or 'no reason recorded'}" for r in s.failed]
     if s.slowest:
         out += ["", "| slowest | seconds | status |", "|---|---|---|"]
         out += [f"| {_cell(r.student)} | {r.seconds:.1f} | {r.status} |" for r in s.slowest]
@@ -258,8 +280,20 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     lines = ["# Class report", "", f"| {' | '.join(head)} |", "|---" * len(head) + "|"]
     for s in summaries:
         st = [_num((s.stats() or {})[k]) if s.totals else "-" for k in _STATS]
-        lines.append(" | ".join(["", s.lab, str(len(s.totals)), str(len(s.missing)), *st,
-                                 _num(s.max_score), str(len(s.failed)), ""]).strip())
+        lines.append(
+            " | ".join(
+                [
+                    "",
+                    s.lab,
+                    str(len(s.totals)),
+                    str(len(s.missing)),
+                    *st,
+                    _num(s.max_score),
+                    str(len(s.failed)),
+                    "",
+                ]
+            ).strip()
+        )
     lines += ["", "![grading time](grading_seconds.png)", ""] if timed else [""]
     for s in summaries:
         lines += _lab_markdown(s, figures[s.lab].name)

@@ -58,11 +58,26 @@ from pathlib import Path
 
 from labkit.errors import LabkitError
 from labkit.grading._launcher import descendants
-from labkit.grading.bwrap import (Layout, bwrap_available, interpreter_paths, layout, probe,
-                                  sandbox_command, unreachable)
+from labkit.grading.bwrap import (
+    Layout,
+    bwrap_available,
+    interpreter_paths,
+    layout,
+    probe,
+    sandbox_command,
+    unreachable,
+)
 
-__all__ = ["NOBODY", "OUTPUT_TAIL_BYTES", "Limits", "SandboxError", "SandboxResult",
-           "bwrap_available", "run_sandboxed", "sandbox_command"]
+__all__ = [
+    "NOBODY",
+    "OUTPUT_TAIL_BYTES",
+    "Limits",
+    "SandboxError",
+    "SandboxResult",
+    "bwrap_available",
+    "run_sandboxed",
+    "sandbox_command",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +119,15 @@ class Limits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value, whole = getattr(self, f.name), f.name != "wall_seconds"
-            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)) \
-                    or not 0 < value < float("inf"):
-                raise ValueError(f"Limits.{f.name} must be a positive "
-                                 f"{'integer' if whole else 'finite number'}; got {value!r}.")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int if whole else (int, float))
+                or not 0 < value < float("inf")
+            ):
+                raise ValueError(
+                    f"Limits.{f.name} must be a positive "
+                    f"{'integer' if whole else 'finite number'}; got {value!r}."
+                )
 
 
 @dataclass(frozen=True)
@@ -144,9 +164,11 @@ def _hand_over(scratch: Path, program: str, uid: int | None, plan: Layout | None
     for path in {scratch, *(found if found[1].exists() else [])}:  # else the launcher says
         why = unreachable(path, uid, plan)
         if why:
-            raise SandboxError(f"{'the sandbox' if uid is None else f'uid {uid}'} cannot "
-                               f"reach {path}: {why}. Move it, grant that uid access (chmod "
-                               "o+x), or bind it with `readable`.")
+            raise SandboxError(
+                f"{'the sandbox' if uid is None else f'uid {uid}'} cannot "
+                f"reach {path}: {why}. Move it, grant that uid access (chmod "
+                "o+x), or bind it with `readable`."
+            )
     for folder, dirs, files in os.walk(scratch) if uid is not None else ():
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
             os.lchown(name, uid, uid)  # never follows a student's symlink
@@ -159,8 +181,7 @@ def _tree_rss(pid: int) -> int:
     for p in [pid, *descendants(pid)]:
         try:
             with open(f"/proc/{p}/smaps_rollup") as f:
-                total += next(int(line.split()[1]) * 1024 for line in f
-                              if line.startswith("Pss:"))
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("Pss:"))
         except (OSError, IndexError, ValueError, StopIteration):
             try:  # no smaps_rollup (kernel < 4.14): resident size, shared pages counted twice
                 with open(f"/proc/{p}/statm") as f:
@@ -196,8 +217,10 @@ def _tmpfs_held(pid: int, mounts: Sequence[str]) -> int:
         return 0
     for child in children:
         try:
-            return sum((st.f_blocks - st.f_bfree) * st.f_frsize for st in
-                       (os.statvfs(f"/proc/{child}/root{m}") for m in mounts))
+            return sum(
+                (st.f_blocks - st.f_bfree) * st.f_frsize
+                for st in (os.statvfs(f"/proc/{child}/root{m}") for m in mounts)
+            )
         except OSError:  # not in the sandbox's mounts yet, or gone
             continue
     return 0
@@ -222,8 +245,14 @@ def _stop(proc: subprocess.Popen, sandboxed: bool) -> None:
             pass
 
 
-def _watch(proc: subprocess.Popen, limits: Limits, sandboxed: bool, state: dict,
-           done: threading.Event, tmpfs: Sequence[str] = ()) -> None:
+def _watch(
+    proc: subprocess.Popen,
+    limits: Limits,
+    sandboxed: bool,
+    state: dict,
+    done: threading.Event,
+    tmpfs: Sequence[str] = (),
+) -> None:
     limit, polls = limits.memory_mb * _MB, 0
     while not done.wait(_POLL) and proc.poll() is None:
         held = _tmpfs_held(proc.pid, tmpfs)  # files in the sandbox's tmpfs are memory too
@@ -236,8 +265,7 @@ def _watch(proc: subprocess.Popen, limits: Limits, sandboxed: bool, state: dict,
         polls += 1
         state["wall"] = time.monotonic() - state["start"] > limits.wall_seconds
         if state["memory"] or state["wall"]:
-            log.info("stopping pid %d: %s limit", proc.pid,
-                     "memory" if state["memory"] else "time")
+            log.info("stopping pid %d: %s limit", proc.pid, "memory" if state["memory"] else "time")
             return _stop(proc, sandboxed)
 
 
@@ -259,19 +287,29 @@ def _reason(code: int, state: dict, limits: Limits) -> str | None:
     if state["wall"]:
         return f"wall-clock limit of {limits.wall_seconds:g} s exceeded"
     if code in (-signal.SIGXCPU, -signal.SIGXFSZ):
-        return (f"CPU time limit of {limits.cpu_seconds} s" if code == -signal.SIGXCPU
-                else f"file size limit of {limits.output_mb} MB") + " exceeded"
+        return (
+            f"CPU time limit of {limits.cpu_seconds} s"
+            if code == -signal.SIGXCPU
+            else f"file size limit of {limits.output_mb} MB"
+        ) + " exceeded"
     if code < 0:
         return f"killed by signal {-code} ({signal.Signals(-code).name})"
     return f"exited with status {code}" if code else None
 
 
-def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
-                  hide: Iterable[str | os.PathLike] = (),
-                  readable: Iterable[str | os.PathLike] = (),
-                  writable: Iterable[str | os.PathLike] = (), limits: Limits,
-                  env: Mapping[str, str] | None = None, bwrap: bool | None = None,
-                  uid: int | None = NOBODY, stdin: bytes = b"") -> SandboxResult:
+def run_sandboxed(
+    argv: Sequence[str],
+    *,
+    scratch: str | os.PathLike,
+    hide: Iterable[str | os.PathLike] = (),
+    readable: Iterable[str | os.PathLike] = (),
+    writable: Iterable[str | os.PathLike] = (),
+    limits: Limits,
+    env: Mapping[str, str] | None = None,
+    bwrap: bool | None = None,
+    uid: int | None = NOBODY,
+    stdin: bytes = b"",
+) -> SandboxResult:
     """Run ``argv`` in ``scratch`` under bubblewrap (where it works) and ``limits``.
 
     A root grader runs the command as ``uid`` (gid the same number) and first hands
@@ -311,13 +349,21 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
     """
     scratch = Path(scratch).resolve()
     if not argv or not scratch.is_dir():
-        raise ValueError(f"expected a command and an existing scratch folder; got argv="
-                         f"{list(argv)!r}, scratch={scratch}.")
+        raise ValueError(
+            f"expected a command and an existing scratch folder; got argv="
+            f"{list(argv)!r}, scratch={scratch}."
+        )
     sandboxed = _mode(bwrap)
-    env = dict({"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None
-               else env, HOME=str(scratch))
-    files = {"hide": list(hide), "readable": [*readable, *interpreter_paths()],
-             "writable": list(writable), "tmpfs_mb": limits.output_mb if probe()[1] else None}
+    env = dict(
+        {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None else env,
+        HOME=str(scratch),
+    )
+    files = {
+        "hide": list(hide),
+        "readable": [*readable, *interpreter_paths()],
+        "writable": list(writable),
+        "tmpfs_mb": limits.output_mb if probe()[1] else None,
+    }
     plan = layout(scratch=scratch, **files) if sandboxed else None
     drop = os.geteuid() == 0 and uid is not None
     if drop or sandboxed:  # inside, a program that is not bound is not there
@@ -329,24 +375,44 @@ def run_sandboxed(argv: Sequence[str], *, scratch: str | os.PathLike,
         cmd = sandbox_command(cmd, scratch=scratch, **files)
     state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
     try:
-        proc = subprocess.Popen(cmd, cwd=scratch, env=env, stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True, pass_fds=(theirs.fileno(),))
+        proc = subprocess.Popen(
+            cmd,
+            cwd=scratch,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            pass_fds=(theirs.fileno(),),
+        )
     finally:
         theirs.close()
-    tmpfs = ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] \
-        if plan else []
+    tmpfs = (
+        ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] if plan else []
+    )
     tail = _supervise(proc, stdin, limits, sandboxed, state, tmpfs)
     status = _status(ours)
     killed = state["memory"] or state["wall"]
-    code = os.waitstatus_to_exitcode(int(status)) if status \
-        else -signal.SIGKILL if killed else proc.returncode
+    code = (
+        os.waitstatus_to_exitcode(int(status))
+        if status
+        else -signal.SIGKILL
+        if killed
+        else proc.returncode
+    )
     reason = _reason(code, state, limits)
     if not status and not killed:
         reason = f"the sandbox ended without the command's status ({reason})"
-    return SandboxResult(code, tail.decode(errors="replace"), time.monotonic() - state["start"],
-                         state["wall"] or code == -signal.SIGXCPU, state["memory"], sandboxed,
-                         reason, state["peak"] / _MB)
+    return SandboxResult(
+        code,
+        tail.decode(errors="replace"),
+        time.monotonic() - state["start"],
+        state["wall"] or code == -signal.SIGXCPU,
+        state["memory"],
+        sandboxed,
+        reason,
+        state["peak"] / _MB,
+    )
 
 
 def _mode(bwrap: bool | None) -> bool:
@@ -354,41 +420,57 @@ def _mode(bwrap: bool | None) -> bool:
     (once per process) when student code runs without it."""
     works, _, why = probe()
     if bwrap and not works:
-        raise SandboxError(f"bubblewrap is required but {why}; install it (apt-get install "
-                           "bubblewrap) where user namespaces are allowed.")
+        raise SandboxError(
+            f"bubblewrap is required but {why}; install it (apt-get install "
+            "bubblewrap) where user namespaces are allowed."
+        )
     sandboxed = works if bwrap is None else bwrap
     if not sandboxed and not _WARNED:
         _WARNED.append(True)
-        log.warning("STUDENT CODE RUNS WITHOUT A SANDBOX (%s): it can read the gradebook, the "
-                    "solutions and other students' work, use the network and fill the disk "
-                    "(each file it writes is capped, not their total); only resource limits "
-                    "apply. Install bubblewrap (apt-get install bubblewrap).",
-                    why if bwrap is None else "turned off by the caller")
+        log.warning(
+            "STUDENT CODE RUNS WITHOUT A SANDBOX (%s): it can read the gradebook, the "
+            "solutions and other students' work, use the network and fill the disk "
+            "(each file it writes is capped, not their total); only resource limits "
+            "apply. Install bubblewrap (apt-get install bubblewrap).",
+            why if bwrap is None else "turned off by the caller",
+        )
     return sandboxed
 
 
-def _launch_command(argv: Sequence[str], limits: Limits, uid: int | None,
-                    line: int) -> list[str]:
+def _launch_command(argv: Sequence[str], limits: Limits, uid: int | None, line: int) -> list[str]:
     """The launcher's command line (:mod:`labkit.grading._launcher`): the limits, the uid
     to drop to (``None``: none) and the socket ``line`` it reports the status on."""
     space = (limits.memory_mb + _AS_HEADROOM_MB) * _MB
-    rlimits = [(resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
-               (resource.RLIMIT_FSIZE, limits.output_mb * _MB, limits.output_mb * _MB),
-               (resource.RLIMIT_NPROC, limits.processes, limits.processes),
-               (resource.RLIMIT_AS, space, space), (resource.RLIMIT_CORE, 0, 0)]
+    rlimits = [
+        (resource.RLIMIT_CPU, limits.cpu_seconds, limits.cpu_seconds + 5),
+        (resource.RLIMIT_FSIZE, limits.output_mb * _MB, limits.output_mb * _MB),
+        (resource.RLIMIT_NPROC, limits.processes, limits.processes),
+        (resource.RLIMIT_AS, space, space),
+        (resource.RLIMIT_CORE, 0, 0),
+    ]
     spec = json.dumps({"rlimits": rlimits, "uid": uid, "line": line})
     python = os.path.realpath(sys.executable)
     return [python, "-I", "-S", "-c", _LAUNCHER.read_text(encoding="utf-8"), spec, *argv]
 
 
-def _supervise(proc: subprocess.Popen, stdin: bytes, limits: Limits, sandboxed: bool,
-               state: dict, tmpfs: Sequence[str]) -> bytes:
+def _supervise(
+    proc: subprocess.Popen,
+    stdin: bytes,
+    limits: Limits,
+    sandboxed: bool,
+    state: dict,
+    tmpfs: Sequence[str],
+) -> bytes:
     """Feed ``proc`` its input, watch its limits and keep the tail of its output until it
     ends; then make sure nothing of it is left. Returns that tail."""
     threading.Thread(target=_feed, args=(proc.stdin, stdin), daemon=True).start()
     done = threading.Event()
-    watchdog = threading.Thread(target=_watch, args=(proc, limits, sandboxed, state, done, tmpfs),
-                                name=f"sandbox-watchdog-{proc.pid}", daemon=True)
+    watchdog = threading.Thread(
+        target=_watch,
+        args=(proc, limits, sandboxed, state, done, tmpfs),
+        name=f"sandbox-watchdog-{proc.pid}",
+        daemon=True,
+    )
     watchdog.start()
     tail, pipe, drain_until = bytearray(), select.poll(), float("inf")
     pipe.register(proc.stdout, select.POLLIN)

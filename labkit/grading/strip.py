@@ -31,8 +31,9 @@ import labkit
 __all__ = ["forbidden_references", "stripped_package"]
 
 _MAGIC = re.compile(r"^[ \t]*[%!].*$", re.M)  # IPython's lines: no import in them
-_STUB = ("raise __import__('labkit.checks', fromlist=['ReferenceUsedError'])"
-         ".ReferenceUsedError({!r})")
+_STUB = (
+    "raise __import__('labkit.checks', fromlist=['ReferenceUsedError']).ReferenceUsedError({!r})"
+)
 
 
 def _resolve(tree: ast.Module, nodes: list[ast.expr], imports: list[ast.stmt]) -> list[Any]:
@@ -54,8 +55,11 @@ def _resolve(tree: ast.Module, nodes: list[ast.expr], imports: list[ast.stmt]) -
             return []  # a name the cell makes at run time: nothing to take out
 
     for node in tree.body:  # _REFS = (a.b, c.d): names and attributes only
-        if isinstance(node, ast.Assign) and isinstance(node.value, (ast.Tuple, ast.List)) and \
-                all(isinstance(e, (ast.Name, ast.Attribute)) for e in node.value.elts):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, (ast.Tuple, ast.List))
+            and all(isinstance(e, (ast.Name, ast.Attribute)) for e in node.value.elts)
+        ):
             for target in node.targets:
                 if isinstance(target, ast.Name):
                     namespace[target.id] = tuple(v for e in node.value.elts for v in value(e))
@@ -84,13 +88,17 @@ def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, 
     for cell in source.cells:  # the notebook's imports, which the test cells may use
         if cell.cell_type == "code":
             try:
-                imports += [n for n in ast.parse(_MAGIC.sub("", cell.source)).body
-                            if isinstance(n, (ast.Import, ast.ImportFrom))]
+                imports += [
+                    n
+                    for n in ast.parse(_MAGIC.sub("", cell.source)).body
+                    if isinstance(n, (ast.Import, ast.ImportFrom))
+                ]
             except SyntaxError:
                 continue
     for cell in source.cells:
-        if not (cell.cell_type == "code" and nbutils.is_grade(cell)
-                and not nbutils.is_solution(cell)):
+        if not (
+            cell.cell_type == "code" and nbutils.is_grade(cell) and not nbutils.is_solution(cell)
+        ):
             continue
         try:
             tree = ast.parse(cell.source)
@@ -98,8 +106,9 @@ def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, 
             continue
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
         names = {k for k, v in _imported(tree).items() if v is forbid} | {"forbid"}
-        args = [a for c in calls if isinstance(c.func, ast.Name) and c.func.id in names
-                for a in c.args]
+        args = [
+            a for c in calls if isinstance(c.func, ast.Name) and c.func.id in names for a in c.args
+        ]
         for obj in _resolve(tree, args, imports):
             module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
             where = (module or "").split(".")[0]
@@ -154,8 +163,9 @@ def stripped_package(cache: str | os.PathLike, refs: set[tuple[str, str]]) -> Pa
     the original code is in the copy.
     """
     package = Path(labkit.__file__).resolve().parent
-    digest = hashlib.sha256(repr((sorted(refs), labkit.__version__,
-                                  _tree_stamp(package))).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+        repr((sorted(refs), labkit.__version__, _tree_stamp(package))).encode()
+    ).hexdigest()[:16]
     dest = Path(cache) / f"labkit-{digest}" / "labkit"
     if dest.is_dir():
         return dest
@@ -179,5 +189,7 @@ def stripped_package(cache: str | os.PathLike, refs: set[tuple[str, str]]) -> Pa
 
 
 def _tree_stamp(package: Path) -> list:
-    return sorted((str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size)
-                  for p in package.rglob("*.py"))
+    return sorted(
+        (str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size)
+        for p in package.rglob("*.py")
+    )

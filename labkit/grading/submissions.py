@@ -23,8 +23,9 @@ def _grade_id(cell) -> str | None:
     return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")  # nbgrader has no getter
 
 
-def fill_solutions(release: nbformat.NotebookNode,
-                   source: nbformat.NotebookNode) -> nbformat.NotebookNode:
+def fill_solutions(
+    release: nbformat.NotebookNode, source: nbformat.NotebookNode
+) -> nbformat.NotebookNode:
     """The release notebook with every answer cell holding the source's solution.
 
     Args:
@@ -45,14 +46,17 @@ def fill_solutions(release: nbformat.NotebookNode,
             continue
         gid = _grade_id(cell)
         if gid not in solutions:
-            raise ValueError(f"answer cell {gid!r} of the release is not in the source "
-                             f"notebook (it has {sorted(map(str, solutions))}); release again.")
+            raise ValueError(
+                f"answer cell {gid!r} of the release is not in the source "
+                f"notebook (it has {sorted(map(str, solutions))}); release again."
+            )
         cell.source = _MARKERS.sub("", solutions[gid])
     return out
 
 
-def replace_in_cell(nb: nbformat.NotebookNode, grade_id: str, old: str,
-                    new: str) -> nbformat.NotebookNode:
+def replace_in_cell(
+    nb: nbformat.NotebookNode, grade_id: str, old: str, new: str
+) -> nbformat.NotebookNode:
     """A copy of ``nb`` with ``old`` replaced by ``new`` in the cell ``grade_id``.
 
     Raises:
@@ -63,9 +67,12 @@ def replace_in_cell(nb: nbformat.NotebookNode, grade_id: str, old: str,
     for cell in out.cells:
         if _grade_id(cell) == grade_id:
             if old not in cell.source:
-                raise ValueError(f"cell {grade_id!r} does not contain {old!r}; its text is:\n"
-                                 f"{cell.source}")
+                raise ValueError(
+                    f"cell {grade_id!r} does not contain {old!r}; its text is:\n{cell.source}"
+                )
             cell.source = cell.source.replace(old, new)
             return out
-    raise KeyError(f"no cell with grade_id {grade_id!r}; expected one of "
-                   f"{[g for g in map(_grade_id, nb.cells) if g]}.")
+    raise KeyError(
+        f"no cell with grade_id {grade_id!r}; expected one of "
+        f"{[g for g in map(_grade_id, nb.cells) if g]}."
+    )

@@ -33,15 +33,37 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Ref", "WireError", "WireLimits", "decode", "encode", "read_frame", "write_encoded",
-           "write_frame"]
+__all__ = [
+    "Ref",
+    "WireError",
+    "WireLimits",
+    "decode",
+    "encode",
+    "read_frame",
+    "write_encoded",
+    "write_frame",
+]
 
 MAGIC = b"LKW1"
 _PREFIX = struct.Struct(">4sIQ")
 # torch dtypes a frame may carry, by name; NumPy's are its numeric kinds (no objects, strings)
-TENSOR_DTYPES = {str(d).removeprefix("torch."): d for d in (
-    torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.float16,
-    torch.bfloat16, torch.float32, torch.float64, torch.complex64, torch.complex128)}
+TENSOR_DTYPES = {
+    str(d).removeprefix("torch."): d
+    for d in (
+        torch.bool,
+        torch.uint8,
+        torch.int8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.complex64,
+        torch.complex128,
+    )
+}
 _ARRAY_KINDS = "biufc"
 
 
@@ -75,15 +97,19 @@ class WireLimits:
 
 def _tensor_bytes(t: torch.Tensor) -> tuple[str, list[int], bytes]:
     with torch._C.DisableTorchFunction():  # a subclass's own methods are not asked
-        if t.layout != torch.strided or str(t.dtype).removeprefix("torch.") \
-                not in TENSOR_DTYPES:
-            raise WireError(f"cannot send a tensor of dtype {t.dtype} and layout {t.layout}; "
-                            f"expected a dense tensor of one of {sorted(TENSOR_DTYPES)}.")
+        if t.layout != torch.strided or str(t.dtype).removeprefix("torch.") not in TENSOR_DTYPES:
+            raise WireError(
+                f"cannot send a tensor of dtype {t.dtype} and layout {t.layout}; "
+                f"expected a dense tensor of one of {sorted(TENSOR_DTYPES)}."
+            )
         plain = torch.Tensor.as_subclass(t, torch.Tensor).detach()
         plain = plain.to("cpu").contiguous()
         raw = plain.reshape(-1).view(torch.uint8) if plain.numel() else torch.empty(0)
-        return (str(plain.dtype).removeprefix("torch."), list(plain.shape),
-                raw.numpy().tobytes() if plain.numel() else b"")
+        return (
+            str(plain.dtype).removeprefix("torch."),
+            list(plain.shape),
+            raw.numpy().tobytes() if plain.numel() else b"",
+        )
 
 
 def encode(value: Any, *, limits: WireLimits = WireLimits()) -> bytes:
@@ -120,29 +146,38 @@ def encode(value: Any, *, limits: WireLimits = WireLimits()) -> bytes:
         if isinstance(v, (np.ndarray, np.generic)):
             a = np.asarray(v)
             if a.dtype.kind not in _ARRAY_KINDS:
-                raise WireError(f"cannot send a NumPy array of dtype {a.dtype}; expected a "
-                                "numeric or boolean dtype.")
+                raise WireError(
+                    f"cannot send a NumPy array of dtype {a.dtype}; expected a "
+                    "numeric or boolean dtype."
+                )
             a = np.array(a, order="C")  # ascontiguousarray would make a 0-d array 1-d
-            return {"A": [a.dtype.str, list(a.shape), add(a.tobytes()),
-                          isinstance(v, np.generic)]}
-        raise WireError(f"cannot send a {type(v).__module__}.{type(v).__qualname__}; only plain "
-                        "data (numbers, strings, lists, tuples, dicts, tensors, arrays) or a Ref.")
+            return {"A": [a.dtype.str, list(a.shape), add(a.tobytes()), isinstance(v, np.generic)]}
+        raise WireError(
+            f"cannot send a {type(v).__module__}.{type(v).__qualname__}; only plain "
+            "data (numbers, strings, lists, tuples, dicts, tensors, arrays) or a Ref."
+        )
 
     tree = walk(value, 0)
-    header = json.dumps({"n": [len(b) for b in buffers], "v": tree},
-                        separators=(",", ":")).encode()
+    header = json.dumps({"n": [len(b) for b in buffers], "v": tree}, separators=(",", ":")).encode()
     body = sum(map(len, buffers))
     if len(header) + body > limits.max_bytes:
-        raise WireError(f"value of {len(header) + body:,} bytes is over the frame limit of "
-                        f"{limits.max_bytes:,}.")
+        raise WireError(
+            f"value of {len(header) + body:,} bytes is over the frame limit of "
+            f"{limits.max_bytes:,}."
+        )
     return b"".join([_PREFIX.pack(MAGIC, len(header), body), header, *buffers])
 
 
 def _shape(shape: Any, limits: WireLimits) -> tuple[int, ...]:
-    if type(shape) is not list or len(shape) > limits.max_dims or \
-            any(type(s) is not int or s < 0 for s in shape):
-        raise WireError(f"bad shape {shape!r:.80}: expected a list of at most "
-                        f"{limits.max_dims} non-negative ints.")
+    if (
+        type(shape) is not list
+        or len(shape) > limits.max_dims
+        or any(type(s) is not int or s < 0 for s in shape)
+    ):
+        raise WireError(
+            f"bad shape {shape!r:.80}: expected a list of at most "
+            f"{limits.max_dims} non-negative ints."
+        )
     return tuple(shape)
 
 
@@ -151,8 +186,9 @@ def _prefix(data: bytes, limits: WireLimits) -> tuple[int, int]:
     if magic != MAGIC:
         raise WireError(f"not a frame: it starts with {magic!r}, expected {MAGIC!r}.")
     if head + body > limits.max_bytes:
-        raise WireError(f"frame of {head + body:,} bytes is over the limit of "
-                        f"{limits.max_bytes:,}.")
+        raise WireError(
+            f"frame of {head + body:,} bytes is over the limit of {limits.max_bytes:,}."
+        )
     return head, body
 
 
@@ -164,11 +200,12 @@ def decode(frame: bytes, *, limits: WireLimits = WireLimits()) -> Any:
     """
     if len(frame) < _PREFIX.size:
         raise WireError(f"a frame of {len(frame)} bytes is shorter than its prefix.")
-    head, body = _prefix(frame[:_PREFIX.size], limits)
+    head, body = _prefix(frame[: _PREFIX.size], limits)
     if len(frame) != _PREFIX.size + head + body:
-        raise WireError(f"frame of {len(frame)} bytes; its prefix says "
-                        f"{_PREFIX.size + head + body}.")
-    return _decode(frame[_PREFIX.size:_PREFIX.size + head], frame[_PREFIX.size + head:], limits)
+        raise WireError(
+            f"frame of {len(frame)} bytes; its prefix says {_PREFIX.size + head + body}."
+        )
+    return _decode(frame[_PREFIX.size : _PREFIX.size + head], frame[_PREFIX.size + head :], limits)
 
 
 def _decode(header: bytes, blob: bytes, limits: WireLimits) -> Any:
@@ -177,13 +214,18 @@ def _decode(header: bytes, blob: bytes, limits: WireLimits) -> Any:
     except (ValueError, RecursionError) as exc:
         raise WireError(f"frame header is not JSON: {type(exc).__name__}: {exc}"[:200]) from None
     sizes = top.get("n") if type(top) is dict else None
-    if type(sizes) is not list or any(type(n) is not int or n < 0 for n in sizes) or \
-            sum(sizes) != len(blob) or set(top) != {"n", "v"}:
-        raise WireError("frame header must be {\"n\": [buffer sizes adding up to the body], "
-                        "\"v\": value}.")
+    if (
+        type(sizes) is not list
+        or any(type(n) is not int or n < 0 for n in sizes)
+        or sum(sizes) != len(blob)
+        or set(top) != {"n", "v"}
+    ):
+        raise WireError(
+            'frame header must be {"n": [buffer sizes adding up to the body], "v": value}.'
+        )
     buffers, at = [], 0
     for n in sizes:
-        buffers.append(blob[at:at + n])
+        buffers.append(blob[at : at + n])
         at += n
     tree, count = top["v"], [0]
 
@@ -195,15 +237,17 @@ def _decode(header: bytes, blob: bytes, limits: WireLimits) -> Any:
     def walk(v: Any, depth: int) -> Any:
         count[0] += 1
         if count[0] > limits.max_items or depth > limits.max_depth:
-            raise WireError(f"frame holds more than {limits.max_items:,} values or nests "
-                            f"deeper than {limits.max_depth} levels.")
+            raise WireError(
+                f"frame holds more than {limits.max_items:,} values or nests "
+                f"deeper than {limits.max_depth} levels."
+            )
         if v is None or type(v) in (bool, int, float, str):
             return v
         if type(v) is list:
             return [walk(x, depth + 1) for x in v]
         if type(v) is not dict or len(v) != 1:
             raise WireError(f"unknown form {v!r:.80} in frame.")
-        (tag, body), = v.items()
+        ((tag, body),) = v.items()
         if tag == "t" and type(body) is list:
             return tuple(walk(x, depth + 1) for x in body)
         if tag == "d" and type(body) is list:
@@ -236,11 +280,16 @@ def _tensor(dtype: Any, shape: Any, index: Any, grad: Any, buffer, limits) -> to
     dt, size, data = TENSOR_DTYPES[dtype], _shape(shape, limits), buffer(index)
     itemsize = torch.empty(0, dtype=dt).element_size()
     if len(data) != math.prod(size) * itemsize:
-        raise WireError(f"tensor of shape {size} and dtype {dtype} needs "
-                        f"{math.prod(size) * itemsize} bytes, the frame has {len(data)}.")
+        raise WireError(
+            f"tensor of shape {size} and dtype {dtype} needs "
+            f"{math.prod(size) * itemsize} bytes, the frame has {len(data)}."
+        )
     with torch._C.DisableTorchFunction():
-        t = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dt).reshape(size) \
-            if data else torch.empty(size, dtype=dt)
+        t = (
+            torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dt).reshape(size)
+            if data
+            else torch.empty(size, dtype=dt)
+        )
         if grad and not (t.is_floating_point() or t.is_complex()):
             raise WireError(f"a {dtype} tensor cannot require gradients.")
         return t.requires_grad_(grad)
@@ -255,14 +304,17 @@ def _array(dtype: Any, shape: Any, index: Any, scalar: Any, buffer, limits) -> A
         raise WireError(f"bad array dtype {dtype!r:.40}: expected a numeric NumPy dtype.")
     size, data = _shape(shape, limits), buffer(index)
     if len(data) != math.prod(size) * dt.itemsize or scalar and size:
-        raise WireError(f"array of shape {size} and dtype {dt} needs "
-                        f"{math.prod(size) * dt.itemsize} bytes, the frame has {len(data)}.")
+        raise WireError(
+            f"array of shape {size} and dtype {dt} needs "
+            f"{math.prod(size) * dt.itemsize} bytes, the frame has {len(data)}."
+        )
     a = np.frombuffer(data, dtype=dt).reshape(size).copy()
     return a[()] if scalar else a
 
 
-def write_frame(fd: int, value: Any, *, limits: WireLimits = WireLimits(),
-                timeout: float | None = None) -> None:
+def write_frame(
+    fd: int, value: Any, *, limits: WireLimits = WireLimits(), timeout: float | None = None
+) -> None:
     """Send ``value`` as one frame on the file descriptor ``fd`` (a pipe or socket).
 
     Raises:
@@ -285,7 +337,7 @@ def write_encoded(fd: int, frame: bytes, *, timeout: float | None = None) -> Non
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and (left <= 0 or not select.select([], [fd], [], left)[1]):
             raise WireError(f"the peer did not take a frame within {timeout} s.")
-        data = data[os.write(fd, data[:1 << 20]):]
+        data = data[os.write(fd, data[: 1 << 20]) :]
 
 
 def _read(fd: int, n: int, deadline: float | None, what: str) -> bytes:
@@ -296,15 +348,17 @@ def _read(fd: int, n: int, deadline: float | None, what: str) -> bytes:
             raise WireError(f"no complete {what} came in time.")
         chunk = os.read(fd, min(n - got, 1 << 20))
         if not chunk:
-            raise EOFError(f"the peer closed the channel in the middle of a {what}"
-                           if got or what != "frame" else "the peer closed the channel")
+            raise EOFError(
+                f"the peer closed the channel in the middle of a {what}"
+                if got or what != "frame"
+                else "the peer closed the channel"
+            )
         parts.append(chunk)
         got += len(chunk)
     return b"".join(parts)
 
 
-def read_frame(fd: int, *, limits: WireLimits = WireLimits(),
-               timeout: float | None = None) -> Any:
+def read_frame(fd: int, *, limits: WireLimits = WireLimits(), timeout: float | None = None) -> Any:
     """Read one frame from ``fd`` and decode it; its size is checked before it is read.
 
     Raises:

@@ -24,7 +24,6 @@ from torch import nn
 from torchvision import models as tvm
 
 from labkit.errors import LabkitError
-
 from labkit.models.deformable import DeformConv2d
 
 __all__ = [
@@ -88,7 +87,7 @@ def _missing_weights_message(arch: str, weights_tag: str, path: Path) -> str:
         f"ImageNet weights for {arch} ({weights_tag}) not found: expected the file {path} "
         f"(torch.hub.get_dir() is {torch.hub.get_dir()}). labkit never downloads weights. "
         "To pre-populate the cache on a shared server: on a machine with internet run\n"
-        f"    python -c \"import torchvision; "
+        f'    python -c "import torchvision; '
         f"torchvision.models.{arch}(weights='{weights_tag}')\"\n"
         f"then copy ~/.cache/torch/hub/checkpoints/{path.name} to <dir>/hub/checkpoints/ on the "
         "server and `export TORCH_HOME=<dir>` for everyone (e.g. in the JupyterHub "
@@ -164,8 +163,9 @@ def resnet_backbone(
     # the meta device, the network skips its random initialisation (about a second of a
     # core for a ResNet-101) and takes the loaded tensors (strict: none is left on meta).
     with torch.device("meta" if pretrained else "cpu"):
-        model = builder(weights=None,
-                        replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride])
+        model = builder(
+            weights=None, replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride]
+        )
     if pretrained:
         load_pretrained_resnet(model, arch, weights_tag=weights_tag)
     make_deformable(model, version=deformable, stages=deformable_stages)
@@ -184,9 +184,7 @@ def _check_deformable(version: str | None, stages: Iterable[int]) -> tuple[int, 
     return stages
 
 
-def make_deformable(
-    model: nn.Module, *, version: str | None, stages: Sequence[int] = (4,)
-) -> int:
+def make_deformable(model: nn.Module, *, version: str | None, stages: Sequence[int] = (4,)) -> int:
     """Replace the 3×3 convolutions of ResNet stages by deformable ones, in place.
 
     Every ``nn.Conv2d`` with a 3×3 kernel inside ``model.layer<k>`` for ``k`` in ``stages``

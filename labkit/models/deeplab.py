@@ -163,8 +163,9 @@ class DeepLabV3PlusHead(nn.Module):
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
         low = self.reduce(low)  # (N, 48, H/4, W/4)
-        high = F.interpolate(self.aspp(high), size=low.shape[-2:], mode="bilinear",
-                             align_corners=False)  # (N, 256, H/4, W/4)
+        high = F.interpolate(
+            self.aspp(high), size=low.shape[-2:], mode="bilinear", align_corners=False
+        )  # (N, 256, H/4, W/4)
         return self.classifier(self.fuse(torch.cat([high, low], dim=1)))
 
 
@@ -287,13 +288,24 @@ def _documented(summary: str) -> Callable[[_F], _F]:
 
 @_documented("FCN-ResNet50 (torchvision's layout: FCNHead on layer4); output stride 8 by default.")
 def fcn_resnet50(
-    *, num_classes: int, output_stride: int = 8, aux_loss: bool = False,
-    pretrained_backbone: bool = False, deformable: str | None = None,
+    *,
+    num_classes: int,
+    output_stride: int = 8,
+    aux_loss: bool = False,
+    pretrained_backbone: bool = False,
+    deformable: str | None = None,
     deformable_stages: Sequence[int] = (4,),
 ) -> FCN:
-    return _build("fcn", "resnet50", num_classes=num_classes, output_stride=output_stride,
-                  aux_loss=aux_loss, pretrained_backbone=pretrained_backbone,
-                  deformable=deformable, deformable_stages=deformable_stages)
+    return _build(
+        "fcn",
+        "resnet50",
+        num_classes=num_classes,
+        output_stride=output_stride,
+        aux_loss=aux_loss,
+        pretrained_backbone=pretrained_backbone,
+        deformable=deformable,
+        deformable_stages=deformable_stages,
+    )
 
 
 @_documented(
@@ -301,33 +313,65 @@ def fcn_resnet50(
     "4× cheaper at layer3/4 than torchvision's 8)."
 )
 def deeplabv3_resnet50(
-    *, num_classes: int, output_stride: int = 16, aux_loss: bool = False,
-    pretrained_backbone: bool = False, deformable: str | None = None,
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    aux_loss: bool = False,
+    pretrained_backbone: bool = False,
+    deformable: str | None = None,
     deformable_stages: Sequence[int] = (4,),
 ) -> DeepLabV3:
-    return _build("deeplabv3", "resnet50", num_classes=num_classes, output_stride=output_stride,
-                  aux_loss=aux_loss, pretrained_backbone=pretrained_backbone,
-                  deformable=deformable, deformable_stages=deformable_stages)
+    return _build(
+        "deeplabv3",
+        "resnet50",
+        num_classes=num_classes,
+        output_stride=output_stride,
+        aux_loss=aux_loss,
+        pretrained_backbone=pretrained_backbone,
+        deformable=deformable,
+        deformable_stages=deformable_stages,
+    )
 
 
 @_documented("DeepLab v3 on ResNet-101. Output stride 16 by default.")
 def deeplabv3_resnet101(
-    *, num_classes: int, output_stride: int = 16, aux_loss: bool = False,
-    pretrained_backbone: bool = False, deformable: str | None = None,
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    aux_loss: bool = False,
+    pretrained_backbone: bool = False,
+    deformable: str | None = None,
     deformable_stages: Sequence[int] = (4,),
 ) -> DeepLabV3:
-    return _build("deeplabv3", "resnet101", num_classes=num_classes, output_stride=output_stride,
-                  aux_loss=aux_loss, pretrained_backbone=pretrained_backbone,
-                  deformable=deformable, deformable_stages=deformable_stages)
+    return _build(
+        "deeplabv3",
+        "resnet101",
+        num_classes=num_classes,
+        output_stride=output_stride,
+        aux_loss=aux_loss,
+        pretrained_backbone=pretrained_backbone,
+        deformable=deformable,
+        deformable_stages=deformable_stages,
+    )
 
 
 @_documented("DeepLab v3+ on ResNet-50 (ASPP and the layer1 decoder). Output stride 16 by default.")
 def deeplabv3plus_resnet50(
-    *, num_classes: int, output_stride: int = 16, aux_loss: bool = False,
-    pretrained_backbone: bool = False, deformable: str | None = None,
+    *,
+    num_classes: int,
+    output_stride: int = 16,
+    aux_loss: bool = False,
+    pretrained_backbone: bool = False,
+    deformable: str | None = None,
     deformable_stages: Sequence[int] = (4,),
 ) -> DeepLabV3Plus:
-    return _build("deeplabv3plus", "resnet50", num_classes=num_classes,
-                  output_stride=output_stride, aux_loss=aux_loss,
-                  pretrained_backbone=pretrained_backbone, deformable=deformable,
-                  deformable_stages=deformable_stages)
+    return _build(
+        "deeplabv3plus",
+        "resnet50",
+        num_classes=num_classes,
+        output_stride=output_stride,
+        aux_loss=aux_loss,
+        pretrained_backbone=pretrained_backbone,
+        deformable=deformable,
+        deformable_stages=deformable_stages,
+    )

@@ -64,49 +64,72 @@ def bilinear_sample(input: Tensor, y: Tensor, x: Tensor) -> Tensor:
     if y.shape != x.shape or y.dim() < 1 or y.shape[0] != input.shape[0]:
         raise ValueError(
             f"expected y and x of one shape [N, ...] with N = input.shape[0] = {input.shape[0]}; "
-            f"got y {list(y.shape)} and x {list(x.shape)}")
+            f"got y {list(y.shape)} and x {list(x.shape)}"
+        )
     y0, x0 = y.floor(), x.floor()  # (N, *S) the top-left neighbour
     ly, lx = (y - y0).unsqueeze(1), (x - x0).unsqueeze(1)  # (N, 1, *S) distances to it
-    return ((1 - ly) * (1 - lx) * _gather_or_zero(input, y0, x0)
-            + (1 - ly) * lx * _gather_or_zero(input, y0, x0 + 1)
-            + ly * (1 - lx) * _gather_or_zero(input, y0 + 1, x0)
-            + ly * lx * _gather_or_zero(input, y0 + 1, x0 + 1))  # (N, C, *S)
+    return (
+        (1 - ly) * (1 - lx) * _gather_or_zero(input, y0, x0)
+        + (1 - ly) * lx * _gather_or_zero(input, y0, x0 + 1)
+        + ly * (1 - lx) * _gather_or_zero(input, y0 + 1, x0)
+        + ly * lx * _gather_or_zero(input, y0 + 1, x0 + 1)
+    )  # (N, C, *S)
 
 
-def _check_shapes(input: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None,
-                  mask: Tensor | None, out_hw: tuple[int, int]) -> int:
+def _check_shapes(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    out_hw: tuple[int, int],
+) -> int:
     """Validate the arguments of :func:`deform_conv2d_reference`; return ``offset_groups``."""
     n, c = input.shape[:2]
     c_out, c_per_group, kh, kw = weight.shape
     if c_per_group == 0 or c % c_per_group or c_out % (c // c_per_group):
         raise ValueError(
             f"weight.shape[1]={c_per_group} should divide in_channels={c} into groups that also "
-            f"divide out_channels={c_out}")
+            f"divide out_channels={c_out}"
+        )
     if offset.shape[1] == 0 or offset.shape[1] % (2 * kh * kw):
         raise ValueError(
             f"offset should have 2*offset_groups*kh*kw channels, a multiple of 2*{kh}*{kw} = "
-            f"{2 * kh * kw}; got offset.shape[1]={offset.shape[1]}")
+            f"{2 * kh * kw}; got offset.shape[1]={offset.shape[1]}"
+        )
     groups = offset.shape[1] // (2 * kh * kw)
     if c % groups:
-        raise ValueError(f"offset_groups={groups} (from offset.shape[1]={offset.shape[1]}) "
-                         f"should divide in_channels={c}")
+        raise ValueError(
+            f"offset_groups={groups} (from offset.shape[1]={offset.shape[1]}) "
+            f"should divide in_channels={c}"
+        )
     expected = [n, 2 * groups * kh * kw, *out_hw]
     if list(offset.shape) != expected:
-        raise ValueError(f"offset should have shape [N, 2*offset_groups*kh*kw, Ho, Wo] = "
-                         f"{expected}; got offset.shape={list(offset.shape)}")
+        raise ValueError(
+            f"offset should have shape [N, 2*offset_groups*kh*kw, Ho, Wo] = "
+            f"{expected}; got offset.shape={list(offset.shape)}"
+        )
     if mask is not None and list(mask.shape) != [n, groups * kh * kw, *out_hw]:
-        raise ValueError(f"mask should have shape [N, offset_groups*kh*kw, Ho, Wo] = "
-                         f"{[n, groups * kh * kw, *out_hw]} (offset_groups*kh*kw = "
-                         f"{groups * kh * kw} channels); got mask.shape={list(mask.shape)}")
+        raise ValueError(
+            f"mask should have shape [N, offset_groups*kh*kw, Ho, Wo] = "
+            f"{[n, groups * kh * kw, *out_hw]} (offset_groups*kh*kw = "
+            f"{groups * kh * kw} channels); got mask.shape={list(mask.shape)}"
+        )
     if bias is not None and list(bias.shape) != [c_out]:
         raise ValueError(f"bias should have shape [{c_out}]; got bias.shape={list(bias.shape)}")
     return groups
 
 
-def deform_conv2d_reference(input: Tensor, offset: Tensor, weight: Tensor,
-                            bias: Tensor | None = None, stride: _IntOrPair = 1,
-                            padding: _IntOrPair = 0, dilation: _IntOrPair = 1,
-                            mask: Tensor | None = None) -> Tensor:
+def deform_conv2d_reference(
+    input: Tensor,
+    offset: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: _IntOrPair = 1,
+    padding: _IntOrPair = 0,
+    dilation: _IntOrPair = 1,
+    mask: Tensor | None = None,
+) -> Tensor:
     """Deformable convolution in plain PyTorch: ``y(p) = Σ_k w_k · x(p + p_k + Δp_k) · Δm_k``.
 
     Same signature, layouts and results as :func:`torchvision.ops.deform_conv2d` (DCN v1
@@ -141,8 +164,10 @@ def deform_conv2d_reference(input: Tensor, offset: Tensor, weight: Tensor,
     out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
     out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
     if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"the output would be {out_h}x{out_w}; input {h}x{w} is too small for "
-                         f"kernel {kh}x{kw} with padding {(ph, pw)} and dilation {(dh, dw)}")
+        raise ValueError(
+            f"the output would be {out_h}x{out_w}; input {h}x{w} is too small for "
+            f"kernel {kh}x{kw} with padding {(ph, pw)} and dilation {(dh, dw)}"
+        )
     groups = _check_shapes(input, offset, weight, bias, mask, (out_h, out_w))
     k = kh * kw
     opts = dict(dtype=input.dtype, device=input.device)
@@ -159,8 +184,9 @@ def deform_conv2d_reference(input: Tensor, offset: Tensor, weight: Tensor,
     x = p_x + pk_x + offset[:, :, :, 1]  # (N, G, K, Ho, Wo)
 
     # x(p + p_k + Δp_k): offset group g samples its C/G channels at its own points.
-    sampled = bilinear_sample(input.reshape(n * groups, c // groups, h, w),
-                              y.flatten(0, 1), x.flatten(0, 1))  # (N*G, C/G, K, Ho, Wo)
+    sampled = bilinear_sample(
+        input.reshape(n * groups, c // groups, h, w), y.flatten(0, 1), x.flatten(0, 1)
+    )  # (N*G, C/G, K, Ho, Wo)
     # · Δm_k, one mask value per group, tap and output pixel, shared by the group's channels.
     if mask is not None:
         sampled = sampled * mask.reshape(n * groups, 1, k, out_h, out_w)
@@ -208,14 +234,26 @@ class DeformConv2d(nn.Module):
         offset_lr_mult: see the attribute.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntOrPair = 3,
-                 stride: _IntOrPair = 1, padding: _IntOrPair = 1, dilation: _IntOrPair = 1,
-                 *, groups: int = 1, bias: bool = True, modulated: bool = False,
-                 offset_lr_mult: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: _IntOrPair = 3,
+        stride: _IntOrPair = 1,
+        padding: _IntOrPair = 1,
+        dilation: _IntOrPair = 1,
+        *,
+        groups: int = 1,
+        bias: bool = True,
+        modulated: bool = False,
+        offset_lr_mult: float = 0.1,
+    ) -> None:
         super().__init__()
         if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups={groups} should divide in_channels={in_channels} and "
-                             f"out_channels={out_channels}")
+            raise ValueError(
+                f"groups={groups} should divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size, self.stride = _pair(kernel_size), _pair(stride)
         self.padding, self.dilation = _pair(padding), _pair(dilation)
@@ -225,13 +263,15 @@ class DeformConv2d(nn.Module):
         self.last_mask: Tensor | None = None
 
         # Borrow nn.Conv2d's initialisation for the main kernel and bias.
-        conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                         groups, bias)
+        conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias
+        )
         self.weight = conv.weight
         self.bias = conv.bias
         k = self.kernel_size[0] * self.kernel_size[1]
-        self.offset_conv = nn.Conv2d(in_channels, (3 if modulated else 2) * k, kernel_size,
-                                     stride, padding, dilation)
+        self.offset_conv = nn.Conv2d(
+            in_channels, (3 if modulated else 2) * k, kernel_size, stride, padding, dilation
+        )
         nn.init.zeros_(self.offset_conv.weight)
         nn.init.zeros_(self.offset_conv.bias)
 
@@ -257,10 +297,19 @@ class DeformConv2d(nn.Module):
         if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
             raise ValueError(
                 f"from_conv needs a conv with numeric zero padding; got padding={conv.padding!r}"
-                f", padding_mode={conv.padding_mode!r}. Give the conv explicit padding.")
-        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                    conv.padding, conv.dilation, groups=conv.groups,
-                    bias=conv.bias is not None, modulated=modulated)
+                f", padding_mode={conv.padding_mode!r}. Give the conv explicit padding."
+            )
+        layer = cls(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            groups=conv.groups,
+            bias=conv.bias is not None,
+            modulated=modulated,
+        )
         layer = layer.to(device=conv.weight.device, dtype=conv.weight.dtype)
         with torch.no_grad():
             layer.weight.copy_(conv.weight)
@@ -286,24 +335,35 @@ class DeformConv2d(nn.Module):
         """
         k = self.kernel_size[0] * self.kernel_size[1]
         branch = self.offset_conv(x)  # (N, 2K [+ K], Ho, Wo)
-        offset, mask = branch[:, :2 * k], None  # (N, 2K, Ho, Wo)
+        offset, mask = branch[:, : 2 * k], None  # (N, 2K, Ho, Wo)
         if self.modulated:
-            mask = torch.sigmoid(branch[:, 2 * k:])  # (N, K, Ho, Wo)
+            mask = torch.sigmoid(branch[:, 2 * k :])  # (N, K, Ho, Wo)
         if self.record:
             self.last_offset = offset.detach()
             self.last_mask = None if mask is None else mask.detach()
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                             padding=self.padding, dilation=self.dilation, mask=mask)
+        return deform_conv2d(
+            x,
+            offset,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            mask=mask,
+        )
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
-                f"groups={self.groups}, bias={self.bias is not None}, "
-                f"modulated={self.modulated}, offset_lr_mult={self.offset_lr_mult}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+            f"groups={self.groups}, bias={self.bias is not None}, "
+            f"modulated={self.modulated}, offset_lr_mult={self.offset_lr_mult}"
+        )
 
 
-def offset_param_groups(model: nn.Module, *, lr: float, offset_lr_mult: float | None = None,
-                        weight_decay: float = 0.0) -> list[dict]:
+def offset_param_groups(
+    model: nn.Module, *, lr: float, offset_lr_mult: float | None = None, weight_decay: float = 0.0
+) -> list[dict]:
     """Split a model's trainable parameters into optimizer groups, offset branches apart.
 
     The offset and mask branch of every :class:`DeformConv2d` trains at ``lr *
@@ -334,6 +394,8 @@ def offset_param_groups(model: nn.Module, *, lr: float, offset_lr_mult: float | 
                     by_mult.setdefault(mult, []).append(p)
     rest = [p for p in model.parameters() if p.requires_grad and id(p) not in seen]
     groups = [{"params": rest, "lr": lr, "weight_decay": weight_decay, "name": "default"}]
-    groups += [{"params": ps, "lr": lr * mult, "weight_decay": weight_decay, "name": "offset"}
-               for mult, ps in by_mult.items()]
+    groups += [
+        {"params": ps, "lr": lr * mult, "weight_decay": weight_decay, "name": "offset"}
+        for mult, ps in by_mult.items()
+    ]
     return [g for g in groups if g["params"]]

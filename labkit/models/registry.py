@@ -80,8 +80,7 @@ def build_model(name: str, *, num_classes: int, **kw: object) -> nn.Module:
     unknown = sorted(set(kw) - set(options))
     if unknown:
         raise UsageError(
-            f"model {name!r} does not take option(s) {unknown}; "
-            f"its options are {sorted(options)}"
+            f"model {name!r} does not take option(s) {unknown}; its options are {sorted(options)}"
         )
     return builder(num_classes=num_classes, **kw)
 

@@ -86,9 +86,7 @@ class UNet(nn.Module):
         widths = [base_width * 2**i for i in range(depth + 1)]
         self.inc = _DoubleConv(3, widths[0])
         self.down = nn.ModuleList(_DoubleConv(a, b) for a, b in zip(widths, widths[1:]))
-        self.up = nn.ModuleList(
-            _Up(a, b, upsample) for a, b in zip(widths[:0:-1], widths[-2::-1])
-        )
+        self.up = nn.ModuleList(_Up(a, b, upsample) for a, b in zip(widths[:0:-1], widths[-2::-1]))
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -8,5 +8,13 @@ from labkit.viz.offsets import capture_offsets, plot_sampling_locations, samplin
 from labkit.viz.overlay import overlay_mask, to_image
 from labkit.viz.samples import class_legend, plot_predictions, show_samples
 
-__all__ = ["overlay_mask", "to_image", "show_samples", "plot_predictions", "class_legend",
-           "capture_offsets", "sampling_locations", "plot_sampling_locations"]
+__all__ = [
+    "overlay_mask",
+    "to_image",
+    "show_samples",
+    "plot_predictions",
+    "class_legend",
+    "capture_offsets",
+    "sampling_locations",
+    "plot_sampling_locations",
+]

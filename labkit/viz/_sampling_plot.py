@@ -29,17 +29,18 @@ class Panel:
         self.ax = ax
         self.picture = ax.imshow(picture, interpolation="nearest")
         self.points = ax.scatter(np.zeros(0), np.zeros(0), s=8, c="cyan", edgecolors="none")
-        self.first = ax.scatter(np.zeros(0), np.zeros(0), s=46, facecolors="none",
-                                edgecolors="orange", linewidths=1.4)
-        self.center = ax.scatter(np.zeros(0), np.zeros(0), marker="*", s=220, c="white",
-                                 edgecolors="black", zorder=5)
+        self.first = ax.scatter(
+            np.zeros(0), np.zeros(0), s=46, facecolors="none", edgecolors="orange", linewidths=1.4
+        )
+        self.center = ax.scatter(
+            np.zeros(0), np.zeros(0), marker="*", s=220, c="white", edgecolors="black", zorder=5
+        )
         ax.set(xlim=(-0.5, w - 0.5), ylim=(h - 0.5, -0.5))
         ax.set_axis_off()
 
     def show(self, locations: SamplingLocations, *, modulation: str = "size") -> None:
         if modulation not in _MODULATION:
-            raise ValueError(f"expected modulation to be one of {_MODULATION}; "
-                             f"got {modulation!r}")
+            raise ValueError(f"expected modulation to be one of {_MODULATION}; got {modulation!r}")
         xy = locations.points.flip(-1).numpy()  # (P, 2) as (x, y) for matplotlib
         strength = (locations.weights / locations.weights.max().clamp_min(1e-12)).numpy()
         # fewer, larger dots for one layer; many small ones for three
@@ -58,9 +59,15 @@ class Panel:
         self.center.set_offsets([locations.center[::-1]])
 
 
-def plot_sampling_locations(image: Tensor, locations: SamplingLocations, *,
-                            mask: Tensor | None = None, modulation: str = "size",
-                            title: str | None = None, ax: Axes | None = None) -> Figure:
+def plot_sampling_locations(
+    image: Tensor,
+    locations: SamplingLocations,
+    *,
+    mask: Tensor | None = None,
+    modulation: str = "size",
+    title: str | None = None,
+    ax: Axes | None = None,
+) -> Figure:
     """Draw one output pixel's sampling points over the image.
 
     The star is the output pixel, the dots the ``K^L`` points it reaches, and the orange rings

@@ -7,16 +7,20 @@ import time
 from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
-import torch
 from ipympl.backend_nbagg import Canvas, FigureManager
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from labkit.viz.offsets import (LayerOffsets, SamplingLocations, capture_with_logits,
-                                deformable_layer_names, no_deformable_error,
-                                sampling_locations)
-from labkit.viz.overlay import overlay_mask, to_image
 from labkit.viz._sampling_plot import Panel
+from labkit.viz.offsets import (
+    LayerOffsets,
+    SamplingLocations,
+    capture_with_logits,
+    deformable_layer_names,
+    no_deformable_error,
+    sampling_locations,
+)
+from labkit.viz.overlay import overlay_mask, to_image
 
 __all__ = ["OffsetExplorer"]
 
@@ -27,11 +31,14 @@ def _as_images(images: Tensor | Sequence[Tensor]) -> list[Tensor]:
     if isinstance(images, Tensor) and images.dim() == 3:
         images = images[None]
     images = list(images)
-    if not images or any(not isinstance(i, Tensor) or i.dim() != 3 or i.shape[0] != 3
-                         for i in images):
+    if not images or any(
+        not isinstance(i, Tensor) or i.dim() != 3 or i.shape[0] != 3 for i in images
+    ):
         shapes = [list(i.shape) if isinstance(i, Tensor) else type(i).__name__ for i in images]
-        raise ValueError(f"expected images as Tensor[N, 3, H, W] or a list of Tensor[3, H, W]; "
-                         f"got {shapes or 'nothing'}. Pass e.g. a validation batch: images[:4].")
+        raise ValueError(
+            f"expected images as Tensor[N, 3, H, W] or a list of Tensor[3, H, W]; "
+            f"got {shapes or 'nothing'}. Pass e.g. a validation batch: images[:4]."
+        )
     return images
 
 
@@ -44,8 +51,10 @@ def _layer_names(models: Mapping[str, nn.Module]) -> dict[str, list[str]]:
         raise no_deformable_error(next(iter(models.values())))
     for name, names in own.items():
         if names and len(names) != len(reference):
-            raise ValueError(f"model {name!r} has {len(names)} deformable layers and another "
-                             f"has {len(reference)}; compare models of one architecture")
+            raise ValueError(
+                f"model {name!r} has {len(names)} deformable layers and another "
+                f"has {len(reference)}; compare models of one architecture"
+            )
         if not names:
             convs = {n for n, m in models[name].named_modules() if isinstance(m, nn.Conv2d)}
             missing = [n for n in reference if n not in convs]
@@ -53,7 +62,8 @@ def _layer_names(models: Mapping[str, nn.Module]) -> dict[str, list[str]]:
                 raise ValueError(
                     f"model {name!r} has no deformable layers, and no nn.Conv2d at {missing} "
                     f"where the deformable model has them, so its regular grid cannot be "
-                    "shown; pass a plain model of the same architecture")
+                    "shown; pass a plain model of the same architecture"
+                )
             own[name] = reference
     return own
 
@@ -88,10 +98,17 @@ class OffsetExplorer(widgets.VBox):
             images that are not ``[3, H, W]``.
     """
 
-    def __init__(self, models: nn.Module | Mapping[str, nn.Module],
-                 images: Tensor | Sequence[Tensor], *, layers: Sequence[int] | None = None,
-                 pixel: tuple[int, int] | None = None, modulation: str = "size",
-                 show_prediction: bool = False, panel_size: float = 3.3) -> None:
+    def __init__(
+        self,
+        models: nn.Module | Mapping[str, nn.Module],
+        images: Tensor | Sequence[Tensor],
+        *,
+        layers: Sequence[int] | None = None,
+        pixel: tuple[int, int] | None = None,
+        modulation: str = "size",
+        show_prediction: bool = False,
+        panel_size: float = 3.3,
+    ) -> None:
         self.models = dict(models) if isinstance(models, Mapping) else {"model": models}
         self.images = _as_images(images)
         self._names = _layer_names(self.models)
@@ -107,50 +124,70 @@ class OffsetExplorer(widgets.VBox):
             layers = range(max(0, depth - 3), depth)
 
         self.image = widgets.IntSlider(0, min=0, max=len(self.images) - 1, description="image")
-        self.row = widgets.IntSlider(h // 2 if pixel is None else pixel[0], min=0, max=h - 1,
-                                     description="row")
-        self.col = widgets.IntSlider(w // 2 if pixel is None else pixel[1], min=0, max=w - 1,
-                                     description="column")
+        self.row = widgets.IntSlider(
+            h // 2 if pixel is None else pixel[0], min=0, max=h - 1, description="row"
+        )
+        self.col = widgets.IntSlider(
+            w // 2 if pixel is None else pixel[1], min=0, max=w - 1, description="column"
+        )
         self.layers = widgets.SelectMultiple(
-            options=[(f"{i + 1}: {c.name} ({c.output_size[0]}×{c.output_size[1]})", i)
-                     for i, c in enumerate(first)],
-            value=tuple(int(i) % depth for i in layers), rows=min(depth, 6),
-            description="layers")
-        self.modulation = widgets.ToggleButtons(options=["size", "opacity"], value=modulation,
-                                                description="mask as")
+            options=[
+                (f"{i + 1}: {c.name} ({c.output_size[0]}×{c.output_size[1]})", i)
+                for i, c in enumerate(first)
+            ],
+            value=tuple(int(i) % depth for i in layers),
+            rows=min(depth, 6),
+            description="layers",
+        )
+        self.modulation = widgets.ToggleButtons(
+            options=["size", "opacity"], value=modulation, description="mask as"
+        )
         self.prediction = widgets.Checkbox(show_prediction, description="predicted mask")
         self.status = widgets.HTML()
         self.status.add_class("labkit-offset-status")
 
-        self.figure = Figure(figsize=(panel_size * len(self.models), panel_size),
-                             layout="constrained")
+        self.figure = Figure(
+            figsize=(panel_size * len(self.models), panel_size), layout="constrained"
+        )
         self.canvas = Canvas(self.figure)
         FigureManager(self.canvas, 0)
         self.canvas.toolbar_visible = self.canvas.header_visible = False
         self.canvas.footer_visible = self.canvas.resizable = False
         # ipympl sizes its canvas when the canvas itself is displayed; inside a box it is not,
         # so give the front end the figure's size in CSS pixels, as that display would.
-        self.canvas._size = tuple(v / self.canvas.device_pixel_ratio
-                                  for v in self.figure.bbox.size)
+        self.canvas._size = tuple(v / self.canvas.device_pixel_ratio for v in self.figure.bbox.size)
         self.canvas.add_class("labkit-offset-canvas")
         axes = self.figure.subplots(1, len(self.models), squeeze=False)[0]
-        self._panels = {name: Panel(ax, to_image(self.images[0]))
-                        for name, ax in zip(self.models, axes)}
+        self._panels = {
+            name: Panel(ax, to_image(self.images[0])) for name, ax in zip(self.models, axes)
+        }
         self.canvas.mpl_connect("button_press_event", self._on_click)
-        for control in (self.image, self.row, self.col, self.layers, self.modulation,
-                        self.prediction):
+        for control in (
+            self.image,
+            self.row,
+            self.col,
+            self.layers,
+            self.modulation,
+            self.prediction,
+        ):
             control.observe(lambda change: self.update(), names="value")
-        super().__init__([widgets.HBox([self.image, self.modulation, self.prediction]),
-                          widgets.HBox([widgets.VBox([self.row, self.col]), self.layers]),
-                          self.canvas, self.status])
+        super().__init__(
+            [
+                widgets.HBox([self.image, self.modulation, self.prediction]),
+                widgets.HBox([widgets.VBox([self.row, self.col]), self.layers]),
+                self.canvas,
+                self.status,
+            ]
+        )
         self.add_class("labkit-offset-explorer")
         self.update()
 
     def _captured(self, name: str, index: int) -> tuple[list[LayerOffsets], Tensor]:
         key = (name, index)
         if key not in self._cache:
-            self._cache[key] = capture_with_logits(self.models[name], self.images[index],
-                                        self._names[name])
+            self._cache[key] = capture_with_logits(
+                self.models[name], self.images[index], self._names[name]
+            )
         return self._cache[key]
 
     def _on_click(self, event) -> None:
@@ -181,8 +218,11 @@ class OffsetExplorer(widgets.VBox):
             captured, logits = self._captured(name, index)
             if shown != self._shown:
                 image = self.images[index]
-                panel.picture.set_data(overlay_mask(image, logits.argmax(0), alpha=0.45)
-                                       if self.prediction.value else to_image(image))
+                panel.picture.set_data(
+                    overlay_mask(image, logits.argmax(0), alpha=0.45)
+                    if self.prediction.value
+                    else to_image(image)
+                )
             loc = sampling_locations(captured, pixel, layers=sorted(self.layers.value))
             panel.show(loc, modulation=self.modulation.value)
             grid = " (regular grid)" if captured[-1].version == "conv" else ""
@@ -200,5 +240,6 @@ class OffsetExplorer(widgets.VBox):
         self.status.value = (
             f"image {index}, pixel ({pixel[0]}, {pixel[1]}) → output cell {loc.cell} of "
             f"{loc.layers[-1]}: {len(loc.points)} points through {len(loc.layers)} layer(s); "
-            f"update {self.last_update_ms:.0f} ms")
+            f"update {self.last_update_ms:.0f} ms"
+        )
         log.debug("offset explorer update: %.1f ms", self.last_update_ms)

@@ -30,9 +30,17 @@ from torch.nn.modules.utils import _pair
 
 from labkit.viz._sampling_plot import plot_sampling_locations
 
-__all__ = ["LayerOffsets", "SamplingLocations", "capture_offsets", "capture_with_logits",
-           "deformable_layer_names", "no_deformable_error", "sampling_locations",
-           "plot_sampling_locations", "OffsetExplorer"]
+__all__ = [
+    "LayerOffsets",
+    "SamplingLocations",
+    "capture_offsets",
+    "capture_with_logits",
+    "deformable_layer_names",
+    "no_deformable_error",
+    "sampling_locations",
+    "plot_sampling_locations",
+    "OffsetExplorer",
+]
 
 _Pair = tuple[int, int]
 
@@ -129,11 +137,15 @@ def no_deformable_error(model: nn.Module) -> ValueError:
         "`last_offset`, such as labkit.models.DeformConv2d), so it has no offsets to show. "
         "Build it with deformable='v1' or 'v2', e.g. build_model('deeplabv3_resnet50', "
         "num_classes=21, deformable='v2'), or pass it next to a deformable model of the same "
-        "architecture to see its regular grid.")
+        "architecture to see its regular grid."
+    )
 
 
-def capture_with_logits(model: nn.Module, image: Tensor, names: Sequence[str] | None = None,
-                        ) -> tuple[list[LayerOffsets], Tensor]:
+def capture_with_logits(
+    model: nn.Module,
+    image: Tensor,
+    names: Sequence[str] | None = None,
+) -> tuple[list[LayerOffsets], Tensor]:
     """:func:`capture_offsets`, and the logits of the same forward pass.
 
     Args:
@@ -148,19 +160,24 @@ def capture_with_logits(model: nn.Module, image: Tensor, names: Sequence[str] | 
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[:2] != (1, 3):
-        raise ValueError(f"expected one image of shape [3, H, W] (or [1, 3, H, W]); got "
-                         f"{list(image.shape)}. Pick one image out of a batch: images[i].")
+        raise ValueError(
+            f"expected one image of shape [3, H, W] (or [1, 3, H, W]); got "
+            f"{list(image.shape)}. Pick one image out of a batch: images[i]."
+        )
     modules = dict(model.named_modules())
     if names is None:
         names = deformable_layer_names(model)
         if not names:
             raise no_deformable_error(model)
     for name in names:
-        if name not in modules or not (_is_deformable(modules[name])
-                                       or isinstance(modules[name], nn.Conv2d)):
-            raise ValueError(f"{type(model).__name__} has no convolution named {name!r}; "
-                             f"expected one of its deformable layers {deformable_layer_names(model)}"
-                             " or a nn.Conv2d in the same place")
+        if name not in modules or not (
+            _is_deformable(modules[name]) or isinstance(modules[name], nn.Conv2d)
+        ):
+            raise ValueError(
+                f"{type(model).__name__} has no convolution named {name!r}; "
+                f"expected one of its deformable layers {deformable_layer_names(model)}"
+                " or a nn.Conv2d in the same place"
+            )
     inputs: dict[str, tuple[int, int]] = {}
     outputs: dict[str, Tensor] = {}
 
@@ -168,6 +185,7 @@ def capture_with_logits(model: nn.Module, image: Tensor, names: Sequence[str] | 
         def keep(module, args, output):
             inputs[name] = tuple(args[0].shape[-2:])
             outputs[name] = output
+
         return keep
 
     recording = {n: modules[n].record for n in names if hasattr(modules[n], "record")}
@@ -199,16 +217,29 @@ def capture_with_logits(model: nn.Module, image: Tensor, names: Sequence[str] | 
             k = _pair(m.kernel_size)
             offset = torch.zeros(2 * k[0] * k[1], *outputs[name].shape[-2:])
             mask = None
-        captured.append(LayerOffsets(
-            name=name, offset=offset, mask=mask, kernel_size=_pair(m.kernel_size),
-            stride=_pair(m.stride), padding=_pair(m.padding), dilation=_pair(m.dilation),
-            input_size=inputs[name], image_size=tuple(image.shape[-2:]),
-            deformable=_is_deformable(m)))
+        captured.append(
+            LayerOffsets(
+                name=name,
+                offset=offset,
+                mask=mask,
+                kernel_size=_pair(m.kernel_size),
+                stride=_pair(m.stride),
+                padding=_pair(m.padding),
+                dilation=_pair(m.dilation),
+                input_size=inputs[name],
+                image_size=tuple(image.shape[-2:]),
+                deformable=_is_deformable(m),
+            )
+        )
     return captured, logits[0].detach().float().cpu()
 
 
-def capture_offsets(model: nn.Module, image: Tensor, *, names: Sequence[str] | None = None,
-                    ) -> list[LayerOffsets]:
+def capture_offsets(
+    model: nn.Module,
+    image: Tensor,
+    *,
+    names: Sequence[str] | None = None,
+) -> list[LayerOffsets]:
     """Run one image through ``model`` and keep every deformable layer's offsets.
 
     The model runs in eval mode without gradients, on its own device; its mode and the layers'
@@ -237,8 +268,9 @@ def _interpolate(field: Tensor, pos: Tensor) -> Tensor:
     h, w = field.shape[-2:]
     # grid_sample wants (x, y) in [-1, 1], -1 and 1 being the centres of the corner pixels.
     norm = torch.stack([2 * pos[:, 1] / max(w - 1, 1) - 1, 2 * pos[:, 0] / max(h - 1, 1) - 1], -1)
-    out = F.grid_sample(field[None], norm[None, None], mode="bilinear", padding_mode="border",
-                        align_corners=True)  # (1, C, 1, P)
+    out = F.grid_sample(
+        field[None], norm[None, None], mode="bilinear", padding_mode="border", align_corners=True
+    )  # (1, C, 1, P)
     return out[0, :, 0].T
 
 
@@ -257,15 +289,20 @@ def _choose(captured: Sequence[LayerOffsets], layers) -> list[int]:
         elif -len(names) <= int(layer) < len(names):
             chosen.add(int(layer) % len(names))
         else:
-            raise ValueError(f"layer index {layer} is out of range for {len(names)} captured "
-                             f"layers {names}")
+            raise ValueError(
+                f"layer index {layer} is out of range for {len(names)} captured layers {names}"
+            )
     if not chosen:
         raise ValueError(f"expected at least one layer to unroll; got layers={list(layers)}")
     return sorted(chosen)
 
 
-def sampling_locations(captured: Sequence[LayerOffsets], pixel: tuple[float, float], *,
-                       layers: Sequence[int | str] | None = None) -> SamplingLocations:
+def sampling_locations(
+    captured: Sequence[LayerOffsets],
+    pixel: tuple[float, float],
+    *,
+    layers: Sequence[int | str] | None = None,
+) -> SamplingLocations:
     """The input points that one output pixel reaches through stacked deformable layers.
 
     The output pixel is the top chosen layer's output nearest to ``pixel``. Each chosen layer,
@@ -291,15 +328,22 @@ def sampling_locations(captured: Sequence[LayerOffsets], pixel: tuple[float, flo
     top = chosen[-1]
     out_h, out_w = top.output_size
     step_y, step_x = top.output_step
-    cell = (min(max(round((pixel[0] + 0.5) / step_y - 0.5), 0), out_h - 1),
-            min(max(round((pixel[1] + 0.5) / step_x - 0.5), 0), out_w - 1))
+    cell = (
+        min(max(round((pixel[0] + 0.5) / step_y - 0.5), 0), out_h - 1),
+        min(max(round((pixel[1] + 0.5) / step_x - 0.5), 0), out_w - 1),
+    )
     pos = torch.tensor([cell], dtype=torch.float32)  # (P, 2) in the current layer's output
     weights = torch.ones(1)
     levels = []
     for i, layer in enumerate(reversed(chosen)):
         (kh, kw), k = layer.kernel_size, layer.kernel_size[0] * layer.kernel_size[1]
-        taps = torch.stack([torch.arange(kh).repeat_interleave(kw) * layer.dilation[0],
-                            torch.arange(kw).repeat(kh) * layer.dilation[1]], -1).float()  # (K, 2)
+        taps = torch.stack(
+            [
+                torch.arange(kh).repeat_interleave(kw) * layer.dilation[0],
+                torch.arange(kw).repeat(kh) * layer.dilation[1],
+            ],
+            -1,
+        ).float()  # (K, 2)
         corner = pos * torch.tensor(layer.stride) - torch.tensor(layer.padding)  # (P, 2)
         offset = _interpolate(layer.offset, pos).reshape(-1, k, 2)  # (P, K, 2)
         if layer.mask is not None:
@@ -312,15 +356,25 @@ def sampling_locations(captured: Sequence[LayerOffsets], pixel: tuple[float, flo
         if i + 1 < len(chosen):
             below = chosen[-2 - i]
             pos = (image_pos + 0.5) / torch.tensor(below.output_step) - 0.5
-    center = tuple(((torch.tensor(cell, dtype=torch.float32) + 0.5)
-                    * torch.tensor(top.output_step) - 0.5).tolist())
-    return SamplingLocations(points=levels[-1], weights=weights, levels=levels,
-                             center=center, cell=cell, layers=[c.name for c in chosen])
+    center = tuple(
+        (
+            (torch.tensor(cell, dtype=torch.float32) + 0.5) * torch.tensor(top.output_step) - 0.5
+        ).tolist()
+    )
+    return SamplingLocations(
+        points=levels[-1],
+        weights=weights,
+        levels=levels,
+        center=center,
+        cell=cell,
+        layers=[c.name for c in chosen],
+    )
 
 
 def __getattr__(name: str):
     # The widget needs ipywidgets and ipympl; load them only when it is asked for.
     if name == "OffsetExplorer":
         from labkit.viz.offset_explorer import OffsetExplorer
+
         return OffsetExplorer
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

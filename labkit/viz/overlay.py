@@ -28,8 +28,10 @@ def to_image(image: torch.Tensor | np.ndarray, *, normalized: bool | None = None
     """
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3):
-            raise ValueError(f"expected an image of shape [3, H, W]; got {tuple(image.shape)}. "
-                             "Index one image out of a batch first (images[0]).")
+            raise ValueError(
+                f"expected an image of shape [3, H, W]; got {tuple(image.shape)}. "
+                "Index one image out of a batch first (images[0])."
+            )
         arr = image.detach().float().cpu().permute(1, 2, 0).numpy()
     else:
         arr = np.asarray(image, dtype=np.float32)
@@ -44,8 +46,13 @@ def to_image(image: torch.Tensor | np.ndarray, *, normalized: bool | None = None
     return np.clip(arr, 0.0, 1.0)
 
 
-def overlay_mask(image: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarray, *,
-                 alpha: float = 0.5, show_void: bool = True) -> np.ndarray:
+def overlay_mask(
+    image: torch.Tensor | np.ndarray,
+    mask: torch.Tensor | np.ndarray,
+    *,
+    alpha: float = 0.5,
+    show_void: bool = True,
+) -> np.ndarray:
     """Blend a palette-coloured mask over an image.
 
     Args:
@@ -60,8 +67,10 @@ def overlay_mask(image: torch.Tensor | np.ndarray, mask: torch.Tensor | np.ndarr
     rgb = to_image(image)
     labels = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
     if labels.shape != rgb.shape[:2]:
-        raise ValueError(f"mask shape {tuple(labels.shape)} does not match image size "
-                         f"{tuple(rgb.shape[:2])}; expected the mask of this image.")
+        raise ValueError(
+            f"mask shape {tuple(labels.shape)} does not match image size "
+            f"{tuple(rgb.shape[:2])}; expected the mask of this image."
+        )
     colour = decode_mask(labels).astype(np.float32) / 255.0
     drawn = labels != 0
     if not show_void:

@@ -15,8 +15,14 @@ from labkit.viz.overlay import overlay_mask, to_image
 __all__ = ["show_samples", "plot_predictions", "class_legend"]
 
 
-def show_samples(dataset, n: int = 4, *, indices: Sequence[int] | None = None,
-                 classes: Sequence[str] | None = None, overlay: bool = True) -> Figure:
+def show_samples(
+    dataset,
+    n: int = 4,
+    *,
+    indices: Sequence[int] | None = None,
+    classes: Sequence[str] | None = None,
+    overlay: bool = True,
+) -> Figure:
     """Draw ``n`` samples of a segmentation dataset: image, mask and (optionally) overlay.
 
     Args:
@@ -33,8 +39,10 @@ def show_samples(dataset, n: int = 4, *, indices: Sequence[int] | None = None,
         indices = range(min(n, len(dataset)))
     pairs = [dataset[i] for i in indices]
     if not pairs:
-        raise ValueError("show_samples got an empty dataset; expected at least one sample. "
-                         "Check the split name and the data root.")
+        raise ValueError(
+            "show_samples got an empty dataset; expected at least one sample. "
+            "Check the split name and the data root."
+        )
     columns = ["image", "mask"] + (["overlay"] if overlay else [])
     fig = Figure(figsize=(3 * len(columns), 3 * len(pairs)), layout="constrained")
     axes = fig.subplots(len(pairs), len(columns), squeeze=False)
@@ -54,8 +62,14 @@ def show_samples(dataset, n: int = 4, *, indices: Sequence[int] | None = None,
     return fig
 
 
-def plot_predictions(images: torch.Tensor, targets: torch.Tensor, preds: torch.Tensor, *,
-                     classes: Sequence[str] | None = None, max_rows: int = 4) -> Figure:
+def plot_predictions(
+    images: torch.Tensor,
+    targets: torch.Tensor,
+    preds: torch.Tensor,
+    *,
+    classes: Sequence[str] | None = None,
+    max_rows: int = 4,
+) -> Figure:
     """Draw predictions next to the ground truth.
 
     Args:
@@ -71,8 +85,10 @@ def plot_predictions(images: torch.Tensor, targets: torch.Tensor, preds: torch.T
     if preds.ndim == 4:
         preds = preds.argmax(1)
     if not (images.shape[0] == targets.shape[0] == preds.shape[0]):
-        raise ValueError(f"expected as many images, targets and predictions; got "
-                         f"{images.shape[0]}, {targets.shape[0]}, {preds.shape[0]}.")
+        raise ValueError(
+            f"expected as many images, targets and predictions; got "
+            f"{images.shape[0]}, {targets.shape[0]}, {preds.shape[0]}."
+        )
     rows = min(max_rows, images.shape[0])
     fig = Figure(figsize=(9, 3 * rows), layout="constrained")
     axes = fig.subplots(rows, 3, squeeze=False)
@@ -80,9 +96,11 @@ def plot_predictions(images: torch.Tensor, targets: torch.Tensor, preds: torch.T
     for i in range(rows):
         present.update(targets[i].unique().tolist())
         present.update(preds[i].unique().tolist())
-        for ax, panel, title in zip(axes[i], (to_image(images[i]), decode_mask(targets[i]),
-                                              decode_mask(preds[i])),
-                                    ("image", "ground truth", "prediction")):
+        for ax, panel, title in zip(
+            axes[i],
+            (to_image(images[i]), decode_mask(targets[i]), decode_mask(preds[i])),
+            ("image", "ground truth", "prediction"),
+        ):
             ax.imshow(panel, interpolation="nearest")
             ax.set_title(title)
             ax.axis("off")
@@ -91,8 +109,9 @@ def plot_predictions(images: torch.Tensor, targets: torch.Tensor, preds: torch.T
     return fig
 
 
-def class_legend(fig: Figure, classes: Sequence[str], *, present: Sequence[int] | None = None,
-                 ncol: int = 6) -> None:
+def class_legend(
+    fig: Figure, classes: Sequence[str], *, present: Sequence[int] | None = None, ncol: int = 6
+) -> None:
     """Add a palette legend for ``classes`` under a figure.
 
     Args:
@@ -102,10 +121,20 @@ def class_legend(fig: Figure, classes: Sequence[str], *, present: Sequence[int] 
         ncol: legend columns.
     """
     cmap = voc_colormap()
-    ids = [i for i in (present if present is not None else range(len(classes)))
-           if i < len(classes) or i == 255]
-    handles = [Patch(color=np.asarray(cmap[i]) / 255.0,
-                     label="void" if i == 255 else classes[i]) for i in ids]
+    ids = [
+        i
+        for i in (present if present is not None else range(len(classes)))
+        if i < len(classes) or i == 255
+    ]
+    handles = [
+        Patch(color=np.asarray(cmap[i]) / 255.0, label="void" if i == 255 else classes[i])
+        for i in ids
+    ]
     if handles:
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(ncol, len(handles)),
-                   fontsize="small", frameon=False)
+        fig.legend(
+            handles=handles,
+            loc="outside lower center",
+            ncol=min(ncol, len(handles)),
+            fontsize="small",
+            frameon=False,
+        )

@@ -14,8 +14,10 @@ from torchvision.transforms.functional import pil_to_tensor
 from labkit.data import DatasetNotFoundError
 from labkit.data.ade20k import ADE20K, ADE20K_CLASSES
 
-NAMES = {"training": ["ADE_train_00000002", "ADE_train_00000001", "ADE_train_00000003"],
-         "validation": ["ADE_val_00000001"]}
+NAMES = {
+    "training": ["ADE_train_00000002", "ADE_train_00000001", "ADE_train_00000003"],
+    "validation": ["ADE_val_00000001"],
+}
 
 
 def _write_ade(root: Path, *, seed: int = 0) -> dict[str, np.ndarray]:
@@ -29,7 +31,8 @@ def _write_ade(root: Path, *, seed: int = 0) -> dict[str, np.ndarray]:
         for k, name in enumerate(names):
             h, w = 20 + 7 * k, 31 - 3 * k
             Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-                base / "images" / split / f"{name}.jpg")
+                base / "images" / split / f"{name}.jpg"
+            )
             label = rng.integers(0, 151, (h, w), dtype=np.uint8)
             label[0, :3] = (0, 1, 150)  # the extremes are always present
             Image.fromarray(label, mode="L").save(base / "annotations" / split / f"{name}.png")

@@ -51,7 +51,12 @@ def _write_coco(root: Path, split: str) -> Path:
     """Write annotations/instances_<split>.json and <split>/*.jpg for five small images."""
     rng = np.random.default_rng(0)
     images = [  # id, width, height
-        (3, 64, 48), (1, 40, 30), (2, 50, 40), (7, 64, 48), (5, 64, 48)]
+        (3, 64, 48),
+        (1, 40, 30),
+        (2, 50, 40),
+        (7, 64, 48),
+        (5, 64, 48),
+    ]
     crowd = np.zeros((48, 64), np.uint8)
     crowd[30:46, 40:62] = 1
     tv = np.zeros((40, 50), np.uint8)
@@ -59,29 +64,40 @@ def _write_coco(root: Path, split: str) -> Path:
     compressed = mask_utils.encode(np.asfortranarray(tv))
     compressed["counts"] = compressed["counts"].decode("ascii")
     anns = [  # image id, category, segmentation, iscrowd
-        (3, PERSON, [_box(2, 2, 40, 40)], 0),                      # big person
-        (3, PERSON, [_box(30, 10, 50, 30)], 0),                    # overlaps the first: 255
-        (3, DOG, [[20.5, 20, 36, 44, 5, 44]], 0),                  # triangle over both persons
-        (3, UMBRELLA, [_box(0, 0, 20, 20)], 0),                    # not a VOC class: ignored
+        (3, PERSON, [_box(2, 2, 40, 40)], 0),  # big person
+        (3, PERSON, [_box(30, 10, 50, 30)], 0),  # overlaps the first: 255
+        (3, DOG, [[20.5, 20, 36, 44, 5, 44]], 0),  # triangle over both persons
+        (3, UMBRELLA, [_box(0, 0, 20, 20)], 0),  # not a VOC class: ignored
         (3, CAT, [_box(52, 2, 62, 10), _box(54, 14, 63, 22)], 0),  # one instance, two parts
-        (3, CAR, _uncompressed_rle(crowd), 1),                     # crowd region as RLE
-        (2, BIRD, [_box(3, 3, 12, 12)], 0),                        # small: 81 pixels
-        (2, TV, compressed, 0),                                    # compressed RLE: 98 pixels
-        (7, UMBRELLA, [_box(0, 0, 60, 40)], 0),                    # only a non-VOC class
-        (5, SHEEP, [_box(0, 0, 25, 24)], 0),                       # 600 pixels each,
-        (5, SHEEP, [_box(30, 0, 55, 24)], 0),                      # 1200 together
+        (3, CAR, _uncompressed_rle(crowd), 1),  # crowd region as RLE
+        (2, BIRD, [_box(3, 3, 12, 12)], 0),  # small: 81 pixels
+        (2, TV, compressed, 0),  # compressed RLE: 98 pixels
+        (7, UMBRELLA, [_box(0, 0, 60, 40)], 0),  # only a non-VOC class
+        (5, SHEEP, [_box(0, 0, 25, 24)], 0),  # 600 pixels each,
+        (5, SHEEP, [_box(30, 0, 55, 24)], 0),  # 1200 together
         (5, BICYCLE, [_box(10, 30, 20, 40)], 0),
     ]
     sizes = {i: (h, w) for i, w, h in images}
     data = {
-        "images": [{"id": i, "width": w, "height": h, "file_name": f"{i:012d}.jpg"}
-                   for i, w, h in images],
-        "annotations": [{"id": k + 1, "image_id": img, "category_id": cat, "segmentation": seg,
-                         "iscrowd": crowd_flag, "area": _area(seg, *sizes[img]),
-                         "bbox": [0, 0, 1, 1]}
-                        for k, (img, cat, seg, crowd_flag) in enumerate(anns)],
-        "categories": [{"id": c, "name": str(c), "supercategory": ""}
-                       for c in (PERSON, BICYCLE, CAR, BIRD, CAT, DOG, SHEEP, TV, UMBRELLA)],
+        "images": [
+            {"id": i, "width": w, "height": h, "file_name": f"{i:012d}.jpg"} for i, w, h in images
+        ],
+        "annotations": [
+            {
+                "id": k + 1,
+                "image_id": img,
+                "category_id": cat,
+                "segmentation": seg,
+                "iscrowd": crowd_flag,
+                "area": _area(seg, *sizes[img]),
+                "bbox": [0, 0, 1, 1],
+            }
+            for k, (img, cat, seg, crowd_flag) in enumerate(anns)
+        ],
+        "categories": [
+            {"id": c, "name": str(c), "supercategory": ""}
+            for c in (PERSON, BICYCLE, CAR, BIRD, CAT, DOG, SHEEP, TV, UMBRELLA)
+        ],
     }
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     (root / split).mkdir(parents=True, exist_ok=True)
@@ -89,15 +105,19 @@ def _write_coco(root: Path, split: str) -> Path:
     ann_file.write_text(json.dumps(data))
     for i, w, h in images:
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
-            root / split / f"{i:012d}.jpg")
+            root / split / f"{i:012d}.jpg"
+        )
     return ann_file
 
 
 def _reference_mask(coco: COCO, image_id: int) -> np.ndarray:
     """Slow and obvious: for every pixel, list the VOC-category instances that cover it."""
     info = coco.imgs[image_id]
-    anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
-            if a["category_id"] in CAT_LIST]
+    anns = [
+        a
+        for a in coco.loadAnns(coco.getAnnIds(imgIds=image_id, iscrowd=None))
+        if a["category_id"] in CAT_LIST
+    ]
     inside = [coco.annToMask(a) for a in anns]
     out = np.zeros((info["height"], info["width"]), np.int64)
     for y in range(info["height"]):

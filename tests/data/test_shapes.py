@@ -32,22 +32,32 @@ def _objects(root: Path) -> dict[str, list[dict]]:
 
 @pytest.fixture(scope="module")
 def small(tmp_path_factory) -> Path:
-    return generate_shapes(tmp_path_factory.mktemp("small"), num_train=12, num_val=5, size=64,
-                           num_classes=7, seed=1, workers=1)
+    return generate_shapes(
+        tmp_path_factory.mktemp("small"),
+        num_train=12,
+        num_val=5,
+        size=64,
+        num_classes=7,
+        seed=1,
+        workers=1,
+    )
 
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory) -> Path:
     """A set large enough for stable class and size statistics (600 images of 64 px)."""
-    return generate_shapes(tmp_path_factory.mktemp("big"), num_train=600, num_val=0, size=64,
-                           seed=0, workers=2)
+    return generate_shapes(
+        tmp_path_factory.mktemp("big"), num_train=600, num_val=0, size=64, seed=0, workers=2
+    )
 
 
 @pytest.fixture(scope="module")
 def rigid_and_warped(tmp_path_factory) -> tuple[Path, Path]:
     kw = dict(num_train=250, num_val=0, size=64, seed=4, workers=2)
-    return (generate_shapes(tmp_path_factory.mktemp("rigid"), deformation=0.0, **kw),
-            generate_shapes(tmp_path_factory.mktemp("warped"), deformation=1.0, **kw))
+    return (
+        generate_shapes(tmp_path_factory.mktemp("rigid"), deformation=0.0, **kw),
+        generate_shapes(tmp_path_factory.mktemp("warped"), deformation=1.0, **kw),
+    )
 
 
 def test_layout_and_formats_match_voc(small):
@@ -69,8 +79,9 @@ def test_layout_and_formats_match_voc(small):
         assert values <= set(range(7)) | {255}
     meta = json.loads((voc / "shapes.json").read_text())
     assert meta["classes"] == list(shapes_classes(7))
-    assert meta["arguments"] == dict(num_train=12, num_val=5, size=64, num_classes=7, seed=1,
-                                     deformation=0.5)
+    assert meta["arguments"] == dict(
+        num_train=12, num_val=5, size=64, num_classes=7, seed=1, deformation=0.5
+    )
 
 
 def test_torchvision_reads_the_set(small):
@@ -86,7 +97,7 @@ def test_torchvision_reads_the_set(small):
 
 def test_same_arguments_give_identical_bytes_whatever_the_workers(tmp_path):
     """Same seed -> byte-identical files with 1 or 2 processes; another seed or index -> others?"""
-    kw = dict(num_train=36, num_val=4, size=64)    # above the in-process cut-off of 32
+    kw = dict(num_train=36, num_val=4, size=64)  # above the in-process cut-off of 32
     a = generate_shapes(tmp_path / "a", seed=5, workers=1, **kw)
     b = generate_shapes(tmp_path / "b", seed=5, workers=2, **kw)
     c = generate_shapes(tmp_path / "c", seed=6, workers=2, **kw)
@@ -98,8 +109,9 @@ def test_same_arguments_give_identical_bytes_whatever_the_workers(tmp_path):
     masks = [p.relative_to(a) for p in (_voc(a) / "SegmentationClass").glob("*.png")]
     same = sum((a / rel).read_bytes() == (c / rel).read_bytes() for rel in masks)
     assert same == 0
-    images = {(a / "VOCdevkit/VOC2012/JPEGImages" / f"{i}.jpg").read_bytes()
-              for i in _ids(a, "trainval")}
+    images = {
+        (a / "VOCdevkit/VOC2012/JPEGImages" / f"{i}.jpg").read_bytes() for i in _ids(a, "trainval")
+    }
     assert len(images) == 40, "every image (train and val) should be drawn from its own seed"
 
 
@@ -128,18 +140,22 @@ def test_void_band_separates_objects_from_background(big):
         m = _mask(big, image_id).astype(np.int64)
         bg, fg, vd = m == 0, (m > 0) & (m < 255), m == 255
         # no background pixel may touch an object pixel directly (4-neighbourhood)
-        touching += int((bg[1:] & fg[:-1]).sum() + (fg[1:] & bg[:-1]).sum()
-                        + (bg[:, 1:] & fg[:, :-1]).sum() + (fg[:, 1:] & bg[:, :-1]).sum())
+        touching += int(
+            (bg[1:] & fg[:-1]).sum()
+            + (fg[1:] & bg[:-1]).sum()
+            + (bg[:, 1:] & fg[:, :-1]).sum()
+            + (fg[:, 1:] & bg[:, :-1]).sum()
+        )
         # a 2-px band: most void pixels see both sides within their 5x5 neighbourhood
         pad = np.pad(m, 2, constant_values=-1)
-        win = np.stack([pad[dy:dy + 64, dx:dx + 64] for dy in range(5) for dx in range(5)])
+        win = np.stack([pad[dy : dy + 64, dx : dx + 64] for dy in range(5) for dx in range(5)])
         near_bg, near_fg = (win == 0).any(0), ((win > 0) & (win < 255)).any(0)
         straddling += int((vd & near_bg & near_fg).sum())
         void += int(vd.sum())
         total += m.size
     assert touching == 0
     assert void > 0 and straddling / void > 0.6
-    assert 0.01 < void / total < 0.12            # 2 px wide: about 9 % at 64 px, 4 % at 128
+    assert 0.01 < void / total < 0.12  # 2 px wide: about 9 % at 64 px, 4 % at 128
 
 
 def test_class_frequencies_are_long_tailed(big):
@@ -166,7 +182,7 @@ def test_object_sizes_span_six_fold(big):
         for o in objs:
             if classes.count(o["class"]) == 1 and o["occluded"] == 0:
                 n = int((m == o["class"]).sum())
-                assert n == o["visible"]               # metadata agrees with the mask
+                assert n == o["visible"]  # metadata agrees with the mask
                 sizes.append(np.sqrt(n))
                 scales.append(o["scale"])
     sizes, scales = np.array(sizes), np.array(scales)
@@ -183,13 +199,13 @@ def test_objects_are_large_enough_to_learn(big):
     """Are objects big enough for a stride-32 FCN: none tiny, most large, ~30 % foreground?"""
     objects = _objects(big)
     scales = np.array([o["scale"] for objs in objects.values() for o in objs])
-    assert scales.min() >= 0.05 * 64                  # no 2-px specks at 64 px
+    assert scales.min() >= 0.05 * 64  # no 2-px specks at 64 px
     assert np.median(scales) >= 0.25 * 64
     counts = np.zeros(256, np.int64)
     for image_id in _ids(big, "train"):
         counts += np.bincount(_mask(big, image_id).ravel(), minlength=256)
     background = counts[0] / counts[:21].sum()
-    assert 0.5 < background < 0.8                     # Pascal VOC: about 70 %
+    assert 0.5 < background < 0.8  # Pascal VOC: about 70 %
 
 
 def _rect_fill(region: np.ndarray) -> tuple[float, int, int]:
@@ -206,20 +222,25 @@ def test_deformation_changes_shapes_but_not_layout(rigid_and_warped):
     fills = {"rigid": [], "warped": []}
     square = SHAPES_CLASSES.index("square")
     for image_id in _ids(rigid, "train"):
-        assert [(o["class"], o["center"], o["scale"]) for o in obj_r[image_id]] == \
-            [(o["class"], o["center"], o["scale"]) for o in obj_w[image_id]]
+        assert [(o["class"], o["center"], o["scale"]) for o in obj_r[image_id]] == [
+            (o["class"], o["center"], o["scale"]) for o in obj_w[image_id]
+        ]
         mr, mw = _mask(rigid, image_id), _mask(warped, image_id)
         fg = ((mr > 0) & (mr < 255)) | ((mw > 0) & (mw < 255))
         changed += int((fg & (mr != mw)).sum())
         fg_total += int(fg.sum())
         for name, m, objs in (("rigid", mr, obj_r[image_id]), ("warped", mw, obj_w[image_id])):
             squares = [o for o in objs if o["class"] == square]
-            if len(squares) == 1 and squares[0]["occluded"] == 0 \
-                    and not squares[0]["truncated"] and squares[0]["visible"] >= 16:
+            if (
+                len(squares) == 1
+                and squares[0]["occluded"] == 0
+                and not squares[0]["truncated"]
+                and squares[0]["visible"] >= 16
+            ):
                 fills[name].append(_rect_fill(m == square))
     assert changed / fg_total > 0.3
     assert len(fills["rigid"]) >= 5 and len(fills["warped"]) >= 5
-    for fill, h, w in fills["rigid"]:       # an axis-aligned square: fills its box exactly
+    for fill, h, w in fills["rigid"]:  # an axis-aligned square: fills its box exactly
         assert fill == 1.0 and abs(h - w) <= 1
     warped_fill = np.array([f for f, _, _ in fills["warped"]])
     assert (warped_fill < 0.97).mean() > 0.5
@@ -228,7 +249,7 @@ def test_deformation_changes_shapes_but_not_layout(rigid_and_warped):
 def test_colour_alone_does_not_tell_classes_apart(big):
     """Does a colour look-up table (fit on 400 images) label under half the object pixels right?"""
     voc, ids = _voc(big), _ids(big, "train")
-    table = np.zeros((16 ** 3, 21), np.int64)
+    table = np.zeros((16**3, 21), np.int64)
 
     def pixels(image_id):
         rgb = np.array(Image.open(voc / "JPEGImages" / f"{image_id}.jpg")).reshape(-1, 3) // 16
@@ -278,17 +299,20 @@ def test_second_call_with_same_arguments_reuses_the_set(tmp_path):
     assert png.read_bytes() != b"sentinel"
 
 
-@pytest.mark.parametrize("kwargs, word", [
-    (dict(num_train=-1), "num_train"),
-    (dict(num_val=-3), "num_val"),
-    (dict(size=16), "size"),
-    (dict(num_classes=1), "num_classes"),
-    (dict(num_classes=256), "num_classes"),
-    (dict(deformation=1.5), "deformation"),
-    (dict(deformation=-0.1), "deformation"),
-    (dict(seed=-1), "seed"),
-    (dict(workers=0), "workers"),
-])
+@pytest.mark.parametrize(
+    "kwargs, word",
+    [
+        (dict(num_train=-1), "num_train"),
+        (dict(num_val=-3), "num_val"),
+        (dict(size=16), "size"),
+        (dict(num_classes=1), "num_classes"),
+        (dict(num_classes=256), "num_classes"),
+        (dict(deformation=1.5), "deformation"),
+        (dict(deformation=-0.1), "deformation"),
+        (dict(seed=-1), "seed"),
+        (dict(workers=0), "workers"),
+    ],
+)
 def test_bad_arguments_raise(tmp_path, kwargs, word):
     """Do out-of-range arguments raise a ValueError naming what was expected and what came?"""
     args = dict(num_train=2, num_val=1, size=32) | kwargs

@@ -45,7 +45,9 @@ def test_bare_masks_numpy_and_absent_classes() -> None:
 def test_max_items() -> None:
     """Does max_items count only the first items?"""
     masks = _random_masks(6, 3, seed=2)
-    assert class_pixel_counts(masks, 3, max_items=2).tolist() == _numpy_counts(masks[:2], 3).tolist()
+    assert (
+        class_pixel_counts(masks, 3, max_items=2).tolist() == _numpy_counts(masks[:2], 3).tolist()
+    )
     assert class_pixel_counts(masks, 3, max_items=0).tolist() == [0, 0, 0]
     assert class_pixel_counts(masks, 3, max_items=99).tolist() == _numpy_counts(masks, 3).tolist()
 
@@ -77,6 +79,7 @@ def test_counts_accept_read_only_pil_arrays_without_warning():
     import warnings
 
     from PIL import Image
+
     mask = np.asarray(Image.fromarray(np.array([[0, 1], [255, 1]], dtype=np.uint8)))
     assert not mask.flags.writeable
     with warnings.catch_warnings():

@@ -17,14 +17,15 @@ COLOURS = torch.tensor(list(itertools.product((60, 150, 240), repeat=3)), dtype=
 VOID_COLOUR = 26
 
 
-def _coded_pair(h: int = 48, w: int = 64, block: int = 8, void: bool = True,
-                seed: int = 0) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+def _coded_pair(
+    h: int = 48, w: int = 64, block: int = 8, void: bool = True, seed: int = 0
+) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
     """An image whose colour at each pixel says the mask's class there (blocks of classes)."""
     g = torch.Generator().manual_seed(seed)
     coarse = torch.randint(0, 21, (h // block + 1, w // block + 1), generator=g)
     mask = coarse.repeat_interleave(block, 0).repeat_interleave(block, 1)[:h, :w].clone()
     if void:
-        mask[h // 3: h // 3 + block, :] = 255
+        mask[h // 3 : h // 3 + block, :] = 255
     index = torch.where(mask == 255, VOID_COLOUR, mask)
     image = COLOURS[index].permute(2, 0, 1).to(torch.uint8)  # (3, H, W)
     return tv_tensors.Image(image), tv_tensors.Mask(mask.to(torch.uint8))
@@ -136,7 +137,9 @@ def test_accepts_pil_and_plain_tensors() -> None:
     image, mask = _coded_pair(h=30, w=40)
     t = eval_transforms(size=24)
     ref = t(image, mask)
-    pil = t(Image.fromarray(image.permute(1, 2, 0).numpy()), Image.fromarray(mask.numpy(), mode="L"))
+    pil = t(
+        Image.fromarray(image.permute(1, 2, 0).numpy()), Image.fromarray(mask.numpy(), mode="L")
+    )
     plain = t(image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor))
     for got in (pil, plain):
         assert torch.equal(got[1], ref[1])
@@ -157,10 +160,17 @@ def test_eval_transforms(size, shape) -> None:
     assert torch.equal(out_mask, ref)
 
 
-@pytest.mark.parametrize("options", [
-    dict(crop_size=0), dict(crop_size=(3, 4, 5)), dict(crop_size=8, scale=(2.0, 1.0)),
-    dict(crop_size=8, hflip=1.5), dict(crop_size=8, blur=-0.1), dict(crop_size=8, rotate=-5.0),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(crop_size=0),
+        dict(crop_size=(3, 4, 5)),
+        dict(crop_size=8, scale=(2.0, 1.0)),
+        dict(crop_size=8, hflip=1.5),
+        dict(crop_size=8, blur=-0.1),
+        dict(crop_size=8, rotate=-5.0),
+    ],
+)
 def test_bad_options(options) -> None:
     """Are out-of-range options a ValueError?"""
     with pytest.raises(ValueError):

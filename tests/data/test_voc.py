@@ -19,10 +19,17 @@ from labkit.data.palette import VOC_CLASSES, voc_colormap
 from labkit.data.transforms import train_transforms
 from labkit.data.voc import VOCSegmentation
 
-SIZES = {"2007_000001": (37, 50), "2007_000002": (48, 64), "2007_000003": (30, 30),
-         "2008_000004": (41, 29), "2008_000005": (25, 33)}
-SPLITS = {"train": ["2007_000001", "2007_000002", "2008_000004"],
-          "val": ["2007_000003", "2008_000005"]}
+SIZES = {
+    "2007_000001": (37, 50),
+    "2007_000002": (48, 64),
+    "2007_000003": (30, 30),
+    "2008_000004": (41, 29),
+    "2008_000005": (25, 33),
+}
+SPLITS = {
+    "train": ["2007_000001", "2007_000002", "2008_000004"],
+    "val": ["2007_000003", "2008_000005"],
+}
 
 
 def _write_voc(root: Path, *, seed: int = 0) -> Path:

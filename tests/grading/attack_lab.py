@@ -26,23 +26,30 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = "atk"
 MAX_AUTOGRADED = 5.0
 
-MEAN_SOLUTION = "def mean_of(x):\n    ### BEGIN SOLUTION\n    return float(np.mean(x))\n    ### END SOLUTION\n"
-SCALE_SOLUTION = ("def scale(x, k):\n    ### BEGIN SOLUTION\n    return np.asarray(x) * k\n"
-                  "    ### END SOLUTION\n")
-MEAN_TESTS = ("assert np.isclose(mean_of([1, 2, 3]), 2.0), 'mean_of([1, 2, 3]): expected 2.0'\n"
-              "print('visible mean_of check passed')\n"
-              "### BEGIN HIDDEN TESTS\n"
-              "_rng_mean = np.random.default_rng(1234)\n"
-              "for _trial in range(5):\n"
-              "    _x = _rng_mean.normal(size=7)\n"
-              "    assert np.isclose(mean_of(_x), _x.sum() / len(_x)), 'hidden mean_of check'\n"
-              "### END HIDDEN TESTS\n")
-SCALE_TESTS = ("assert np.allclose(scale([1, 2, 3], 2), [2, 4, 6]), 'scale([1, 2, 3], 2)'\n"
-               "### BEGIN HIDDEN TESTS\n"
-               "_rng_scale = np.random.default_rng(4321)\n"
-               "_y, _k = _rng_scale.normal(size=(3, 4)), float(_rng_scale.uniform(-3, 3))\n"
-               "assert np.allclose(scale(_y, _k), _y * _k), 'hidden scale check'\n"
-               "### END HIDDEN TESTS\n")
+MEAN_SOLUTION = (
+    "def mean_of(x):\n    ### BEGIN SOLUTION\n    return float(np.mean(x))\n    ### END SOLUTION\n"
+)
+SCALE_SOLUTION = (
+    "def scale(x, k):\n    ### BEGIN SOLUTION\n    return np.asarray(x) * k\n    ### END SOLUTION\n"
+)
+MEAN_TESTS = (
+    "assert np.isclose(mean_of([1, 2, 3]), 2.0), 'mean_of([1, 2, 3]): expected 2.0'\n"
+    "print('visible mean_of check passed')\n"
+    "### BEGIN HIDDEN TESTS\n"
+    "_rng_mean = np.random.default_rng(1234)\n"
+    "for _trial in range(5):\n"
+    "    _x = _rng_mean.normal(size=7)\n"
+    "    assert np.isclose(mean_of(_x), _x.sum() / len(_x)), 'hidden mean_of check'\n"
+    "### END HIDDEN TESTS\n"
+)
+SCALE_TESTS = (
+    "assert np.allclose(scale([1, 2, 3], 2), [2, 4, 6]), 'scale([1, 2, 3], 2)'\n"
+    "### BEGIN HIDDEN TESTS\n"
+    "_rng_scale = np.random.default_rng(4321)\n"
+    "_y, _k = _rng_scale.normal(size=(3, 4)), float(_rng_scale.uniform(-3, 3))\n"
+    "assert np.allclose(scale(_y, _k), _y * _k), 'hidden scale check'\n"
+    "### END HIDDEN TESTS\n"
+)
 WRONG_MEAN = "def mean_of(x):\n    return 0.0\n"
 WRONG_SCALE = "def scale(x, k):\n    return None\n"
 BYSTANDER_MEAN = "def mean_of(x):\n    return float(np.sum(x) / len(x))  # bystander-secret-7f3a\n"
@@ -50,8 +57,14 @@ BYSTANDER_MARK = "bystander-secret-7f3a"
 
 
 def _meta(cell, **kw):
-    cell.metadata["nbgrader"] = {"grade": False, "locked": False, "schema_version": 3,
-                                 "solution": False, "task": False, **kw}
+    cell.metadata["nbgrader"] = {
+        "grade": False,
+        "locked": False,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+        **kw,
+    }
     return cell
 
 
@@ -59,19 +72,29 @@ def write_kit(folder: Path) -> Path:
     """``folder/nbgrader_config.py`` (the repository's) and ``folder/solutions/atk/atk.ipynb``."""
     v4 = nbformat.v4
     nb = v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
         v4.new_markdown_cell("# Attack lab\nMeans and scaling with numpy."),
         v4.new_code_cell("import numpy as np"),
         _meta(v4.new_code_cell(MEAN_SOLUTION), grade_id="mean_of", solution=True),
-        _meta(v4.new_code_cell(MEAN_TESTS), grade_id="test_mean_of", grade=True, locked=True,
-              points=2),
+        _meta(
+            v4.new_code_cell(MEAN_TESTS), grade_id="test_mean_of", grade=True, locked=True, points=2
+        ),
         _meta(v4.new_code_cell(SCALE_SOLUTION), grade_id="scale", solution=True),
-        _meta(v4.new_code_cell(SCALE_TESTS), grade_id="test_scale", grade=True, locked=True,
-              points=3),
-        _meta(v4.new_markdown_cell("Why is the mean a good summary?"), grade_id="why",
-              grade=True, solution=True, points=1),
+        _meta(
+            v4.new_code_cell(SCALE_TESTS), grade_id="test_scale", grade=True, locked=True, points=3
+        ),
+        _meta(
+            v4.new_markdown_cell("Why is the mean a good summary?"),
+            grade_id="why",
+            grade=True,
+            solution=True,
+            points=1,
+        ),
     ]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "nbgrader_config.py").write_text((REPO / "nbgrader_config.py").read_text())
@@ -109,8 +132,9 @@ def cell(nb: nbformat.NotebookNode, grade_id: str):
     return found
 
 
-def answered(nb: nbformat.NotebookNode, *, mean: str, scale: str,
-             written: str = "It is.") -> nbformat.NotebookNode:
+def answered(
+    nb: nbformat.NotebookNode, *, mean: str, scale: str, written: str = "It is."
+) -> nbformat.NotebookNode:
     """A copy of ``nb`` with the two answer cells (and the written answer) replaced."""
     nb = copy.deepcopy(nb)
     cell(nb, "mean_of").source, cell(nb, "scale").source = mean, scale
@@ -120,8 +144,9 @@ def answered(nb: nbformat.NotebookNode, *, mean: str, scale: str,
 
 def honest(nb):
     """Both answers right."""
-    return answered(nb, mean=MEAN_SOLUTION.replace("### ", "# "),
-                    scale=SCALE_SOLUTION.replace("### ", "# "))
+    return answered(
+        nb, mean=MEAN_SOLUTION.replace("### ", "# "), scale=SCALE_SOLUTION.replace("### ", "# ")
+    )
 
 
 def bystander(nb):
@@ -141,24 +166,30 @@ def blank(nb):
 
 def _code_attack(code: str) -> Callable:
     """An attack that puts ``code`` (formatted with ``root``) before a wrong ``mean_of``."""
+
     def build(nb, root: Path):
-        return answered(nb, mean=code.format(root=str(root)) + "\n" + WRONG_MEAN,
-                        scale=WRONG_SCALE)
+        return answered(nb, mean=code.format(root=str(root)) + "\n" + WRONG_MEAN, scale=WRONG_SCALE)
+
     return build
 
 
 def _notebook_attack(edit: Callable) -> Callable:
     """An attack that edits the notebook's cells (on wrong answers)."""
+
     def build(nb, root: Path):
         nb = answered(nb, mean=WRONG_MEAN, scale=WRONG_SCALE)
         edit(nb)
         return nb
+
     return build
 
 
 def _tests(nb) -> list:
-    return [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id", "")
-            .startswith("test_")]
+    return [
+        c
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")
+    ]
 
 
 def _duplicate(nb) -> None:
@@ -184,8 +215,11 @@ def _to_markdown(nb) -> None:
 
 
 def _hard_coded(nb, root: Path):
-    return answered(nb, mean="def mean_of(x):\n    return 2.0\n",
-                    scale="def scale(x, k):\n    return [2, 4, 6]\n")
+    return answered(
+        nb,
+        mean="def mean_of(x):\n    return 2.0\n",
+        scale="def scale(x, k):\n    return [2, 4, 6]\n",
+    )
 
 
 READ_SECRETS = """
@@ -215,7 +249,8 @@ for path in glob.glob("{root}/submitted/*/atk/atk.ipynb") + ["{root}/submitted/b
     except Exception as exc:
         print("cannot read", path, exc)
 """
-WRITE_OUTSIDE = """
+WRITE_OUTSIDE = (
+    """
 import os
 for path in ["{root}/submitted/bystander/atk/atk.ipynb", "{root}/gradebook.db",
              "{root}/solutions/atk/atk.ipynb", "/tmp/labkit-attack-marker",
@@ -226,7 +261,9 @@ for path in ["{root}/submitted/bystander/atk/atk.ipynb", "{root}/gradebook.db",
         print("wrote", path)
     except Exception as exc:
         print("cannot write", path, exc)
-""" % REPO
+"""
+    % REPO
+)
 NETWORK = """
 import socket
 for host in [("pypi.org", 443), ("1.1.1.1", 53), ("1.1.1.1", 443)]:
@@ -288,10 +325,12 @@ for _ in range(300):  # hold the process cap (as the sandbox's user) for as long
 """
 
 ATTACKS: dict[str, Callable] = {
-    "patch_isclose": _code_attack("np.isclose = lambda *a, **k: True\n"
-                                  "np.allclose = lambda *a, **k: True\n"),
+    "patch_isclose": _code_attack(
+        "np.isclose = lambda *a, **k: True\nnp.allclose = lambda *a, **k: True\n"
+    ),
     "input_transformer": _code_attack(
-        "get_ipython().input_transformers_cleanup.append(lambda lines: [])\n"),
+        "get_ipython().input_transformers_cleanup.append(lambda lines: [])\n"
+    ),
     "read_gradebook": _code_attack(READ_SECRETS),
     "duplicate_grade_cell": _notebook_attack(_duplicate),
     "os_exit": _code_attack("import os; os._exit(0)\n"),
@@ -299,8 +338,9 @@ ATTACKS: dict[str, Callable] = {
     "test_cell_deleted": _notebook_attack(_deleted),
     "test_cell_markdown": _notebook_attack(_to_markdown),
     "hard_coded": _hard_coded,
-    "custom_exc": _code_attack("get_ipython().set_custom_exc((Exception,), "
-                               "lambda *a, **k: None)\n"),
+    "custom_exc": _code_attack(
+        "get_ipython().set_custom_exc((Exception,), lambda *a, **k: None)\n"
+    ),
     "showtraceback": _code_attack("get_ipython().showtraceback = lambda *a, **k: None\n"),
     "infinite_loop": _code_attack("while True:\n    pass\n"),
     "memory_bomb": _code_attack(MEMORY_BOMB),

@@ -23,13 +23,21 @@ from labkit.grading import fill_solutions, replace_in_cell
 
 REPO = Path(__file__).resolve().parents[2]
 SOLUTION = "def add_one(x):\n    ### BEGIN SOLUTION\n    return x + 1\n    ### END SOLUTION\n"
-TESTS = ("assert add_one(1) == 2, 'add_one(1): expected 2'\n"
-         "### BEGIN HIDDEN TESTS\nassert add_one(-5) == -4\n### END HIDDEN TESTS\n")
+TESTS = (
+    "assert add_one(1) == 2, 'add_one(1): expected 2'\n"
+    "### BEGIN HIDDEN TESTS\nassert add_one(-5) == -4\n### END HIDDEN TESTS\n"
+)
 
 
 def _meta(cell, **kw):
-    cell.metadata["nbgrader"] = {"grade": False, "locked": False, "schema_version": 3,
-                                 "solution": False, "task": False, **kw}
+    cell.metadata["nbgrader"] = {
+        "grade": False,
+        "locked": False,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+        **kw,
+    }
     return cell
 
 
@@ -37,15 +45,28 @@ def write_toy_lab(root: Path, lab: str = "toy") -> Path:
     """``root/solutions/<lab>/<lab>.ipynb``: one answer, one test cell (2 points), one
     written answer (1 point)."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nb.cells = [
         nbformat.v4.new_markdown_cell("# Toy lab\nLearning goals: add one."),
         _meta(nbformat.v4.new_code_cell(SOLUTION), grade_id="add_one", solution=True),
-        _meta(nbformat.v4.new_code_cell(TESTS), grade_id="test_add_one", grade=True,
-              locked=True, points=2),
-        _meta(nbformat.v4.new_markdown_cell("Adding one moves right."), grade_id="why",
-              grade=True, solution=True, points=1),
+        _meta(
+            nbformat.v4.new_code_cell(TESTS),
+            grade_id="test_add_one",
+            grade=True,
+            locked=True,
+            points=2,
+        ),
+        _meta(
+            nbformat.v4.new_markdown_cell("Adding one moves right."),
+            grade_id="why",
+            grade=True,
+            solution=True,
+            points=1,
+        ),
     ]
     path = root / "solutions" / lab / f"{lab}.ipynb"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,8 +88,9 @@ def toy_course(tmp_path: Path) -> Path:
     return make_toy_course(tmp_path)
 
 
-def nbgrader_api(root: Path, action: str, *args, env: dict[str, str] | None = None,
-                 **kwargs) -> dict:
+def nbgrader_api(
+    root: Path, action: str, *args, env: dict[str, str] | None = None, **kwargs
+) -> dict:
     """``NbGraderAPI.<action>(*args, **kwargs)`` on the course ``root``, in this process.
 
     nbgrader's own converters with the course's config, as its command line runs them, for
@@ -86,8 +108,11 @@ def nbgrader_api(root: Path, action: str, *args, env: dict[str, str] | None = No
     config.CourseDirectory.root = str(root)
     # nbgrader runs `jupyter` by name; kernels get one thread, as the suite's two workers
     # share two cores
-    env = {"OMP_NUM_THREADS": "1", **(env or {}),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    env = {
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
     with mock.patch.dict(os.environ, env):
         result = getattr(NbGraderAPI(config=config), action)(*args, **kwargs)
     assert result["success"], f"nbgrader {action} {args} failed:\n{result.get('log')}"
@@ -110,9 +135,15 @@ def add_fractions_test(root: Path) -> None:
     path = root / "solutions/toy/toy.ipynb"
     nb = nbformat.read(path, as_version=4)
     cell = nbformat.v4.new_code_cell("assert add_one(0.5) == 1.5, 'add_one(0.5): expected 1.5'")
-    cell.metadata["nbgrader"] = {"grade": True, "grade_id": "test_fractions", "locked": True,
-                                 "points": 1, "schema_version": 3, "solution": False,
-                                 "task": False}
+    cell.metadata["nbgrader"] = {
+        "grade": True,
+        "grade_id": "test_fractions",
+        "locked": True,
+        "points": 1,
+        "schema_version": 3,
+        "solution": False,
+        "task": False,
+    }
     nb.cells.insert(3, cell)
     nbformat.write(nb, path)
 
@@ -123,9 +154,12 @@ def grade_toy_class(root: Path, *, stamps: dict[str, str] | None = None) -> None
     timestamp.txt, and grade them with nbgrader's own autograde (in this process)."""
     release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
     good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
-    subs = {"ann": good, "bob": release,
-            "cid": replace_in_cell(good, "add_one", "x + 1", "int(x) + 1"),
-            "eve": replace_in_cell(good, "add_one", "x + 1", "x + 2")}
+    subs = {
+        "ann": good,
+        "bob": release,
+        "cid": replace_in_cell(good, "add_one", "x + 1", "int(x) + 1"),
+        "eve": replace_in_cell(good, "add_one", "x + 1", "x + 2"),
+    }
     for student, nb in subs.items():
         folder = root / "submitted" / student / "toy"
         folder.mkdir(parents=True)
@@ -160,8 +194,7 @@ def shared_build(tmp_path_factory, key: str, build: Callable[[Path], Any]) -> tu
     return folder, json.loads(done.read_text())
 
 
-def built_once(course: Path, key: str, tmp_path_factory, build: Callable[[Path], None]
-               ) -> Path:
+def built_once(course: Path, key: str, tmp_path_factory, build: Callable[[Path], None]) -> Path:
     """``course``: a copy of the folder ``build`` filled (once per run, see
     :func:`shared_build`), for a test that changes it."""
     folder, _ = shared_build(tmp_path_factory, key, build)
@@ -173,6 +206,7 @@ def built_once(course: Path, key: str, tmp_path_factory, build: Callable[[Path],
 def released_toy(tmp_path: Path, tmp_path_factory) -> Path:
     """A toy course whose lab nbgrader has released (``labs/toy``, the gradebook), copied
     from one release per run."""
+
     def build(root: Path) -> None:
         make_toy_course(root)
         nbgrader_api(root, "generate_assignment", "toy")
@@ -192,8 +226,9 @@ def connect():
 
     def make(namespace: dict, *, timeout: float = 30.0, server=serve) -> Channel:
         to_server, from_server = os.pipe(), os.pipe()
-        thread = threading.Thread(target=server, args=(to_server[0], from_server[1], namespace),
-                                  daemon=True)
+        thread = threading.Thread(
+            target=server, args=(to_server[0], from_server[1], namespace), daemon=True
+        )
         thread.start()
         opened.append((thread, to_server, from_server))
         return Channel(from_server[0], to_server[1], timeout=timeout)

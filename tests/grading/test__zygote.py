@@ -49,8 +49,17 @@ def zygote(course, tmp_path):
 
 
 def _spec(root: Path, student: str) -> dict:
-    return {"root": str(root), "lab": LAB, "student": student, "timeout": 30.0,
-            "cell_timeout": 30.0, "memory_mb": 1500, "sandbox": False, "uid": None, "data": ""}
+    return {
+        "root": str(root),
+        "lab": LAB,
+        "student": student,
+        "timeout": 30.0,
+        "cell_timeout": 30.0,
+        "memory_mb": 1500,
+        "sandbox": False,
+        "uid": None,
+        "data": "",
+    }
 
 
 def _children(parent: int) -> list[int]:
@@ -122,8 +131,7 @@ def test_a_killed_worker_fails_its_student_with_the_signal(course, zygote):
     assert zygote._proc.poll() is None
 
 
-def test_a_dead_zygote_fails_one_student_takes_its_worker_along_and_is_restarted(course,
-                                                                                 zygote):
+def test_a_dead_zygote_fails_one_student_takes_its_worker_along_and_is_restarted(course, zygote):
     """When the zygote itself is killed mid-grading, is that student failed with the
     zygote's status, its worker's session killed, and the next student graded by a new
     zygote?"""

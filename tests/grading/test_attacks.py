@@ -20,10 +20,26 @@ import pytest
 from labkit.grading.autograde import Outcome, autograde
 from labkit.grading.instance import read_record
 from labkit.grading.judge import hidden_lines
-from tests.grading.attack_lab import (ATTACKS, BYSTANDER_MARK, LAB, MAX_AUTOGRADED, REPO, blank,
-                                      bystander, gradebook_cells, gradebook_scores, honest,
-                                      make_course, outputs_text, partial, release,
-                                      source_notebook, submission_counts, submit, write_kit)
+from tests.grading.attack_lab import (
+    ATTACKS,
+    BYSTANDER_MARK,
+    LAB,
+    MAX_AUTOGRADED,
+    REPO,
+    blank,
+    bystander,
+    gradebook_cells,
+    gradebook_scores,
+    honest,
+    make_course,
+    outputs_text,
+    partial,
+    release,
+    source_notebook,
+    submission_counts,
+    submit,
+    write_kit,
+)
 from tests.grading.conftest import shared_build
 
 pytestmark = pytest.mark.needs("bwrap")
@@ -54,15 +70,22 @@ def _grade_class(work: Path) -> dict:
         submit(root, student, build(nb))
     for student, build in ATTACKS.items():
         submit(root, student, build(nb, root))
-    protected = [root / "submitted" / "bystander" / LAB / f"{LAB}.ipynb",
-                 root / "solutions" / LAB / f"{LAB}.ipynb"]
+    protected = [
+        root / "submitted" / "bystander" / LAB / f"{LAB}.ipynb",
+        root / "solutions" / LAB / f"{LAB}.ipynb",
+    ]
     before = {str(p): _digest(p) for p in protected}
-    outcomes = autograde(root, LAB, students=[s for s in [*HONEST, *ATTACKS] if s != LOOP],
-                         **LIMITS)
-    outcomes += autograde(root, LAB, students=[LOOP], **{**LIMITS, "jobs": 1},
-                          cell_timeout=LOOP_CELL_SECONDS)
-    return {"cells_alone": cells_alone, "before": before,
-            "outcomes": [dataclasses.asdict(o) for o in outcomes]}
+    outcomes = autograde(
+        root, LAB, students=[s for s in [*HONEST, *ATTACKS] if s != LOOP], **LIMITS
+    )
+    outcomes += autograde(
+        root, LAB, students=[LOOP], **{**LIMITS, "jobs": 1}, cell_timeout=LOOP_CELL_SECONDS
+    )
+    return {
+        "cells_alone": cells_alone,
+        "before": before,
+        "outcomes": [dataclasses.asdict(o) for o in outcomes],
+    }
 
 
 @pytest.fixture(scope="module")

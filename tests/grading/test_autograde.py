@@ -21,7 +21,6 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbgrader.api import Gradebook
-
 from nbgrader.preprocessors import SaveAutoGrades
 
 import labkit.grading.autograde as autograde_module
@@ -104,8 +103,9 @@ def test_parallel_grades_equal_serial_grades_and_resume_skips_the_graded(course)
     assert set(_submissions(course).values()) == {1}
     time.sleep(0.01)
     _hand_in(course, "s01", "right")
-    outcomes = {o.student: o for o in autograde(course, LAB, students=["s00", "s01"],
-                                                resume=True, **FAST)}
+    outcomes = {
+        o.student: o for o in autograde(course, LAB, students=["s00", "s01"], resume=True, **FAST)
+    }
     assert outcomes["s00"].status == "skipped"
     assert outcomes["s01"].status == "graded" and outcomes["s01"].score == 2.0
 
@@ -131,13 +131,15 @@ def test_sigkill_then_rerun_grades_everyone_once(course, capsys):
         _hand_in(course, s, "right" if i % 2 == 0 else "blank")
     args = ["course", "autograde", LAB, "--root", str(course), "--timeout", "60"]
     # two jobs: both running workers must die with the grader
-    proc = subprocess.Popen([sys.executable, "-m", "labkit", *args, "--jobs", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit", *args, "--jobs", "2"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     records = course / "autograded" / ".labkit" / LAB
     deadline = time.monotonic() + 120
     # *.json: a record in place, not the temporary file it is written to first
-    while not (records.is_dir() and any(records.glob("*.json"))) and \
-            time.monotonic() < deadline:
+    while not (records.is_dir() and any(records.glob("*.json"))) and time.monotonic() < deadline:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -165,19 +167,23 @@ def test_broken_submissions_are_reported_per_student(course):
     for n in ("json", "v3", "none", "misnamed"):
         folder[n].mkdir(parents=True)
     (folder["json"] / f"{LAB}.ipynb").write_text('{"cells": [', encoding="utf-8")
-    (folder["v3"] / f"{LAB}.ipynb").write_text(json.dumps({"nbformat": 3, "cells": [],
-                                                           "worksheets": []}))
+    (folder["v3"] / f"{LAB}.ipynb").write_text(
+        json.dumps({"nbformat": 3, "cells": [], "worksheets": []})
+    )
     (folder["none"] / "notes.txt").write_text("no notebook here")
     nbformat.write(nbformat.v4.new_notebook(), folder["misnamed"] / "Untitled.ipynb")
     nbformat.write(nbformat.v4.new_notebook(), folder["extra"] / "scratch.ipynb")
     outcomes = {o.student: o for o in autograde(root, LAB, **FAST)}
     assert outcomes["good"].status == "graded" and outcomes["good"].score == 2.0
     assert outcomes["extra"].status == "graded" and "scratch.ipynb" in outcomes["extra"].reason
-    expected = {"json": "invalid JSON", "v3": "nbformat 3", "none": "no notebook",
-                "misnamed": "Untitled.ipynb"}
+    expected = {
+        "json": "invalid JSON",
+        "v3": "nbformat 3",
+        "none": "no notebook",
+        "misnamed": "Untitled.ipynb",
+    }
     for name, words in expected.items():
-        assert outcomes[name].status == "failed" and words in outcomes[name].reason, \
-            outcomes[name]
+        assert outcomes[name].status == "failed" and words in outcomes[name].reason, outcomes[name]
         assert read_record(root, LAB, name).reason == outcomes[name].reason
 
 
@@ -216,15 +222,19 @@ def test_cli_prints_the_table_and_fails_on_failures(course, capsys):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader drops the judge to another uid")
-def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, monkeypatch,
-                                                                        caplog):
+def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, monkeypatch, caplog):
     """With limits only, where the sandbox's uid cannot reach the interpreter (a pyenv under
     root's 0700 home; forced where it can), is the solution graded full and the blank 0,
     with one loud warning saying the judges run as root?"""
     python = Path(os.path.realpath(sys.executable))
     real = sandbox.unreachable
-    monkeypatch.setattr(sandbox, "unreachable", lambda path, uid, *rest: real(
-        path, uid, *rest) or ("forced by the test" if path == python else None))
+    monkeypatch.setattr(
+        sandbox,
+        "unreachable",
+        lambda path, uid, *rest: (
+            real(path, uid, *rest) or ("forced by the test" if path == python else None)
+        ),
+    )
     monkeypatch.setattr(autograde_module, "_AS_ROOT_WARNED", [])
     root = course
     _hand_in(root, "ann", "right")
@@ -239,8 +249,9 @@ def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, mo
     assert len(warned) == 1 and "cannot reach" in warned[0]
 
 
-def test_grading_from_inside_another_checkout_uses_the_graders_labkit(course, tmp_path,
-                                                                      monkeypatch):
+def test_grading_from_inside_another_checkout_uses_the_graders_labkit(
+    course, tmp_path, monkeypatch
+):
     """Run from a folder holding another labkit (one that fails when imported), with it on
     PYTHONPATH too, do the worker and the judge import the grader's labkit and grade the
     solution full?"""
@@ -265,11 +276,12 @@ def test_a_judge_that_cannot_start_fails_the_submission_and_is_regraded(course, 
     _hand_in(root, "ann", "right")
     _hand_in(root, "bob", "blank")
     cause = "JudgeError: the judge did not start (memory limit of 150 MB exceeded)"
-    code = main(["course", "autograde", LAB, "--root", str(root), "--memory-mb", "150",
-                 "--timeout", "60"])
+    code = main(
+        ["course", "autograde", LAB, "--root", str(root), "--memory-mb", "150", "--timeout", "60"]
+    )
     table = capsys.readouterr().out
     assert code == 1
-    assert table.count(f"| failed |  | ") == 2 and table.count(cause) == 2, table
+    assert table.count("| failed |  | ") == 2 and table.count(cause) == 2, table
     for student in ("ann", "bob"):
         assert read_record(root, LAB, student).status == "failed"
         assert cause in read_record(root, LAB, student).reason
@@ -307,8 +319,17 @@ def test_nbgrader_failures_carry_the_deepest_cause(course, monkeypatch):
     innermost exception's type and message, never nbgrader's "see the above traceback"?"""
     root = course
     _hand_in(root, "ann", "right")
-    spec = {"root": str(root), "lab": LAB, "student": "ann", "timeout": 60.0,
-            "cell_timeout": 30.0, "memory_mb": 1500, "sandbox": False, "uid": None, "data": ""}
+    spec = {
+        "root": str(root),
+        "lab": LAB,
+        "student": "ann",
+        "timeout": 60.0,
+        "cell_timeout": 30.0,
+        "memory_mb": 1500,
+        "sandbox": False,
+        "uid": None,
+        "data": "",
+    }
     barred = "uid 65534 cannot reach /opt/py: /opt (mode drwx------, uid 0) bars the way"
 
     def refuse(*args, **kwargs):
@@ -330,6 +351,8 @@ def test_nbgrader_failures_carry_the_deepest_cause(course, monkeypatch):
     monkeypatch.setattr(SaveAutoGrades, "preprocess", no_space)
     monkeypatch.setattr(JudgePreprocessor, "failures", [])
     outcome = grade(spec)
-    assert outcome["reason"] == \
-        "nbgrader autograde failed: OSError: [Errno 28] No space left on device"
+    assert (
+        outcome["reason"]
+        == "nbgrader autograde failed: OSError: [Errno 28] No space left on device"
+    )
     assert "see the" not in outcome["reason"]

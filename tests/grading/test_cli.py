@@ -30,8 +30,20 @@ def test_init_collect_status(toy_course, tmp_path_factory, capsys):
     work = tmp_path_factory.mktemp("term")
     (work / "students.csv").write_text("id,first_name,last_name,email\nann,Ann,Lee,\nbob,Bob,Ng,\n")
     root = work / "course"
-    assert main(["course", "init", str(root), "--students", str(work / "students.csv"),
-                 "--kit", str(toy_course)]) == 0
+    assert (
+        main(
+            [
+                "course",
+                "init",
+                str(root),
+                "--students",
+                str(work / "students.csv"),
+                "--kit",
+                str(toy_course),
+            ]
+        )
+        == 0
+    )
     assert "course ready in" in capsys.readouterr().out
     release = (root / "labs/toy/toy.ipynb").read_text()
     download = work / "download"
@@ -47,8 +59,10 @@ def test_init_collect_status(toy_course, tmp_path_factory, capsys):
     assert main(["course", "status", "--root", str(root)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("| student | lab | state | submitted (UTC) |")
-    assert [ln.split("|")[1:4] for ln in lines[2:4]] == [[" ann ", " toy ", " submitted "],
-                                                        [" bob ", " toy ", " missing "]]
+    assert [ln.split("|")[1:4] for ln in lines[2:4]] == [
+        [" ann ", " toy ", " submitted "],
+        [" bob ", " toy ", " missing "],
+    ]
     assert "toy: 0 graded, 0 failed, 1 submitted, 1 missing" in lines
 
 
@@ -57,15 +71,43 @@ def test_init_errors_are_one_line(toy_course, tmp_path_factory, capsys):
     work = tmp_path_factory.mktemp("term")
     (work / "bad.csv").write_text("id\nann\nann\n")
     (work / "course").mkdir()
-    assert main(["course", "init", str(work / "course"), "--students", str(work / "bad.csv"),
-                 "--kit", str(toy_course)]) == 2
+    assert (
+        main(
+            [
+                "course",
+                "init",
+                str(work / "course"),
+                "--students",
+                str(work / "bad.csv"),
+                "--kit",
+                str(toy_course),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert err.startswith("labkit course: error:") and "line 3: id 'ann' is already on line 2" \
-        in err and "\n" not in err
+    assert (
+        err.startswith("labkit course: error:")
+        and "line 3: id 'ann' is already on line 2" in err
+        and "\n" not in err
+    )
     (work / "course" / "notes.txt").write_text("mine")
     (work / "ok.csv").write_text("id\nann\n")
-    assert main(["course", "init", "--root", str(work / "course"), "--students",
-                 str(work / "ok.csv"), "--kit", str(toy_course)]) == 2
+    assert (
+        main(
+            [
+                "course",
+                "init",
+                "--root",
+                str(work / "course"),
+                "--students",
+                str(work / "ok.csv"),
+                "--kit",
+                str(toy_course),
+            ]
+        )
+        == 2
+    )
     assert "is not empty" in capsys.readouterr().err
     assert main(["course", "collect", "--from", str(work), "--root", str(work)]) == 2
     assert "has no gradebook.db" in capsys.readouterr().err

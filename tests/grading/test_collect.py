@@ -42,8 +42,10 @@ def _notebooks(root: Path) -> dict[str, bytes]:
     release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
     good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
     wrong = replace_in_cell(good, "add_one", "x + 1", "x + 2")
-    return {k: nbformat.writes(nb).encode() for k, nb in
-            {"good": good, "blank": release, "wrong": wrong}.items()}
+    return {
+        k: nbformat.writes(nb).encode()
+        for k, nb in {"good": good, "blank": release, "wrong": wrong}.items()
+    }
 
 
 def _files(folder: Path, files: dict[str, bytes | str]) -> Path:
@@ -63,34 +65,51 @@ def _zip(path: Path, files: dict[str, bytes | str]) -> Path:
 
 def _submitted(root: Path) -> dict[str, bytes]:
     base = root / "submitted"
-    return {p.relative_to(base).as_posix(): p.read_bytes() for p in sorted(base.rglob("*"))
-            if p.is_file()}
+    return {
+        p.relative_to(base).as_posix(): p.read_bytes()
+        for p in sorted(base.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_every_layout_lands_where_nbgrader_autograde_grades_it(course, tmp_path):
     """Do nbgrader's, the plain, Canvas and Moodle layouts end up in submitted/ so that
     `nbgrader autograde` grades each student, with the LMS's time in the gradebook?"""
     nb = _notebooks(course)
-    source = _files(tmp_path / "download", {
-        "ann/toy.ipynb": nb["good"],
-        "bob/toy/toy.ipynb": nb["blank"],
-        "bob/toy/timestamp.txt": "2025-03-01 09:30:00 UTC",
-        "leeann_1001_70001_toy.ipynb": nb["good"],
-        "Dan Roe_2001_assignsubmission_file_/toy.ipynb": nb["wrong"],
-        "ann/.ipynb_checkpoints/toy-checkpoint.ipynb": nb["blank"],
-        "__MACOSX/ann/._toy.ipynb": "junk",
-    })
+    source = _files(
+        tmp_path / "download",
+        {
+            "ann/toy.ipynb": nb["good"],
+            "bob/toy/toy.ipynb": nb["blank"],
+            "bob/toy/timestamp.txt": "2025-03-01 09:30:00 UTC",
+            "leeann_1001_70001_toy.ipynb": nb["good"],
+            "Dan Roe_2001_assignsubmission_file_/toy.ipynb": nb["wrong"],
+            "ann/.ipynb_checkpoints/toy-checkpoint.ipynb": nb["blank"],
+            "__MACOSX/ann/._toy.ipynb": "junk",
+        },
+    )
     report = collect_submissions(course, source)
     assert report.problems == [] and report.skipped == []
     assert sorted((p.student, p.lab) for p in report.placed) == [
-        ("1001", "toy"), ("2001", "toy"), ("ann", "toy"), ("bob", "toy")]
+        ("1001", "toy"),
+        ("2001", "toy"),
+        ("ann", "toy"),
+        ("bob", "toy"),
+    ]
     assert _submitted(course) == {
-        "1001/toy/toy.ipynb": nb["good"], "2001/toy/toy.ipynb": nb["wrong"],
-        "ann/toy/toy.ipynb": nb["good"], "bob/toy/toy.ipynb": nb["blank"],
-        "bob/toy/timestamp.txt": b"2025-03-01 09:30:00.000000 UTC"}
+        "1001/toy/toy.ipynb": nb["good"],
+        "2001/toy/toy.ipynb": nb["wrong"],
+        "ann/toy/toy.ipynb": nb["good"],
+        "bob/toy/toy.ipynb": nb["blank"],
+        "bob/toy/timestamp.txt": b"2025-03-01 09:30:00.000000 UTC",
+    }
     nbgrader_api(course, "autograde", "toy", "*")  # nbgrader's autograde, in this process
     assert {s: v.auto for s, v in lab_scores(course, "toy").items()} == {
-        "ann": 2.0, "bob": 0.0, "1001": 2.0, "2001": 0.0}
+        "ann": 2.0,
+        "bob": 0.0,
+        "1001": 2.0,
+        "2001": 0.0,
+    }
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert gb.find_submission("toy", "bob").timestamp == datetime(2025, 3, 1, 9, 30)
     assert (source / "ann/toy.ipynb").read_bytes() == nb["good"], "the source was changed"
@@ -100,37 +119,54 @@ def test_canvas_resubmissions_keep_the_newest(course, tmp_path):
     """From a Canvas zip with -1/-2 resubmissions, is only the newest placed, the others
     reported as older, and two labs told apart by name?"""
     nb = _notebooks(course)
-    archive = _zip(tmp_path / "canvas.zip", {
-        "leeann_1001_70001_toy.ipynb": nb["blank"],
-        "leeann_late_1001_70107_toy-2.ipynb": nb["good"],
-        "leeann_1001_70050_toy-1.ipynb": nb["wrong"],
-        "leeann_1001_70200_toy2.ipynb": nb["wrong"],
-        "leeann_1001_70201_report.pdf": b"%PDF",
-    })
+    archive = _zip(
+        tmp_path / "canvas.zip",
+        {
+            "leeann_1001_70001_toy.ipynb": nb["blank"],
+            "leeann_late_1001_70107_toy-2.ipynb": nb["good"],
+            "leeann_1001_70050_toy-1.ipynb": nb["wrong"],
+            "leeann_1001_70200_toy2.ipynb": nb["wrong"],
+            "leeann_1001_70201_report.pdf": b"%PDF",
+        },
+    )
     report = collect_submissions(course, archive)
     assert {(p.lab, p.source) for p in report.placed} == {
         ("toy", f"{archive}:leeann_late_1001_70107_toy-2.ipynb"),
-        ("toy2", f"{archive}:leeann_1001_70200_toy2.ipynb")}
-    assert _submitted(course) == {"1001/toy/toy.ipynb": nb["good"],
-                                  "1001/toy2/toy2.ipynb": nb["wrong"]}
+        ("toy2", f"{archive}:leeann_1001_70200_toy2.ipynb"),
+    }
+    assert _submitted(course) == {
+        "1001/toy/toy.ipynb": nb["good"],
+        "1001/toy2/toy2.ipynb": nb["wrong"],
+    }
     assert sorted(p.path.rsplit(":", 1)[1] for p in report.skipped) == [
-        "leeann_1001_70001_toy.ipynb", "leeann_1001_70050_toy-1.ipynb"]
+        "leeann_1001_70001_toy.ipynb",
+        "leeann_1001_70050_toy-1.ipynb",
+    ]
     assert all("older than" in p.reason for p in report.skipped)
     assert [(p.path.rsplit(":", 1)[1], p.reason) for p in report.problems] == [
-        ("leeann_1001_70201_report.pdf", "not a notebook (expected <lab>.ipynb)")]
+        ("leeann_1001_70201_report.pdf", "not a notebook (expected <lab>.ipynb)")
+    ]
 
 
-@pytest.mark.parametrize("evil", ["../escape.ipynb", "/tmp/abs/toy.ipynb",
-                                  "ann/../../escape.ipynb", "C:\\temp\\toy.ipynb",
-                                  "ann\\..\\..\\escape.ipynb"])
+@pytest.mark.parametrize(
+    "evil",
+    [
+        "../escape.ipynb",
+        "/tmp/abs/toy.ipynb",
+        "ann/../../escape.ipynb",
+        "C:\\temp\\toy.ipynb",
+        "ann\\..\\..\\escape.ipynb",
+    ],
+)
 def test_a_zip_that_leaves_its_folder_is_refused_whole(course, tmp_path, evil):
     """Is an archive with an absolute or '..' entry refused before anything is placed?"""
     archive = _zip(tmp_path / "lms.zip", {"ann/toy.ipynb": _notebooks(course)["good"], evil: "x"})
     with pytest.raises(CourseError, match="leaves the archive .*refusing all of it"):
         collect_submissions(course, archive)
     assert _submitted(course) == {}
-    assert not any(p.name == "escape.ipynb" for d in (course.parent, tmp_path.parent)
-                   for p in d.iterdir())
+    assert not any(
+        p.name == "escape.ipynb" for d in (course.parent, tmp_path.parent) for p in d.iterdir()
+    )
 
 
 def test_a_zip_over_the_size_cap_is_refused(course, tmp_path):
@@ -141,7 +177,8 @@ def test_a_zip_over_the_size_cap_is_refused(course, tmp_path):
         collect_submissions(course, archive, max_bytes=1_000_000)
     report = collect_submissions(course, archive, max_file_bytes=1_000_000)
     assert [p.reason for p in report.problems] == [
-        "5,000,000 bytes, more than max_file_bytes=1,000,000"]
+        "5,000,000 bytes, more than max_file_bytes=1,000,000"
+    ]
     assert _submitted(course) == {}
 
 
@@ -149,15 +186,29 @@ def test_what_cannot_be_placed_is_reported_with_why(course, tmp_path):
     """Are an unknown student, an unknown lab, a non-notebook, a notebook with no student,
     two different candidates and a link each reported, and nothing of them placed?"""
     nb = _notebooks(course)
-    source = _files(tmp_path / "download", {
-        "zed/toy.ipynb": nb["good"], "ann/lab99.ipynb": nb["good"], "ann/notes.txt": "hi",
-        "toy.ipynb": nb["good"], "bob/toy.ipynb": nb["good"], "bob/toy/toy.ipynb": nb["wrong"],
-    })
+    source = _files(
+        tmp_path / "download",
+        {
+            "zed/toy.ipynb": nb["good"],
+            "ann/lab99.ipynb": nb["good"],
+            "ann/notes.txt": "hi",
+            "toy.ipynb": nb["good"],
+            "bob/toy.ipynb": nb["good"],
+            "bob/toy/toy.ipynb": nb["wrong"],
+        },
+    )
     os.symlink(course / "gradebook.db", source / "ann/toy.ipynb")
     report = collect_submissions(course, source)
     reasons = {Path(p.path).relative_to(source).as_posix(): p.reason for p in report.problems}
-    assert reasons.keys() == {"zed/toy.ipynb", "ann/lab99.ipynb", "ann/notes.txt", "toy.ipynb",
-                              "bob/toy.ipynb", "bob/toy/toy.ipynb", "ann/toy.ipynb"}
+    assert reasons.keys() == {
+        "zed/toy.ipynb",
+        "ann/lab99.ipynb",
+        "ann/notes.txt",
+        "toy.ipynb",
+        "bob/toy.ipynb",
+        "bob/toy/toy.ipynb",
+        "ann/toy.ipynb",
+    }
     assert reasons["zed/toy.ipynb"].startswith("unknown student 'zed': not in the gradebook")
     assert reasons["ann/lab99.ipynb"].startswith("unknown lab 'lab99'")
     assert reasons["ann/notes.txt"].startswith("not a notebook")
@@ -227,26 +278,31 @@ MOODLE_DAN = "Dan Roe_2001_assignsubmission_file_"
 
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
-@pytest.mark.parametrize("path, owner", [
-    ("ann/bob/toy.ipynb", "ann"),
-    ("ann/bob/toy/toy.ipynb", "ann"),
-    (f"ann/{MOODLE_DAN}/toy.ipynb", "ann"),
-    (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
-    ("ann/bob/deeper/still/toy.ipynb", "ann"),
-])
-def test_a_folder_named_for_a_classmate_files_under_its_owner(course, tmp_path, path, owner,
-                                                              as_zip):
+@pytest.mark.parametrize(
+    "path, owner",
+    [
+        ("ann/bob/toy.ipynb", "ann"),
+        ("ann/bob/toy/toy.ipynb", "ann"),
+        (f"ann/{MOODLE_DAN}/toy.ipynb", "ann"),
+        (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+        ("ann/bob/deeper/still/toy.ipynb", "ann"),
+    ],
+)
+def test_a_folder_named_for_a_classmate_files_under_its_owner(
+    course, tmp_path, path, owner, as_zip
+):
     """Is a notebook in a folder named for another student, inside a student's own folder,
     filed under the owner of the top-level folder, never under the one it names? (The
     earlier collect took the innermost folder: ann's upload went to bob or 2001.)"""
     nb = _notebooks(course)
     files = {path: nb["wrong"], "leeann_1001_70001_toy.ipynb": nb["good"]}  # and a bystander
-    source = (_zip(tmp_path / "lms.zip", files) if as_zip
-              else _files(tmp_path / "download", files))
+    source = _zip(tmp_path / "lms.zip", files) if as_zip else _files(tmp_path / "download", files)
     report = collect_submissions(course, source)
     assert report.problems == [] and report.skipped == []
-    assert _submitted(course) == {f"{owner}/toy/toy.ipynb": nb["wrong"],
-                                  "1001/toy/toy.ipynb": nb["good"]}
+    assert _submitted(course) == {
+        f"{owner}/toy/toy.ipynb": nb["wrong"],
+        "1001/toy/toy.ipynb": nb["good"],
+    }
 
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
@@ -255,34 +311,39 @@ def test_a_canvas_name_inside_a_students_folder_names_no_one(course, tmp_path, a
     submission id, an unknown lab of ann's, not 1001's newest submission? (The earlier collect
     placed it over 1001's own.)"""
     nb = _notebooks(course)
-    files = {"leeann_1001_70001_toy.ipynb": nb["good"],
-             "ann/leeann_1001_79999_toy.ipynb": nb["wrong"]}
-    source = (_zip(tmp_path / "lms.zip", files) if as_zip
-              else _files(tmp_path / "download", files))
+    files = {
+        "leeann_1001_70001_toy.ipynb": nb["good"],
+        "ann/leeann_1001_79999_toy.ipynb": nb["wrong"],
+    }
+    source = _zip(tmp_path / "lms.zip", files) if as_zip else _files(tmp_path / "download", files)
     report = collect_submissions(course, source)
     assert _submitted(course) == {"1001/toy/toy.ipynb": nb["good"]}
     assert [p.reason.split(":")[0] for p in report.problems] == [
-        "unknown lab 'leeann_1001_79999_toy'"]
+        "unknown lab 'leeann_1001_79999_toy'"
+    ]
 
 
 @pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
-@pytest.mark.parametrize("path, owner", [
-    ("ann/bob/toy.ipynb", "ann"),  # ann alone in the download: a student, not a wrapper
-    (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
-    ("submissions/ann/toy.ipynb", "ann"),  # a zip of a folder: the wrapper is stepped into
-    ("submissions/ann/bob/toy.ipynb", "ann"),
-    (f"submissions/{MOODLE_DAN}/bob/toy.ipynb", "2001"),
-    ("submissions/leeann_1001_70001_toy.ipynb", "1001"),
-    ("submissions/inner/ann/toy.ipynb", None),  # stepped into once: 'inner' is no student
-])
-def test_a_single_folder_is_a_wrapper_unless_it_is_a_students(course, tmp_path, path, owner,
-                                                              as_zip):
+@pytest.mark.parametrize(
+    "path, owner",
+    [
+        ("ann/bob/toy.ipynb", "ann"),  # ann alone in the download: a student, not a wrapper
+        (f"{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+        ("submissions/ann/toy.ipynb", "ann"),  # a zip of a folder: the wrapper is stepped into
+        ("submissions/ann/bob/toy.ipynb", "ann"),
+        (f"submissions/{MOODLE_DAN}/bob/toy.ipynb", "2001"),
+        ("submissions/leeann_1001_70001_toy.ipynb", "1001"),
+        ("submissions/inner/ann/toy.ipynb", None),  # stepped into once: 'inner' is no student
+    ],
+)
+def test_a_single_folder_is_a_wrapper_unless_it_is_a_students(
+    course, tmp_path, path, owner, as_zip
+):
     """Is a download that is one folder stepped into once (macOS's __MACOSX beside it left
     alone), unless the folder is a gradebook student's or a Moodle submission?"""
     nb = _notebooks(course)
     files = {path: nb["wrong"], f"__MACOSX/{path.split('/')[0]}/._toy.ipynb": "junk"}
-    source = (_zip(tmp_path / "lms.zip", files) if as_zip
-              else _files(tmp_path / "download", files))
+    source = _zip(tmp_path / "lms.zip", files) if as_zip else _files(tmp_path / "download", files)
     report = collect_submissions(course, source)
     if owner is None:
         assert _submitted(course) == {}

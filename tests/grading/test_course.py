@@ -11,9 +11,16 @@ from labkit.grading import CourseError, nbgrader, release_labs, stale_labs
 from labkit.grading.course import available_labs
 
 REPO = Path(__file__).resolve().parents[2]
-LABS = ["lab01_baseline_fcn", "lab02_lr_schedules", "lab03_augmentation",
-        "lab04_weighted_loss", "lab05_unet", "lab06_resnet_transfer", "lab07_deeplab_v3",
-        "lab08_deformable_conv"]
+LABS = [
+    "lab01_baseline_fcn",
+    "lab02_lr_schedules",
+    "lab03_augmentation",
+    "lab04_weighted_loss",
+    "lab05_unet",
+    "lab06_resnet_transfer",
+    "lab07_deeplab_v3",
+    "lab08_deformable_conv",
+]
 
 
 def _meta(cell) -> dict:
@@ -60,6 +67,7 @@ def test_stale_labs_sees_a_changed_source(released_toy):
 def test_nbgrader_error_carries_the_output(toy_course):
     """Does a failing nbgrader command raise with its exit code and output?"""
     from labkit.grading import NbgraderError
+
     with pytest.raises(NbgraderError, match="exited with"):
         nbgrader("autograde", "missing-lab", root=toy_course)
 
@@ -90,15 +98,17 @@ def test_release_holds_no_solution_and_no_hidden_test(lab):
     for cell in source.cells:
         meta = _meta(cell)
         if meta.get("solution") and cell.cell_type == "code":
-            for region in re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION",
-                                     cell.source, flags=re.S):
+            for region in re.findall(
+                r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", cell.source, flags=re.S
+            ):
                 lines = [ln.strip() for ln in region.splitlines() if len(ln.strip()) > 12]
                 leaked = [ln for ln in lines if ln in by_id[meta["grade_id"]].source]
                 assert not leaked, f"{lab}/{meta['grade_id']} leaks {leaked[:3]}"
         if meta.get("grade") and not meta.get("solution"):
             pattern = r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS"
-            visible = {ln.strip() for ln in re.sub(pattern, "", cell.source,
-                                                   flags=re.S).splitlines()}
+            visible = {
+                ln.strip() for ln in re.sub(pattern, "", cell.source, flags=re.S).splitlines()
+            }
             released = {ln.strip() for ln in by_id[meta["grade_id"]].source.splitlines()}
             for block in re.findall(pattern, cell.source, flags=re.S):
                 only_hidden = {ln.strip() for ln in block.splitlines()} - visible - {""}
@@ -112,16 +122,22 @@ def test_lab_follows_the_course_structure(lab):
     hidden tests, a results table and a written answer graded by hand?"""
     nb = nbformat.read(REPO / "solutions" / lab / f"{lab}.ipynb", as_version=4)
     assert nb.cells[0].cell_type == "markdown" and "learning goals" in nb.cells[0].source.lower()
-    config = [c for c in nb.cells if c.cell_type == "code"
-              and re.search(r'^PROFILE = "quick"', c.source, flags=re.M)]
-    assert len(config) == 1, "expected one config cell with PROFILE = \"quick\""
+    config = [
+        c
+        for c in nb.cells
+        if c.cell_type == "code" and re.search(r'^PROFILE = "quick"', c.source, flags=re.M)
+    ]
+    assert len(config) == 1, 'expected one config cell with PROFILE = "quick"'
     tests = [c for c in nb.cells if _meta(c).get("grade") and c.cell_type == "code"]
     answers = [c for c in nb.cells if _meta(c).get("solution") and c.cell_type == "code"]
     written = [c for c in nb.cells if _meta(c).get("grade") and c.cell_type == "markdown"]
     assert tests and answers and written
-    assert all("### BEGIN HIDDEN TESTS" in c.source for c in tests), "a test cell has no hidden tests"
+    assert all("### BEGIN HIDDEN TESTS" in c.source for c in tests), (
+        "a test cell has no hidden tests"
+    )
     # Exercises with a library version (most of them) must switch it off while tested.
     assert any("forbid(" in c.source for c in tests), "no hidden test switches labkit's version off"
     assert any("results_table(" in c.source for c in nb.cells if c.cell_type == "code")
-    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
         "commit the source without outputs"
+    )

@@ -27,9 +27,14 @@ def _to_json(made: CourseDemo) -> dict:
 
 
 def _from_json(data: dict) -> CourseDemo:
-    return CourseDemo(**{**data, **{key: Path(data[key]) for key in _PATHS},
-                         "rows": tuple(DemoRow(**row) for row in data["rows"]),
-                         "feedback": tuple(Path(p) for p in data["feedback"])})
+    return CourseDemo(
+        **{
+            **data,
+            **{key: Path(data[key]) for key in _PATHS},
+            "rows": tuple(DemoRow(**row) for row in data["rows"]),
+            "feedback": tuple(Path(p) for p in data["feedback"]),
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +44,7 @@ def demo(tmp_path_factory) -> CourseDemo:
     workers fill the cores), its training cells at one batch: ``LABKIT_BUDGET=smoke`` in the
     grader's environment, which the judge passes on. Every graded test cell of a lab comes
     before its training, so the scores are those of the full budget (about a minute)."""
+
     def build(folder: Path) -> dict:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("LABKIT_BUDGET", "smoke")
@@ -53,8 +59,10 @@ def _autograded(root: Path) -> dict[str, tuple[float, float]]:
         out = {}
         for sub in gb.assignment_submissions(LAB):
             tests = [g for nb in sub.notebooks for g in nb.grades if g.cell.cell_type == "code"]
-            out[sub.student.id] = (sum(g.auto_score or 0.0 for g in tests),
-                                   sum(float(g.max_score) for g in tests))
+            out[sub.student.id] = (
+                sum(g.auto_score or 0.0 for g in tests),
+                sum(float(g.max_score) for g in tests),
+            )
     return out
 
 
@@ -136,13 +144,22 @@ def test_partial_differs_in_the_first_answer_only():
     source = nbformat.read(REPO / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
     good = demo_submission("correct", release, source, root=REPO)
     partial = demo_submission("partial", release, source, root=REPO)
-    differ = [r.metadata.get("nbgrader", {}).get("grade_id")
-              for g, p, r in zip(good.cells, partial.cells, release.cells) if g.source != p.source]
+    differ = [
+        r.metadata.get("nbgrader", {}).get("grade_id")
+        for g, p, r in zip(good.cells, partial.cells, release.cells)
+        if g.source != p.source
+    ]
     assert differ == ["pixel_accuracy"]
-    first = next(c for c in partial.cells if c.metadata.get("nbgrader", {}).get("grade_id")
-                 == "pixel_accuracy")
-    assert first.source == next(c.source for c in release.cells if c.metadata.get(
-        "nbgrader", {}).get("grade_id") == "pixel_accuracy")
+    first = next(
+        c
+        for c in partial.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "pixel_accuracy"
+    )
+    assert first.source == next(
+        c.source
+        for c in release.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id") == "pixel_accuracy"
+    )
 
 
 def test_refuses_a_folder_it_did_not_make(tmp_path):

@@ -14,8 +14,14 @@ import pytest
 
 from labkit.grading import CourseError
 from labkit.grading.export import CSV_COLUMNS, export_grades, grade_rows
-from tests.grading.conftest import (add_fractions_test, built_once, grade_toy_class,
-                                    make_toy_course, nbgrader_api, nbgrader_export)
+from tests.grading.conftest import (
+    add_fractions_test,
+    built_once,
+    grade_toy_class,
+    make_toy_course,
+    nbgrader_api,
+    nbgrader_export,
+)
 
 DUE = "2024-03-02 00:00:00 UTC"
 STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
@@ -64,12 +70,16 @@ def _agree(ours: dict, theirs: dict) -> None:
         assert float(mine["total"]) == float(row["score"]), key
         assert float(mine["max_score"]) == float(row["max_score"]), key
         assert float(mine["late_penalty"]) == float(row["late_submission_penalty"]), key
-        assert float(mine["auto_score"]) + float(mine["manual_score"] or 0) == \
-            float(row["raw_score"]), key
+        assert float(mine["auto_score"]) + float(mine["manual_score"] or 0) == float(
+            row["raw_score"]
+        ), key
         assert (mine["first_name"], mine["last_name"]) == (row["first_name"], row["last_name"])
-        when = (datetime.fromisoformat(mine["submitted"]) if mine["submitted"] else None)
-        theirs_when = (datetime.fromisoformat(row["timestamp"]).replace(tzinfo=timezone.utc)
-                       if row["timestamp"] else None)
+        when = datetime.fromisoformat(mine["submitted"]) if mine["submitted"] else None
+        theirs_when = (
+            datetime.fromisoformat(row["timestamp"]).replace(tzinfo=timezone.utc)
+            if row["timestamp"]
+            else None
+        )
         assert when == theirs_when, key
 
 
@@ -80,15 +90,25 @@ def test_export_agrees_with_nbgrader_export(graded):
     assert path == graded / "grades.csv"
     ours = _ours(path)
     _agree(ours, _nbgrader_export(graded))
-    split = {s: (r["status"], r["auto_score"], r["auto_max"], r["manual_score"],
-                 r["manual_max"], r["total"], r["needs_manual_grading"])
-             for (s, _), r in ours.items()}
+    split = {
+        s: (
+            r["status"],
+            r["auto_score"],
+            r["auto_max"],
+            r["manual_score"],
+            r["manual_max"],
+            r["total"],
+            r["needs_manual_grading"],
+        )
+        for (s, _), r in ours.items()
+    }
     assert split == {
         "ann": ("submitted", "3.0", "3.0", "", "1.0", "3.0", "true"),  # answer awaits a grader
         "bob": ("submitted", "0.0", "3.0", "0.0", "1.0", "0.0", "false"),  # untouched: 0
         "cid": ("submitted", "2.0", "3.0", "", "1.0", "0.0", "true"),  # late: zeroed
         "dee": ("missing", "0.0", "3.0", "0.0", "1.0", "0.0", "false"),
-        "eve": ("submitted", "0.0", "3.0", "", "1.0", "0.0", "true")}
+        "eve": ("submitted", "0.0", "3.0", "", "1.0", "0.0", "true"),
+    }
     assert ours["cid", "toy"]["late_penalty"] == "2.0"
     assert ours["dee", "toy"]["submitted"] == "" and ours["bob", "toy"]["submitted"] == ""
     rows = {r.student_id: r for r in grade_rows(graded)}

@@ -16,8 +16,17 @@ from labkit.grading import lab_scores
 from labkit.grading.autograde import autograde
 from labkit.grading.feedback import FeedbackReport, sanitize_fragment, write_feedback
 from labkit.grading.judge import hidden_lines
-from tests.grading.attack_lab import (LAB, MEAN_SOLUTION, SCALE_SOLUTION, answered, make_course,
-                                      release, source_notebook, submit, write_kit)
+from tests.grading.attack_lab import (
+    LAB,
+    MEAN_SOLUTION,
+    SCALE_SOLUTION,
+    answered,
+    make_course,
+    release,
+    source_notebook,
+    submit,
+    write_kit,
+)
 from tests.grading.conftest import nbgrader_api, shared_build
 
 STUDENTS = ["good", "wrong", "marker", "late"]
@@ -28,15 +37,34 @@ def build_feedback_course(work: Path) -> dict:
     write_kit(work / "kit")
     root = make_course(work / "course", work / "kit", STUDENTS)
     nb = release(root)
-    right = {"mean": MEAN_SOLUTION.replace("### ", "# "),
-             "scale": SCALE_SOLUTION.replace("### ", "# ")}
+    right = {
+        "mean": MEAN_SOLUTION.replace("### ", "# "),
+        "scale": SCALE_SOLUTION.replace("### ", "# "),
+    }
     submit(root, "good", answered(nb, **right))
-    submit(root, "wrong", answered(nb, mean="def mean_of(x):\n    return -1.0\n",
-                                   scale="def scale(x, k):\n    raise ValueError('no scale')\n"))
-    submit(root, "marker", answered(nb, mean=right["mean"] + "\n### BEGIN HIDDEN TESTS\n",
-                                    scale=right["scale"]))
-    autograde(root, LAB, students=["good", "wrong", "marker"], jobs=1, timeout=60,
-              memory_mb=1500, progress=False)
+    submit(
+        root,
+        "wrong",
+        answered(
+            nb,
+            mean="def mean_of(x):\n    return -1.0\n",
+            scale="def scale(x, k):\n    raise ValueError('no scale')\n",
+        ),
+    )
+    submit(
+        root,
+        "marker",
+        answered(nb, mean=right["mean"] + "\n### BEGIN HIDDEN TESTS\n", scale=right["scale"]),
+    )
+    autograde(
+        root,
+        LAB,
+        students=["good", "wrong", "marker"],
+        jobs=1,
+        timeout=60,
+        memory_mb=1500,
+        progress=False,
+    )
     report = write_feedback(root, LAB, students=STUDENTS)
     return {"written": [str(p) for p in report.written], "failed": report.failed}
 
@@ -45,8 +73,7 @@ def build_feedback_course(work: Path) -> dict:
 def course(tmp_path_factory):
     """The graded course (built once per run, only read here) and write_feedback's report."""
     work, report = shared_build(tmp_path_factory, "feedback-course", build_feedback_course)
-    return work / "course", FeedbackReport(tuple(map(Path, report["written"])),
-                                           report["failed"])
+    return work / "course", FeedbackReport(tuple(map(Path, report["written"])), report["failed"])
 
 
 def _page(root, student) -> str:
@@ -62,8 +89,9 @@ def test_pages_show_the_gradebook_score(course):
     scores = lab_scores(root, LAB)
     for student in ("good", "wrong"):
         total = scores[student].auto
-        assert re.search(rf"Score: {total:.1f} / {scores[student].auto_max + 1:.1f}",
-                         _page(root, student)), student
+        assert re.search(
+            rf"Score: {total:.1f} / {scores[student].auto_max + 1:.1f}", _page(root, student)
+        ), student
 
 
 def test_pages_never_show_hidden_tests(course):
@@ -104,11 +132,13 @@ def test_ungraded_students_are_reported(course):
 def test_release_test_cells_match_the_feedback(course):
     """Is a test cell on the page its visible part, as the student's release shows it?"""
     root, _ = course
-    visible = [c.source for c in release(root).cells if c.cell_type == "code"
-               and c.metadata.get("nbgrader", {}).get("grade")]
+    visible = [
+        c.source
+        for c in release(root).cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")
+    ]
     page = _page(root, "good")
-    assert all(line in page for source in visible for line in source.splitlines()
-               if line.strip())
+    assert all(line in page for source in visible for line in source.splitlines() if line.strip())
     assert nbformat.read(root / "autograded" / "good" / LAB / f"{LAB}.ipynb", as_version=4)
 
 
@@ -119,14 +149,14 @@ MARKDOWN_PAYLOADS = {
     "md_img": '<img src="x" onerror="window.__pwned_md_img = 1">',
     "md_svg": '<svg onload="window.__pwned_md_svg = 1"></svg>',
     "md_details": '<details open ontoggle="window.__pwned_md_details = 1"><summary>s</summary>'
-                  "</details>",
+    "</details>",
     "md_a_html": '<a href="javascript:void(window.__pwned_md_a_html = 1)">an html link</a>',
     "md_a_markdown": "[a markdown link](javascript:void(window.__pwned_md_a_markdown=1))",
     # nbconvert's strip_files_prefix turns files/javascript:... into javascript:...
     "md_a_files": "[a files link](files/javascript:void(window.__pwned_md_a_files=1))",
     # markdown's mermaid block is written out unescaped
     "md_mermaid": '```mermaid\n</pre><img src="x" onerror="window.__pwned_md_mermaid = 1">'
-                  "<pre>\n```",
+    "<pre>\n```",
 }
 # ... and what its code displays (as a student's code cell's outputs would hold it)
 OUTPUT_PAYLOADS = {
@@ -136,21 +166,27 @@ OUTPUT_PAYLOADS = {
     "out_markdown": {"text/markdown": '<img src="x" onerror="window.__pwned_out_markdown = 1">'},
 }
 STUDENT_TEXT = "Student text survives: **bold**, and a [safe link](https://example.org/)."
-PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAAFElEQVR4nGM8ISfHAANMDEgAhQMAJtoBCkAA"
-       "Ow8AAAAASUVORK5CYII=")  # 4 x 3 pixels
+PNG = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAQAAAADCAIAAAA7ljmRAAAAFElEQVR4nGM8ISfHAANMDEgAhQMAJtoBCkAA"
+    "Ow8AAAAASUVORK5CYII="
+)  # 4 x 3 pixels
 
 
 def _hostile(nb: nbformat.NotebookNode) -> None:
     """Append the payloads to an autograded notebook, with the student's text and a figure."""
     v4 = nbformat.v4
     nb.cells += [v4.new_markdown_cell(STUDENT_TEXT)]
-    nb.cells += [v4.new_markdown_cell(f"{name}:\n\n{payload}")
-                 for name, payload in MARKDOWN_PAYLOADS.items()]
+    nb.cells += [
+        v4.new_markdown_cell(f"{name}:\n\n{payload}") for name, payload in MARKDOWN_PAYLOADS.items()
+    ]
     shown = v4.new_code_cell("show_everything()", execution_count=9)
-    shown.outputs = [v4.new_output("display_data", data={**data, "text/plain": name})
-                     for name, data in OUTPUT_PAYLOADS.items()]
-    shown.outputs.append(v4.new_output("display_data", data={"image/png": PNG,
-                                                             "text/plain": "<Figure>"}))
+    shown.outputs = [
+        v4.new_output("display_data", data={**data, "text/plain": name})
+        for name, data in OUTPUT_PAYLOADS.items()
+    ]
+    shown.outputs.append(
+        v4.new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"})
+    )
     nb.cells.append(shown)
 
 
@@ -173,8 +209,11 @@ def build_hostile_pages(work: Path, tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def hostile_pages(tmp_path_factory) -> dict[str, Path]:
     """Feedback pages of a hostile submission: "safe" (labkit's) and "unsafe" (nbgrader's)."""
-    _, pages = shared_build(tmp_path_factory, "feedback-hostile",
-                            lambda work: build_hostile_pages(work, tmp_path_factory))
+    _, pages = shared_build(
+        tmp_path_factory,
+        "feedback-hostile",
+        lambda work: build_hostile_pages(work, tmp_path_factory),
+    )
     return {k: Path(v) for k, v in pages.items()}
 
 
@@ -191,7 +230,8 @@ class _Risky(HTMLParser):
         self._script = tag == "script"
         for name, value in attrs:
             if name.startswith("on") or re.sub(r"\s", "", value or "").lower().startswith(
-                    "javascript:"):
+                "javascript:"
+            ):
                 self.found.append(f"{tag} {name}={value}")
         if tag in ("svg", "iframe", "object", "embed"):
             self.found.append(tag)
@@ -231,16 +271,23 @@ def test_a_hostile_page_still_shows_the_students_text_and_figure(hostile_pages):
     assert re.search(r"Score: \d+\.\d+ / \d+\.\d+", html.unescape(re.sub(r"<[^>]+>", "", page)))
 
 
-@pytest.mark.parametrize("dirty, clean", [
-    ('<p onclick="x()">hi</p>', "<p>hi</p>"),
-    ('<a href="jav&#x09;ascript:x()">a</a>', "<a>a</a>"),
-    ('<a href="data:text/html,<script>x()</script>">a</a>', "<a>a</a>"),
-    ('<img src="data:image/png;base64,AAAA" alt="f">',
-     '<img src="data:image/png;base64,AAAA" alt="f">'),
-    ("<style>body{}</style>", "&lt;style&gt;body{}&lt;/style&gt;"),
-    ('<table class="dataframe"><tr><td colspan="2">1</td></tr></table>',
-     '<table class="dataframe"><tbody><tr><td colspan="2">1</td></tr></tbody></table>'),
-])
+@pytest.mark.parametrize(
+    "dirty, clean",
+    [
+        ('<p onclick="x()">hi</p>', "<p>hi</p>"),
+        ('<a href="jav&#x09;ascript:x()">a</a>', "<a>a</a>"),
+        ('<a href="data:text/html,<script>x()</script>">a</a>', "<a>a</a>"),
+        (
+            '<img src="data:image/png;base64,AAAA" alt="f">',
+            '<img src="data:image/png;base64,AAAA" alt="f">',
+        ),
+        ("<style>body{}</style>", "&lt;style&gt;body{}&lt;/style&gt;"),
+        (
+            '<table class="dataframe"><tr><td colspan="2">1</td></tr></table>',
+            '<table class="dataframe"><tbody><tr><td colspan="2">1</td></tr></tbody></table>',
+        ),
+    ],
+)
 def test_sanitize_fragment_keeps_text_and_drops_what_runs(dirty, clean):
     """Does sanitize_fragment drop handlers, script and data URLs (but an image's) and keep
     structure?"""

@@ -20,14 +20,23 @@ from __future__ import annotations
 
 import pytest
 
-from tests.grading.test_feedback import (MARKDOWN_PAYLOADS, OUTPUT_PAYLOADS,  # noqa: F401
-                                         hostile_pages)
+from tests.grading.test_feedback import (  # noqa: F401  (a fixture, and names the docstring gives)
+    MARKDOWN_PAYLOADS,
+    OUTPUT_PAYLOADS,
+    hostile_pages,
+)
 from tests.system_packages import CHROMIUM
 
 # Chromium as root, headless, and quiet on a machine with no way out.
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.needs("chromium")
 
@@ -51,18 +60,24 @@ def opened(hostile_pages) -> dict[str, dict]:
 
     seen = {}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                     headless=True)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             for kind, path in hostile_pages.items():
                 page = browser.new_page()
                 page.add_init_script(JQUERY_STUB)
                 # nothing leaves the machine: MathJax and the like fail at once, not on a timeout
-                page.route("**/*", lambda route: route.continue_()
-                           if route.request.url.startswith(("file:", "data:")) else route.abort())
+                page.route(
+                    "**/*",
+                    lambda route: (
+                        route.continue_()
+                        if route.request.url.startswith(("file:", "data:"))
+                        else route.abort()
+                    ),
+                )
                 dialogs: list[str] = []
-                page.on("dialog", lambda d, dialogs=dialogs: (dialogs.append(d.message),
-                                                              d.dismiss()))
+                page.on(
+                    "dialog", lambda d, dialogs=dialogs: (dialogs.append(d.message), d.dismiss())
+                )
                 page.goto(path.as_uri(), wait_until="load")
                 links = page.evaluate("""() => {
                     const links = Array.from(document.links)

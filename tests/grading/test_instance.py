@@ -10,17 +10,25 @@ import nbformat
 import pytest
 
 from labkit.grading import CourseError, fill_solutions, lab_scores
-from labkit.grading.instance import (course_status, init_course, read_record, read_students,
-                                     record_path, write_record)
+from labkit.grading.instance import (
+    course_status,
+    init_course,
+    read_record,
+    read_students,
+    record_path,
+    write_record,
+)
 from tests.grading.conftest import make_toy_course, nbgrader_api, shared_build
 
 REPO = Path(__file__).resolve().parents[2]
-STUDENTS = ("id,first_name,last_name,email\n"
-            "ann,Ann,Lee,ann@uni.example\n"
-            "bob,Bob,Ng,\n"
-            "\n"
-            "cid,Cid,Ortiz,cid@uni.example\n"
-            "dan,Dan,Roe,\n")
+STUDENTS = (
+    "id,first_name,last_name,email\n"
+    "ann,Ann,Lee,ann@uni.example\n"
+    "bob,Bob,Ng,\n"
+    "\n"
+    "cid,Cid,Ortiz,cid@uni.example\n"
+    "dan,Dan,Roe,\n"
+)
 
 
 def _csv(folder: Path, text: str, name: str = "students.csv") -> Path:
@@ -41,8 +49,11 @@ def _students(root: Path) -> set[tuple]:
 def _init(work: Path) -> dict:
     """``init_course(work/course)`` from the toy kit ``work/kit``, with STUDENTS."""
     make_toy_course(work / "kit")
-    return {"returned": str(init_course(work / "course", kit=work / "kit",
-                                        students_csv=_csv(work, STUDENTS)))}
+    return {
+        "returned": str(
+            init_course(work / "course", kit=work / "kit", students_csv=_csv(work, STUDENTS))
+        )
+    }
 
 
 @pytest.fixture
@@ -62,15 +73,18 @@ def test_init_makes_a_course_that_nbgrader_knows(tmp_path_factory):
     dest, kit = work / "course", work / "kit"
     assert built["returned"] == str(dest)
     assert (dest / "nbgrader_config.py").read_bytes() == (kit / "nbgrader_config.py").read_bytes()
-    assert (dest / "solutions/toy/toy.ipynb").read_bytes() == \
-        (kit / "solutions/toy/toy.ipynb").read_bytes()
+    assert (dest / "solutions/toy/toy.ipynb").read_bytes() == (
+        kit / "solutions/toy/toy.ipynb"
+    ).read_bytes()
     release = (dest / "labs/toy/toy.ipynb").read_text()
     assert "raise NotImplementedError" in release and "add_one(-5)" not in release
     assert (dest / "submitted").is_dir() and not any((dest / "submitted").iterdir())
-    assert _students(dest) == {("ann", "Lee", "Ann", "ann@uni.example", None),
-                               ("bob", "Ng", "Bob", None, None),
-                               ("cid", "Ortiz", "Cid", "cid@uni.example", None),
-                               ("dan", "Roe", "Dan", None, None)}
+    assert _students(dest) == {
+        ("ann", "Lee", "Ann", "ann@uni.example", None),
+        ("bob", "Ng", "Bob", None, None),
+        ("cid", "Ortiz", "Cid", "cid@uni.example", None),
+        ("dan", "Roe", "Dan", None, None),
+    }
     with Gradebook(f"sqlite:///{dest / 'gradebook.db'}") as gb:
         assert [(a.name, a.duedate) for a in gb.assignments] == [("toy", None)]
     assert not (kit / "gradebook.db").exists(), "the kit got a gradebook"
@@ -87,8 +101,12 @@ def test_init_refuses_an_existing_course_unless_asked(inited):
         init_course(dest, kit=kit)
     source = kit / "solutions/toy/toy.ipynb"
     source.write_text(source.read_text().replace("Learning goals: add one.", "Goals: add 1."))
-    init_course(dest, kit=kit, students_csv=_csv(inited, "id,last_name\neve,Roe\n",
-                                                 "more.csv"), overwrite=True)
+    init_course(
+        dest,
+        kit=kit,
+        students_csv=_csv(inited, "id,last_name\neve,Roe\n", "more.csv"),
+        overwrite=True,
+    )
     assert "Goals: add 1." in (dest / "labs/toy/toy.ipynb").read_text()
     assert submission.read_text() == "{}"
     assert {s[0] for s in _students(dest)} == {"ann", "bob", "cid", "dan", "eve"}
@@ -113,8 +131,9 @@ def test_init_from_the_repository_takes_its_committed_release(tmp_path):
     """With the default kit (this repository), is a lab's labs/ notebook the committed one?"""
     lab = "lab04_weighted_loss"
     init_course(tmp_path / "course", labs=[lab])
-    assert (tmp_path / "course/labs" / lab / f"{lab}.ipynb").read_bytes() == \
-        (REPO / "labs" / lab / f"{lab}.ipynb").read_bytes()
+    assert (tmp_path / "course/labs" / lab / f"{lab}.ipynb").read_bytes() == (
+        REPO / "labs" / lab / f"{lab}.ipynb"
+    ).read_bytes()
     assert sorted(os.listdir(tmp_path / "course/solutions")) == [lab]
 
 
@@ -123,19 +142,24 @@ def test_read_students_accepts_a_spreadsheet_export(tmp_path):
     fine?"""
     path = tmp_path / "s.csv"
     path.write_bytes("\ufeffemail, id\r\n a@x.org , s-01 \r\n\r\n,s.02\r\n".encode())
-    assert read_students(path) == [{"email": "a@x.org", "id": "s-01"},
-                                   {"email": "", "id": "s.02"}]
+    assert read_students(path) == [{"email": "a@x.org", "id": "s-01"}, {"email": "", "id": "s.02"}]
 
 
-@pytest.mark.parametrize("text, message", [
-    ("name,email\nann,a@x\n", r"line 1: header 'name,email'; expected columns id,"),
-    ("id,age\nann,20\n", r"line 1: header 'id,age'"),
-    ("id,id\nann,ann\n", r"line 1: .*each at most once"),
-    ("id,email\nann\n", r"line 2: 1 fields, expected 2"),
-    ("id\nann\nbob\nAnn\n", r"line 4: id 'Ann' is already on line 2"),
-    ("id\n../etc\n.hidden\n-x\n", r"3 problem\(s\).*line 2: id '../etc'.*line 3: id '.hidden'"
-                                  r".*line 4: id '-x'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name,email\nann,a@x\n", r"line 1: header 'name,email'; expected columns id,"),
+        ("id,age\nann,20\n", r"line 1: header 'id,age'"),
+        ("id,id\nann,ann\n", r"line 1: .*each at most once"),
+        ("id,email\nann\n", r"line 2: 1 fields, expected 2"),
+        ("id\nann\nbob\nAnn\n", r"line 4: id 'Ann' is already on line 2"),
+        (
+            "id\n../etc\n.hidden\n-x\n",
+            r"3 problem\(s\).*line 2: id '../etc'.*line 3: id '.hidden'"
+            r".*line 4: id '-x'",
+        ),
+    ],
+)
 def test_read_students_names_the_line(tmp_path, text, message):
     """Is each kind of malformed students CSV refused with the line it is on?"""
     with pytest.raises(CourseError, match=message):
@@ -145,15 +169,29 @@ def test_read_students_names_the_line(tmp_path, text, message):
 def test_records_round_trip_through_the_documented_format(tmp_path):
     """Does write_record write exactly the four documented keys, and read_record read them?"""
     finished = datetime(2025, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=1)))
-    path = write_record(tmp_path, "toy", "ann", status="failed", seconds=12.5,
-                        reason="timed out after 10 s", finished=finished)
+    path = write_record(
+        tmp_path,
+        "toy",
+        "ann",
+        status="failed",
+        seconds=12.5,
+        reason="timed out after 10 s",
+        finished=finished,
+    )
     assert path == tmp_path / "autograded/.labkit/toy/ann.json"
-    assert json.loads(path.read_text()) == {"status": "failed", "reason": "timed out after 10 s",
-                                            "seconds": 12.5,
-                                            "finished": "2025-03-01T12:00:00+00:00"}
+    assert json.loads(path.read_text()) == {
+        "status": "failed",
+        "reason": "timed out after 10 s",
+        "seconds": 12.5,
+        "finished": "2025-03-01T12:00:00+00:00",
+    }
     record = read_record(tmp_path, "toy", "ann")
-    assert (record.status, record.reason, record.seconds, record.finished) == \
-        ("failed", "timed out after 10 s", 12.5, finished)
+    assert (record.status, record.reason, record.seconds, record.finished) == (
+        "failed",
+        "timed out after 10 s",
+        12.5,
+        finished,
+    )
     assert read_record(tmp_path, "toy", "bob") is None
     assert os.listdir(path.parent) == ["ann.json"], "a temporary file was left behind"
 
@@ -202,9 +240,12 @@ def test_status_agrees_with_nbgrader(inited):
     write_record(root, "toy", "bob", status="failed", seconds=600.0, reason="timed out | 600 s")
     rows = {r.student: r for r in course_status(root)}
     assert {s: r.state for s, r in rows.items()} == {
-        "ann": "graded", "bob": "failed", "cid": "submitted", "dan": "missing"}
-    assert (rows["ann"].score, rows["ann"].max_score) == (lab_scores(root, "toy")["ann"].auto,
-                                                          2.0)
+        "ann": "graded",
+        "bob": "failed",
+        "cid": "submitted",
+        "dan": "missing",
+    }
+    assert (rows["ann"].score, rows["ann"].max_score) == (lab_scores(root, "toy")["ann"].auto, 2.0)
     assert rows["bob"].record.reason == "timed out | 600 s" and rows["bob"].score is None
     assert rows["cid"].submitted == datetime(2025, 3, 1, 12, tzinfo=timezone.utc)
     assert rows["dan"].submitted is None and rows["dan"].record is None

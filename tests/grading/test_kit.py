@@ -10,8 +10,9 @@ from labkit.grading.kit import locate_kit
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_the_kit_comes_from_kit_then_labkit_kit_then_the_checkout(toy_course, tmp_path_factory,
-                                                                   monkeypatch):
+def test_the_kit_comes_from_kit_then_labkit_kit_then_the_checkout(
+    toy_course, tmp_path_factory, monkeypatch
+):
     """Is the kit the one named, else $LABKIT_KIT's, else this checkout (labkit runs from it);
     and does a folder that is no kit fail naming where it came from and what to pass?"""
     other = tmp_path_factory.mktemp("not-a-kit")

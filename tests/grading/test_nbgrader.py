@@ -32,8 +32,9 @@ def _stamp(db: Path) -> str:
 @pytest.fixture
 def with_alembic(monkeypatch):
     """``alembic`` on the PATH (the interpreter's bin/), as nbgrader's commands find it."""
-    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent),
-                                                os.environ["PATH"]]))
+    monkeypatch.setenv(
+        "PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])
+    )
 
 
 def test_alembic_head_is_what_alembic_heads_prints(with_alembic):
@@ -45,8 +46,10 @@ def test_a_stamped_gradebook_is_made_without_alembic(tmp_path, monkeypatch):
     """With no ``alembic`` to run, does nbgrader's Gradebook still make a new gradebook once
     stamping is in process (and fail when it asks alembic, so the test can tell)?"""
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no alembic, no anything
-    with mock.patch.object(nbgrader.api, "get_alembic_version", alembic_heads), \
-            pytest.raises(FileNotFoundError):
+    with (
+        mock.patch.object(nbgrader.api, "get_alembic_version", alembic_heads),
+        pytest.raises(FileNotFoundError),
+    ):
         nbgrader.api.Gradebook(f"sqlite:///{tmp_path / 'plain.db'}")
     monkeypatch.setattr(nbgrader.api, "get_alembic_version", nbgrader.api.get_alembic_version)
     stamp_in_process()
@@ -60,8 +63,10 @@ def test_the_command_line_stamps_as_nbgrader_does(tmp_path, with_alembic):
     through ``alembic heads``, and does nbgrader's ``db upgrade`` leave it as it is?"""
     root = make_toy_course(tmp_path / "course")
     nbgrader_cli("db", "student", "add", "s1", root=root)
-    with mock.patch.object(nbgrader.api, "get_alembic_version", alembic_heads), \
-            nbgrader.api.Gradebook(f"sqlite:///{tmp_path / 'plain.db'}"):
+    with (
+        mock.patch.object(nbgrader.api, "get_alembic_version", alembic_heads),
+        nbgrader.api.Gradebook(f"sqlite:///{tmp_path / 'plain.db'}"),
+    ):
         pass
     assert _stamp(root / "gradebook.db") == _stamp(tmp_path / "plain.db")
     upgraded = nbgrader_cli("db", "upgrade", root=root)

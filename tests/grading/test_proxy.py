@@ -18,6 +18,7 @@ def test_parameters_student_classes_and_generators(connect):
     """A parameter arrives as a snapshot with its ``.grad``; ``isinstance`` against a class of
     the student's asks the student's process; a generator the referee passes is copied there
     once, so passing it again goes on with its draws."""
+
     class Head(nn.Module):
         def __init__(self):
             super().__init__()
@@ -50,6 +51,7 @@ def test_a_liar_gets_no_further_than_its_data(connect):
     """A student's side that answers anything: a Tensor subclass claiming to equal everything
     arrives as its plain values, garbage frames and silence break the channel (the test
     fails), and nothing it sends is a verdict."""
+
     class Liar(torch.Tensor):
         @classmethod
         def __torch_function__(cls, func, types, args=(), kwargs=None):

@@ -10,7 +10,7 @@ import torch
 from labkit.grading.referee import Referee, segments
 
 PRELUDE = "import torch\nfrom labkit.checks import check_close"
-TEST = '''
+TEST = """
 print("visible checks")
 check_close(add_one(torch.tensor([1.0, 2.0])), [2.0, 3.0], name="add_one")
 ### BEGIN HIDDEN TESTS
@@ -20,7 +20,7 @@ check_close(add_one(_secret), _secret + 1, name="add_one on the hidden input")
 assert len([1, 2]) == 2 and sum([1, 2]) == 3
 ### END HIDDEN TESTS
 print("after the hidden part")
-'''
+"""
 
 
 def test_segments_cut_at_the_markers_and_keep_line_numbers():
@@ -53,8 +53,16 @@ def test_what_the_student_defines_cannot_stand_in_for_the_referees_names(connect
     """A notebook that redefines len, sum, check_close and torch changes nothing here: the
     referee's own names win, and the student's answer still has to be right."""
     always = lambda *a, **k: None  # noqa: E731
-    channel = connect({"add_one": lambda x: x, "len": lambda x: 2, "sum": lambda x: 3,
-                       "check_close": always, "torch": None, "print": always})
+    channel = connect(
+        {
+            "add_one": lambda x: x,
+            "len": lambda x: 2,
+            "sum": lambda x: 3,
+            "check_close": always,
+            "torch": None,
+            "print": always,
+        }
+    )
     verdict = Referee(PRELUDE).run(TEST, channel)
     assert not verdict.passed and "add_one" in verdict.message
     assert torch.is_tensor(torch.zeros(1))
@@ -64,19 +72,21 @@ SECRET = "tok_9f3c2e"  # appears in the hidden test only
 SESSION_TESTS = {
     1: '''check_close(add_one(torch.tensor([1.0])), [2.0], name="add_one")
 ### BEGIN HIDDEN TESTS
-print("hidden says", "''' + SECRET + '''")
+print("hidden says", "'''
+    + SECRET
+    + """")
 check_close(add_one(torch.arange(4.0)), [1.0, 2.0, 3.0, 4.0], name="hidden add_one")
 assert len(list(range(3))) == 3
 ### END HIDDEN TESTS
-''',
-    3: '''_net = Tiny()
+""",
+    3: """_net = Tiny()
 _out = _net(torch.ones(2, 3))
 check_close(_out, torch.ones(2, 3) * 2, name="Tiny doubles")
 _out.sum().backward()
 assert _net.scale.grad is not None, "no gradient reached Tiny.scale"
-''',
+""",
 }
-HONEST = '''
+HONEST = """
 import torch
 def add_one(x):
     return x + 1
@@ -86,11 +96,13 @@ class Tiny(torch.nn.Module):
         self.scale = torch.nn.Parameter(torch.tensor(2.0))
     def forward(self, x):
         return x * self.scale
-'''
+"""
 # What a determined student tries from inside its own process: forged reports on the channel
 # (a verdict, a test's end, an answer), torch's comparisons patched and a TorchFunctionMode
 # left on, builtins shadowed, and a search of its whole memory for the hidden test.
-ATTACK = HONEST.replace("return x + 1", "return x") + '''
+ATTACK = (
+    HONEST.replace("return x + 1", "return x")
+    + '''
 import gc, json, os
 from torch.overrides import TorchFunctionMode
 from labkit.grading.wire import write_frame
@@ -108,10 +120,17 @@ for fd in range(3, 64):
             write_frame(fd, frame)
         except OSError:
             pass
-found = any("''' + SECRET[:4] + '''" + "''' + SECRET[4:] + '''" in o for o in gc.get_objects()
-            if isinstance(o, str) and o != "''' + SECRET[:4] + '''")
+found = any("'''
+    + SECRET[:4]
+    + '''" + "'''
+    + SECRET[4:]
+    + '''" in o for o in gc.get_objects()
+            if isinstance(o, str) and o != "'''
+    + SECRET[:4]
+    + """")
 print("FOUND" if found else "not found")
-'''
+"""
+)
 
 
 def _judge(tmp_path, answer: str):
@@ -126,22 +145,31 @@ def _judge(tmp_path, answer: str):
 
     to_student = os.pipe()
     from_student = os.pipe()
-    program = {"channel": [to_student[0], from_student[1]], "cell_timeout": 60,
-               "modules": ["torch"],
-               "cells": [{"index": 0, "test": False, "source": answer},
-                         {"index": 1, "test": True},
-                         {"index": 2, "test": False, "source": "print('between tests')"},
-                         {"index": 3, "test": True}]}
-    proc = subprocess.Popen([sys.executable, "-I", "-m", "labkit.grading._student_side"],
-                            stdin=subprocess.PIPE, cwd=tmp_path,
-                            pass_fds=(to_student[0], from_student[1]))
+    program = {
+        "channel": [to_student[0], from_student[1]],
+        "cell_timeout": 60,
+        "modules": ["torch"],
+        "cells": [
+            {"index": 0, "test": False, "source": answer},
+            {"index": 1, "test": True},
+            {"index": 2, "test": False, "source": "print('between tests')"},
+            {"index": 3, "test": True},
+        ],
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-m", "labkit.grading._student_side"],
+        stdin=subprocess.PIPE,
+        cwd=tmp_path,
+        pass_fds=(to_student[0], from_student[1]),
+    )
     os.close(to_student[0])
     os.close(from_student[1])
     proc.stdin.write(json.dumps(program).encode())
     proc.stdin.close()
     try:
-        return referee_session(from_student[0], to_student[1], SESSION_TESTS,
-                               prelude=PRELUDE, cell_timeout=60), program
+        return referee_session(
+            from_student[0], to_student[1], SESSION_TESTS, prelude=PRELUDE, cell_timeout=60
+        ), program
     finally:
         proc.wait(timeout=60)
         os.close(from_student[0])

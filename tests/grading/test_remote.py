@@ -31,6 +31,7 @@ class TinyNet(nn.Module):
 def test_functions_modules_and_isinstance_work_as_in_a_kernel(connect):
     """Calls return plain tensors; a student's module is a proxy that isinstance() takes for
     an nn.Module, whose layers are the library's classes, and ``eval()`` returns it again."""
+
     def counts(pred, target, n):
         return torch.stack([(pred == c).sum() for c in range(n)]).double()
 
@@ -43,7 +44,8 @@ def test_functions_modules_and_isinstance_work_as_in_a_kernel(connect):
     layers = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
     assert len(layers) == 2
     assert sum(p.numel() for p in net.parameters()) == sum(
-        p.numel() for p in TinyNet(4).parameters())
+        p.numel() for p in TinyNet(4).parameters()
+    )
     assert net.eval() is net and net.training is False and len(list(net.children())) == 2
 
 
@@ -66,6 +68,7 @@ def test_a_models_outputs_match_for_weights_the_referee_chose(connect):
 def test_gradients_cross_both_ways(connect):
     """backward() in the referee fills the student's parameters' grads, and a referee tensor
     that went into the student's loss gets the same gradient as torch's own loss gives it."""
+
     def weighted_ce(logits, target, weight):
         return F.cross_entropy(logits, target, weight=weight, ignore_index=255)
 
@@ -89,9 +92,11 @@ def test_gradients_cross_both_ways(connect):
 def test_objects_built_on_the_students_side_and_functions_called_back(connect):
     """An optimizer made in the student's process, a schedule the referee defines (called
     back with plain numbers), and the student's LambdaLR stepping it."""
+
     def as_scheduler(optimizer, schedule, **options):
         return torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: schedule(step, base_lr=1.0, **options))
+            optimizer, lambda step: schedule(step, base_lr=1.0, **options)
+        )
 
     channel = connect({"as_scheduler": as_scheduler})
     torch_there = channel.module("torch")

@@ -28,7 +28,7 @@ import torch
 
 import labkit
 from labkit.grading import sandbox
-from labkit.grading.sandbox import NOBODY, Limits, SandboxError, run_sandboxed, sandbox_command
+from labkit.grading.sandbox import NOBODY, Limits, SandboxError, run_sandboxed
 from tests.system_packages import require
 
 ROOT = os.geteuid() == 0
@@ -70,22 +70,32 @@ def _fallback_python() -> str | None:
         with tempfile.TemporaryDirectory() as tmp:
             os.chmod(tmp, 0o755)
             try:
-                if candidate and run_sandboxed([candidate, "-c", "pass"], scratch=tmp,
-                                               limits=SMALL, bwrap=False).returncode == 0:
+                if (
+                    candidate
+                    and run_sandboxed(
+                        [candidate, "-c", "pass"], scratch=tmp, limits=SMALL, bwrap=False
+                    ).returncode
+                    == 0
+                ):
                     return candidate
             except SandboxError:
                 continue
     return None
 
 
-def run_python(code: str, *, use_bwrap: bool, scratch: Path, limits: Limits = SMALL,
-               hide=(), **kw):
+def run_python(code: str, *, use_bwrap: bool, scratch: Path, limits: Limits = SMALL, hide=(), **kw):
     """Run ``python -c code``; inside bwrap the grader's home is hidden, as in grading."""
     python = sys.executable if use_bwrap else _fallback_python()
     if python is None:
         pytest.skip(f"no Python interpreter that uid {NOBODY} may run without bwrap")
-    return run_sandboxed([python, "-c", code], scratch=scratch, limits=limits, bwrap=use_bwrap,
-                         hide=[*hide, HOME] if use_bwrap else hide, **kw)
+    return run_sandboxed(
+        [python, "-c", code],
+        scratch=scratch,
+        limits=limits,
+        bwrap=use_bwrap,
+        hide=[*hide, HOME] if use_bwrap else hide,
+        **kw,
+    )
 
 
 def _tasks_of(uid: int) -> int:
@@ -112,9 +122,17 @@ def _processes_with(marker: str) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize("field, value", [("memory_mb", 0), ("cpu_seconds", -1),
-                                          ("processes", 2.5), ("output_mb", True),
-                                          ("wall_seconds", float("inf")), ("memory_mb", "1")])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("memory_mb", 0),
+        ("cpu_seconds", -1),
+        ("processes", 2.5),
+        ("output_mb", True),
+        ("wall_seconds", float("inf")),
+        ("memory_mb", "1"),
+    ],
+)
 def test_limits_reject_nonsense(field, value):
     """Is a limit that is not a positive number refused, naming the field and the value?"""
     with pytest.raises(ValueError, match=rf"Limits\.{field} must be a positive .*{value!r}"):
@@ -177,8 +195,9 @@ def test_writes_outside_scratch_fail(use_bwrap, scratch, host_dir):
     code = WRITE.replace("OUTSIDE", str(host_dir)).replace("SCRATCH", str(scratch))
     os.environ["LABKIT_SANDBOX_SECRET"] = "1"
     try:
-        result = run_python(code, use_bwrap=use_bwrap, scratch=scratch,
-                            readable=[host_dir] if use_bwrap else [])
+        result = run_python(
+            code, use_bwrap=use_bwrap, scratch=scratch, readable=[host_dir] if use_bwrap else []
+        )
     finally:
         del os.environ["LABKIT_SANDBOX_SECRET"]
     lines = result.output.splitlines()
@@ -188,8 +207,9 @@ def test_writes_outside_scratch_fail(use_bwrap, scratch, host_dir):
     assert lines[1] == f"{scratch}/y ok"
     in_tmpfs = use_bwrap and sandbox.probe()[1]  # bubblewrap >= 0.7: scratch is a tmpfs
     assert (scratch / "y").exists() != in_tmpfs
-    assert lines[2] == (f"uid {NOBODY if ROOT else os.getuid()} home {scratch} "
-                        "env ['HOME', 'LANG', 'PATH']")
+    assert lines[2] == (
+        f"uid {NOBODY if ROOT else os.getuid()} home {scratch} env ['HOME', 'LANG', 'PATH']"
+    )
     assert lines[3] == "1"  # no_new_privs: setuid programs gain nothing
     if ROOT and not in_tmpfs:
         assert (scratch / "y").stat().st_uid == NOBODY
@@ -216,16 +236,27 @@ def test_hidden_paths_invisible_readable_visible(scratch, host_dir):
     (course / ".venv" / "pkg.py").write_text("ANSWER = 42")
     note.write_text("instructor note")
     code = SNOOP.replace("COURSE", str(course)).replace("NOTE", str(note))
-    result = run_python(code, use_bwrap=True, scratch=scratch, hide=[course, note],
-                        readable=[host_dir, course / ".venv"])
-    assert result.output.splitlines() == ["['.venv']", str(errno.ENOENT), "'ANSWER = 42'",
-                                          str(errno.EACCES), str(errno.EROFS)], result
+    result = run_python(
+        code,
+        use_bwrap=True,
+        scratch=scratch,
+        hide=[course, note],
+        readable=[host_dir, course / ".venv"],
+    )
+    assert result.output.splitlines() == [
+        "['.venv']",
+        str(errno.ENOENT),
+        "'ANSWER = 42'",
+        str(errno.EACCES),
+        str(errno.EROFS),
+    ], result
     inner = course / "autograde" / "student"  # scratch under the hidden course stays writable
     inner.mkdir(parents=True)
     (inner / "out").touch()  # and a writable file in it reaches the host
     code = f"import os\nopen('out', 'w').write('ok')\nprint(os.listdir({str(course)!r}))"
-    result = run_python(code, use_bwrap=True, scratch=inner, hide=[course],
-                        writable=[inner / "out"])
+    result = run_python(
+        code, use_bwrap=True, scratch=inner, hide=[course], writable=[inner / "out"]
+    )
     assert result.output == "['autograde']\n" and (inner / "out").read_text() == "ok", result
 
 
@@ -256,20 +287,48 @@ def test_only_the_allow_list_is_there(scratch, host_dir):
     for path in [host_dir, *host_dir.rglob("*")]:  # the host's permissions let anyone read
         path.chmod(0o755 if path.is_dir() else 0o644)
     home = sorted(str(p) for p in Path.home().iterdir() if p.is_file())[:1]
-    repo = [str(package.parent / n) for n in ("pyproject.toml", "solutions/lab01/lab01.ipynb")
-            if (package.parent / n).is_file()]
+    repo = [
+        str(package.parent / n)
+        for n in ("pyproject.toml", "solutions/lab01/lab01.ipynb")
+        if (package.parent / n).is_file()
+    ]
     allowed = ["/etc/passwd", "/usr/bin/env", str(package / "__init__.py")]
     paths = [str(copy), str(other), *repo, *home, "/etc/shadow", "/etc/hostname", *allowed]
-    old = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs",
-           "/tmp", "--tmpfs", str(Path.home()), *(["--tmpfs", str(package.parent)] if repo
-                                                   else []), "sh", "-c", PEEK, "sh", *paths]
+    old = [
+        "bwrap",
+        "--ro-bind",
+        "/",
+        "/",
+        "--dev",
+        "/dev",
+        "--proc",
+        "/proc",
+        "--tmpfs",
+        "/tmp",
+        "--tmpfs",
+        str(Path.home()),
+        *(["--tmpfs", str(package.parent)] if repo else []),
+        "sh",
+        "-c",
+        PEEK,
+        "sh",
+        *paths,
+    ]
     before = subprocess.run(old, capture_output=True, text=True, check=True).stdout.split("\n")
     assert [f"read {copy}", f"read {other}"] == before[:2]  # the attack that worked
     # as the grader itself, whom no file mode stops: only the allow-list can
-    result = run_sandboxed(["sh", "-c", PEEK, "sh", *paths], scratch=scratch, limits=SMALL,
-                           hide=[HOME], readable=[package], uid=None)
+    result = run_sandboxed(
+        ["sh", "-c", PEEK, "sh", *paths],
+        scratch=scratch,
+        limits=SMALL,
+        hide=[HOME],
+        readable=[package],
+        uid=None,
+    )
     assert result.output.splitlines() == [
-        *(f"none {p}" for p in paths[:-3]), *(f"read {p}" for p in allowed)], result
+        *(f"none {p}" for p in paths[:-3]),
+        *(f"read {p}" for p in allowed),
+    ], result
     program = host_dir / "true"
     shutil.copy(shutil.which("true"), program)
     with pytest.raises(SandboxError, match=f"{program} is not in the sandbox"):
@@ -303,9 +362,13 @@ def test_scratch_is_capped_in_total(use_bwrap, scratch):
         pytest.skip("this bubblewrap takes no --size (it needs 0.7): its tmpfs have no cap")
     (scratch / "results").touch()
     folders = [str(scratch), *(["/tmp", "/dev/shm"] if use_bwrap else [])]
-    result = run_python(FILL.replace("FOLDERS", repr(folders)), use_bwrap=use_bwrap,
-                        scratch=scratch, limits=Limits(output_mb=10, wall_seconds=60),
-                        writable=[scratch / "results"])
+    result = run_python(
+        FILL.replace("FOLDERS", repr(folders)),
+        use_bwrap=use_bwrap,
+        scratch=scratch,
+        limits=Limits(output_mb=10, wall_seconds=60),
+        writable=[scratch / "results"],
+    )
     lines = result.output.splitlines()
     assert lines[-1] == "results written", result
     assert (scratch / "results").stat().st_size == 2**20
@@ -335,11 +398,17 @@ def test_files_in_the_sandboxs_tmpfs_count_as_memory(scratch):
     (as it was when the watchdog counted processes only: 15 MB, killed at the wall clock)."""
     if not sandbox.probe()[1]:
         pytest.skip("this bubblewrap takes no --size (it needs 0.7)")
-    code = ("import time\nchunk = b'x' * 2**20\nwith open('/tmp/hoard', 'wb') as f:\n"
-            "    for _ in range(150):\n        f.write(chunk)\n"
-            "print('written', flush=True)\ntime.sleep(60)")
-    result = run_python(code, use_bwrap=True, scratch=scratch,
-                        limits=Limits(memory_mb=100, output_mb=256, wall_seconds=30))
+    code = (
+        "import time\nchunk = b'x' * 2**20\nwith open('/tmp/hoard', 'wb') as f:\n"
+        "    for _ in range(150):\n        f.write(chunk)\n"
+        "print('written', flush=True)\ntime.sleep(60)"
+    )
+    result = run_python(
+        code,
+        use_bwrap=True,
+        scratch=scratch,
+        limits=Limits(memory_mb=100, output_mb=256, wall_seconds=30),
+    )
     assert result.memory_exceeded and not result.timed_out, result
     assert result.reason == "memory limit of 100 MB exceeded" and result.peak_memory_mb > 100
 
@@ -373,8 +442,13 @@ def test_fork_bomb_is_capped(use_bwrap, scratch):
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        result = run_python(BOMB, use_bwrap=use_bwrap, scratch=scratch, uid=uid,
-                            limits=Limits(processes=24, wall_seconds=4))
+        result = run_python(
+            BOMB,
+            use_bwrap=use_bwrap,
+            scratch=scratch,
+            uid=uid,
+            limits=Limits(processes=24, wall_seconds=4),
+        )
     finally:
         stop.set()
         sampler.join()
@@ -391,24 +465,34 @@ def test_file_output_is_capped(use_bwrap, scratch):
     (scratch / "big.bin").touch()
     (scratch / "big.dd").touch()
     code = "open('big.bin', 'wb').write(b'x' * 50 * 2**20)"
-    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=limits,
-                        writable=[scratch / "big.bin"])
+    result = run_python(
+        code, use_bwrap=use_bwrap, scratch=scratch, limits=limits, writable=[scratch / "big.bin"]
+    )
     assert result.returncode == 1 and "File too large" in result.output, result
     assert (scratch / "big.bin").stat().st_size == 10 * 2**20
-    dd = run_sandboxed(["dd", "if=/dev/zero", "of=big.dd", "bs=1M", "count=50"],
-                       scratch=scratch, limits=limits, bwrap=use_bwrap,
-                       writable=[scratch / "big.dd"])
+    dd = run_sandboxed(
+        ["dd", "if=/dev/zero", "of=big.dd", "bs=1M", "count=50"],
+        scratch=scratch,
+        limits=limits,
+        bwrap=use_bwrap,
+        writable=[scratch / "big.dd"],
+    )
     assert dd.returncode == -signal.SIGXFSZ and dd.reason == "file size limit of 10 MB exceeded"
     assert (scratch / "big.dd").stat().st_size == 10 * 2**20
 
 
-@pytest.mark.parametrize("limits, reason, signum", [
-    (Limits(wall_seconds=2), "wall-clock limit of 2 s exceeded", signal.SIGKILL),
-    (Limits(cpu_seconds=1, wall_seconds=60), "CPU time limit of 1 s exceeded", signal.SIGXCPU)])
+@pytest.mark.parametrize(
+    "limits, reason, signum",
+    [
+        (Limits(wall_seconds=2), "wall-clock limit of 2 s exceeded", signal.SIGKILL),
+        (Limits(cpu_seconds=1, wall_seconds=60), "CPU time limit of 1 s exceeded", signal.SIGXCPU),
+    ],
+)
 def test_infinite_loop_is_stopped(use_bwrap, scratch, limits, reason, signum):
     """Is an endless loop stopped by the wall clock, and by the CPU-time limit?"""
-    result = run_python("while True:\n    pass", use_bwrap=use_bwrap, scratch=scratch,
-                        limits=limits)
+    result = run_python(
+        "while True:\n    pass", use_bwrap=use_bwrap, scratch=scratch, limits=limits
+    )
     assert result.timed_out and result.reason == reason, result
     assert result.returncode == -signum and 1 <= result.seconds < 30
 
@@ -431,8 +515,7 @@ print("spawned", flush=True)
 while {loop}:
     pass
 """
-    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch,
-                        limits=Limits(wall_seconds=3))
+    result = run_python(code, use_bwrap=use_bwrap, scratch=scratch, limits=Limits(wall_seconds=3))
     assert "spawned" in result.output and result.timed_out == loop, result
     assert _processes_with(f"sleep {marker}") == []
 
@@ -441,10 +524,17 @@ def test_killing_the_grader_ends_the_run(use_bwrap, scratch):
     """When the grading process itself is killed (SIGKILL), does the student's code die with
     it instead of running on unwatched?"""
     marker = f"{4600 + os.getpid() % 1000}.{time.monotonic_ns() % 10**6:06d}"
-    grader = subprocess.Popen([sys.executable, "-c", (
-        "from labkit.grading.sandbox import Limits, run_sandboxed\n"
-        f"run_sandboxed(['sleep', '{marker}'], scratch={str(scratch)!r}, "
-        f"limits=Limits(wall_seconds=600), bwrap={use_bwrap})")])
+    grader = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from labkit.grading.sandbox import Limits, run_sandboxed\n"
+                f"run_sandboxed(['sleep', '{marker}'], scratch={str(scratch)!r}, "
+                f"limits=Limits(wall_seconds=600), bwrap={use_bwrap})"
+            ),
+        ]
+    )
     deadline = time.monotonic() + 60
     while not _processes_with(f"sleep {marker}") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -461,9 +551,13 @@ def test_import_torch_with_default_limits(use_bwrap, scratch):
     """Does ``import torch`` (a CUDA build maps gigabytes of address space) work under the
     default limits?"""
     try:
-        result = run_sandboxed([sys.executable, "-c", "import torch; print(torch.__version__)"],
-                               scratch=scratch, hide=[HOME] if use_bwrap else [],
-                               limits=Limits(), bwrap=use_bwrap)
+        result = run_sandboxed(
+            [sys.executable, "-c", "import torch; print(torch.__version__)"],
+            scratch=scratch,
+            hide=[HOME] if use_bwrap else [],
+            limits=Limits(),
+            bwrap=use_bwrap,
+        )
     except SandboxError as exc:
         pytest.skip(f"this interpreter is out of the sandbox user's reach: {exc}")
     assert result.returncode == 0, result
@@ -478,8 +572,9 @@ def test_unreachable_program_is_refused(scratch):
     try:
         os.symlink(shutil.which("sh"), locked / "sh")
         with pytest.raises(SandboxError, match=f"cannot reach .*{locked} .*bars the way"):
-            run_sandboxed([str(locked / "sh"), "-c", "true"], scratch=scratch, limits=SMALL,
-                          bwrap=False)
+            run_sandboxed(
+                [str(locked / "sh"), "-c", "true"], scratch=scratch, limits=SMALL, bwrap=False
+            )
     finally:
         shutil.rmtree(locked)
 
@@ -492,8 +587,13 @@ def test_uid_none_runs_as_the_grader_with_the_limits(scratch):
     locked.mkdir(mode=0o700)
     try:
         os.symlink(shutil.which("sh"), locked / "sh")
-        result = run_sandboxed([str(locked / "sh"), "-c", "id -u; ulimit -t"], scratch=scratch,
-                               limits=SMALL, bwrap=False, uid=None)
+        result = run_sandboxed(
+            [str(locked / "sh"), "-c", "id -u; ulimit -t"],
+            scratch=scratch,
+            limits=SMALL,
+            bwrap=False,
+            uid=None,
+        )
     finally:
         shutil.rmtree(locked)
     assert result.returncode == 0, result
@@ -504,8 +604,9 @@ def test_fallback_warns_once(scratch, monkeypatch, caplog):
     """Without bwrap, is there one loud warning per process, and do results say so?"""
     monkeypatch.setattr(sandbox, "_WARNED", [])
     with caplog.at_level(logging.WARNING, logger="labkit.grading.sandbox"):
-        results = [run_sandboxed(["true"], scratch=scratch, limits=SMALL, bwrap=False)
-                   for _ in range(2)]
+        results = [
+            run_sandboxed(["true"], scratch=scratch, limits=SMALL, bwrap=False) for _ in range(2)
+        ]
     assert [r.sandboxed for r in results] == [False, False]
     assert [r.reason for r in results] == [None, None]
     warnings = [r.message for r in caplog.records if r.levelno == logging.WARNING]
@@ -519,18 +620,40 @@ def test_notebook_runs_in_the_sandbox(scratch, host_dir):
     over loopback) as the sandbox user, blind to a course, writing its one output file?"""
     (host_dir / "gradebook.db").write_text("hidden tests")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(
-        f"import os, torch\nprint(os.getuid(), os.path.exists({str(host_dir)!r}), "
-        "torch.ones(3).sum().item())")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"import os, torch\nprint(os.getuid(), os.path.exists({str(host_dir)!r}), "
+            "torch.ones(3).sum().item())"
+        )
+    ]
     nbformat.write(nb, scratch / "lab.ipynb")
     (scratch / "done.ipynb").touch()
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    result = run_sandboxed([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook",
-                            "--execute", "--output", "done.ipynb", "lab.ipynb"],
-                           scratch=scratch, hide=[HOME, host_dir], env=env, limits=Limits(),
-                           readable=[scratch / "lab.ipynb"], writable=[scratch / "done.ipynb"])
+    result = run_sandboxed(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "nbconvert",
+            "--to",
+            "notebook",
+            "--execute",
+            "--output",
+            "done.ipynb",
+            "lab.ipynb",
+        ],
+        scratch=scratch,
+        hide=[HOME, host_dir],
+        env=env,
+        limits=Limits(),
+        readable=[scratch / "lab.ipynb"],
+        writable=[scratch / "done.ipynb"],
+    )
     assert result.returncode == 0 and result.sandboxed, result
     done = nbformat.read(scratch / "done.ipynb", as_version=4)
     assert done.cells[0].outputs[0].text == f"{NOBODY if ROOT else os.getuid()} False 3.0\n"

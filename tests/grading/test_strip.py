@@ -20,8 +20,9 @@ LAB = "lab01_baseline_fcn"
 
 @pytest.fixture(scope="module")
 def lab01_refs():
-    return forbidden_references(nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb",
-                                              as_version=4))
+    return forbidden_references(
+        nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    )
 
 
 def test_the_references_come_from_every_forbid_call_of_the_lab(lab01_refs):
@@ -31,8 +32,11 @@ def test_the_references_come_from_every_forbid_call_of_the_lab(lab01_refs):
     assert ("labkit.metrics", "ConfusionMatrix") in refs and others == []
     assert all(module.startswith("labkit.") for module, _ in refs)
     assert ("labkit.schedules", "poly_lr") not in refs  # lab 02's, not this lab's
-    lab04 = forbidden_references(nbformat.read(
-        ROOT / "solutions/lab04_weighted_loss/lab04_weighted_loss.ipynb", as_version=4))
+    lab04 = forbidden_references(
+        nbformat.read(
+            ROOT / "solutions/lab04_weighted_loss/lab04_weighted_loss.ipynb", as_version=4
+        )
+    )
     # `forbid(*_REFS)` with `_REFS = (labkit.losses..., F.cross_entropy, ...)`
     assert ("labkit.losses", "weighted_cross_entropy") in lab04[0]
     assert "torch.nn.functional.cross_entropy" in lab04[1]
@@ -51,7 +55,7 @@ def test_the_copy_has_no_trace_of_the_references_and_keeps_the_rest(lab01_refs, 
         assert len(body) > 12 and original.count(body) == 1
         assert body not in text, f"{ref.__name__}'s code is still in the copy"
     assert not list(package.rglob("*.pyc"))
-    probe = f'''
+    probe = f"""
 import sys
 sys.path.insert(0, {str(package.parent)!r})
 import torch, labkit, labkit.metrics as m, labkit.models.fcn as fcn, labkit.schedules as s
@@ -68,7 +72,8 @@ for call in (lambda: m.iou_per_class(torch.zeros(1, 2, 2), torch.zeros(1, 2, 2),
         raise SystemExit("a forbidden reference still ran")
 assert abs(s.poly_lr(5, base_lr=1.0, total_steps=10) - 0.5 ** 0.9) < 1e-12
 print("ok")
-'''
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-2000:]

@@ -10,8 +10,10 @@ from labkit.grading import fill_solutions, replace_in_cell
 def toy(released_toy):
     """The toy lab's release (nbgrader's, made once per run) and its source."""
     read = lambda p: nbformat.read(p, as_version=4)  # noqa: E731
-    return (read(released_toy / "labs/toy/toy.ipynb"),
-            read(released_toy / "solutions/toy/toy.ipynb"))
+    return (
+        read(released_toy / "labs/toy/toy.ipynb"),
+        read(released_toy / "solutions/toy/toy.ipynb"),
+    )
 
 
 def test_fill_solutions_types_the_solution_into_the_release(toy):

@@ -13,14 +13,24 @@ import numpy as np
 import pytest
 import torch
 
-from labkit.grading.wire import (MAGIC, TENSOR_DTYPES, Ref, WireError, WireLimits, decode,
-                                 encode, read_frame, write_frame)
+from labkit.grading.wire import (
+    MAGIC,
+    TENSOR_DTYPES,
+    Ref,
+    WireError,
+    WireLimits,
+    decode,
+    encode,
+    read_frame,
+    write_frame,
+)
 
 
 def _frame(tree, buffers=(), *, sizes=None) -> bytes:
     """A frame written by hand, as a hostile peer would: any header, any buffers."""
-    header = json.dumps({"n": [len(b) for b in buffers] if sizes is None else sizes,
-                         "v": tree}).encode()
+    header = json.dumps(
+        {"n": [len(b) for b in buffers] if sizes is None else sizes, "v": tree}
+    ).encode()
     body = b"".join(buffers)
     return struct.pack(">4sIQ", MAGIC, len(header), len(body)) + header + body
 
@@ -30,11 +40,18 @@ def _same(a, b) -> bool:
     if type(a) is not type(b):
         return False
     if isinstance(a, torch.Tensor):
-        return a.dtype == b.dtype and a.shape == b.shape and a.requires_grad == b.requires_grad \
+        return (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and a.requires_grad == b.requires_grad
             and torch.equal(torch.nan_to_num(a.detach()), torch.nan_to_num(b.detach()))
+        )
     if isinstance(a, (np.ndarray, np.generic)):
-        return a.dtype == b.dtype and np.shape(a) == np.shape(b) and \
-            np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        return (
+            a.dtype == b.dtype
+            and np.shape(a) == np.shape(b)
+            and np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+        )
     if isinstance(a, (list, tuple)):
         return len(a) == len(b) and all(map(_same, a, b))
     if isinstance(a, dict):
@@ -45,16 +62,33 @@ def _same(a, b) -> bool:
 
 
 VALUES = [
-    None, True, 0, -(2**70), 1.5, float("nan"), float("-inf"), "", "ünï\n\x00", b"\x00\xff",
-    [], (), {}, [1, [2, (3, {"a": None})]], {(1, "k"): [1.0], 2: "two", None: b"", 0.5: ()},
+    None,
+    True,
+    0,
+    -(2**70),
+    1.5,
+    float("nan"),
+    float("-inf"),
+    "",
+    "ünï\n\x00",
+    b"\x00\xff",
+    [],
+    (),
+    {},
+    [1, [2, (3, {"a": None})]],
+    {(1, "k"): [1.0], 2: "two", None: b"", 0.5: ()},
     torch.arange(12, dtype=torch.float32).reshape(3, 4).t(),  # not contiguous
     torch.tensor(3.5, dtype=torch.float64),  # 0-d
     torch.zeros(0, 5, dtype=torch.int64),  # empty
     torch.tensor([float("nan"), 1.0], dtype=torch.bfloat16),
-    torch.tensor([1 + 2j], dtype=torch.complex64), torch.tensor([True, False]),
+    torch.tensor([1 + 2j], dtype=torch.complex64),
+    torch.tensor([True, False]),
     torch.randn(2, 3, requires_grad=True),
-    np.arange(6, dtype=">i4").reshape(2, 3), np.float32(2.5), np.bool_(True),
-    np.array([], dtype=np.complex128), Ref(7),
+    np.arange(6, dtype=">i4").reshape(2, 3),
+    np.float32(2.5),
+    np.bool_(True),
+    np.array([], dtype=np.complex128),
+    Ref(7),
 ]
 
 
@@ -74,12 +108,16 @@ def test_every_tensor_dtype(dtype):
 def test_a_tensor_subclass_arrives_as_a_plain_tensor_with_its_true_values():
     """A subclass that answers every comparison with True fools a naive check; once through a
     frame it is an exact ``torch.Tensor`` holding its real values."""
+
     class Liar(torch.Tensor):
         @classmethod
         def __torch_function__(cls, func, types, args=(), kwargs=None):
             if func in (torch.isclose, torch.Tensor.eq, torch.equal, torch.allclose):
-                return True if func in (torch.equal, torch.allclose) else \
-                    torch.ones(args[0].shape, dtype=torch.bool)
+                return (
+                    True
+                    if func in (torch.equal, torch.allclose)
+                    else torch.ones(args[0].shape, dtype=torch.bool)
+                )
             return super().__torch_function__(func, types, args, kwargs or {})
 
     liar = torch.zeros(3).as_subclass(Liar)
@@ -90,9 +128,20 @@ def test_a_tensor_subclass_arrives_as_a_plain_tensor_with_its_true_values():
     assert type(decode(encode(param))) is torch.Tensor and decode(encode(param)).requires_grad
 
 
-@pytest.mark.parametrize("value", [object(), {1, 2}, [lambda: 0], np.array(["a"]),
-                                   np.array([None], dtype=object), torch.ones(2).to_sparse(),
-                                   {"k": Exception("x")}, frozenset(), 1j])
+@pytest.mark.parametrize(
+    "value",
+    [
+        object(),
+        {1, 2},
+        [lambda: 0],
+        np.array(["a"]),
+        np.array([None], dtype=object),
+        torch.ones(2).to_sparse(),
+        {"k": Exception("x")},
+        frozenset(),
+        1j,
+    ],
+)
 def test_objects_are_refused_by_the_sender(value):
     with pytest.raises(WireError, match="cannot send"):
         encode(value)

@@ -26,7 +26,6 @@ where it is not what the test is about:
 from __future__ import annotations
 
 import copy
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -41,16 +40,23 @@ from tests.warm_kernels import WarmKernelManager
 
 REPO = Path(__file__).resolve().parents[2]
 # Every test process shares two cores: one thread per notebook kernel, no GUI backend.
-KERNEL_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-              "PYTHONWARNINGS": "ignore"}
+KERNEL_ENV = {
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "MPLBACKEND": "Agg",
+    "PYTHONWARNINGS": "ignore",
+}
 # The preset whose Shapes set a lab's quick profile reads (lab 08's shapes are deformed more).
 SHAPES_PRESET = {"lab08_deformable_conv": "dcn_conv"}
 SOLUTION = "solution"
 
 
 def _grade_ids(nb: nbformat.NotebookNode) -> list[str]:
-    return [c.metadata["nbgrader"]["grade_id"] for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("grade_id")]
+    return [
+        c.metadata["nbgrader"]["grade_id"]
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id")
+    ]
 
 
 def _is_autograded(cell: nbformat.NotebookNode) -> bool:
@@ -63,8 +69,11 @@ def cut_after_last_test(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     training and plots that score nothing); markdown and nbgrader cells stay."""
     out = copy.deepcopy(nb)
     last = max(i for i, c in enumerate(out.cells) if _is_autograded(c))
-    out.cells = [c for i, c in enumerate(out.cells)
-                 if i <= last or c.cell_type != "code" or c.metadata.get("nbgrader")]
+    out.cells = [
+        c
+        for i, c in enumerate(out.cells)
+        if i <= last or c.cell_type != "code" or c.metadata.get("nbgrader")
+    ]
     return out
 
 
@@ -75,9 +84,11 @@ class Course:
     def __init__(self, root: Path, lab: str, env: dict[str, str]) -> None:
         self.root, self.lab, self.env = root, lab, env
         shutil.copy2(REPO / "nbgrader_config.py", root)
-        shutil.copytree(REPO / "solutions" / lab, root / "solutions" / lab,
-                        ignore=shutil.ignore_patterns("runs", "__pycache__",
-                                                      ".ipynb_checkpoints"))
+        shutil.copytree(
+            REPO / "solutions" / lab,
+            root / "solutions" / lab,
+            ignore=shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints"),
+        )
         self.nbgrader("generate_assignment", lab, force=True)
         self.source_path = root / "solutions" / lab / f"{lab}.ipynb"
         self.source = nbformat.read(self.source_path, as_version=4)
@@ -106,8 +117,9 @@ class Course:
         for student, nb in submissions.items():
             folder = self.root / "submitted" / student / self.lab
             folder.mkdir(parents=True, exist_ok=True)
-            nbformat.write(nb if student == SOLUTION else cut_after_last_test(nb),
-                           folder / f"{self.lab}.ipynb")
+            nbformat.write(
+                nb if student == SOLUTION else cut_after_last_test(nb), folder / f"{self.lab}.ipynb"
+            )
         for student in submissions:
             self.nbgrader("autograde", self.lab, student, force=True, create=True)
         return lab_scores(self.root, self.lab)
@@ -122,8 +134,9 @@ class Course:
 
     def autograded(self, student: str) -> nbformat.NotebookNode:
         """The notebook nbgrader graded for ``student``, with its outputs."""
-        return nbformat.read(self.root / "autograded" / student / self.lab / f"{self.lab}.ipynb",
-                             as_version=4)
+        return nbformat.read(
+            self.root / "autograded" / student / self.lab / f"{self.lab}.ipynb", as_version=4
+        )
 
     def validate_source(self) -> dict:
         """``nbgrader validate``'s results on the instructor's notebook (``{}``: it passes),
@@ -139,8 +152,9 @@ class Course:
 
         ran = self.autograded(SOLUTION)
         source = copy.deepcopy(self.source)
-        assert [c.cell_type for c in ran.cells] == [c.cell_type for c in source.cells] and \
-            _grade_ids(ran) == _grade_ids(source), "the graded run's cells are not the source's"
+        assert [c.cell_type for c in ran.cells] == [
+            c.cell_type for c in source.cells
+        ] and _grade_ids(ran) == _grade_ids(source), "the graded run's cells are not the source's"
         for mine, theirs in zip(source.cells, ran.cells):
             if mine.cell_type == "code":
                 mine.outputs, mine.execution_count = theirs.outputs, theirs.execution_count
@@ -157,28 +171,41 @@ class Course:
         from nbgrader.api import Gradebook
 
         with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}") as gb:
-            tests = {c.name for c in gb.find_notebook(self.lab, self.lab).grade_cells
-                     if c.cell_type == "code"}
+            tests = {
+                c.name
+                for c in gb.find_notebook(self.lab, self.lab).grade_cells
+                if c.cell_type == "code"
+            }
         assert tests, f"{self.lab}: the gradebook knows no autograded cell"
         for student in students:
-            ran = {c.metadata["nbgrader"]["grade_id"]: c for c in self.autograded(student).cells
-                   if _is_autograded(c)}
+            ran = {
+                c.metadata["nbgrader"]["grade_id"]: c
+                for c in self.autograded(student).cells
+                if _is_autograded(c)
+            }
             assert set(ran) == tests, (student, tests ^ set(ran))
             unrun = [k for k, c in ran.items() if c.execution_count is None]
             assert not unrun, f"{student}: graded cells {unrun} did not run"
 
     @staticmethod
-    def assert_grades(scores: dict[str, LabScore], *, right: str = SOLUTION,
-                      blank: str = "blank", wrong: tuple[str, ...] = ("wrong",)) -> None:
+    def assert_grades(
+        scores: dict[str, LabScore],
+        *,
+        right: str = SOLUTION,
+        blank: str = "blank",
+        wrong: tuple[str, ...] = ("wrong",),
+    ) -> None:
         """The solution scores every autograded point, the blank release none, each wrong
         submission fewer than the solution (messages name the test cells)."""
         full = scores[right]
         assert full.auto_max > 0, "the lab has no autograded tests"
-        assert full.auto == full.auto_max, \
+        assert full.auto == full.auto_max, (
             f"the solution lost points: {[k for k, (s, m) in full.tests.items() if s < m]}"
+        )
         assert full.manual_max > 0, "the lab has no manually graded written answer"
-        assert scores[blank].auto == 0, \
+        assert scores[blank].auto == 0, (
             f"the blank release scored in {[k for k, (s, _) in scores[blank].tests.items() if s]}"
+        )
         for name in wrong:
             assert scores[name].auto < full.auto_max, f"{name} kept every point"
 
@@ -206,6 +233,7 @@ def shapes_data(tmp_path_factory) -> Callable[[str], str]:
 def course(tmp_path_factory, shapes_data) -> Callable[[str], Course]:
     """``course(lab)``: a fresh nbgrader course directory with ``lab`` released; its kernels
     train on the smoke budget and read the Shapes set of ``shapes_data``."""
+
     def make(lab: str) -> Course:
         env = {**KERNEL_ENV, "LABKIT_BUDGET": "smoke", "LABKIT_DATA": shapes_data(lab)}
         return Course(tmp_path_factory.mktemp(lab), lab, env)

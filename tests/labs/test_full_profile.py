@@ -40,8 +40,13 @@ def full_env(tmp_path_factory) -> dict[str, str]:
     data = root / "data"
     write_voc(data)
     write_ade(data)
-    env = {**os.environ, **KERNEL_ENV, "LABKIT_DATA": str(data),
-           "TORCH_HOME": str(root / "torch"), "LABKIT_BUDGET": "smoke"}
+    env = {
+        **os.environ,
+        **KERNEL_ENV,
+        "LABKIT_DATA": str(data),
+        "TORCH_HOME": str(root / "torch"),
+        "LABKIT_BUDGET": "smoke",
+    }
     env.pop("NBGRADER_EXECUTION", None)
     old = os.environ.get("TORCH_HOME")
     os.environ["TORCH_HOME"] = env["TORCH_HOME"]  # pretrained_weights_path reads it
@@ -60,8 +65,11 @@ def full_env(tmp_path_factory) -> dict[str, str]:
 
 def _full(lab: str, folder: Path) -> Path:
     """A copy of the lab's solution folder whose notebook says PROFILE = "full"."""
-    shutil.copytree(REPO / "solutions" / lab, folder,
-                    ignore=shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints"))
+    shutil.copytree(
+        REPO / "solutions" / lab,
+        folder,
+        ignore=shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints"),
+    )
     path = folder / f"{lab}.ipynb"
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and QUICK in c.source]
@@ -73,8 +81,12 @@ def _full(lab: str, folder: Path) -> Path:
 
 def _shown(nb: nbformat.NotebookNode) -> str:
     """Everything the notebook's code cells displayed, as text."""
-    return "\n".join(str(o.get("text", "")) + "".join(map(str, o.get("data", {}).values()))
-                     for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    return "\n".join(
+        str(o.get("text", "")) + "".join(map(str, o.get("data", {}).values()))
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
 
 
 # Lab 08 once more without weights: its ResNet-50 runs must fall back to scratch, saying so.
@@ -100,11 +112,13 @@ def _stop_after_fallback(folder: Path):
         said.append(FALLBACK in _shown(nbformat.NotebookNode(cells=[cell])))
         if execute_reply["content"]["status"] == "ok" and any(said) and _checkpoints(folder):
             raise _Enough
+
     return hook
 
 
-@pytest.mark.parametrize(("lab", "weights"), CASES,
-                         ids=[f"{lab}-{'weights' if w else 'no-weights'}" for lab, w in CASES])
+@pytest.mark.parametrize(
+    ("lab", "weights"), CASES, ids=[f"{lab}-{'weights' if w else 'no-weights'}" for lab, w in CASES]
+)
 def test_solution_runs_on_the_full_profile(lab, weights, full_env, tmp_path):
     """Does the solution notebook run every cell with PROFILE = "full" on VOC/ADE20K trees and
     the smoke budget, use the ImageNet weights in $TORCH_HOME (or, without them, say it trains
@@ -114,15 +128,26 @@ def test_solution_runs_on_the_full_profile(lab, weights, full_env, tmp_path):
     nb = nbformat.read(path, as_version=4)
     hook = None if weights else _stop_after_fallback(path.parent)
     # killed once done, as nbgrader_config.py has it: a graceful exit only tears torch down
-    client = NotebookClient(nb, timeout=600, kernel_name="python3", on_cell_executed=hook,
-                            shutdown_kernel="immediate", kernel_manager_class=WarmKernelManager,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        on_cell_executed=hook,
+        shutdown_kernel="immediate",
+        kernel_manager_class=WarmKernelManager,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     try:
         client.execute(env=env)
     except _Enough:
         pass
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-              if o.output_type == "error"]
+    errors = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.output_type == "error"
+    ]
     assert not errors, errors
     # The config cell really ran the full profile: it trained and checkpointed on VOC/ADE20K.
     checkpoints = _checkpoints(path.parent)

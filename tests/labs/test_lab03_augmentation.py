@@ -3,13 +3,15 @@
 import pytest
 
 from tests.labs.shared_checks import (  # noqa: F401  (collected here)
-    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+    test_cut_submissions_ran_every_graded_cell,
+    test_source_passes_nbgrader_validate,
+)
 
 LAB = "lab03_augmentation"
 
 # A student who hands labkit's whole pipeline in as their own: it aligns the pairs, but it
 # is labkit's code (switched off by the hidden tests) and it ignores the generator.
-BORROWED = '''
+BORROWED = """
 from labkit.data.transforms import train_transforms
 
 
@@ -28,19 +30,21 @@ def make_train_transform(*, crop_size, scale=(0.5, 2.0), hflip=0.5, max_angle=10
     pipeline = train_transforms(crop_size=crop_size, scale=scale, hflip=hflip, rotate=max_angle,
                                 blur=blur, normalize=False)
     return PairedCompose([lambda image, mask, generator: pipeline(image, mask)])
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def graded(course):
     """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    return c, c.autograde({
-        "solution": c.solution(),
-        "blank": c.release,
-        "wrong": c.wrong("hflip_pair", "mask.flip(-1)", "mask.flip(-2)"),
-        "borrowed": c.with_cell("train_transform", BORROWED),
-    })
+    return c, c.autograde(
+        {
+            "solution": c.solution(),
+            "blank": c.release,
+            "wrong": c.wrong("hflip_pair", "mask.flip(-1)", "mask.flip(-2)"),
+            "borrowed": c.with_cell("train_transform", BORROWED),
+        }
+    )
 
 
 def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):

@@ -3,7 +3,9 @@
 import pytest
 
 from tests.labs.shared_checks import (  # noqa: F401  (collected here)
-    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+    test_cut_submissions_ran_every_graded_cell,
+    test_source_passes_nbgrader_validate,
+)
 
 LAB = "lab05_unet"
 
@@ -27,12 +29,14 @@ class UNet(LabkitUNet):
 def graded(course):
     """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    return c, c.autograde({
-        "solution": c.solution(),
-        "blank": c.release,
-        "wrong": c.wrong("up", *SKIP_DROPPED),
-        "borrowed": c.with_cell("unet", BORROWED_UNET),
-    })
+    return c, c.autograde(
+        {
+            "solution": c.solution(),
+            "blank": c.release,
+            "wrong": c.wrong("up", *SKIP_DROPPED),
+            "borrowed": c.with_cell("unet", BORROWED_UNET),
+        }
+    )
 
 
 def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
@@ -48,4 +52,6 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
         got, most = scores["borrowed"].tests[test]
         assert got < most, f"labkit's own UNet kept the points of {test}"
     # The borrowed UNet leaves the student's blocks alone: those tests keep their points.
-    assert scores["borrowed"].tests["test_up_skip"][0] == scores["borrowed"].tests["test_up_skip"][1]
+    assert (
+        scores["borrowed"].tests["test_up_skip"][0] == scores["borrowed"].tests["test_up_skip"][1]
+    )

@@ -3,12 +3,14 @@
 import pytest
 
 from tests.labs.shared_checks import (  # noqa: F401  (collected here)
-    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+    test_cut_submissions_ran_every_graded_cell,
+    test_source_passes_nbgrader_validate,
+)
 
 LAB = "lab06_resnet_transfer"
 
 # A student who builds the model by calling labkit's own transfer model.
-BORROWED = '''from labkit.models.resnet_transfer import resnet18_transfer
+BORROWED = """from labkit.models.resnet_transfer import resnet18_transfer
 
 ENCODER_LAYERS = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
 DECODER_CHANNELS = (512, 256, 128, 64, 32)
@@ -17,20 +19,23 @@ DECODER_CHANNELS = (512, 256, 128, 64, 32)
 def ResNet18Segmenter(num_classes, *, pretrained=False, freeze_encoder=True):
     return resnet18_transfer(num_classes=num_classes, pretrained_backbone=pretrained,
                              freeze_encoder=freeze_encoder)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
 def graded(course):
     """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    return c, c.autograde({
-        "solution": c.solution(),
-        "blank": c.release,
-        "wrong": c.wrong("freeze", "    module.train = types.MethodType(stay_in_eval, module)\n",
-                         ""),
-        "borrowed": c.with_cell("resnet_segmenter", BORROWED),
-    })
+    return c, c.autograde(
+        {
+            "solution": c.solution(),
+            "blank": c.release,
+            "wrong": c.wrong(
+                "freeze", "    module.train = types.MethodType(stay_in_eval, module)\n", ""
+            ),
+            "borrowed": c.with_cell("resnet_segmenter", BORROWED),
+        }
+    )
 
 
 def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
@@ -41,9 +46,13 @@ def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):
     c, scores = graded
     c.assert_grades(scores, wrong=("wrong", "borrowed"))
     assert scores["wrong"].tests["test_freeze"][0] < scores["wrong"].tests["test_freeze"][1]
-    assert (scores["wrong"].tests["test_segmenter_freezing"][0]
-            < scores["wrong"].tests["test_segmenter_freezing"][1])
-    assert (scores["borrowed"].tests["test_segmenter_layout"][0]
-            < scores["borrowed"].tests["test_segmenter_layout"][1])
+    assert (
+        scores["wrong"].tests["test_segmenter_freezing"][0]
+        < scores["wrong"].tests["test_segmenter_freezing"][1]
+    )
+    assert (
+        scores["borrowed"].tests["test_segmenter_layout"][0]
+        < scores["borrowed"].tests["test_segmenter_layout"][1]
+    )
     # The borrowed model only touches the segmenter: the other exercises keep their points.
     assert scores["borrowed"].tests["test_freeze"][0] == scores["borrowed"].tests["test_freeze"][1]

@@ -3,7 +3,9 @@
 import pytest
 
 from tests.labs.shared_checks import (  # noqa: F401  (collected here)
-    test_cut_submissions_ran_every_graded_cell, test_source_passes_nbgrader_validate)
+    test_cut_submissions_ran_every_graded_cell,
+    test_source_passes_nbgrader_validate,
+)
 
 LAB = "lab07_deeplab_v3"
 
@@ -19,13 +21,18 @@ BORROWED_ASPP = (
 def graded(course):
     """The class graded once: solution, blank, wrong, borrowed."""
     c = course(LAB)
-    return c, c.autograde({
-        "solution": c.solution(),
-        "blank": c.release,
-        "wrong": c.wrong("aspp", "branches.append(ASPPPooling(in_channels, out_channels))",
-                         "pass  # image pooling left out"),
-        "borrowed": c.with_cell("aspp", BORROWED_ASPP),
-    })
+    return c, c.autograde(
+        {
+            "solution": c.solution(),
+            "blank": c.release,
+            "wrong": c.wrong(
+                "aspp",
+                "branches.append(ASPPPooling(in_channels, out_channels))",
+                "pass  # image pooling left out",
+            ),
+            "borrowed": c.with_cell("aspp", BORROWED_ASPP),
+        }
+    )
 
 
 def test_solution_full_marks_blank_zero_mistakes_lose_points(graded):

@@ -37,8 +37,11 @@ def _file_name(weights_enum) -> str:
 def test_weights_path_uses_torchvisions_file_names(checkpoints):
     """Is the expected file torchvision's own cache file (IMAGENET1K_V1) in the hub dir?"""
     tvm = torchvision.models
-    for arch, enum in [("resnet18", tvm.ResNet18_Weights), ("resnet50", tvm.ResNet50_Weights),
-                       ("resnet101", tvm.ResNet101_Weights)]:
+    for arch, enum in [
+        ("resnet18", tvm.ResNet18_Weights),
+        ("resnet50", tvm.ResNet50_Weights),
+        ("resnet101", tvm.ResNet101_Weights),
+    ]:
         assert pretrained_weights_path(arch) == checkpoints / _file_name(enum)
     assert pretrained_weights_path("resnet18").name == "resnet18-f37072fd.pth"
     v2 = pretrained_weights_path("resnet50", weights_tag="IMAGENET1K_V2")
@@ -141,11 +144,14 @@ def test_make_deformable_on_basic_blocks_keeps_geometry():
     assert type(model.layer4[0].downsample[0]) is nn.Conv2d
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(version="v3"), "deformable"),
-    (dict(version="v1", stages=()), "deformable_stages"),
-    (dict(version="v1", stages=(5,)), "deformable_stages"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(version="v3"), "deformable"),
+        (dict(version="v1", stages=()), "deformable_stages"),
+        (dict(version="v1", stages=(5,)), "deformable_stages"),
+    ],
+)
 def test_make_deformable_rejects_bad_arguments(kw, match):
     """Are an unknown DCN version and stages outside 1–4 rejected with a ValueError?"""
     with pytest.raises(ValueError, match=match):
@@ -178,5 +184,4 @@ def test_pretrained_backbone_is_torchvisions_resnet_with_the_file_loaded(checkpo
     for model in (ours, theirs):
         model.train()
         model(x).square().mean().backward()
-    torch.testing.assert_close(ours.layer4[0].conv2.weight.grad,
-                               theirs.layer4[0].conv2.weight.grad)
+    torch.testing.assert_close(ours.layer4[0].conv2.weight.grad, theirs.layer4[0].conv2.weight.grad)

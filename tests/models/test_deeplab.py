@@ -46,7 +46,9 @@ def test_deeplab_head_matches_torchvision():
     ours = DeepLabHead(32, 5)
     theirs = tv_deeplabv3.DeepLabHead(32, 5)
     assert [m.convs[i][0].dilation for m in (ours[0],) for i in (1, 2, 3)] == [
-        (12, 12), (24, 24), (36, 36)
+        (12, 12),
+        (24, 24),
+        (36, 36),
     ]
     _same_outputs(ours, theirs, torch.randn(2, 32, 10, 7))
 
@@ -85,8 +87,9 @@ def test_models_match_torchvision_at_output_stride_8(ours_fn, theirs_fn):
 def test_resnet101_has_torchvisions_layout():
     """Does deeplabv3_resnet101 have exactly torchvision's parameter names and shapes?"""
     ours = deeplabv3_resnet101(num_classes=3, output_stride=8, aux_loss=True)
-    theirs = tvseg.deeplabv3_resnet101(weights=None, weights_backbone=None, num_classes=3,
-                                       aux_loss=True)
+    theirs = tvseg.deeplabv3_resnet101(
+        weights=None, weights_backbone=None, num_classes=3, aux_loss=True
+    )
     shapes = lambda m: {k: v.shape for k, v in m.state_dict().items()}  # noqa: E731
     assert shapes(ours) == shapes(theirs)
 

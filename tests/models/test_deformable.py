@@ -25,8 +25,24 @@ def _out_size(size, k, stride, padding, dilation):
     return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1
 
 
-def _case(*, n=2, c=4, h=7, w=6, c_out=6, kh=3, kw=3, stride=1, padding=1, dilation=1,
-          offset_groups=1, groups=1, offset_scale=2.0, integer=False, device="cpu"):
+def _case(
+    *,
+    n=2,
+    c=4,
+    h=7,
+    w=6,
+    c_out=6,
+    kh=3,
+    kw=3,
+    stride=1,
+    padding=1,
+    dilation=1,
+    offset_groups=1,
+    groups=1,
+    offset_scale=2.0,
+    integer=False,
+    device="cpu",
+):
     """Random float64 leaf tensors for one deformable convolution."""
     (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
     ho, wo = _out_size(h, kh, sh, ph, dh), _out_size(w, kw, sw, pw, dw)
@@ -48,26 +64,37 @@ def _case(*, n=2, c=4, h=7, w=6, c_out=6, kh=3, kw=3, stride=1, padding=1, dilat
 
 def _assert_same_values_and_grads(tensors, opts, *, use_mask=True, use_bias=True):
     names = ["input", "offset", "weight"] + ["bias"] * use_bias + ["mask"] * use_mask
-    args = dict(input=tensors["input"], offset=tensors["offset"], weight=tensors["weight"],
-                bias=tensors["bias"] if use_bias else None,
-                mask=tensors["mask"] if use_mask else None, **opts)
+    args = dict(
+        input=tensors["input"],
+        offset=tensors["offset"],
+        weight=tensors["weight"],
+        bias=tensors["bias"] if use_bias else None,
+        mask=tensors["mask"] if use_mask else None,
+        **opts,
+    )
     ours, theirs = deform_conv2d_reference(**args), deform_conv2d(**args)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
     grad_out = torch.randn_like(theirs)
     grads_ours = torch.autograd.grad(ours, [tensors[k] for k in names], grad_out)
     grads_theirs = torch.autograd.grad(theirs, [tensors[k] for k in names], grad_out)
     for name, a, b in zip(names, grads_ours, grads_theirs):
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4, msg=lambda m: f"grad {name}: {m}")
+        torch.testing.assert_close(
+            a, b, atol=1e-4, rtol=1e-4, msg=lambda m, name=name: f"grad {name}: {m}"
+        )
 
 
 @pytest.mark.parametrize("use_mask", [True, False])
-@pytest.mark.parametrize("geometry", [
-    dict(),
-    dict(stride=2, padding=0),
-    dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
-    dict(kh=2, kw=3, padding=(1, 0)),
-    dict(kh=1, kw=1, padding=0),
-], ids=["3x3", "stride2", "mixed-pairs", "2x3-kernel", "1x1"])
+@pytest.mark.parametrize(
+    "geometry",
+    [
+        dict(),
+        dict(stride=2, padding=0),
+        dict(stride=(1, 2), padding=(2, 0), dilation=(2, 1)),
+        dict(kh=2, kw=3, padding=(1, 0)),
+        dict(kh=1, kw=1, padding=0),
+    ],
+    ids=["3x3", "stride2", "mixed-pairs", "2x3-kernel", "1x1"],
+)
 def test_reference_matches_torchvision(geometry, use_mask):
     """Do the reference's values and gradients (input, offset, weight, bias, mask) equal
     torchvision's, with and without a mask, across strides, paddings, dilations and kernels?"""
@@ -75,13 +102,17 @@ def test_reference_matches_torchvision(geometry, use_mask):
     _assert_same_values_and_grads(tensors, opts, use_mask=use_mask)
 
 
-@pytest.mark.parametrize("case", [
-    dict(offset_scale=6.0),
-    dict(integer=True, offset_scale=2.0),
-    dict(offset_groups=2),
-    dict(offset_groups=4, groups=2, c_out=4),
-    dict(groups=2, offset_scale=1.0),
-], ids=["far-outside", "integer", "offset-groups", "both-groups", "weight-groups"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        dict(offset_scale=6.0),
+        dict(integer=True, offset_scale=2.0),
+        dict(offset_groups=2),
+        dict(offset_groups=4, groups=2, c_out=4),
+        dict(groups=2, offset_scale=1.0),
+    ],
+    ids=["far-outside", "integer", "offset-groups", "both-groups", "weight-groups"],
+)
 def test_reference_matches_torchvision_edge_cases(case):
     """Does the reference equal torchvision where samples leave the image, land on whole
     pixels (and the image border), and with offset groups and weight groups?"""
@@ -107,10 +138,13 @@ def test_reference_hits_border_exactly():
     _assert_same_values_and_grads(tensors, opts)
 
 
-@pytest.mark.parametrize("opts", [
-    dict(stride=1, padding=1, dilation=1, groups=1),
-    dict(stride=2, padding=2, dilation=2, groups=2),
-])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(stride=1, padding=1, dilation=1, groups=1),
+        dict(stride=2, padding=2, dilation=2, groups=2),
+    ],
+)
 def test_zero_offsets_equal_conv2d(opts):
     """With zero offsets and a mask of ones, is the reference a plain F.conv2d?"""
     x = torch.randn(2, 4, 9, 8, dtype=F64)
@@ -120,8 +154,9 @@ def test_zero_offsets_equal_conv2d(opts):
     offset = torch.zeros(2, 18, *expected.shape[-2:], dtype=F64)
     mask = torch.ones(2, 9, *expected.shape[-2:], dtype=F64)
     conv_opts = {k: v for k, v in opts.items() if k != "groups"}
-    torch.testing.assert_close(deform_conv2d_reference(x, offset, w, b, mask=mask, **conv_opts),
-                               expected)
+    torch.testing.assert_close(
+        deform_conv2d_reference(x, offset, w, b, mask=mask, **conv_opts), expected
+    )
     torch.testing.assert_close(deform_conv2d_reference(x, offset, w, b, **conv_opts), expected)
 
 
@@ -138,11 +173,12 @@ def test_integer_offsets_equal_shifted_conv():
     for k, (dy, dx) in enumerate(shifts.tolist()):
         i, j = divmod(k, 3)
         top, left = margin - pad + i * dil + dy, margin - pad + j * dil + dx
-        window = big[:, :, top:top + ho, left:left + wo]
+        window = big[:, :, top : top + ho, left : left + wo]
         expected += torch.einsum("oc,nchw->nohw", weight[:, :, i, j], window)
     offset = shifts.to(F64).view(1, 18, 1, 1).expand(n, 18, ho, wo)
     torch.testing.assert_close(
-        deform_conv2d_reference(x, offset, weight, padding=pad, dilation=dil), expected)
+        deform_conv2d_reference(x, offset, weight, padding=pad, dilation=dil), expected
+    )
 
 
 def test_bilinear_sample_matches_grid_sample():
@@ -156,8 +192,9 @@ def test_bilinear_sample_matches_grid_sample():
     theirs = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     torch.testing.assert_close(ours, theirs)
     g = torch.randn_like(ours)
-    for a, b in zip(torch.autograd.grad(ours, (img, y, x), g),
-                    torch.autograd.grad(theirs, (img, y, x), g)):
+    for a, b in zip(
+        torch.autograd.grad(ours, (img, y, x), g), torch.autograd.grad(theirs, (img, y, x), g)
+    ):
         torch.testing.assert_close(a, b)
 
 
@@ -169,24 +206,38 @@ def test_bilinear_sample_at_pixel_centres_reads_pixels():
     assert out.tolist() == [[[0.0, 11.0, 6.0, 0.0, 0.0]]]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(offset=torch.zeros(1, 17, 4, 4)),
-     "offset should have 2*offset_groups*kh*kw channels, a multiple of 2*3*3 = 18; "
-     "got offset.shape[1]=17"),
-    (dict(offset=torch.zeros(1, 18, 3, 4)), "got offset.shape=[1, 18, 3, 4]"),
-    (dict(offset=torch.zeros(1, 36, 4, 4)), "offset_groups=2 (from offset.shape[1]=36)"),
-    (dict(mask=torch.zeros(1, 8, 4, 4)),
-     "mask should have shape [N, offset_groups*kh*kw, Ho, Wo] = [1, 9, 4, 4] "
-     "(offset_groups*kh*kw = 9 channels); got mask.shape=[1, 8, 4, 4]"),
-    (dict(mask=torch.zeros(1, 9, 4, 5)), "got mask.shape=[1, 9, 4, 5]"),
-    (dict(bias=torch.zeros(3)), "bias should have shape [2]; got bias.shape=[3]"),
-    (dict(weight=torch.zeros(2, 3, 3, 3, 3)), "expected weight to be 4-D"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(offset=torch.zeros(1, 17, 4, 4)),
+            "offset should have 2*offset_groups*kh*kw channels, a multiple of 2*3*3 = 18; "
+            "got offset.shape[1]=17",
+        ),
+        (dict(offset=torch.zeros(1, 18, 3, 4)), "got offset.shape=[1, 18, 3, 4]"),
+        (dict(offset=torch.zeros(1, 36, 4, 4)), "offset_groups=2 (from offset.shape[1]=36)"),
+        (
+            dict(mask=torch.zeros(1, 8, 4, 4)),
+            "mask should have shape [N, offset_groups*kh*kw, Ho, Wo] = [1, 9, 4, 4] "
+            "(offset_groups*kh*kw = 9 channels); got mask.shape=[1, 8, 4, 4]",
+        ),
+        (dict(mask=torch.zeros(1, 9, 4, 5)), "got mask.shape=[1, 9, 4, 5]"),
+        (dict(bias=torch.zeros(3)), "bias should have shape [2]; got bias.shape=[3]"),
+        (dict(weight=torch.zeros(2, 3, 3, 3, 3)), "expected weight to be 4-D"),
+    ],
+)
 def test_reference_shape_errors(kwargs, message):
     """Do wrong offset, mask, bias and weight shapes raise a ValueError naming what was
     expected and what came?"""
-    args = dict(input=torch.zeros(1, 3, 4, 4), offset=torch.zeros(1, 18, 4, 4),
-                weight=torch.zeros(2, 3, 3, 3), padding=1) | kwargs
+    args = (
+        dict(
+            input=torch.zeros(1, 3, 4, 4),
+            offset=torch.zeros(1, 18, 4, 4),
+            weight=torch.zeros(2, 3, 3, 3),
+            padding=1,
+        )
+        | kwargs
+    )
     with pytest.raises(ValueError, match=re.escape(message)):
         deform_conv2d_reference(**args)
 
@@ -232,18 +283,22 @@ def test_layer_matches_reference_with_trained_branch(modulated):
         layer.offset_conv.bias.normal_()
     x = torch.randn(2, 4, 6, 7, dtype=F64)
     out = layer(x)
-    expected = deform_conv2d_reference(x, layer.last_offset, layer.weight, layer.bias,
-                                       padding=(1, 0), mask=layer.last_mask)
+    expected = deform_conv2d_reference(
+        x, layer.last_offset, layer.weight, layer.bias, padding=(1, 0), mask=layer.last_mask
+    )
     torch.testing.assert_close(out, expected)
     if modulated:  # 2K = 12 offset channels first, then the K mask logits
         torch.testing.assert_close(layer.last_mask, torch.sigmoid(layer.offset_conv(x)[:, 12:]))
 
 
-@pytest.mark.parametrize("opts", [
-    dict(kernel_size=3, padding=1),
-    dict(kernel_size=3, stride=2, padding=2, dilation=2, groups=2, bias=False),
-    dict(kernel_size=(1, 3), padding=(0, 1)),
-])
+@pytest.mark.parametrize(
+    "opts",
+    [
+        dict(kernel_size=3, padding=1),
+        dict(kernel_size=3, stride=2, padding=2, dilation=2, groups=2, bias=False),
+        dict(kernel_size=(1, 3), padding=(0, 1)),
+    ],
+)
 @pytest.mark.parametrize("modulated", [False, True])
 def test_from_conv_starts_as_the_conv(opts, modulated):
     """Does from_conv give conv(x) for v1, and 0.5 * (conv(x) - bias) + bias for v2 (the
@@ -287,14 +342,22 @@ def test_offset_branch_parameter_count(c_in, k, modulated):
     assert sum(p.numel() for p in layer.offset_parameters()) == expected
     plain = nn.Conv2d(c_in, 7, k, padding=k // 2)
     assert sum(p.numel() for p in layer.parameters()) == (
-        expected + sum(p.numel() for p in plain.parameters()))
+        expected + sum(p.numel() for p in plain.parameters())
+    )
 
 
 def _model():
     shared = DeformConv2d(4, 4, modulated=True, offset_lr_mult=0.5)
     branch_sharer = DeformConv2d(4, 4, offset_lr_mult=0.3)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
-                          DeformConv2d(4, 4), shared, shared, branch_sharer, nn.Conv2d(4, 2, 1))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.BatchNorm2d(4),
+        DeformConv2d(4, 4),
+        shared,
+        shared,
+        branch_sharer,
+        nn.Conv2d(4, 2, 1),
+    )
     branch_sharer.offset_conv = model[2].offset_conv  # one offset branch in two layers
     model[0].bias.requires_grad_(False)  # a frozen parameter stays out of every group
     return model

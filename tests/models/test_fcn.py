@@ -17,12 +17,18 @@ def _reference_baseline(num_classes: int) -> nn.Sequential:
     """The PA3 baseline written out flat; output_padding=1 is right for multiples of 32."""
     layers, cin = [], 3
     for w in WIDTHS:
-        layers += [nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
-                   nn.ReLU()]
+        layers += [
+            nn.Conv2d(cin, w, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+        ]
         cin = w
     for w in (256, 128, 64, 32, 32):
-        layers += [nn.ConvTranspose2d(cin, w, 3, stride=2, padding=1, output_padding=1,
-                                      bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+        layers += [
+            nn.ConvTranspose2d(cin, w, 3, stride=2, padding=1, output_padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(),
+        ]
         cin = w
     layers.append(nn.Conv2d(cin, num_classes, 1))
     return nn.Sequential(*layers)
@@ -115,11 +121,14 @@ def test_improved_gets_gradients_everywhere():
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize("cls, kw", [
-    (BaselineFCN, dict(widths=(8, 16))),
-    (ImprovedFCN, dict(widths=(8, 16, 32, 64, 0))),
-    (ImprovedFCN, dict(dropout=1.0)),
-])
+@pytest.mark.parametrize(
+    "cls, kw",
+    [
+        (BaselineFCN, dict(widths=(8, 16))),
+        (ImprovedFCN, dict(widths=(8, 16, 32, 64, 0))),
+        (ImprovedFCN, dict(dropout=1.0)),
+    ],
+)
 def test_bad_options_are_rejected(cls, kw):
     """Are wrong width lists and a dropout of 1 rejected with a ValueError?"""
     with pytest.raises(ValueError, match="expected"):

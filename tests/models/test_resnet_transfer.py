@@ -30,8 +30,9 @@ def test_frozen_encoder_has_no_trainable_weights():
     assert all(not p.requires_grad for p in model.encoder.parameters())
     decoder = count_parameters(model.decoder) + count_parameters(model.classifier)
     assert count_parameters(model, trainable_only=True) == decoder
-    resnet18_body = count_parameters(torchvision.models.resnet18(weights=None)) - (512 * 1000
-                                                                                   + 1000)
+    resnet18_body = count_parameters(torchvision.models.resnet18(weights=None)) - (
+        512 * 1000 + 1000
+    )
     assert count_parameters(model) - decoder == resnet18_body
 
 

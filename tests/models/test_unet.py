@@ -82,11 +82,14 @@ def test_transposed_upsampling_uses_2x2_deconvs():
     assert len(ups) == 4
 
 
-@pytest.mark.parametrize("kw, match", [
-    (dict(upsample="nearest"), "upsample"),
-    (dict(depth=0), "depth"),
-    (dict(base_width=0), "base_width"),
-])
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        (dict(upsample="nearest"), "upsample"),
+        (dict(depth=0), "depth"),
+        (dict(base_width=0), "base_width"),
+    ],
+)
 def test_bad_options_are_rejected(kw, match):
     """Are an unknown upsampling mode and non-positive sizes rejected with a ValueError?"""
     with pytest.raises(ValueError, match=match):

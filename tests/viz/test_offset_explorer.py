@@ -31,6 +31,7 @@ class _Net(nn.Module):
             if kind == "conv":
                 return nn.Conv2d(4, 4, 3, padding=1)
             return DeformConv2d(4, 4, modulated=kind == "v2")
+
         self.context = nn.Sequential(layer(), nn.ReLU(), layer())
         self.head = nn.Conv2d(4, 3, 1)
         for m in self.modules():
@@ -65,8 +66,12 @@ def _click(explorer: OffsetExplorer, panel: int, row: float, col: float) -> None
 def _expected(models, images, index, pixel, layers=None):
     """What sampling_locations gives for each model, captured afresh."""
     names = ["context.0", "context.2"]
-    return {name: sampling_locations(capture_offsets(m, images[index], names=names), pixel,
-                                     layers=layers) for name, m in models.items()}
+    return {
+        name: sampling_locations(
+            capture_offsets(m, images[index], names=names), pixel, layers=layers
+        )
+        for name, m in models.items()
+    }
 
 
 def test_a_click_shows_that_pixels_points_in_every_panel(models, images):
@@ -103,13 +108,16 @@ def test_sliders_layers_and_image_redraw(models, images):
     assert explorer.locations["v2"].cell == _expected(models, images, 0, (5, 14))["v2"].cell
     explorer.layers.value = (1,)
     assert len(explorer.locations["v1"].points) == 9
-    torch.testing.assert_close(explorer.locations["v1"].points,
-                               _expected(models, images, 0, (5, 14), layers=[1])["v1"].points)
+    torch.testing.assert_close(
+        explorer.locations["v1"].points,
+        _expected(models, images, 0, (5, 14), layers=[1])["v1"].points,
+    )
     explorer.layers.value = (0, 1)
     forwards = models["v1"].forwards
     explorer.image.value = 1
-    torch.testing.assert_close(explorer.locations["v2"].points,
-                               _expected(models, images, 1, (5, 14))["v2"].points)
+    torch.testing.assert_close(
+        explorer.locations["v2"].points, _expected(models, images, 1, (5, 14))["v2"].points
+    )
     assert models["v1"].forwards == forwards + 2  # the explorer's and _expected's
     explorer.image.value = 0
     explorer.image.value = 1

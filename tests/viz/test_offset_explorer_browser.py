@@ -40,9 +40,15 @@ from tests.system_packages import CHROMIUM
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "lab08_deformable_conv"
 # Chromium as root, headless, and quiet on a machine with no way out.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync",
-                 "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 log = logging.getLogger(__name__)
 
 # Skips where chromium or playwright is missing; CI (LABKIT_CI=1) fails instead.
@@ -53,17 +59,22 @@ def _student_notebook(dest: Path) -> Path:
     """The release notebook, answered as a student who wrote the solution's code would."""
     release = nbformat.read(ROOT / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
     solution = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
-               if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+    answers = {
+        c.metadata["nbgrader"]["grade_id"]: c.source
+        for c in solution.cells
+        if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+    }
     filled = 0
     for cell in release.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if cell.cell_type == "code" and grade_id in answers:
-            cell.source = re.sub(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", "", answers[grade_id],
-                                 flags=re.M)
+            cell.source = re.sub(
+                r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n", "", answers[grade_id], flags=re.M
+            )
             filled += 1
     assert answers and filled == len(answers), (
-        f"expected the release to have the solution's {len(answers)} answer cells; found {filled}")
+        f"expected the release to have the solution's {len(answers)} answer cells; found {filled}"
+    )
     path = dest / f"{LAB}.ipynb"
     nbformat.write(release, path)
     return path
@@ -82,23 +93,41 @@ def _jupyter_lab(root: Path):
     settings = root / ".lab-settings"
     # No news or update checks: their notification would sit over the notebook.
     (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-     ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(os.environ, JUPYTERLAB_SETTINGS_DIR=str(settings),
-               JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
-               JUPYTER_RUNTIME_DIR=str(root / ".runtime"), MPLBACKEND="Agg",
-               # One OpenMP thread: beside a busy test run, spinning thread pools on two
-               # cores can slow the kernel's training many times over.
-               OMP_NUM_THREADS="1",
-               LABKIT_BUDGET=os.environ.get("LABKIT_BUDGET") or "smoke")
+    (
+        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    env = dict(
+        os.environ,
+        JUPYTERLAB_SETTINGS_DIR=str(settings),
+        JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
+        JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
+        MPLBACKEND="Agg",
+        # One OpenMP thread: beside a busy test run, spinning thread pools on two
+        # cores can slow the kernel's training many times over.
+        OMP_NUM_THREADS="1",
+        LABKIT_BUDGET=os.environ.get("LABKIT_BUDGET") or "smoke",
+    )
     logfile = open(root / "jupyterlab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.open_browser=False", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
         + (["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
-        cwd=root, env=env, stdout=logfile, stderr=subprocess.STDOUT)
+        cwd=root,
+        env=env,
+        stdout=logfile,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -108,8 +137,10 @@ def _jupyter_lab(root: Path):
                     break
             except OSError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("JupyterLab did not start; its log:\n"
-                                       + (root / "jupyterlab.log").read_text()[-3000:])
+                    raise RuntimeError(
+                        "JupyterLab did not start; its log:\n"
+                        + (root / "jupyterlab.log").read_text()[-3000:]
+                    ) from None
                 time.sleep(0.5)
         yield base, token
     finally:
@@ -130,6 +161,7 @@ def _accept_dialogs(page) -> None:
     it would take: checked before each action and each of its retries, not once, since such a
     dialog can come back or come late. What it said is logged; a failure later shows it in
     JupyterLab's log."""
+
     def accept(dialog) -> None:
         log.warning("JupyterLab showed a dialog: %s", dialog.inner_text()[:500])
         button = dialog.locator(".jp-Dialog-button.jp-mod-accept")
@@ -162,17 +194,20 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
                 raise AssertionError(
                     f"Run All Cells did not start {LAB} in the browser (three tries); "
                     f"prompts {page.evaluate(f'() => {_PROMPTS}')}. JupyterLab's log ends:\n"
-                    + log_path.read_text()[-2000:]) from None
+                    + log_path.read_text()[-2000:]
+                ) from None
     try:
-        page.wait_for_function(f"() => !{_PROMPTS}.some(t => t.includes('*'))",
-                               timeout=timeout_s * 1000, polling=1000)
+        page.wait_for_function(
+            f"() => !{_PROMPTS}.some(t => t.includes('*'))", timeout=timeout_s * 1000, polling=1000
+        )
     except Exception as err:  # playwright's TimeoutError: say where the notebook stood
         prompts = page.evaluate(f"() => {_PROMPTS}")
         running = [i for i, t in enumerate(prompts) if "*" in t]
         raise AssertionError(
             f"{LAB} did not finish within {timeout_s:.0f} s in the browser; code cells still "
             f"queued or running: {running} of {len(prompts)}. JupyterLab's log ends:\n"
-            + log_path.read_text()[-2000:]) from err
+            + log_path.read_text()[-2000:]
+        ) from err
     errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
     tracebacks = [t for t in errors.all_inner_texts() if "Traceback" in t or "Error" in t]
     assert not tracebacks, f"a cell of {LAB} failed in the browser:\n{tracebacks[0][:3000]}"
@@ -180,8 +215,10 @@ def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
     unrun = [i for i, t in enumerate(prompts) if not re.search(r"\[\d+\]", t)]
     # A kernel that died (killed for memory, say) leaves the cells after it unrun, with no
     # traceback in the page: JupyterLab's log says why.
-    assert not unrun, (f"code cells {unrun} of {LAB} did not run (prompts {prompts}). "
-                       f"JupyterLab's log ends:\n{log_path.read_text()[-2000:]}")
+    assert not unrun, (
+        f"code cells {unrun} of {LAB} did not run (prompts {prompts}). "
+        f"JupyterLab's log ends:\n{log_path.read_text()[-2000:]}"
+    )
 
 
 def _changed(page, locator, before: bytes, *, timeout_s: float = 30) -> bytes:
@@ -209,8 +246,9 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             _accept_dialogs(page)
             page.goto(f"{base}/lab/tree/{notebook.name}?token={token}")
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
+            )
             _run_all(page, timeout_s=420, log_path=tmp_path / "jupyterlab.log")
 
             explorer = page.locator(".labkit-offset-explorer")
@@ -219,8 +257,11 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             canvas = explorer.locator(".labkit-offset-canvas canvas").last
             canvas.wait_for(timeout=60_000)
             status = explorer.locator(".labkit-offset-status")
-            page.wait_for_function("s => s.textContent.includes('pixel (')",
-                                   arg=status.element_handle(), timeout=60_000)
+            page.wait_for_function(
+                "s => s.textContent.includes('pixel (')",
+                arg=status.element_handle(),
+                timeout=60_000,
+            )
             first_status = status.inner_text()
             before = canvas.screenshot()
             (tmp_path / "explorer_before.png").write_bytes(explorer.screenshot())
@@ -229,8 +270,11 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             box = canvas.bounding_box()
             started = time.monotonic()
             page.mouse.click(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.3)
-            page.wait_for_function("([s, old]) => s.textContent !== old",
-                                   arg=[status.element_handle(), first_status], timeout=60_000)
+            page.wait_for_function(
+                "([s, old]) => s.textContent !== old",
+                arg=[status.element_handle(), first_status],
+                timeout=60_000,
+            )
             click_s = time.monotonic() - started
             clicked_status = status.inner_text()
             after_click = _changed(page, canvas, before)
@@ -244,17 +288,31 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             handle.focus()
             for _ in range(5):
                 page.keyboard.press("ArrowUp")
-            page.wait_for_function("([s, old]) => s.textContent !== old",
-                                   arg=[status.element_handle(), clicked_status], timeout=60_000)
+            page.wait_for_function(
+                "([s, old]) => s.textContent !== old",
+                arg=[status.element_handle(), clicked_status],
+                timeout=60_000,
+            )
             _changed(page, canvas, after_click)
             moved = status.inner_text()
             row = lambda text: int(re.search(r"pixel \((\d+),", text).group(1))  # noqa: E731
             assert row(moved) != row(clicked_status), (clicked_status, moved)
             explorer.screenshot(path=str(tmp_path / "explorer_slider.png"))
-            log.info("click to status: %.2f s; statuses: %r, %r, %r", click_s, first_status,
-                     clicked_status, moved)
-            (shots / "offset_explorer.json").write_text(json.dumps(
-                {"click_to_status_s": click_s, "statuses": [first_status, clicked_status, moved]},
-                indent=1))
+            log.info(
+                "click to status: %.2f s; statuses: %r, %r, %r",
+                click_s,
+                first_status,
+                clicked_status,
+                moved,
+            )
+            (shots / "offset_explorer.json").write_text(
+                json.dumps(
+                    {
+                        "click_to_status_s": click_s,
+                        "statuses": [first_status, clicked_status, moved],
+                    },
+                    indent=1,
+                )
+            )
         finally:
             browser.close()

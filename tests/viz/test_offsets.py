@@ -20,14 +20,20 @@ from torch import nn
 from torchvision.ops import deform_conv2d
 
 from labkit.models import DeformConv2d, build_model
-from labkit.viz.offsets import (LayerOffsets, capture_offsets, deformable_layer_names,
-                                plot_sampling_locations, sampling_locations)
+from labkit.viz.offsets import (
+    LayerOffsets,
+    capture_offsets,
+    deformable_layer_names,
+    plot_sampling_locations,
+    sampling_locations,
+)
 
 
 def _coordinates(h: int, w: int) -> torch.Tensor:
     """Tensor[1, 3, H, W]: rows, columns and ones."""
-    rows, cols = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                                torch.arange(w, dtype=torch.float64), indexing="ij")
+    rows, cols = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     return torch.stack([rows, cols, torch.ones_like(rows)])[None]
 
 
@@ -40,10 +46,17 @@ def _tap(k: int, c: int = 3) -> torch.Tensor:
 
 
 def _layer(name, offset, mask, *, stride=1, padding=1, dilation=1, size):
-    return LayerOffsets(name=name, offset=offset[0].float(),
-                        mask=None if mask is None else mask[0].float(), kernel_size=(3, 3),
-                        stride=(stride, stride), padding=(padding, padding),
-                        dilation=(dilation, dilation), input_size=size, image_size=size)
+    return LayerOffsets(
+        name=name,
+        offset=offset[0].float(),
+        mask=None if mask is None else mask[0].float(),
+        kernel_size=(3, 3),
+        stride=(stride, stride),
+        padding=(padding, padding),
+        dilation=(dilation, dilation),
+        input_size=size,
+        image_size=size,
+    )
 
 
 @pytest.mark.parametrize("stride, dilation", [(1, 1), (2, 1), (1, 2)])
@@ -55,16 +68,18 @@ def test_one_layer_matches_torchvision_sampling(stride, dilation):
     out_w = (size[1] + 2 * padding - 2 * dilation - 1) // stride + 1
     offset = 0.8 * torch.randn(1, 18, out_h, out_w, dtype=torch.float64)
     mask = torch.rand(1, 9, out_h, out_w, dtype=torch.float64)
-    layer = _layer("only", offset, mask, stride=stride, padding=padding, dilation=dilation,
-                   size=size)
+    layer = _layer(
+        "only", offset, mask, stride=stride, padding=padding, dilation=dilation, size=size
+    )
     cell = (out_h // 2, out_w // 2)
     # the output pixel nearest to the image position of this cell's centre
     pixel = tuple((c + 0.5) * s / o - 0.5 for c, s, o in zip(cell, size, (out_h, out_w)))
     got = sampling_locations([layer], pixel)
     assert got.cell == cell and got.points.shape == (9, 2)
     for k in range(9):
-        seen = deform_conv2d(coords, offset, _tap(k), stride=stride, padding=padding,
-                             dilation=dilation, mask=mask)[0, :, cell[0], cell[1]]
+        seen = deform_conv2d(
+            coords, offset, _tap(k), stride=stride, padding=padding, dilation=dilation, mask=mask
+        )[0, :, cell[0], cell[1]]
         torch.testing.assert_close(got.points[k].double(), seen[:2] / seen[2], atol=1e-4, rtol=0)
         torch.testing.assert_close(got.weights[k].double(), seen[2], atol=1e-5, rtol=0)
 
@@ -88,12 +103,11 @@ def test_two_stacked_layers_match_torchvision_twice():
             # the third channel carried the first mask; the second multiplies it in
             seen = deform_conv2d(below, off2, _tap(k2), padding=1, mask=mask2)[0, :, 8, 7]
             position = deform_conv2d(
-                deform_conv2d(coords, off1, _tap(k1), padding=1), off2, _tap(k2),
-                padding=1)[0, :2, 8, 7]
+                deform_conv2d(coords, off1, _tap(k1), padding=1), off2, _tap(k2), padding=1
+            )[0, :2, 8, 7]
             i = k2 * 9 + k1
             torch.testing.assert_close(got.points[i].double(), position, atol=1e-4, rtol=0)
-            torch.testing.assert_close(got.weights[i].double(), seen[2], atol=1e-4,
-                                       rtol=0)
+            torch.testing.assert_close(got.weights[i].double(), seen[2], atol=1e-4, rtol=0)
 
 
 def test_zero_offsets_give_the_regular_dilated_grid():
@@ -121,8 +135,12 @@ def test_zero_offsets_give_the_regular_dilated_grid():
 def _constant_model(shift_1, shift_2, mask_logit=None):
     """Two stacked 3×3 deformable layers whose offsets (and masks) are constants."""
     modulated = mask_logit is not None
-    model = nn.Sequential(nn.Conv2d(3, 4, 1), DeformConv2d(4, 4, modulated=modulated),
-                          nn.ReLU(), DeformConv2d(4, 2, modulated=modulated))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 1),
+        DeformConv2d(4, 4, modulated=modulated),
+        nn.ReLU(),
+        DeformConv2d(4, 2, modulated=modulated),
+    )
     with torch.no_grad():
         for layer, shift in ((model[1], shift_1), (model[3], shift_2)):
             layer.offset_conv.bias[:18] = torch.tensor(shift, dtype=torch.float32).repeat(9)
@@ -139,14 +157,17 @@ def test_capture_and_unroll_a_hand_computed_model():
     assert [c.name for c in captured] == ["1", "3"] and captured[0].version == "v2"
     assert captured[0].input_size == (12, 14) and captured[1].output_size == (12, 14)
     got = sampling_locations(captured, (5, 6))
-    expected = [(5 + (k2 // 3 - 1) + 0.0 + (k1 // 3 - 1) + 1.0,
-                 6 + (k2 % 3 - 1) + 2.0 + (k1 % 3 - 1) + 0.0)
-                for k2 in range(9) for k1 in range(9)]
+    expected = [
+        (5 + (k2 // 3 - 1) + 0.0 + (k1 // 3 - 1) + 1.0, 6 + (k2 % 3 - 1) + 2.0 + (k1 % 3 - 1) + 0.0)
+        for k2 in range(9)
+        for k1 in range(9)
+    ]
     torch.testing.assert_close(got.points, torch.tensor(expected))
     torch.testing.assert_close(got.weights, torch.full((81,), 0.64))
     top_only = sampling_locations(captured, (5, 6), layers=[-1])
-    torch.testing.assert_close(top_only.points, torch.tensor(
-        [(5 + k // 3 - 1, 6 + k % 3 - 1 + 2.0) for k in range(9)]))
+    torch.testing.assert_close(
+        top_only.points, torch.tensor([(5 + k // 3 - 1, 6 + k % 3 - 1 + 2.0) for k in range(9)])
+    )
     assert top_only.layers == ["3"] and got.center == (5.0, 6.0)
 
 
@@ -162,18 +183,22 @@ def test_capture_leaves_the_model_as_it_was():
 
 def test_a_plain_conv_is_captured_as_the_regular_grid():
     """Named plain convs give zero offsets, so a plain model shows the grid it samples?"""
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=2,
-                                                                             dilation=2))
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 2, 3, padding=2, dilation=2)
+    )
     captured = capture_offsets(model, torch.randn(3, 9, 9), names=["0", "2"])
     assert [c.version for c in captured] == ["conv", "conv"]
     points = sampling_locations(captured, (4, 4)).points
     assert points[:, 0].min() == 4 - 3 and points[:, 0].max() == 4 + 3
 
 
-@pytest.mark.parametrize("name, options", [
-    ("resnet18_transfer", {"deformable": "v1"}),
-    ("deeplabv3_resnet50", {"deformable": "v2", "output_stride": 16}),
-])
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("resnet18_transfer", {"deformable": "v1"}),
+        ("deeplabv3_resnet50", {"deformable": "v2", "output_stride": 16}),
+    ],
+)
 def test_registry_models_give_their_deformable_stage(name, options):
     """Do build_model's deformable models give every deformable layer and K^L points?"""
     model = build_model(name, num_classes=3, **options)
@@ -193,7 +218,9 @@ def test_bad_inputs_get_clear_messages():
     with pytest.raises(ValueError, match="has no deformable convolution.*deformable='v1'"):
         capture_offsets(build_model("baseline_fcn", num_classes=3), torch.randn(3, 32, 32))
     model = _constant_model((0.0, 0.0), (0.0, 0.0))
-    with pytest.raises(ValueError, match=r"expected one image of shape \[3, H, W\].*\[2, 3, 8, 8\]"):
+    with pytest.raises(
+        ValueError, match=r"expected one image of shape \[3, H, W\].*\[2, 3, 8, 8\]"
+    ):
         capture_offsets(model, torch.randn(2, 3, 8, 8))
     with pytest.raises(ValueError, match="no convolution named 'nope'"):
         capture_offsets(model, torch.randn(3, 8, 8), names=["nope"])
@@ -213,8 +240,9 @@ def test_plot_draws_every_point_scaled_by_its_mask(modulation):
     image = torch.rand(3, 12, 12)
     captured = capture_offsets(model, image)
     loc = sampling_locations(captured, (6, 6))
-    fig = plot_sampling_locations(image, loc, modulation=modulation,
-                                  mask=torch.zeros(12, 12, dtype=torch.long), title="v2")
+    fig = plot_sampling_locations(
+        image, loc, modulation=modulation, mask=torch.zeros(12, 12, dtype=torch.long), title="v2"
+    )
     assert isinstance(fig, Figure)
     dots = fig.axes[0].collections[0]
     np.testing.assert_allclose(dots.get_offsets(), loc.points.flip(-1).numpy(), atol=1e-6)

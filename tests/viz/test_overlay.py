@@ -16,8 +16,9 @@ def test_to_image_undoes_imagenet_normalisation():
 
     image = torch.rand(3, 8, 9)
     normalised = v2.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])(image)
-    np.testing.assert_allclose(to_image(normalised, normalized=True),
-                               image.permute(1, 2, 0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        to_image(normalised, normalized=True), image.permute(1, 2, 0).numpy(), atol=1e-5
+    )
     np.testing.assert_allclose(to_image(image), image.permute(1, 2, 0).numpy(), atol=1e-6)
 
 

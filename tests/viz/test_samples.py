@@ -15,8 +15,10 @@ class _Toy:
 
     def __init__(self, n=3):
         g = torch.Generator().manual_seed(0)
-        self.items = [(torch.rand(3, 16, 20, generator=g),
-                       torch.randint(0, 3, (16, 20), generator=g)) for _ in range(n)]
+        self.items = [
+            (torch.rand(3, 16, 20, generator=g), torch.randint(0, 3, (16, 20), generator=g))
+            for _ in range(n)
+        ]
 
     def __len__(self):
         return len(self.items)
@@ -53,8 +55,11 @@ def test_plot_predictions_accepts_logits():
 def test_plot_predictions_rejects_mismatched_batches():
     """Is a batch-size mismatch refused with the three sizes in the message?"""
     with pytest.raises(ValueError, match="2, 1, 2"):
-        plot_predictions(torch.rand(2, 3, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long),
-                         torch.zeros(2, 8, 8, dtype=torch.long))
+        plot_predictions(
+            torch.rand(2, 3, 8, 8),
+            torch.zeros(1, 8, 8, dtype=torch.long),
+            torch.zeros(2, 8, 8, dtype=torch.long),
+        )
 
 
 def test_show_samples_rejects_empty_dataset():
