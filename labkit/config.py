@@ -110,7 +110,7 @@ class ExperimentConfig:
         offset_lr_mult: learning-rate factor of deformable offset branches (``None``: each
             layer's own).
         schedule: ``poly``, ``step``, ``cosine`` or ``constant``, stepped per iteration;
-            schedule_options (``power``, ``step_size``, ``gamma``, ``eta_min``) and
+            schedule_options (``power``, ``step_size``, ``gamma``, ``min_lr``) and
             warmup_epochs (linear warmup, may be fractional).
         augment: training augmentation.
         class_weighting: ``None``, ``inverse``, ``median_frequency`` or ``log``.

@@ -47,7 +47,7 @@ __all__ = [
 SCHEDULERS: dict[str, tuple[str, ...]] = {
     "poly": ("power",),
     "step": ("step_size", "gamma"),
-    "cosine": ("eta_min",),
+    "cosine": ("min_lr",),
     "constant": (),
 }
 
@@ -142,7 +142,7 @@ def build_scheduler(
     poly       ``PolynomialLR``       ``power=0.9``; reaches 0 at ``total_steps``
     step       ``StepLR``             ``step_size=max(1, (total_steps - warmup_steps) // 3)``,
                                       ``gamma=0.1``
-    cosine     ``CosineAnnealingLR``  ``eta_min=0.0``; reaches ``eta_min`` at ``total_steps``
+    cosine     ``CosineAnnealingLR``  ``min_lr=0.0`` (its ``eta_min``); reaches it at ``total_steps``
     constant   ``ConstantLR``         none (factor 1: the rate never changes)
     ========== ====================== ====================================================
 
@@ -249,7 +249,8 @@ def _build_step(optimizer: Optimizer, steps: int, kw: dict[str, Any]) -> LRSched
 
 
 def _build_cosine(optimizer: Optimizer, steps: int, kw: dict[str, Any]) -> LRScheduler:
-    return CosineAnnealingLR(optimizer, T_max=steps, eta_min=kw.get("eta_min", 0.0))
+    # min_lr, as cosine_lr and poly_lr name the floor; PyTorch calls it eta_min
+    return CosineAnnealingLR(optimizer, T_max=steps, eta_min=kw.get("min_lr", 0.0))
 
 
 def _build_constant(optimizer: Optimizer, steps: int, kw: dict[str, Any]) -> LRScheduler:

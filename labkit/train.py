@@ -31,19 +31,11 @@ from labkit.errors import MissingPackageError, UsageError
 from labkit.history import History
 from labkit.metrics import ConfusionMatrix
 
-__all__ = ["History", "evaluate", "fit", "main_logits", "resolve_device"]
+__all__ = ["History", "evaluate", "fit", "main_logits"]
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """Pick the device: ``None``/``"auto"`` is the emptiest CUDA GPU, else the CPU.
-
-    See :func:`labkit.devices.pick_device`.
-    """
-    return pick_device(device)
 
 
 def _show_progress(progress: bool) -> bool:

@@ -48,7 +48,7 @@ CASES = [
     ("cosine", {}, lambda t, n: cosine_lr(t, base_lr=BASE_LR, total_steps=n)),
     (
         "cosine",
-        {"eta_min": 1e-4},
+        {"min_lr": 1e-4},
         lambda t, n: cosine_lr(t, base_lr=BASE_LR, total_steps=n, min_lr=1e-4),
     ),
     ("constant", {}, lambda t, n: BASE_LR),
