@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from labkit.errors import LabkitError, UsageError
+from labkit.tables import markdown_table, percent
 
 __all__ = ["main", "build_parser"]
 
@@ -53,13 +54,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def format_scores(scores: dict, classes: Sequence[str]) -> str:
     """Render overall scores and per-class IoU as a markdown table."""
-    lines = ["| metric | value |", "|---|---:|"]
-    for key in ("pixel_accuracy", "mean_accuracy", "miou", "fwiou"):
-        lines.append(f"| {key} | {100 * scores[key]:.2f} % |")
-    lines += ["", "| class | IoU |", "|---|---:|"]
-    for name, iou in zip(classes, scores["iou"].tolist()):
-        lines.append(f"| {name} | {'—' if math.isnan(iou) else f'{100 * iou:.2f} %'} |")
-    return "\n".join(lines)
+    overall = [
+        [key, percent(scores[key], digits=2, sign=True)]
+        for key in ("pixel_accuracy", "mean_accuracy", "miou", "fwiou")
+    ]
+    per_class = [
+        [name, percent(iou, digits=2, sign=True)]
+        for name, iou in zip(classes, scores["iou"].tolist())
+    ]
+    return (
+        markdown_table(["metric", "value"], overall, align="lr")
+        + "\n\n"
+        + markdown_table(["class", "IoU"], per_class, align="lr")
+    )
 
 
 def _cmd_data_shapes(args: argparse.Namespace) -> int:
@@ -121,9 +128,11 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
             f"\n{split}: pixel share per class over {n} of {len(dataset)} masks "
             f"({int(total):,} labelled pixels)\n"
         )
-        print("| class | pixels | share |\n|---|---:|---:|")
-        for name, c in zip(classes, counts.tolist()):
-            print(f"| {name} | {int(c):,} | {100 * c / max(total, 1):.2f} % |")
+        rows = [
+            [name, f"{int(c):,}", percent(c / max(total, 1), digits=2, sign=True)]
+            for name, c in zip(classes, counts.tolist())
+        ]
+        print(markdown_table(["class", "pixels", "share"], rows, align="lrr"))
         absent = [name for name, c in zip(classes, counts.tolist()) if c == 0]
         if absent:
             print(f"\nclasses with no pixels in {split}: {', '.join(absent)}")

@@ -27,6 +27,7 @@ from packaging.requirements import Requirement
 
 from labkit.config import ExperimentConfig, available_presets, load_preset
 from labkit.errors import UsageError, innermost
+from labkit.tables import markdown_table
 
 log = logging.getLogger(__name__)
 
@@ -530,8 +531,5 @@ def exit_code(checks: Iterable[Check]) -> int:
 
 def format_table(checks: Sequence[Check]) -> str:
     """The rows as a markdown table: check, status, found, fix."""
-    cells = [[c.name, c.status, c.found, c.fix] for c in checks]
-    return "\n".join(
-        ["| check | status | found | fix |", "|---|---|---|---|"]
-        + ["| " + " | ".join(t.replace("|", "\\|") for t in row) + " |" for row in cells]
-    )
+    rows = [[t.replace("|", "\\|") for t in (c.name, c.status, c.found, c.fix)] for c in checks]
+    return markdown_table(["check", "status", "found", "fix"], rows)

@@ -513,7 +513,7 @@ def build_training(
     return TrainingSetup(device, optimizer, sched, loss_fn, cfg.amp, cfg.channels_last)
 
 
-def _check_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+def _may_write_run(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     # Reads only: every rank runs it, so all of them stop on the same error (none waits at
     # a barrier for a rank 0 that has already given up).
     saved = run_dir / "config.yaml"
@@ -634,7 +634,7 @@ def run_experiment(
     start = time.perf_counter()
     ctx = distributed.context()
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root) / cfg.name
-    _check_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+    _may_write_run(cfg, run_dir, resume=resume, overwrite=overwrite)
     distributed.barrier()  # every rank has looked before rank 0 changes anything
     if ctx.is_main:
         if overwrite:

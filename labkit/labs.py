@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -55,6 +54,7 @@ from torch.utils.data import DataLoader
 from labkit.config import ConfigError, ExperimentConfig, apply_overrides, load_preset
 from labkit.devices import cpu_threads
 from labkit.history import History
+from labkit.tables import markdown_table, percent
 
 __all__ = [
     "BUDGETS",
@@ -450,10 +450,6 @@ def train_model(
     return LabRun(name, model, history, scores, count_parameters(model), seconds)
 
 
-def _pct(x: float) -> str:
-    return "—" if x is None or math.isnan(x) else f"{100 * x:.1f}"
-
-
 def results_table(runs: Sequence[LabRun], *, classes: Sequence[str] | None = None) -> str:
     """A markdown table of runs: parameters, time, pixel accuracy, mIoU, per-class IoU.
 
@@ -468,16 +464,15 @@ def results_table(runs: Sequence[LabRun], *, classes: Sequence[str] | None = Non
     head = ["run", "parameters", "train s", "pixel acc %", "mIoU %"] + [
         f"IoU {c} %" for c in classes
     ]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
-    for run in runs:
-        s = run.scores
-        cells = [
+    rows = [
+        [
             run.name,
             f"{run.parameters:,}",
             f"{run.seconds:.0f}",
-            _pct(s["pixel_accuracy"]),
-            _pct(s["miou"]),
+            percent(run.scores["pixel_accuracy"]),
+            percent(run.scores["miou"]),
+            *(percent(float(v)) for v in run.scores["iou"][: len(classes)]),
         ]
-        cells += [_pct(float(v)) for v in s["iou"][: len(classes)]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        for run in runs
+    ]
+    return markdown_table(head, rows, align="l" + "r" * (len(head) - 1))

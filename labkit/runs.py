@@ -9,7 +9,6 @@ class names and the data root the run used. These functions back ``labkit evalua
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from labkit.config import ExperimentConfig, load_config
 from labkit.devices import cpu_threads
 from labkit.errors import UsageError
 from labkit.history import History, plot_histories
+from labkit.tables import markdown_table, percent
 from labkit.train import main_logits
 
 __all__ = [
@@ -56,7 +56,7 @@ class LoadedRun:
     data_root: Path | None
 
 
-def _check_run_dir(run_dir: Path) -> None:
+def _require_run_folder(run_dir: Path) -> None:
     if not (run_dir / "config.yaml").is_file():
         raise CheckpointError(
             f"{run_dir} is not a run folder: expected config.yaml, last.pt and "
@@ -86,7 +86,7 @@ def load_run(
     if checkpoint not in ("best", "last"):
         raise UsageError(f"expected checkpoint 'best' or 'last'; got {checkpoint!r}.")
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir)
+    _require_run_folder(run_dir)
     cfg = load_config(run_dir / "config.yaml")
     state = load_checkpoint(run_dir / f"{checkpoint}.pt")
     meta = state.get("meta", {})
@@ -227,10 +227,6 @@ def _read_metrics(run_dir: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def _pct(x: float | None) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f} %"
-
-
 def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> tuple[str, Figure]:
     """Compare finished runs: a markdown table and overlaid learning curves.
 
@@ -252,22 +248,27 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> tuple[str, Figure]:
         raise UsageError("expected at least one run folder to compare; got none.")
     dirs = [Path(d) for d in run_dirs]
     for d in dirs:
-        _check_run_dir(d)
+        _require_run_folder(d)
     metrics = [_read_metrics(d) for d in dirs]
     ref = metrics[0]["val"]["miou"]
-    lines = [
-        "| run | model | val mIoU | train mIoU | pixel acc | Δ val mIoU vs first |",
-        "|---|---|---:|---:|---:|---:|",
+    rows = [
+        [
+            d.name,
+            m["model"],
+            *(
+                percent(x, digits=2, sign=True)
+                for x in (m["val"]["miou"], m["train"]["miou"], m["val"]["pixel_accuracy"])
+            ),
+            "—" if i == 0 else f"{100 * (m['val']['miou'] - ref):+.2f}",
+        ]
+        for i, (d, m) in enumerate(zip(dirs, metrics))
     ]
-    for i, (d, m) in enumerate(zip(dirs, metrics)):
-        delta = "—" if i == 0 else f"{100 * (m['val']['miou'] - ref):+.2f}"
-        lines.append(
-            f"| {d.name} | {m['model']} | {_pct(m['val']['miou'])} | "
-            f"{_pct(m['train']['miou'])} | {_pct(m['val']['pixel_accuracy'])} | "
-            f"{delta} |"
-        )
+    header = ["run", "model", "val mIoU", "train mIoU", "pixel acc", "Δ val mIoU vs first"]
     histories = [History.from_csv(d / "history.csv") for d in dirs]
-    return "\n".join(lines), plot_histories(histories, [d.name for d in dirs])
+    return (
+        markdown_table(header, rows, align="llrrrr"),
+        plot_histories(histories, [d.name for d in dirs]),
+    )
 
 
 def _save_mask(mask: np.ndarray, path: Path) -> None:

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit.tables import markdown_table
+
 if TYPE_CHECKING:
     from labkit.grading.instance import StatusRow
 
@@ -120,19 +122,15 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         The table (student, lab, state, submitted, score, grading seconds, reason) and the
         counts, as text.
     """
-    lines = [
-        "| student | lab | state | submitted (UTC) | score | grading s | reason |",
-        "|---|---|---|---|---:|---:|---|",
-    ]
+    cells = []
     for r in rows:
         score = f"{r.score:g} / {r.max_score:g}" if r.graded else ""
         seconds = f"{r.record.seconds:.0f}" if r.record else ""
         reason = (r.record.reason if r.record and r.state == "failed" else "").replace("|", "/")
         when = f"{r.submitted:%Y-%m-%d %H:%M}" if r.submitted else ""
-        lines.append(
-            f"| {r.student} | {r.lab} | {r.state} | {when} | {score} | {seconds} | "
-            f"{' '.join(reason.split())} |"
-        )
+        cells.append([r.student, r.lab, r.state, when, score, seconds, " ".join(reason.split())])
+    header = ["student", "lab", "state", "submitted (UTC)", "score", "grading s", "reason"]
+    lines = markdown_table(header, cells, align="llllrrl").splitlines()
     counts: dict[str, Counter] = {}
     for r in rows:
         counts.setdefault(r.lab, Counter())[r.state] += 1
@@ -182,11 +180,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def format_outcomes(outcomes: Sequence, seconds: float) -> str:
     """An autograde run as a markdown table and a line of totals with the throughput."""
-    lines = ["| student | status | score | seconds | note |", "|---|---|---:|---:|---|"]
-    for o in outcomes:
-        score = f"{o.score:g} / {o.max_score:g}" if o.score is not None else ""
-        note = " ".join(o.reason.replace("|", "/").split())
-        lines.append(f"| {o.student} | {o.status} | {score} | {o.seconds:.0f} | {note} |")
+    rows = [
+        [
+            o.student,
+            o.status,
+            f"{o.score:g} / {o.max_score:g}" if o.score is not None else "",
+            f"{o.seconds:.0f}",
+            " ".join(o.reason.replace("|", "/").split()),
+        ]
+        for o in outcomes
+    ]
+    lines = markdown_table(
+        ["student", "status", "score", "seconds", "note"], rows, align="llrrl"
+    ).splitlines()
     done = Counter(o.status for o in outcomes)
     rate = (done["graded"] + done["failed"]) / seconds * 60 if seconds > 0 else 0.0
     lines.append(

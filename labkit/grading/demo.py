@@ -27,6 +27,7 @@ import nbformat
 from nbgrader import utils as nbutils
 
 from labkit.grading.course import CourseError, available_labs
+from labkit.tables import markdown_table
 
 __all__ = ["STUDENTS", "CourseDemo", "DemoRow", "course_demo", "demo_submission"]
 
@@ -115,10 +116,7 @@ class CourseDemo:
         in total), then a line per lab with its grading time."""
         labs = list(self.lab_seconds)
         short = [lab.split("_")[0] for lab in labs]
-        lines = [
-            f"| student | {' | '.join(short)} | total |",
-            "|---" + "|---:" * (len(labs) + 1) + "|",
-        ]
+        rows = []
         for student in dict.fromkeys(r.student for r in self.rows):
             mine = {r.lab: r for r in self.rows if r.student == student}
             cells = [
@@ -130,7 +128,10 @@ class CourseDemo:
             ]
             got = sum(r.auto_score for r in mine.values())
             most = sum(r.auto_max for r in mine.values())
-            lines.append(f"| {student} | {' | '.join(cells)} | {got:g} / {most:g} |")
+            rows.append([student, *cells, f"{got:g} / {most:g}"])
+        lines = markdown_table(
+            ["student", *short, "total"], rows, align="l" + "r" * (len(labs) + 1)
+        ).splitlines()
         lines.append("")
         for lab, seconds in self.lab_seconds.items():
             n = sum(r.lab == lab for r in self.rows)

@@ -29,6 +29,7 @@ from labkit.atomic import write_atomic
 from labkit.grading.course import CourseError
 from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
+from labkit.tables import cell, markdown_table
 
 __all__ = ["LabSummary", "PassRate", "ReportFiles", "class_report", "lab_summaries"]
 
@@ -226,8 +227,7 @@ def _num(x: float) -> str:
 
 
 def _cell(text: str) -> str:
-    line = " ".join(str(text).split())  # one line: tracebacks do not break the table
-    return (line[:200] + "…" if len(line) > 200 else line).replace("|", "\\|")
+    return cell(text, limit=200)  # one line: tracebacks do not break the table
 
 
 def _lab_markdown(s: LabSummary, figure: str) -> list[str]:
@@ -244,15 +244,21 @@ def _lab_markdown(s: LabSummary, figure: str) -> list[str]:
     out += [
         f"- Waiting for manual grading: {s.pending}",
         "",
-        "| test | passed | pass rate |",
-        "|---|---|---|",
+        *markdown_table(
+            ["test", "passed", "pass rate"],
+            [[_cell(p.test), f"{p.passed}/{p.graded}", f"{p.rate:.0%}"] for p in s.pass_rates],
+        ).splitlines(),
     ]
-    out += [f"| {_cell(p.test)} | {p.passed}/{p.graded} | {p.rate:.0%} |" for p in s.pass_rates]
     out += ["", "Failed submissions:" if s.failed else "Failed submissions: none", ""]
     out += [f"- {_cell(r.student)}: {_cell(r.reason) or 'no reason recorded'}" for r in s.failed]
     if s.slowest:
-        out += ["", "| slowest | seconds | status |", "|---|---|---|"]
-        out += [f"| {_cell(r.student)} | {r.seconds:.1f} | {r.status} |" for r in s.slowest]
+        out += [
+            "",
+            *markdown_table(
+                ["slowest", "seconds", "status"],
+                [[_cell(r.student), f"{r.seconds:.1f}", r.status] for r in s.slowest],
+            ).splitlines(),
+        ]
     return out + [""]
 
 
@@ -277,23 +283,18 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     if timed := [r for s in summaries for r in s.records if r.seconds is not None]:
         figures["grading_seconds"] = _save(_seconds_figure(timed), out / "grading_seconds.png")
     head = ["lab", "submitted", "missing", *_STATS, "of", "failed"]
-    lines = ["# Class report", "", f"| {' | '.join(head)} |", "|---" * len(head) + "|"]
-    for s in summaries:
-        st = [_num((s.stats() or {})[k]) if s.totals else "-" for k in _STATS]
-        lines.append(
-            " | ".join(
-                [
-                    "",
-                    s.lab,
-                    str(len(s.totals)),
-                    str(len(s.missing)),
-                    *st,
-                    _num(s.max_score),
-                    str(len(s.failed)),
-                    "",
-                ]
-            ).strip()
-        )
+    rows = [
+        [
+            s.lab,
+            len(s.totals),
+            len(s.missing),
+            *(_num((s.stats() or {})[k]) if s.totals else "-" for k in _STATS),
+            _num(s.max_score),
+            len(s.failed),
+        ]
+        for s in summaries
+    ]
+    lines = ["# Class report", "", *markdown_table(head, rows).splitlines()]
     lines += ["", "![grading time](grading_seconds.png)", ""] if timed else [""]
     for s in summaries:
         lines += _lab_markdown(s, figures[s.lab].name)
