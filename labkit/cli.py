@@ -90,30 +90,21 @@ def _cmd_data_shapes(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_check(args: argparse.Namespace) -> int:
-    from labkit.data.ade20k import ADE20K
+    from labkit.data.layouts import LAYOUTS, detect_layout, open_split
     from labkit.data.stats import class_pixel_counts
-    from labkit.data.voc import VOCSegmentation
 
     root = args.root
     kind = args.dataset
     if kind == "auto":
-        if (root / "VOCdevkit").is_dir():
-            kind = "voc"
-        elif (root / "ADEChallengeData2016").is_dir():
-            kind = "ade20k"
-        else:
+        kind = detect_layout(root)
+        if kind is None:
             raise UsageError(
                 f"{root} holds neither VOCdevkit/ (Pascal VOC or Shapes) nor "
                 "ADEChallengeData2016/ (ADE20K); pass the folder that holds one, "
                 "or --dataset to say which."
             )
-    splits = args.split or (["training", "validation"] if kind == "ade20k" else ["train", "val"])
-    opener = (
-        (lambda s: ADE20K(root, split=s))
-        if kind == "ade20k"
-        else (lambda s: VOCSegmentation(root, split=s))
-    )
-    sets = {split: opener(split) for split in splits}  # raises with what is missing
+    splits = args.split or LAYOUTS[kind].splits
+    sets = {split: open_split(kind, root, split) for split in splits}  # raises: what is missing
     first = next(iter(sets.values()))
     classes = list(first.classes)
     print(

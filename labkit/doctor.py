@@ -26,6 +26,7 @@ import torch
 from packaging.requirements import Requirement
 
 from labkit.config import ExperimentConfig, available_presets, load_preset
+from labkit.data.layouts import LAYOUTS
 from labkit.errors import UsageError, innermost
 from labkit.tables import markdown_table
 
@@ -56,10 +57,8 @@ _MAX_ERROR = 300
 MIN_FREE_GIB = 5.0
 # Pinned packages get a row of their own; other requirements share one.
 _OWN_ROW = ("torch", "torchvision", "nbgrader")
-_DATASETS = {
-    "voc": ("Pascal VOC", "VOCdevkit/VOC2012"),
-    "ade20k": ("ADE20K", "ADEChallengeData2016"),
-}
+# The datasets a full preset reads from $LABKIT_DATA (the Shapes set is drawn, not read).
+_DATASETS = {name: (LAYOUTS[name].title, LAYOUTS[name].folder) for name in ("voc", "ade20k")}
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Subset
 
 from labkit import distributed
 from labkit.config import ConfigError, ExperimentConfig, save_config
+from labkit.data.layouts import LAYOUTS, open_split
 from labkit.devices import cap_memory, cpu_threads, pick_device
 from labkit.errors import LabkitError
 from labkit.history import History
@@ -53,7 +54,6 @@ __all__ = [
     "build_loss_fn",
     "build_optimizer",
     "build_training",
-    "open_split",
     "resolve_data_root",
     "run_experiment",
     "split_names",
@@ -102,7 +102,7 @@ class ExperimentResult:
 
 def split_names(cfg: ExperimentConfig) -> tuple[str, str]:
     """The training and validation split names of the config's dataset."""
-    default = ("training", "validation") if cfg.dataset == "ade20k" else ("train", "val")
+    default = LAYOUTS[cfg.dataset].splits
     return cfg.train_split or default[0], cfg.val_split or default[1]
 
 
@@ -199,12 +199,8 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
     from labkit.data.shapes import generate_shapes
 
     if cfg.dataset != "shapes":
-        expected = {"voc": "VOCdevkit/VOC2012", "ade20k": "ADEChallengeData2016"}[cfg.dataset]
-        return resolve_root(
-            cfg.data_root,
-            dataset={"voc": "Pascal VOC", "ade20k": "ADE20K"}[cfg.dataset],
-            expected=expected,
-        )
+        layout = LAYOUTS[cfg.dataset]
+        return resolve_root(cfg.data_root, dataset=layout.title, expected=layout.folder)
     args = _shapes_arguments(cfg)
     env = os.environ.get("LABKIT_DATA")
     tag = "-".join(f"{k}{v}" for k, v in args.items())
@@ -252,27 +248,6 @@ def resolve_data_root(cfg: ExperimentConfig, *, runs_root: str | os.PathLike = "
     return root
 
 
-def open_split(cfg: ExperimentConfig, root: Path, split: str, transforms: Any) -> Any:
-    """One split of the config's dataset, read from ``root``.
-
-    Args:
-        cfg: the config; ``cfg.dataset`` picks the reader (ADE20K's, else the VOC layout's,
-            which the Shapes set shares).
-        root: the dataset root (:func:`resolve_data_root`).
-        split: the split's name in that layout (:func:`split_names`).
-        transforms: a paired ``(image, mask)`` transform, or ``None``.
-
-    Returns:
-        The dataset of ``(image, mask)`` pairs.
-    """
-    from labkit.data.ade20k import ADE20K
-    from labkit.data.voc import VOCSegmentation
-
-    if cfg.dataset == "ade20k":
-        return ADE20K(root, split=split, transforms=transforms)
-    return VOCSegmentation(root, split=split, transforms=transforms)
-
-
 def build_datasets(
     cfg: ExperimentConfig, *, root: Path, train_transforms: Any = None
 ) -> tuple[Any, Any, tuple[str, ...]]:
@@ -294,7 +269,7 @@ def build_datasets(
     train_split, val_split = split_names(cfg)
     a = cfg.augment
     train = open_split(
-        cfg,
+        cfg.dataset,
         root,
         train_split,
         train_transforms
@@ -302,7 +277,7 @@ def build_datasets(
             crop_size=cfg.crop_size, scale=a.scale, hflip=a.hflip, rotate=a.rotate, blur=a.blur
         ),
     )
-    val = open_split(cfg, root, val_split, eval_transforms(size=cfg.eval_size))
+    val = open_split(cfg.dataset, root, val_split, eval_transforms(size=cfg.eval_size))
     classes = tuple(train.classes)
     train, val = take_first(train, cfg.max_train_images), take_first(val, cfg.max_val_images)
     return SeededDataset(train, seed=cfg.seed), val, classes
@@ -406,7 +381,7 @@ def build_loss_fn(
             counts = torch.tensor(json.loads(cache.read_text())["counts"])
         else:
             plain = take_first(
-                open_split(cfg, root, split_names(cfg)[0], None), cfg.max_train_images
+                open_split(cfg.dataset, root, split_names(cfg)[0], None), cfg.max_train_images
             )
             counts = class_pixel_counts(plain, num_classes)
             if cache is not None and distributed.context().is_main:

@@ -128,9 +128,10 @@ def evaluate_run(
         The scores of :func:`labkit.train.evaluate` plus ``classes``, ``split`` and
         ``checkpoint_epoch``.
     """
+    from labkit.data.layouts import LAYOUTS, open_split
     from labkit.data.transforms import eval_transforms
     from labkit.devices import pick_device
-    from labkit.experiment import open_split, resolve_data_root, take_first, val_batch_size
+    from labkit.experiment import resolve_data_root, take_first, val_batch_size
     from labkit.train import evaluate
 
     if isinstance(run_dir, LoadedRun):
@@ -140,13 +141,14 @@ def evaluate_run(
         device = pick_device(device)
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
     cfg = run.config
-    if cfg.dataset == "ade20k":
-        split = {"train": "training", "val": "validation"}.get(split, split)
+    split = LAYOUTS[cfg.dataset].split(split)
     root = Path(data_root) if data_root is not None else run.data_root
     if root is None:
         root = resolve_data_root(cfg, runs_root=run.run_dir.parent)
     limit = cfg.max_val_images if split in ("val", "validation") else cfg.max_train_images
-    dataset = take_first(open_split(cfg, root, split, eval_transforms(size=cfg.eval_size)), limit)
+    dataset = take_first(
+        open_split(cfg.dataset, root, split, eval_transforms(size=cfg.eval_size)), limit
+    )
     loader = DataLoader(dataset, batch_size=val_batch_size(cfg), num_workers=cfg.num_workers)
     with cpu_threads(cfg.cpu_threads):
         scores = evaluate(
