@@ -20,6 +20,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from labkit.config import OPTIMIZERS, PROFILES
 from labkit.errors import LabkitError, UsageError
 from labkit.tables import markdown_table, percent
 
@@ -291,7 +292,7 @@ def _add_doctor(sub) -> None:
     )
     doctor.add_argument(
         "--profile",
-        choices=("quick", "full"),
+        choices=PROFILES,
         default="quick",
         help="full: missing VOC/ADE20K or ImageNet weights FAIL (default quick: they only warn)",
     )
@@ -372,7 +373,7 @@ def _add_train(sub) -> None:
     train.add_argument("--batch-size", type=int, help="images per batch and process")
     train.add_argument("--crop-size", type=int, help="side of the square training crops")
     train.add_argument("--lr", type=float, help="base learning rate")
-    train.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), help="optimizer")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, help="optimizer")
     train.add_argument(
         "--schedule",
         choices=("poly", "step", "cosine", "constant"),

@@ -301,7 +301,7 @@ def _validate(cfg: Any) -> None:
         _check(0.0 <= cfg.blur <= 1.0, "blur", "a probability in [0, 1]", cfg.blur)
         _check(cfg.rotate >= 0, "rotate", "an angle >= 0 degrees", cfg.rotate)
         return
-    from labkit.losses import CLASS_WEIGHT_METHODS, LOSSES
+    from labkit.losses import CLASS_WEIGHT_METHODS, LOSS_OPTIONS, LOSSES
     from labkit.models import available_models, model_options
     from labkit.schedules import SCHEDULERS
 
@@ -361,12 +361,7 @@ def _validate(cfg: Any) -> None:
         cfg.class_weighting,
     )
     _check(cfg.loss in LOSSES, "loss", f"one of {list(LOSSES)}", cfg.loss)
-    allowed = {
-        "ce": ("reduction",),
-        "dice": ("smooth",),
-        "focal": ("gamma",),
-        "ce+dice": ("smooth", "dice_factor"),
-    }[cfg.loss]
+    allowed = LOSS_OPTIONS[cfg.loss]
     for key in cfg.loss_options:
         _check(
             key in allowed,

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 __all__ = [
     "CLASS_WEIGHT_METHODS",
     "LOSSES",
+    "LOSS_OPTIONS",
     "DiceLoss",
     "FocalLoss",
     "SegmentationCrossEntropy",
@@ -37,7 +38,14 @@ __all__ = [
 ]
 
 CLASS_WEIGHT_METHODS = ("inverse", "median_frequency", "log")
-LOSSES = ("ce", "dice", "focal", "ce+dice")
+#: Each loss :func:`build_loss` makes, and the options it takes (besides weight, ignore_index).
+LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
+    "ce": ("reduction",),
+    "dice": ("smooth",),
+    "focal": ("gamma", "reduction"),
+    "ce+dice": ("smooth", "dice_factor"),
+}
+LOSSES = tuple(LOSS_OPTIONS)
 _REDUCTIONS = ("mean", "sum", "none")
 _ENET_C = 1.02
 
@@ -398,12 +406,7 @@ def build_loss(
     Raises:
         ValueError: on an unknown name or an option that loss does not take.
     """
-    options = {
-        "ce": ("reduction",),
-        "dice": ("smooth",),
-        "focal": ("gamma", "reduction"),
-        "ce+dice": ("smooth", "dice_factor"),
-    }
+    options = LOSS_OPTIONS
     if name not in options:
         raise ValueError(f"unknown loss {name!r}; expected one of {list(LOSSES)}")
     unknown = sorted(set(kw) - set(options[name]))

@@ -333,3 +333,21 @@ def test_torchrun_two_processes(tmp_path, config_file):
     assert metrics["world_size"] == 2
     single = evaluate_run(runs / "ddp", device="cpu")
     assert single["miou"] == pytest.approx(metrics["val"]["miou"], abs=1e-12)
+
+
+def test_the_choices_the_parser_offers_are_the_librarys():
+    """Are the names ``--schedule`` and ``data check --dataset`` accept (written out, so that
+    the parser loads no torch) exactly the schedules and the readable layouts labkit has?"""
+    from labkit.data.layouts import LAYOUTS
+    from labkit.schedules import SCHEDULERS
+
+    def choices(parser, *path, dest):
+        for name in path:
+            sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+            parser = sub.choices[name]
+        return next(a.choices for a in parser._actions if a.dest == dest)
+
+    parser = build_parser()
+    assert set(choices(parser, "train", dest="schedule")) == set(SCHEDULERS)
+    readable = {name for name, layout in LAYOUTS.items() if name != "shapes"}
+    assert set(choices(parser, "data", "check", dest="dataset")) == {"auto", *readable}
