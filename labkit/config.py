@@ -410,14 +410,23 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+# The options of a choice belong to that choice: a config that picks another model, schedule
+# or loss than its base starts its options afresh; one that keeps the choice changes only the
+# options it names.
+_OPTIONS_OF = {"model_options": "model", "schedule_options": "schedule", "loss_options": "loss"}
+
+
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
+    """``top`` over ``base``: mappings merged key by key (``*_options`` only while their
+    choice stays the same), every other value replaced."""
+    fresh = {
+        key
+        for key, owner in _OPTIONS_OF.items()
+        if top.get(owner, base.get(owner)) != base.get(owner)
+    }
+    out = {k: v for k, v in base.items() if k not in fresh}
     for key, value in top.items():
-        if (
-            isinstance(value, dict)
-            and isinstance(out.get(key), dict)
-            and key in ("augment", "shapes")
-        ):
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = {**out[key], **value}
         else:
             out[key] = value
@@ -458,7 +467,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
     """Read a config from a YAML or JSON file, following ``extends:``.
 
     ``extends: NAME`` takes another config (a file next to this one, or a preset) as the
-    base; keys here replace its keys (``augment`` and ``shapes`` are merged key by key).
+    base; keys here replace its keys, and mappings (``augment``, ``shapes``, the
+    ``*_options``) are merged key by key, save that a config choosing another model,
+    schedule or loss than its base starts that choice's options afresh.
     ``name`` defaults to the file name without extension.
 
     Raises:

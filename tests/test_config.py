@@ -100,6 +100,36 @@ def test_extends_merges_sections_and_names_by_file(tmp_path):
     assert cfg.description == ""
 
 
+def test_extends_merges_options_while_their_choice_stays(tmp_path):
+    """Does a child that keeps the base's model change only the model options it names, and
+    one that picks another schedule start that schedule's options afresh (the base's
+    ``power`` is no option of cosine)?"""
+    _write(
+        tmp_path / "base.yaml",
+        {
+            "model": "deeplabv3_resnet50",
+            "model_options": {"output_stride": 16, "pretrained_backbone": False},
+            "schedule": "poly",
+            "schedule_options": {"power": 0.9},
+        },
+    )
+    same = load_config(
+        _write(
+            tmp_path / "deformable.yaml",
+            {"extends": "base", "model_options": {"deformable": "v1"}},
+        )
+    )
+    assert same.model_options == {
+        "output_stride": 16,
+        "pretrained_backbone": False,
+        "deformable": "v1",
+    }
+    assert same.schedule_options == {"power": 0.9}
+    other = load_config(_write(tmp_path / "cosine.yaml", {"extends": "base", "schedule": "cosine"}))
+    assert other.schedule == "cosine" and other.schedule_options == {}
+    assert other.model_options == {"output_stride": 16, "pretrained_backbone": False}
+
+
 def test_extends_cycles_and_missing_bases_are_errors(tmp_path):
     """Are a circle of extends and an unknown base reported as ConfigError?"""
     _write(tmp_path / "a.yaml", {"extends": "b"})
