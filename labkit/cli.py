@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from labkit.config import OPTIMIZERS, PROFILES
+from labkit.config import OPTIMIZERS, PROFILES, parse_override
 from labkit.errors import LabkitError, UsageError
 from labkit.tables import markdown_table, percent
 
@@ -28,12 +28,9 @@ __all__ = ["main", "build_parser"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from labkit.config import parse_override
     from labkit.demo import run_demo
 
-    overrides = dict(parse_override(item) for item in args.set or [])
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
+    overrides = _overrides(args, [("epochs", "epochs")])
     start = time.perf_counter()
     result = run_demo(
         args.out, preset=args.preset, overrides=overrides, progress=not args.no_progress
@@ -132,15 +129,30 @@ def _cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def _build_config(args: argparse.Namespace):
-    from labkit.config import apply_overrides, load_config, load_preset, parse_override
+    from labkit.config import apply_overrides, load_config, load_preset
 
     cfg = load_preset(args.preset) if args.preset else load_config(args.config)
-    overrides = dict(parse_override(item) for item in args.set or [])
-    for flag, key in _TRAIN_FLAGS:
-        value = getattr(args, flag)
-        if value is not None:
-            overrides[key] = str(value) if isinstance(value, Path) else value
+    overrides = _overrides(args, _TRAIN_FLAGS)
     return apply_overrides(cfg, overrides) if overrides else cfg
+
+
+def _overrides(args: argparse.Namespace, flags: Sequence[tuple[str, str]]) -> dict:
+    """The config keys ``--set KEY=VALUE`` and the option flags (``--lr``, ...) change. A key
+    given both ways must agree: which one wins would be a guess."""
+    overrides = dict(parse_override(item) for item in args.set or [])
+    for flag, key in flags:
+        value = getattr(args, flag)
+        if value is None:
+            continue
+        value = str(value) if isinstance(value, Path) else value
+        if key in overrides and overrides[key] != value:
+            option = "--" + flag.replace("_", "-")
+            raise UsageError(
+                f"{key} is set twice: --set {key}={overrides[key]!r} and {option} {value!r}; "
+                f"give it once (either works)."
+            )
+        overrides[key] = value
+    return overrides
 
 
 def _cmd_train(args: argparse.Namespace) -> int:

@@ -93,6 +93,7 @@ def test_every_option_of_every_subcommand_is_explained(capsys):
         (["evaluate", "."], "not a run folder"),
         (["data", "check", "."], "neither VOCdevkit"),
         (["train", "--preset", "baseline_full", "--epochs", "1"], "LABKIT_DATA"),  # no VOC
+        (["train", "--preset", "baseline_quick", "--set", "lr=0.5", "--lr", "0.1"], "set twice"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(capsys, monkeypatch, tmp_path, argv, needle):
@@ -351,3 +352,25 @@ def test_the_choices_the_parser_offers_are_the_librarys():
     assert set(choices(parser, "train", dest="schedule")) == set(SCHEDULERS)
     readable = {name for name, layout in LAYOUTS.items() if name != "shapes"}
     assert set(choices(parser, "data", "check", dest="dataset")) == {"auto", *readable}
+
+
+def test_a_key_given_by_set_and_by_its_flag_alike_is_taken_once():
+    """Do ``--set lr=0.1`` and ``--lr 0.1`` together give lr 0.1 (the two spellings agree;
+    when they do not, the command says so: see test_user_errors_are_one_line_and_exit_2)?"""
+    from labkit.cli import _build_config
+
+    args = build_parser().parse_args(
+        [
+            "train",
+            "--preset",
+            "baseline_quick",
+            "--set",
+            "lr=0.1",
+            "--lr",
+            "0.1",
+            "--set",
+            "augment.rotate=7",
+        ]
+    )
+    cfg = _build_config(args)
+    assert cfg.lr == 0.1 and cfg.augment.rotate == 7
