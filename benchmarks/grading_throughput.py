@@ -10,7 +10,7 @@ Method: one course per method, made by ``labkit course init`` from this kit with
 class (half the students hand in the solution, half the blank release), so every method
 grades the same notebooks from a cold start. ``nbgrader autograde LAB`` is nbgrader 0.9's
 own command on its own copy (a kernel per notebook, one student after another, no sandbox);
-``labkit`` runs :func:`labkit.grading.autograde.autograde`: a sandboxed judge per notebook,
+``labkit`` runs :func:`labkit.grading.batch.autograde`: a sandboxed judge per notebook,
 ``--jobs`` at a time. All three run one after another in one invocation, so the ratios are
 side by side on the same machine. The scores must agree between the methods (the run fails
 otherwise); the table prints submissions per minute and the ratio to plain nbgrader.
@@ -34,7 +34,7 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from labkit.grading.autograde import autograde  # noqa: E402
+from labkit.grading.batch import autograde  # noqa: E402
 from labkit.grading.course import lab_scores  # noqa: E402
 from labkit.grading.instance import init_course  # noqa: E402
 from labkit.grading.submissions import fill_solutions  # noqa: E402

@@ -5,7 +5,8 @@ records) from the kit :mod:`~labkit.grading.kit` finds, filled by
 :mod:`~labkit.grading.collect`, and summed up by :mod:`~labkit.grading.export`
 (``grades.csv``) and :mod:`~labkit.grading.report`.
 
-:mod:`~labkit.grading.autograde` grades a lab for the class, each submission judged in a
+:mod:`~labkit.grading.batch` (its :func:`autograde`, also ``labkit.grading.autograde``)
+grades a lab for the class, each submission judged in a
 sandbox (:mod:`~labkit.grading.judge`, :mod:`~labkit.grading.sandbox`);
 :mod:`~labkit.grading.feedback` writes the students' pages.
 :mod:`labkit.grading.course` drives nbgrader's own command line and reads its gradebook;
@@ -35,7 +36,7 @@ _HOMES = {
     "kit": ["locate_kit"],
     "report": ["class_report", "lab_summaries"],
     "submissions": ["fill_solutions", "replace_in_cell"],
-    "autograde": ["Outcome"],  # the function: labkit.grading.autograde.autograde
+    "batch": ["Outcome", "autograde"],
     "feedback": ["FeedbackReport", "write_feedback"],
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}

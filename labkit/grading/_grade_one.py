@@ -1,7 +1,7 @@
 """Grade one student's lab: the module run with one argument, SPEC (a JSON object).
 
 A process of its own per submission, forked by a zygote (:mod:`labkit.grading._zygote`)
-that :func:`labkit.grading.autograde.autograde` starts (``python -I`` on the grader's own
+that :func:`labkit.grading.batch.autograde` starts (``python -I`` on the grader's own
 labkit, :func:`labkit.grading._bootstrap.module_argv`), so that a crash, a hang or a kill
 ends one student's grading and nothing else (``python -m`` with SPEC runs one the same
 way). It checks the submitted folder, then runs nbgrader's own autograde converter for the

@@ -7,7 +7,7 @@ copies an LMS download (folder or zip) into ``submitted/``
 each student's lab stands (:func:`~labkit.grading.instance.course_status`); ``labkit course
 export`` writes ``grades.csv`` and ``labkit course report`` the class report
 (:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
-autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.autograde`) and ``labkit
+autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.batch`) and ``labkit
 course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`). ``labkit
 course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the nbgrader
 sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
@@ -206,7 +206,7 @@ def format_outcomes(outcomes: Sequence, seconds: float) -> str:
 def _cmd_autograde(args: argparse.Namespace) -> int:
     import time
 
-    from labkit.grading.autograde import autograde
+    from labkit.grading.batch import autograde
 
     started = time.monotonic()
     outcomes = autograde(

@@ -256,7 +256,7 @@ def course_demo(
         CourseError: ``out`` holds something else, an unknown lab or student, no kit.
     """
     from labkit.experiment import resolve_data_root
-    from labkit.grading.autograde import autograde
+    from labkit.grading.batch import autograde
     from labkit.grading.export import export_grades, grade_rows
     from labkit.grading.feedback import write_feedback
     from labkit.grading.instance import init_course

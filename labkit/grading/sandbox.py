@@ -27,7 +27,7 @@ process maps), and enforces ``memory_mb`` and the wall clock.
 
 ``uid=None`` runs the command as the grader's own user: no drop, so a root grader's command
 keeps root's file access and ``RLIMIT_NPROC`` does not bind it (the memory, CPU, output and
-wall-clock limits still do). :func:`labkit.grading.autograde.autograde` asks for it only with
+wall-clock limits still do). :func:`labkit.grading.batch.autograde` asks for it only with
 limits only, when its preflight finds that the unprivileged uid cannot run the judge (an
 interpreter under root's ``0700`` home, as pyenv puts it) but the grader can, and says so in
 a loud warning.

@@ -1,7 +1,7 @@
 """labkit.grading._zygote: a worker per submission forked from a warm process, and every way
 one ends (graded, past its time, killed, its zygote gone) reported as the worker's own.
 
-The courses are copies of the toy course of tests/grading/test_autograde.py; the judges run
+The courses are copies of the toy course of tests/grading/test_batch.py; the judges run
 with limits only (no bubblewrap: what is tested is the worker around them, and it is faster).
 """
 
@@ -19,9 +19,9 @@ import nbformat
 import pytest
 
 from labkit.grading._zygote import Zygote
-from labkit.grading.autograde import _grade_as
+from labkit.grading.batch import _grade_as
 from tests.grading.conftest import shared_build
-from tests.grading.test_autograde import LAB, _hand_in, _init, _scores
+from tests.grading.test_batch import LAB, _hand_in, _init, _scores
 
 HANG = "def add_one(x):\n    while True:\n        pass\n"
 

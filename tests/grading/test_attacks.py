@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.grading.autograde import Outcome, autograde
+from labkit.grading.batch import Outcome, autograde
 from labkit.grading.instance import read_record
 from labkit.grading.judge import hidden_lines
 from tests.grading.attack_lab import (

@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from labkit.grading import lab_scores
-from labkit.grading.autograde import autograde
+from labkit.grading.batch import autograde
 from labkit.grading.feedback import FeedbackReport, sanitize_fragment, write_feedback
 from labkit.grading.judge import hidden_lines
 from tests.grading.attack_lab import (

@@ -1,4 +1,4 @@
-"""Tests for labkit.grading.autograde and the per-submission worker (_grade_one).
+"""Tests for labkit.grading.batch and the per-submission worker (_grade_one).
 
 Grades come from nbgrader's own gradebook (``lab_scores``, ``attack_lab.submission_counts``
 style queries), the oracle; the toy lab of ``conftest.write_toy_lab`` keeps each grading to
@@ -23,11 +23,11 @@ import pytest
 from nbgrader.api import Gradebook
 from nbgrader.preprocessors import SaveAutoGrades
 
-import labkit.grading.autograde as autograde_module
+import labkit.grading.batch as autograde_module
 from labkit.cli import main
 from labkit.grading import CourseError, fill_solutions, judge, lab_scores, read_record, sandbox
 from labkit.grading._grade_one import check_submission, grade
-from labkit.grading.autograde import GradingUnavailable, autograde, submitted_students
+from labkit.grading.batch import GradingUnavailable, autograde, submitted_students
 from labkit.grading.cli import format_outcomes, format_status
 from labkit.grading.instance import course_status, init_course
 from labkit.grading.judge import JudgePreprocessor
@@ -239,7 +239,7 @@ def test_limits_only_grades_where_the_sandbox_uid_cannot_reach_python(course, mo
     root = course
     _hand_in(root, "ann", "right")
     _hand_in(root, "bob", "blank")
-    with caplog.at_level("WARNING", logger="labkit.grading.autograde"):
+    with caplog.at_level("WARNING", logger="labkit.grading.batch"):
         outcomes = autograde(root, LAB, sandbox=False, **FAST)
         autograde(root, LAB, sandbox=False, students=["ann"], **FAST)  # no second warning
     assert [o.status for o in outcomes] == ["graded", "graded"], outcomes
