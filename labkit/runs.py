@@ -141,11 +141,12 @@ def evaluate_run(
         device = pick_device(device)
         run = load_run(run_dir, checkpoint=checkpoint, device=device)
     cfg = run.config
-    split = LAYOUTS[cfg.dataset].split(split)
+    layout = LAYOUTS[cfg.dataset]
+    split = layout.split(split)
     root = Path(data_root) if data_root is not None else run.data_root
     if root is None:
         root = resolve_data_root(cfg, runs_root=run.run_dir.parent)
-    limit = cfg.max_val_images if split in ("val", "validation") else cfg.max_train_images
+    limit = cfg.max_val_images if split == layout.splits[1] else cfg.max_train_images
     dataset = take_first(
         open_split(cfg.dataset, root, split, eval_transforms(size=cfg.eval_size)), limit
     )
