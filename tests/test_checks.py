@@ -4,17 +4,27 @@ The attack tests each show a hostile value fooling a naive comparison (the one l
 before, or the obvious NumPy or Python one) and then failing :func:`check_close`.
 """
 
+import ast
+import importlib
+import importlib.util
+import inspect
 import math
+import pkgutil
+from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 import torch
+from nbgrader import utils as nbutils
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_map
 
+import labkit
 from labkit import checks, metrics
 from labkit.checks import ReferenceUsedError, check_close, check_shape, forbid
+from labkit.grading.strip import forbidden_references
 from labkit.metrics import ConfusionMatrix
 from labkit.metrics import mean_iou as aliased_mean_iou
 
@@ -453,3 +463,108 @@ def test_forbid_rejects_what_it_cannot_switch_off():
 
     with pytest.raises(TypeError, match="closure"), forbid(outer()):
         pass
+
+
+# --- the LAB_REFERENCES lists the hidden tests forbid through --------------------------------
+
+SOLUTIONS = sorted((Path(__file__).resolve().parents[1] / "solutions").glob("*/*.ipynb"))
+
+
+def _lists() -> dict[str, tuple]:
+    found = {}
+    for info in pkgutil.walk_packages(labkit.__path__, prefix="labkit."):
+        if info.name == "labkit.__main__":
+            continue
+        module = importlib.import_module(info.name)
+        if "LAB_REFERENCES" in vars(module):
+            found[info.name] = module.LAB_REFERENCES
+    return found
+
+
+LISTS = _lists()
+
+
+def test_each_list_holds_what_forbid_can_switch_off():
+    """Is every LAB_REFERENCES entry a labkit function or class that its own module uses or
+    defines, declared in __all__, and does forbid() on the whole list switch each one off?"""
+    assert len(LISTS) >= 8, sorted(LISTS)
+    for name, refs in LISTS.items():
+        module = importlib.import_module(name)
+        assert "LAB_REFERENCES" in module.__all__, name
+        assert refs and len(set(refs)) == len(refs), name
+        for ref in refs:
+            assert inspect.isfunction(ref) or inspect.isclass(ref), (name, ref)
+            assert ref.__module__.startswith("labkit."), (name, ref)
+            assert vars(module).get(ref.__name__) is ref, f"{name} does not hold {ref.__name__}"
+        with forbid(*refs):
+            for ref in refs:
+                with pytest.raises(ReferenceUsedError, match=ref.__qualname__):
+                    ref()
+        code = [getattr(r, "__code__", None) for r in refs]
+        assert code == [getattr(r, "__code__", None) for r in refs]  # back on leaving
+
+
+def _private_names(cell: str) -> list[str]:
+    """The private labkit names a cell reaches: ``from labkit.x import _y`` or
+    ``alias._y`` where ``alias`` is a labkit module the cell imported."""
+    tree = ast.parse(cell)
+    aliases, found = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "labkit":
+                    aliases.add(a.asname or a.name)
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("labkit"):
+            for a in node.names:
+                if a.name.startswith("_"):
+                    found.append(f"{node.module}.{a.name}")
+                elif (
+                    importlib.util.find_spec(f"{node.module}.{a.name}")
+                    if _is_package(node.module)
+                    else False
+                ):
+                    aliases.add(a.asname or a.name)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
+            if ast.unparse(node.value) in aliases:
+                found.append(ast.unparse(node))
+    return found
+
+
+def _is_package(name: str) -> bool:
+    spec = importlib.util.find_spec(name)
+    return bool(spec and spec.submodule_search_locations)
+
+
+def _hidden_test_cells(path: Path) -> list[str]:
+    nb = nbformat.read(path, as_version=4)
+    return [
+        c.source
+        for c in nb.cells
+        if c.cell_type == "code" and nbutils.is_grade(c) and not nbutils.is_solution(c)
+    ]
+
+
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.parent.name)
+def test_hidden_tests_forbid_whole_lists_and_name_nothing_private(path):
+    """Does every labkit reference a lab forbids come from a LAB_REFERENCES list, whole
+    lists only, with no private labkit name written in a test cell?"""
+    refs, _ = forbidden_references(nbformat.read(path, as_version=4))
+    assert refs, f"{path.name} forbids nothing"
+    listed = {name: {(r.__module__, r.__qualname__) for r in v} for name, v in LISTS.items()}
+    used = [name for name, members in listed.items() if members & refs]
+    assert refs == set().union(*(listed[name] for name in used)), (
+        f"{path.name} forbids part of a list or something no list holds: "
+        f"{sorted(refs - set().union(*listed.values()))}"
+    )
+    for cell in _hidden_test_cells(path):
+        assert _private_names(cell) == [], cell[:200]
+
+
+def test_the_private_name_finder_finds_both_spellings():
+    """Does the check above see a private name by import and by attribute (it must be able
+    to fail)?"""
+    assert _private_names("from labkit.metrics import _count\n") == ["labkit.metrics._count"]
+    assert _private_names("import labkit.metrics as lm\nlm._count(1)\n") == ["lm._count"]
+    assert _private_names("from labkit.models import fcn\nfcn._UpStage\n") == ["fcn._UpStage"]
+    assert _private_names("import torch\ntorch._C\n") == []

@@ -560,8 +560,8 @@ def test_a_student_who_cannot_write_the_runs_folder_gets_the_set_in_their_cache(
             "import json\n"
             "from labkit.experiment import resolve_data_root\n"
             "from labkit.labs import lab_config\n"
-            "cfg = lab_config('baseline', shapes__num_train=4, shapes__num_val=2, "
-            "shapes__size=32)\n"
+            "cfg = lab_config('baseline', overrides={'shapes.num_train': 4, "
+            "'shapes.num_val': 2, 'shapes.size': 32})\n"
             f"print(resolve_data_root(cfg, runs_root={str(data)!r}))"
         )
         proc = _run([wheel_env.python, "-c", script], env=environ, cwd=work, user=user)

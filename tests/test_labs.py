@@ -3,7 +3,9 @@
 import dataclasses
 import logging
 import math
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from torch import nn
@@ -12,24 +14,60 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 import labkit.experiment
 import labkit.train
 from labkit.config import ConfigError, apply_overrides, load_preset
-from labkit.labs import LAB_QUICK, lab_config, lab_data, results_table, run_folder, train_model
+from labkit.labs import QUICK_BUDGETS, lab_config, lab_data, results_table, run_folder, train_model
 from labkit.models import build_model
 
-TINY = dict(
-    shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32, batch_size=4, epochs=1
-)
+TINY = {
+    "shapes.num_train": 16,
+    "shapes.num_val": 8,
+    "shapes.size": 32,
+    "crop_size": 32,
+    "batch_size": 4,
+    "epochs": 1,
+}
 
 
 def test_quick_profile_is_the_preset_shrunk_to_the_lab_budget():
-    """Does quick load <preset>_quick and apply LAB_QUICK, then the cell's overrides?"""
-    cfg = lab_config("baseline", epochs=2, augment__hflip=0.5)
+    """Does quick load <preset>_quick and apply the default budget, then the cell's overrides?"""
+    cfg = lab_config("baseline", overrides={"epochs": 2, "augment.hflip": 0.5})
     preset = load_preset("baseline_quick")
+    default = QUICK_BUDGETS["default"]
     assert cfg.model == preset.model and cfg.lr == preset.lr
     assert (cfg.shapes.size, cfg.shapes.num_train) == (
-        LAB_QUICK["shapes.size"],
-        LAB_QUICK["shapes.num_train"],
+        default["shapes.size"],
+        default["shapes.num_train"],
     )
     assert cfg.epochs == 2 and cfg.augment.hflip == 0.5
+
+
+@pytest.mark.parametrize("name", sorted(QUICK_BUDGETS))
+def test_a_named_quick_budget_is_applied_whole_in_quick_only(name, monkeypatch):
+    """Does every named budget hold in the quick config key by key, each one a valid config
+    change, and does the full profile ignore it?"""
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("LABKIT_BUDGET", raising=False)
+    preset = "unet" if "model_options.base_width" in QUICK_BUDGETS[name] else "baseline"
+    got = lab_config(preset, quick_budget=name).to_dict()
+    for key, value in QUICK_BUDGETS[name].items():
+        node = got
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, (name, key)
+    assert lab_config(preset, profile="full", quick_budget=name) == load_preset(f"{preset}_full")
+
+
+def test_the_labs_ask_for_their_budgets_by_name():
+    """Does each named budget serve a lab notebook that asks for it, and does no notebook
+    keep a budget of its own (a QUICK_BUDGET helper, a second quick lab_config)?"""
+    root = Path(__file__).resolve().parents[1] / "solutions"
+    sources = {
+        p.parent.name: "\n".join(c.source for c in nbformat.read(p, as_version=4).cells)
+        for p in root.glob("*/*.ipynb")
+    }
+    asked = {n for n in QUICK_BUDGETS for s in sources.values() if f'quick_budget="{n}"' in s}
+    assert asked == set(QUICK_BUDGETS) - {"default"}
+    for lab, text in sources.items():
+        assert "QUICK_BUDGET" not in text and 'profile="quick"' not in text, lab
 
 
 def test_full_profile_is_the_preset_as_written(monkeypatch):
@@ -45,13 +83,17 @@ def test_bad_profile_and_key_are_named():
     with pytest.raises(ConfigError, match="PROFILE: expected one of"):
         lab_config("baseline", profile="fast")
     with pytest.raises(ConfigError, match="epoch"):
-        lab_config("baseline", epoch=3)
+        lab_config("baseline", overrides={"epoch": 3})
+    with pytest.raises(
+        ConfigError, match=r"quick_budget: expected one of \[.*'deeplab_v3'.*got 'lab7'"
+    ):
+        lab_config("baseline", quick_budget="lab7")
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("labs")
-    return lab_data(lab_config("baseline", **TINY), runs_root=root)
+    return lab_data(lab_config("baseline", overrides=TINY), runs_root=root)
 
 
 def test_lab_data_draws_shapes_and_builds_loaders(tiny):
@@ -196,10 +238,10 @@ def test_smoke_caps_the_quick_profile_over_a_cells_own_budget(monkeypatch, tmp_p
     """Does smoke cap the quick profile too, and hold over a cell's overrides, a config changed
     afterwards (lab_data caps it) and train_model's own epochs?"""
     monkeypatch.delenv("LABKIT_BUDGET", raising=False)
-    small = dict(shapes__num_train=16, shapes__num_val=8, shapes__size=32, crop_size=32)
-    quick = lab_config("baseline", **small)
+    small = {"shapes.num_train": 16, "shapes.num_val": 8, "shapes.size": 32, "crop_size": 32}
+    quick = lab_config("baseline", overrides=small)
     monkeypatch.setenv("LABKIT_BUDGET", "smoke")
-    smoke = lab_config("baseline", epochs=8, max_train_images=64, **small)
+    smoke = lab_config("baseline", overrides={"epochs": 8, "max_train_images": 64, **small})
     assert (smoke.epochs, smoke.max_train_images, smoke.max_val_images) == (1, quick.batch_size, 4)
     assert (smoke.shapes, smoke.batch_size, smoke.model) == (
         quick.shapes,

@@ -16,7 +16,7 @@ in as a student would, a deliberately wrong variant).
 
 import importlib
 
-# Loaded on first use: the sandboxed judge (labkit.grading._judge_runner) lives in this package
+# Loaded on first use: the sandboxed judge (labkit.grading.judge_runner) lives in this package
 # and must start without nbgrader and Jupyter, which take seconds to import.
 _HOMES = {
     "collect": ["CollectReport", "collect_submissions"],

@@ -1,9 +1,9 @@
 """``labkit course autograde``: a lab graded for a whole class, in parallel and safely.
 
-Each submission is graded by its own process (:mod:`labkit.grading._grade_one`): nbgrader's
+Each submission is graded by its own process (:mod:`labkit.grading.worker`): nbgrader's
 autograde converter with the sandboxed judge (:mod:`labkit.grading.judge`) in place of the
 kernel. ``jobs`` of them run at once, each forked by its job's zygote
-(:mod:`labkit.grading._zygote`, which has nbgrader imported already); a thread per job waits
+(:mod:`labkit.grading.zygote`, which has nbgrader imported already); a thread per job waits
 on its process, so a crash, a hang past ``timeout`` or a kill ends one student's grading,
 which is then recorded as failed with the reason, and the batch goes on. Every student ends
 with a grading record (:func:`~labkit.grading.instance.write_record`), written atomically
@@ -45,11 +45,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from labkit.grading._zygote import Zygote
 from labkit.grading.bwrap import bwrap_available
 from labkit.grading.course import CourseError, check_lab
 from labkit.grading.instance import read_record, read_students, write_record
 from labkit.grading.sandbox import NOBODY, Limits, SandboxError
+from labkit.grading.zygote import Zygote
 
 __all__ = ["GradingUnavailable", "Outcome", "autograde", "submitted_students"]
 

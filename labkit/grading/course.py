@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labkit.errors import LabkitError
-from labkit.grading._bootstrap import module_argv
+from labkit.grading.bootstrap import module_argv
 
 __all__ = [
     "CourseError",
@@ -61,7 +61,7 @@ def nbgrader(
     check: bool = True,
 ) -> subprocess.CompletedProcess:
     """Run ``nbgrader <args>`` in the course directory ``root`` (nbgrader's own command line,
-    on this process's labkit, a new gradebook stamped in process: :mod:`._nbgrader`).
+    on this process's labkit, a new gradebook stamped in process: :mod:`.nbgrader_cli`).
 
     Args:
         *args: the command line after ``nbgrader``, e.g. ``"autograde", "lab01", "--force"``.
@@ -74,7 +74,7 @@ def nbgrader(
         The finished process, output captured as text (stdout and stderr together).
     """
     # nbgrader's own command line, stamping a new gradebook without an `alembic` process
-    cmd = module_argv("labkit.grading._nbgrader", *args)
+    cmd = module_argv("labkit.grading.nbgrader_cli", *args)
     proc = subprocess.run(
         cmd,
         cwd=root,

@@ -6,7 +6,7 @@ outputs the kernel produced, so whatever the student's code does to that kernel 
 handler) decides the score. :class:`JudgePreprocessor` takes the place of nbgrader's
 ``Execute`` in ``nbgrader autograde``: after nbgrader has put the instructor's test cells
 (hidden tests included) back into the notebook, it hands the cells to
-:mod:`labkit.grading._judge_runner` under :func:`~labkit.grading.sandbox.run_sandboxed`, and
+:mod:`labkit.grading.judge_runner` under :func:`~labkit.grading.sandbox.run_sandboxed`, and
 writes the outputs nbgrader then scores from:
 
 - a passing test cell gets its printed output; a failing one one error line (type and
@@ -44,7 +44,7 @@ from nbgrader import utils as nbutils
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Bool, Float, Integer, List, Unicode
 
-from labkit.grading._bootstrap import module_argv
+from labkit.grading.bootstrap import module_argv
 from labkit.grading.sandbox import NOBODY, Limits, SandboxResult, run_sandboxed
 
 __all__ = [
@@ -274,7 +274,7 @@ def run_judge(
             env["LABKIT_DATA"] = data
             readable = [*readable, data]
         ran = run_sandboxed(
-            module_argv("labkit.grading._judge_runner"),
+            module_argv("labkit.grading.judge_runner"),
             scratch=scratch,
             limits=limits,
             env=env,

@@ -27,8 +27,8 @@ import time
 import types
 from dataclasses import dataclass, field
 
-from labkit.grading._student_side import GRACE
 from labkit.grading.proxy import Channel
+from labkit.grading.student_side import GRACE
 from labkit.grading.wire import WireError, read_frame
 
 __all__ = ["Referee", "Session", "Verdict", "referee_session", "segments"]
@@ -186,7 +186,7 @@ def referee_session(
 
     Args:
         fd_in, fd_out: the channel to the student's process (:mod:`labkit.grading.
-            _student_side`), read and written here.
+            student_side`), read and written here.
         tests: test cell index → its source, hidden tests included (it stays here).
         prelude: the instructor's imports.
         cell_timeout: seconds each cell and each test has.

@@ -14,7 +14,7 @@ process: the code then sees the whole file system and writes to the host's scrat
 each file capped but not their total.
 
 The ``bwrap`` command line is :func:`labkit.grading.bwrap.sandbox_command`.
-The first program in the sandbox is :mod:`labkit.grading._launcher`, run by
+The first program in the sandbox is :mod:`labkit.grading.launcher`, run by
 ``python -I -S -c``. In a forked child it sets ``RLIMIT_CPU``, ``RLIMIT_FSIZE``,
 ``RLIMIT_NPROC``, ``RLIMIT_CORE`` and a generous ``RLIMIT_AS``, drops a root grader's child to
 an unprivileged uid (Linux does not enforce ``RLIMIT_NPROC`` for root, and file permissions
@@ -57,7 +57,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from labkit.errors import LabkitError
-from labkit.grading._launcher import descendants
 from labkit.grading.bwrap import (
     Layout,
     bwrap_available,
@@ -67,6 +66,7 @@ from labkit.grading.bwrap import (
     sandbox_command,
     unreachable,
 )
+from labkit.grading.launcher import descendants
 
 __all__ = [
     "NOBODY",
@@ -89,7 +89,7 @@ _AS_HEADROOM_MB, _POLL, _MB, _WARNED = 8192, 0.05, 2**20, []
 # of the limit (the kernel's RSS counters may lag its page tables by a few pages per thread),
 # and every _PSS_EVERY polls (a second) for the peak it reports.
 _NEAR, _PSS_EVERY = 0.875, 20
-_LAUNCHER = Path(__file__).with_name("_launcher.py")
+_LAUNCHER = Path(__file__).with_name("launcher.py")
 
 
 class SandboxError(LabkitError, RuntimeError):
@@ -438,7 +438,7 @@ def _mode(bwrap: bool | None) -> bool:
 
 
 def _launch_command(argv: Sequence[str], limits: Limits, uid: int | None, line: int) -> list[str]:
-    """The launcher's command line (:mod:`labkit.grading._launcher`): the limits, the uid
+    """The launcher's command line (:mod:`labkit.grading.launcher`): the limits, the uid
     to drop to (``None``: none) and the socket ``line`` it reports the status on."""
     space = (limits.memory_mb + _AS_HEADROOM_MB) * _MB
     rlimits = [

@@ -9,7 +9,7 @@ code is left to re-import or read from disk in the sandbox.
 
 :func:`forbidden_references` finds the references in a lab's test cells: each argument of a
 ``forbid(...)`` call, resolved from the cell's imports and the top-level tuples it names (as
-``_REFS = (labkit.losses.weighted_cross_entropy, F.cross_entropy)``). Only labkit's can be
+``_REFS = (*labkit.losses.LAB_REFERENCES, F.cross_entropy)``). Only labkit's can be
 taken out; the others (``torch.nn.functional.cross_entropy``) are reported apart.
 """
 
@@ -54,22 +54,30 @@ def _resolve(tree: ast.Module, nodes: list[ast.expr], imports: list[ast.stmt]) -
         except (AttributeError, NameError):
             return []  # a name the cell makes at run time: nothing to take out
 
-    for node in tree.body:  # _REFS = (a.b, c.d): names and attributes only
+    def values(nodes: list[ast.expr]) -> list[Any]:
+        out = []
+        for node in nodes:
+            if isinstance(node, ast.Starred):  # *module.LAB_REFERENCES
+                out.extend(v for group in value(node.value) for v in group)
+            else:
+                out.extend(value(node))
+        return out
+
+    def plain(e: ast.expr) -> bool:
+        return isinstance(e, (ast.Name, ast.Attribute)) or (
+            isinstance(e, ast.Starred) and plain(e.value)
+        )
+
+    for node in tree.body:  # _REFS = (*m.LAB_REFERENCES, c.d): names and attributes only
         if (
             isinstance(node, ast.Assign)
             and isinstance(node.value, (ast.Tuple, ast.List))
-            and all(isinstance(e, (ast.Name, ast.Attribute)) for e in node.value.elts)
+            and all(plain(e) for e in node.value.elts)
         ):
             for target in node.targets:
                 if isinstance(target, ast.Name):
-                    namespace[target.id] = tuple(v for e in node.value.elts for v in value(e))
-    out = []
-    for node in nodes:
-        if isinstance(node, ast.Starred):
-            out.extend(v for group in value(node.value) for v in group)
-        else:
-            out.extend(value(node))
-    return out
+                    namespace[target.id] = tuple(values(node.value.elts))
+    return values(nodes)
 
 
 def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, str]], list[str]]:

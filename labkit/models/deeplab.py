@@ -26,9 +26,13 @@ from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation.fcn import FCNHead
 
 from labkit.models.backbones import resnet_backbone
+from labkit.models.blocks import conv_bn_relu
 
 __all__ = [
     "ASPP",
+    "ASPPConv",
+    "ASPPPooling",
+    "LAB_REFERENCES",
     "DeepLabHead",
     "DeepLabV3",
     "DeepLabV3Plus",
@@ -54,24 +58,29 @@ def atrous_rates_for(output_stride: int) -> tuple[int, int, int]:
     return _ATROUS_RATES[output_stride]
 
 
-def _conv_bn_relu(cin: int, cout: int, kernel: int, *, dilation: int = 1) -> list[nn.Module]:
-    pad = dilation * (kernel // 2)
-    conv = nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False)
-    return [conv, nn.BatchNorm2d(cout), nn.ReLU()]
+class ASPPConv(nn.Sequential):
+    """3×3 atrous conv → BN → ReLU; padding = rate keeps the size.
 
-
-class _ASPPConv(nn.Sequential):
-    """3×3 atrous conv → BN → ReLU; padding = rate keeps the size."""
+    Args:
+        in_channels: channels in, ``Tensor[N, in_channels, H, W]``.
+        out_channels: channels out, ``Tensor[N, out_channels, H, W]``.
+        dilation: the atrous rate.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
-        super().__init__(*_conv_bn_relu(in_channels, out_channels, 3, dilation=dilation))
+        super().__init__(*conv_bn_relu(in_channels, out_channels, 3, dilation=dilation))
 
 
-class _ASPPPooling(nn.Sequential):
-    """Image-level features: global average pool → 1×1 conv → BN → ReLU → resize back."""
+class ASPPPooling(nn.Sequential):
+    """Image-level features: global average pool → 1×1 conv → BN → ReLU → resize back.
+
+    Args:
+        in_channels: channels in, ``Tensor[N, in_channels, H, W]``.
+        out_channels: channels out, ``Tensor[N, out_channels, H, W]``.
+    """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__(nn.AdaptiveAvgPool2d(1), *_conv_bn_relu(in_channels, out_channels, 1))
+        super().__init__(nn.AdaptiveAvgPool2d(1), *conv_bn_relu(in_channels, out_channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
         size = x.shape[-2:]
@@ -101,12 +110,12 @@ class ASPP(nn.Module):
 
     def __init__(self, in_channels: int, atrous_rates: Sequence[int], out_channels: int = 256):
         super().__init__()
-        branches: list[nn.Module] = [nn.Sequential(*_conv_bn_relu(in_channels, out_channels, 1))]
-        branches += [_ASPPConv(in_channels, out_channels, rate) for rate in atrous_rates]
-        branches.append(_ASPPPooling(in_channels, out_channels))
+        branches: list[nn.Module] = [conv_bn_relu(in_channels, out_channels, 1)]
+        branches += [ASPPConv(in_channels, out_channels, rate) for rate in atrous_rates]
+        branches.append(ASPPPooling(in_channels, out_channels))
         self.convs = nn.ModuleList(branches)
         self.project = nn.Sequential(
-            *_conv_bn_relu(len(branches) * out_channels, out_channels, 1), nn.Dropout(0.5)
+            *conv_bn_relu(len(branches) * out_channels, out_channels, 1), nn.Dropout(0.5)
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -131,7 +140,7 @@ class DeepLabHead(nn.Sequential):
     ) -> None:
         super().__init__(
             ASPP(in_channels, atrous_rates),
-            *_conv_bn_relu(256, 256, 3),
+            *conv_bn_relu(256, 256, 3),
             nn.Conv2d(256, num_classes, 1),
         )
 
@@ -157,8 +166,8 @@ class DeepLabV3PlusHead(nn.Module):
     ) -> None:
         super().__init__()
         self.aspp = ASPP(in_channels, atrous_rates)
-        self.reduce = nn.Sequential(*_conv_bn_relu(low_channels, 48, 1))
-        self.fuse = nn.Sequential(*_conv_bn_relu(256 + 48, 256, 3), *_conv_bn_relu(256, 256, 3))
+        self.reduce = conv_bn_relu(low_channels, 48, 1)
+        self.fuse = nn.Sequential(*conv_bn_relu(256 + 48, 256, 3), *conv_bn_relu(256, 256, 3))
         self.classifier = nn.Conv2d(256, num_classes, 1)
 
     def forward(self, high: Tensor, low: Tensor) -> Tensor:
@@ -375,3 +384,9 @@ def deeplabv3plus_resnet50(
         deformable=deformable,
         deformable_stages=deformable_stages,
     )
+
+
+#: The reference implementations a lab has students write themselves. The lab's hidden tests
+#: switch them off through this list (``forbid(*LAB_REFERENCES)``), so renaming or adding a
+#: helper here changes what they forbid, in one place.
+LAB_REFERENCES = (ASPP, ASPPConv, ASPPPooling, DeepLabHead, atrous_rates_for)

@@ -6,27 +6,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["UNet", "unet"]
+from labkit.models.blocks import conv_bn_relu
+
+__all__ = ["LAB_REFERENCES", "DoubleConv", "UNet", "Up", "unet"]
 
 _UPSAMPLE_MODES = ("transposed", "bilinear")
 
 
-class _DoubleConv(nn.Sequential):
-    """(3×3 conv → BN → ReLU) × 2; padding 1 keeps the size."""
+class DoubleConv(nn.Sequential):
+    """(3×3 conv → BN → ReLU) × 2; padding 1 keeps the size.
+
+    Args:
+        cin: channels in, ``Tensor[N, cin, H, W]``.
+        cout: channels out, ``Tensor[N, cout, H, W]``.
+    """
 
     def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(cout, cout, 3, padding=1, bias=False),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(inplace=True),
-        )
+        super().__init__(*conv_bn_relu(cin, cout), *conv_bn_relu(cout, cout))
 
 
-class _Up(nn.Module):
-    """Upsample to the skip's size, halve the channels, concat the skip, double conv."""
+class Up(nn.Module):
+    """Upsample to the skip's size, halve the channels, concat the skip, double conv.
+
+    Args:
+        cin: channels of the deeper input ``x`` (``Tensor[N, cin, h, w]``).
+        cout: channels of the skip and of the output (``Tensor[N, cout, H, W]``).
+        mode: ``"transposed"`` (a 2×2 transposed conv) or ``"bilinear"`` (resize, then a
+            1×1 conv).
+    """
 
     def __init__(self, cin: int, cout: int, mode: str) -> None:
         super().__init__()
@@ -37,7 +44,7 @@ class _Up(nn.Module):
             # Bilinear resize has no parameters; a 1×1 conv halves the channels so both
             # modes concatenate the same number of channels.
             self.up = nn.Conv2d(cin, cout, 1)
-        self.conv = _DoubleConv(2 * cout, cout)
+        self.conv = DoubleConv(2 * cout, cout)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
         size = list(skip.shape[-2:])
@@ -84,9 +91,9 @@ class UNet(nn.Module):
         if upsample not in _UPSAMPLE_MODES:
             raise ValueError(f"expected upsample in {_UPSAMPLE_MODES}; got {upsample!r}")
         widths = [base_width * 2**i for i in range(depth + 1)]
-        self.inc = _DoubleConv(3, widths[0])
-        self.down = nn.ModuleList(_DoubleConv(a, b) for a, b in zip(widths, widths[1:]))
-        self.up = nn.ModuleList(_Up(a, b, upsample) for a, b in zip(widths[:0:-1], widths[-2::-1]))
+        self.inc = DoubleConv(3, widths[0])
+        self.down = nn.ModuleList(DoubleConv(a, b) for a, b in zip(widths, widths[1:]))
+        self.up = nn.ModuleList(Up(a, b, upsample) for a, b in zip(widths[:0:-1], widths[-2::-1]))
         self.classifier = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -110,3 +117,9 @@ def unet(
 ) -> UNet:
     """U-Net with ``depth`` levels; see :class:`UNet`."""
     return UNet(num_classes, depth=depth, base_width=base_width, upsample=upsample)
+
+
+#: The reference implementations a lab has students write themselves. The lab's hidden tests
+#: switch them off through this list (``forbid(*LAB_REFERENCES)``), so renaming or adding a
+#: helper here changes what they forbid, in one place.
+LAB_REFERENCES = (UNet, unet, DoubleConv, Up)

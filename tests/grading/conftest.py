@@ -101,7 +101,7 @@ def nbgrader_api(
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
-    from labkit.grading._nbgrader import stamp_in_process
+    from labkit.grading.nbgrader_cli import stamp_in_process
 
     stamp_in_process()  # a new gradebook without an `alembic` process, as labkit's commands
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()

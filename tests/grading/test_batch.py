@@ -1,4 +1,4 @@
-"""Tests for labkit.grading.batch and the per-submission worker (_grade_one).
+"""Tests for labkit.grading.batch and the per-submission worker (labkit.grading.worker).
 
 Grades come from nbgrader's own gradebook (``lab_scores``, ``attack_lab.submission_counts``
 style queries), the oracle; the toy lab of ``conftest.write_toy_lab`` keeps each grading to
@@ -26,12 +26,12 @@ from nbgrader.preprocessors import SaveAutoGrades
 import labkit.grading.batch as autograde_module
 from labkit.cli import main
 from labkit.grading import CourseError, fill_solutions, judge, lab_scores, read_record, sandbox
-from labkit.grading._grade_one import check_submission, grade
 from labkit.grading.batch import GradingUnavailable, autograde, submitted_students
 from labkit.grading.cli import format_outcomes, format_status
 from labkit.grading.instance import course_status, init_course
 from labkit.grading.judge import JudgePreprocessor
 from labkit.grading.sandbox import SandboxError
+from labkit.grading.worker import grade
 from tests.grading.conftest import REPO, nbgrader_api, shared_build, write_toy_lab
 
 LAB = "toy"
@@ -118,7 +118,7 @@ def _workers(root: Path) -> list[int]:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"labkit.grading._zygote" in cmdline and str(root).encode() in cmdline:
+        if b"labkit.grading.zygote" in cmdline and str(root).encode() in cmdline:
             found.append(int(pid))
     return found
 
@@ -185,15 +185,6 @@ def test_broken_submissions_are_reported_per_student(course):
     for name, words in expected.items():
         assert outcomes[name].status == "failed" and words in outcomes[name].reason, outcomes[name]
         assert read_record(root, LAB, name).reason == outcomes[name].reason
-
-
-def test_check_submission(tmp_path):
-    """Does check_submission name the folder when it is missing and accept a notebook?"""
-    problem, _ = check_submission(tmp_path / "absent", LAB)
-    assert "no submission" in problem and "absent" in problem
-    (tmp_path / "ok").mkdir()
-    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "ok" / f"{LAB}.ipynb")
-    assert check_submission(tmp_path / "ok", LAB) == (None, "")
 
 
 def test_bad_requests_are_refused(course):

@@ -1,4 +1,4 @@
-"""Tests for labkit.grading.judge and the runner it starts (labkit.grading._judge_runner)."""
+"""Tests for labkit.grading.judge and the runner it starts (labkit.grading.judge_runner)."""
 
 from __future__ import annotations
 

@@ -37,7 +37,7 @@ def test_the_references_come_from_every_forbid_call_of_the_lab(lab01_refs):
             ROOT / "solutions/lab04_weighted_loss/lab04_weighted_loss.ipynb", as_version=4
         )
     )
-    # `forbid(*_REFS)` with `_REFS = (labkit.losses..., F.cross_entropy, ...)`
+    # `forbid(*_REFS)` with `_REFS = (*labkit.losses.LAB_REFERENCES, F.cross_entropy, ...)`
     assert ("labkit.losses", "weighted_cross_entropy") in lab04[0]
     assert "torch.nn.functional.cross_entropy" in lab04[1]
 

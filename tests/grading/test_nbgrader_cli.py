@@ -1,4 +1,4 @@
-"""labkit.grading._nbgrader: new gradebooks stamped as nbgrader stamps them, without the
+"""labkit.grading.nbgrader_cli: new gradebooks stamped as nbgrader stamps them, without the
 ``alembic`` process nbgrader starts for it."""
 
 import os
@@ -12,8 +12,8 @@ import nbgrader.api
 import pytest
 from nbgrader.dbutil import _temp_alembic_ini
 
-from labkit.grading._nbgrader import alembic_head, stamp_in_process
 from labkit.grading.course import nbgrader as nbgrader_cli
+from labkit.grading.nbgrader_cli import alembic_head, stamp_in_process
 from tests.grading.conftest import make_toy_course
 
 

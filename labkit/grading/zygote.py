@@ -1,12 +1,12 @@
 """Grading workers forked from a warm process: one process per submission, without paying
 nbgrader's imports for each.
 
-Every submission is graded in a process of its own (:mod:`labkit.grading._grade_one`), so a
+Every submission is graded in a process of its own (:mod:`labkit.grading.worker`), so a
 crash, a hang or a kill ends one student's grading and nothing else. Starting that process
 costs an interpreter and nbgrader's imports (nbconvert, SQLAlchemy, the exchange: about
 1.2 s of a core), which a class of two hundred pays two hundred times. A zygote pays it once:
 started per grading job (``python -I`` on the grader's labkit, like every worker), it imports
-what :func:`~labkit.grading._grade_one.grade` needs and then, for each request, forks a child
+what :func:`~labkit.grading.worker.grade` needs and then, for each request, forks a child
 that grades one submission from a fresh copy of that state and exits. The child is still a
 process of its own per submission, in its own session, with stdout and stderr in files of
 the grader's, exactly as a started worker.
@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from labkit.grading._bootstrap import module_argv
+from labkit.grading.bootstrap import module_argv
 
 __all__ = ["Zygote"]
 
@@ -54,7 +54,7 @@ class Zygote:
         err = open(self.scratch / f"zygote-{id(self)}.err", "wb")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                module_argv("labkit.grading._zygote", str(lifeline), str(self.course)),
+                module_argv("labkit.grading.zygote", str(lifeline), str(self.course)),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -169,16 +169,16 @@ def _child(request: dict, lifeline: int) -> None:
     sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the fds replaced under Python
     sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
-    from labkit.grading import _grade_one
+    from labkit.grading import worker
 
-    _grade_one.run(dict(request["spec"], lifeline=lifeline))  # never returns
+    worker.run(dict(request["spec"], lifeline=lifeline))  # never returns
 
 
 def main() -> None:
     lifeline = int(sys.argv[1])
-    from labkit.grading import _grade_one
+    from labkit.grading import worker
 
-    _grade_one.preload()
+    worker.preload()
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while True:
         ready = select.select([requests, lifeline], [], [])[0]

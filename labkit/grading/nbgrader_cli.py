@@ -4,7 +4,7 @@ A new ``gradebook.db`` is stamped with the revision of nbgrader's schema, and nb
 that revision by running ``alembic heads`` in a process of its own: a second interpreter that
 imports alembic to read nbgrader's migration scripts, about 2 s of a core, for a constant.
 :func:`alembic_head` reads the same scripts with alembic's own ``ScriptDirectory`` in this
-process; :func:`stamp_in_process` makes nbgrader use it. ``python -m labkit.grading._nbgrader
+process; :func:`stamp_in_process` makes nbgrader use it. ``python -m labkit.grading.nbgrader_cli
 ARGS`` is ``nbgrader ARGS`` with it in place: what :func:`labkit.grading.course.nbgrader`
 runs.
 """

@@ -1,7 +1,7 @@
 """Running a notebook's cells in plain Python, as the judge's student process does.
 
-Shared by the judge's runners (:mod:`labkit.grading._judge_runner`,
-:mod:`labkit.grading._student_side`); the standard library only, so importing it costs
+Shared by the judge's runners (:mod:`labkit.grading.judge_runner`,
+:mod:`labkit.grading.student_side`); the standard library only, so importing it costs
 nothing before the student's code runs.
 """
 
@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import traceback
+
+__all__ = ["OUTPUT_CHARS", "Capped", "error_output", "load_modules", "run_cell"]
 
 OUTPUT_CHARS = 20_000  # per cell; the rest is cut and counted
 

@@ -1,7 +1,7 @@
 """The judge's own process, inside the sandbox: a submission's cells in plain Python.
 
 Run by :func:`labkit.grading.judge.run_judge` (``python -I`` on the grader's own labkit,
-:func:`labkit.grading._bootstrap.module_argv`), which writes the program to its standard
+:func:`labkit.grading.bootstrap.module_argv`), which writes the program to its standard
 input as JSON::
 
     {"nonce": str, "results": path, "cell_timeout": seconds, "modules": [name, ...],
@@ -34,9 +34,11 @@ import time
 import types
 import warnings
 
-from labkit.grading._cells import error_output as _error
-from labkit.grading._cells import load_modules
-from labkit.grading._cells import run_cell as _run
+from labkit.grading.cells import error_output as _error
+from labkit.grading.cells import load_modules
+from labkit.grading.cells import run_cell as _run
+
+__all__ = ["main"]
 
 _MISSING = object()
 
@@ -219,6 +221,7 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
 
 
 def main() -> None:
+    """Read the program from stdin, run its cells and write each result to its results file."""
     program = json.loads(sys.stdin.read())
     sys.stdin.close()
     load_modules(program["modules"])

@@ -9,8 +9,8 @@ directory, ``PYTHONPATH`` and the user's site-packages; BOOT puts WHERE, the fol
 holds this process's labkit, first on ``sys.path`` when it is not there already (an
 editable install's checkout), checks that ``import labkit`` finds that copy, and runs MODULE
 as ``__main__`` with ``sys.argv[1:]`` = ARGS. The grading workers' zygote
-(:mod:`labkit.grading._zygote`), the judge (:mod:`labkit.grading._judge_runner`) and
-labkit's ``nbgrader`` commands (:mod:`labkit.grading._nbgrader`) are started this way.
+(:mod:`labkit.grading.zygote`), the judge (:mod:`labkit.grading.judge_runner`) and
+labkit's ``nbgrader`` commands (:mod:`labkit.grading.nbgrader_cli`) are started this way.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import os
 import sys
 
 import labkit
+
+__all__ = ["labkit_home", "module_argv"]
 
 _BOOT = """\
 import os, runpy, sys
@@ -44,7 +46,7 @@ def module_argv(module: str, *args: str, python: str | None = None) -> list[str]
     """The command that runs ``module`` as ``__main__`` on this process's labkit.
 
     Args:
-        module: e.g. ``"labkit.grading._judge_runner"``.
+        module: e.g. ``"labkit.grading.judge_runner"``.
         *args: its arguments (``sys.argv[1:]`` in the module).
         python: the interpreter (default: this one, ``sys.executable``).
 

@@ -1,8 +1,8 @@
 """Grade one student's lab: the module run with one argument, SPEC (a JSON object).
 
-A process of its own per submission, forked by a zygote (:mod:`labkit.grading._zygote`)
+A process of its own per submission, forked by a zygote (:mod:`labkit.grading.zygote`)
 that :func:`labkit.grading.batch.autograde` starts (``python -I`` on the grader's own
-labkit, :func:`labkit.grading._bootstrap.module_argv`), so that a crash, a hang or a kill
+labkit, :func:`labkit.grading.bootstrap.module_argv`), so that a crash, a hang or a kill
 ends one student's grading and nothing else (``python -m`` with SPEC runs one the same
 way). It checks the submitted folder, then runs nbgrader's own autograde converter for the
 student in this process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of ``Execute`` and
@@ -23,6 +23,8 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+
+__all__ = ["check_submission", "deepest", "grade", "nbgrader_cause", "preload", "run"]
 
 
 def _orphaned(fd: int) -> None:
@@ -192,7 +194,7 @@ def grade(spec: dict) -> dict:
 
 def preload() -> None:
     """Import what :func:`grade` imports (nbgrader, nbconvert, the judge): what a zygote
-    (:mod:`labkit.grading._zygote`) does once, before it forks a worker per submission."""
+    (:mod:`labkit.grading.zygote`) does once, before it forks a worker per submission."""
     import nbconvert.preprocessors  # noqa: F401
     import nbformat  # noqa: F401
     import nbgrader.api  # noqa: F401

@@ -27,9 +27,11 @@ import signal
 import sys
 import time
 
-from labkit.grading._cells import error_output, load_modules, run_cell
+from labkit.grading.cells import error_output, load_modules, run_cell
 from labkit.grading.remote import serve
 from labkit.grading.wire import write_frame
+
+__all__ = ["FIRST", "GRACE", "main"]
 
 GRACE = 5.0  # seconds a test's fork has past the cell's time before it is killed
 FIRST = 1_000_000  # object numbers of the n-th test start at n * FIRST: none is reused
@@ -62,6 +64,7 @@ def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> s
 
 
 def main() -> None:
+    """Read the program from stdin and run the student's cells, answering the referee on the channel."""
     program = json.loads(sys.stdin.read())
     sys.stdin.close()
     channel = program["channel"]

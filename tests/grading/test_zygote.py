@@ -1,4 +1,4 @@
-"""labkit.grading._zygote: a worker per submission forked from a warm process, and every way
+"""labkit.grading.zygote: a worker per submission forked from a warm process, and every way
 one ends (graded, past its time, killed, its zygote gone) reported as the worker's own.
 
 The courses are copies of the toy course of tests/grading/test_batch.py; the judges run
@@ -18,8 +18,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.grading._zygote import Zygote
 from labkit.grading.batch import _grade_as
+from labkit.grading.zygote import Zygote
 from tests.grading.conftest import shared_build
 from tests.grading.test_batch import LAB, _hand_in, _init, _scores
 
