@@ -49,8 +49,8 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` ``obj`` to ``path`` so that a kill never leaves a corrupt file.
 
     Args:
-        obj: what to save (tensors, state dicts, plain Python values).
-        path: the destination; its folder is created when missing.
+        obj (Any): what to save (tensors, state dicts, plain Python values).
+        path (str | os.PathLike): the destination; its folder is created when missing.
 
     Returns:
         The path written.
@@ -62,8 +62,8 @@ def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device
     """Read a checkpoint written by :func:`save_atomic`.
 
     Args:
-        path: the ``.pt`` file.
-        map_location: where tensors are loaded to.
+        path (str | os.PathLike): the ``.pt`` file.
+        map_location (str | torch.device): where tensors are loaded to.
 
     Returns:
         The saved dict.
@@ -110,9 +110,10 @@ def load_weights(
     """Load a checkpoint's model weights into ``model``.
 
     Args:
-        model: the network (plain or wrapped).
-        checkpoint: a checkpoint dict (with a ``"model"`` entry) or its path.
-        strict: every key must match, as in ``load_state_dict``.
+        model (nn.Module): the network (plain or wrapped).
+        checkpoint (dict | str | os.PathLike): a checkpoint dict (with a ``"model"`` entry) or its
+            path.
+        strict (bool): every key must match, as in ``load_state_dict``.
 
     Returns:
         ``model``.
@@ -167,7 +168,7 @@ def set_rng_state(state: dict) -> None:
     """Restore generators captured by :func:`rng_state`.
 
     Args:
-        state: the dict :func:`rng_state` returned (possibly saved and reloaded).
+        state (dict): the dict :func:`rng_state` returned (possibly saved and reloaded).
     """
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))

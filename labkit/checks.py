@@ -326,7 +326,7 @@ def forbid(*references: Any) -> Iterator[None]:
     constructed and their ``forward``/``__call__`` refuse to run.
 
     Args:
-        *references: functions and classes (the library's versions of an exercise).
+        *references (Any): functions and classes (the library's versions of an exercise).
     """
     undo: list[Callable[[], None]] = []
     try:

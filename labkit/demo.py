@@ -58,10 +58,12 @@ def run_demo(
     """Train a preset on the Shapes set, evaluate it and save figures.
 
     Args:
-        out: folder for the run (``out/<preset>``) and the generated data (``out/.data``).
-        preset: the experiment preset to run (``labkit/presets/<preset>.yaml``).
-        overrides: config keys to change, e.g. ``{"epochs": 1, "shapes.num_train": 16}``.
-        progress: show progress bars.
+        out (str | os.PathLike): folder for the run (``out/<preset>``) and the generated data
+            (``out/.data``).
+        preset (str): the experiment preset to run (``labkit/presets/<preset>.yaml``).
+        overrides (dict | None): config keys to change, e.g. ``{"epochs": 1, "shapes.num_train":
+            16}``.
+        progress (bool): show progress bars.
 
     Returns:
         The :class:`DemoResult`. ``files`` holds ``predictions``, ``curves``, ``confusion``,

@@ -42,8 +42,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
     """Turn a device argument into a ``torch.device``.
 
     Args:
-        device: ``None`` or ``"auto"`` takes the visible CUDA GPU with the most free memory
-            (CPU when there is none); anything else is passed to ``torch.device`` and checked.
+        device (str | torch.device | None): ``None`` or ``"auto"`` takes the visible CUDA GPU with
+            the most free memory (CPU when there is none); anything else is passed to
+            ``torch.device`` and checked.
 
     Returns:
         The device, with an explicit index for CUDA (``cuda:2``).
@@ -99,8 +100,8 @@ def cap_memory(device: torch.device, *, gib: float | None) -> None:
     out-of-memory error in this process instead of starving the other users of the card.
 
     Args:
-        device: the training device.
-        gib: the cap in GiB (2**30 bytes), or ``None`` for no cap.
+        device (torch.device): the training device.
+        gib (float | None): the cap in GiB (2**30 bytes), or ``None`` for no cap.
 
     Raises:
         ValueError: if ``gib`` is not positive or exceeds the GPU's memory.
@@ -149,7 +150,7 @@ def cpu_threads(threads: int | None) -> Iterator[None]:
     1-thread one), so the quick presets ask for 1.
 
     Args:
-        threads: ``torch.set_num_threads`` value; ``None`` leaves the setting alone.
+        threads (int | None): ``torch.set_num_threads`` value; ``None`` leaves the setting alone.
     """
     before = torch.get_num_threads()
     if threads is not None:
@@ -183,10 +184,10 @@ def explain_oom(
     """Re-raise ``torch.cuda.OutOfMemoryError`` as :class:`GPUOutOfMemoryError`.
 
     Args:
-        batch_size: images in the batch that failed.
-        crop: its ``(height, width)``.
-        device: the device it ran on.
-        phase: what was going on ("training", "evaluating").
+        batch_size (int): images in the batch that failed.
+        crop (Sequence[int]): its ``(height, width)``.
+        device (torch.device | str): the device it ran on.
+        phase (str): what was going on ("training", "evaluating").
 
     Raises:
         GPUOutOfMemoryError: with the message of :func:`oom_message`.

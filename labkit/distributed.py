@@ -86,9 +86,9 @@ def init_distributed(
     """Join the process group that ``torchrun`` describes in the environment.
 
     Args:
-        backend: ``"nccl"`` or ``"gloo"``; ``None`` picks NCCL when CUDA is available, else
-            gloo.
-        timeout_s: how long a collective may wait for the slowest rank.
+        backend (str | None): ``"nccl"`` or ``"gloo"``; ``None`` picks NCCL when CUDA is available,
+            else gloo.
+        timeout_s (float): how long a collective may wait for the slowest rank.
 
     Returns:
         The context; a single-process one when ``WORLD_SIZE`` is unset or 1.
@@ -156,9 +156,9 @@ def wrap_model(
     """Wrap ``model`` in ``DistributedDataParallel`` when more than one process takes part.
 
     Args:
-        model: the network, already on ``device``.
-        device: this rank's device.
-        find_unused_parameters: set when some trainable parameters get no gradient in a
+        model (nn.Module): the network, already on ``device``.
+        device (torch.device): this rank's device.
+        find_unused_parameters (bool): set when some trainable parameters get no gradient in a
             training step (DDP would otherwise wait for them); frozen ones do not count.
 
     Returns:

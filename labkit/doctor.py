@@ -1,13 +1,13 @@
 """``labkit doctor``: is this machine ready for a course?
 
-Each check opens what a lab or the grader opens, with the same functions, so it cannot pass
-a machine on which a lab then fails for one of these reasons: pins from the installed labkit's metadata, datasets
-through :func:`labkit.experiment.build_datasets` for every full preset, weights through
-:func:`labkit.models.backbones.load_pretrained_resnet`, bubblewrap through the grader's own
-probe, ``nbgrader_config.py`` into nbgrader's ``CourseDirectory``. Rows are ``ok``, ``warn``
-(works, not as the course expects) or ``FAIL`` (a lab or the grader lacks something); data and
-weights only full runs use FAIL under ``profile="full"`` and warn under ``"quick"``. The fixes
-cite the steps of ``docs/deploy.md``.
+Each check opens what a lab or the grader opens, with the same functions, so it cannot pass a
+machine on which a lab then fails for one of these reasons: pins from the installed labkit's
+metadata, datasets through :func:`labkit.experiment.build_datasets` for every full preset, weights
+through :func:`labkit.models.backbones.load_pretrained_resnet`, bubblewrap through the grader's own
+probe, ``nbgrader_config.py`` into nbgrader's ``CourseDirectory``. Rows are ``ok``, ``warn`` (works,
+not as the course expects) or ``FAIL`` (a lab or the grader lacks something); data and weights only
+full runs use FAIL under ``profile="full"`` and warn under ``"quick"``. The fixes cite the steps of
+``docs/deploy.md``.
 """
 
 from __future__ import annotations
@@ -99,8 +99,9 @@ def check_versions(*, requirements: Sequence[str] | None = None) -> list[Check]:
     """torch, torchvision and nbgrader against labkit's pins, then every other requirement.
 
     Args:
-        requirements: requirement strings (``"torch==2.14.1"``); ``None`` reads those of the
-            installed labkit (``importlib.metadata.requires("labkit")``), extras left out.
+        requirements (Sequence[str] | None): requirement strings (``"torch==2.14.1"``); ``None``
+            reads those of the installed labkit (``importlib.metadata.requires("labkit")``), extras
+            left out.
 
     Returns:
         A row each for torch, torchvision, nbgrader (FAIL: not importable or off the pin),
@@ -179,7 +180,7 @@ def check_cuda(*, min_free_gib: float = MIN_FREE_GIB) -> list[Check]:
     """Every visible CUDA device and its free memory (``torch.cuda.mem_get_info``).
 
     Args:
-        min_free_gib: less free memory than this on a device is a ``warn``.
+        min_free_gib (float): less free memory than this on a device is a ``warn``.
 
     Returns:
         A row per device; one warn row when there is none (quick runs and grading use the CPU).
@@ -323,8 +324,8 @@ def check_datasets(
     """Open the VOC and ADE20K trees the full presets train on, as a lab does.
 
     Args:
-        configs: presets by name (``None``: load them all).
-        profile: a dataset that does not open is FAIL under ``"full"``, else warn.
+        configs (Mapping[str, ExperimentConfig] | None): presets by name (``None``: load them all).
+        profile (str): a dataset that does not open is FAIL under ``"full"``, else warn.
 
     Returns:
         One row per dataset a full preset uses, with the image count of each split.
@@ -377,8 +378,8 @@ def check_weights(
     """Load each ImageNet backbone file a preset asks for from the torch hub cache.
 
     Args:
-        configs: presets by name (``None``: load them all).
-        profile: a file missing or unloadable is FAIL under ``"full"`` (or when a quick
+        configs (Mapping[str, ExperimentConfig] | None): presets by name (``None``: load them all).
+        profile (str): a file missing or unloadable is FAIL under ``"full"`` (or when a quick
             preset needs it), else warn.
 
     Returns:
@@ -425,8 +426,8 @@ def check_course(root: str | os.PathLike | None = None) -> list[Check]:
     """nbgrader's config of a course directory loads and names folders that exist.
 
     Args:
-        root: the course directory; ``None`` checks the working directory if it holds an
-            ``nbgrader_config.py`` and gives no row otherwise.
+        root (str | os.PathLike | None): the course directory; ``None`` checks the working directory
+            if it holds an ``nbgrader_config.py`` and gives no row otherwise.
 
     Returns:
         One row, FAIL when the config is absent (at an explicit root), does not load, or
@@ -485,8 +486,9 @@ def run_checks(*, profile: str = "quick", root: str | os.PathLike | None = None)
     """Every check, in the order of docs/deploy.md's steps.
 
     Args:
-        profile: ``"quick"`` or ``"full"`` (see :func:`check_datasets`, :func:`check_weights`).
-        root: the course directory for :func:`check_course`.
+        profile (str): ``"quick"`` or ``"full"`` (see :func:`check_datasets`,
+            :func:`check_weights`).
+        root (str | os.PathLike | None): the course directory for :func:`check_course`.
 
     Returns:
         The rows of every check.

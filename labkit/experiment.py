@@ -254,9 +254,9 @@ def build_datasets(
     """The training set (augmented, seeded per sample), the validation set and class names.
 
     Args:
-        cfg: the config.
-        root: the dataset root.
-        train_transforms: ``f(image, mask) -> (image, mask)`` replacing the config's
+        cfg (ExperimentConfig): the config.
+        root (Path): the dataset root.
+        train_transforms (Any): ``f(image, mask) -> (image, mask)`` replacing the config's
             training pipeline (a lab student's own augmentation, say).
 
     Returns:
@@ -293,8 +293,8 @@ def take_first(dataset: Any, n: int | None) -> Any:
     """The first ``n`` items of ``dataset`` (all of it when ``n`` is ``None`` or not smaller).
 
     Args:
-        dataset: a map-style dataset.
-        n: how many items to keep; ``None``: every one.
+        dataset (Any): a map-style dataset.
+        n (int | None): how many items to keep; ``None``: every one.
 
     Returns:
         ``dataset`` itself, or a :class:`~torch.utils.data.Subset` of its first ``n`` items.
@@ -367,10 +367,10 @@ def build_loss_fn(
     """The configured loss, with class weights from the training set's pixel counts.
 
     Args:
-        cfg: the config.
-        root: the dataset root.
-        num_classes: number of classes.
-        cache: a JSON file to keep the counts in (read if present, else written).
+        cfg (ExperimentConfig): the config.
+        root (Path): the dataset root.
+        num_classes (int): number of classes.
+        cache (Path | None): a JSON file to keep the counts in (read if present, else written).
     """
     from labkit.data.stats import class_pixel_counts
     from labkit.losses import build_loss, class_weights
@@ -445,17 +445,18 @@ def build_training(
     memory cap is applied here, before anything is put on the GPU.
 
     Args:
-        cfg: the config.
-        model: the network to train (its parameters go to the optimizer).
-        root: the dataset root (class weights are counted there).
-        num_classes: number of classes.
-        steps_per_epoch: optimizer steps per epoch (``len(train_loader)``).
-        epochs: the run's epochs (``cfg.epochs`` when ``None``).
-        optimizer: use this one instead of the config's.
-        scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler`` instead of the
+        cfg (ExperimentConfig): the config.
+        model (nn.Module): the network to train (its parameters go to the optimizer).
+        root (Path): the dataset root (class weights are counted there).
+        num_classes (int): number of classes.
+        steps_per_epoch (int): optimizer steps per epoch (``len(train_loader)``).
+        epochs (int | None): the run's epochs (``cfg.epochs`` when ``None``).
+        optimizer (torch.optim.Optimizer | None): use this one instead of the config's.
+        scheduler (Any): ``scheduler(optimizer, total_steps) -> LRScheduler`` instead of the
             config's schedule.
-        loss_fn: use this loss instead of the config's (moved to the device if a module).
-        counts_cache: JSON file caching the class pixel counts (see :func:`build_loss_fn`).
+        loss_fn (Any): use this loss instead of the config's (moved to the device if a module).
+        counts_cache (Path | None): JSON file caching the class pixel counts (see
+            :func:`build_loss_fn`).
 
     Raises:
         ValueError: on a device that does not exist or a cap the GPU cannot give.
@@ -588,12 +589,14 @@ def run_experiment(
     """Train the experiment a config describes and write its run folder.
 
     Args:
-        cfg: the experiment.
-        runs_root: folder of run folders; the run goes to ``runs_root/cfg.name``.
-        run_dir: the run folder itself, overriding ``runs_root/cfg.name``.
-        resume: continue the run in the folder from its ``last.pt`` (the config must match).
-        overwrite: delete an earlier run's files in the folder first.
-        progress: show progress bars.
+        cfg (ExperimentConfig): the experiment.
+        runs_root (str | os.PathLike): folder of run folders; the run goes to
+            ``runs_root/cfg.name``.
+        run_dir (str | os.PathLike | None): the run folder itself, overriding
+            ``runs_root/cfg.name``.
+        resume (bool): continue the run in the folder from its ``last.pt`` (the config must match).
+        overwrite (bool): delete an earlier run's files in the folder first.
+        progress (bool): show progress bars.
 
     Returns:
         The :class:`ExperimentResult` (``metrics`` as written to ``metrics.json``).

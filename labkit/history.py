@@ -94,8 +94,8 @@ def plot_histories(histories: Sequence[History], labels: Sequence[str]) -> Figur
     """Overlay the learning curves of several runs (validation mIoU and training loss).
 
     Args:
-        histories: one :class:`History` per run.
-        labels: the legend entry of each.
+        histories (Sequence[History]): one :class:`History` per run.
+        labels (Sequence[str]): the legend entry of each.
 
     Returns:
         A Figure with two panels.

@@ -131,12 +131,13 @@ def lab_config(
     """The experiment config a lab cell trains with.
 
     Args:
-        preset: preset family, e.g. ``"baseline"`` for ``labkit/presets/baseline_<profile>.yaml``.
-        profile: ``"quick"`` (CPU, Shapes, a :data:`QUICK_BUDGETS` budget) or ``"full"``.
-        quick_budget: the name of the quick profile's budget in :data:`QUICK_BUDGETS`.
-        overrides: config keys to change, dotted as in :func:`labkit.config.apply_overrides`
-            and ``labkit train --set`` (``{"epochs": 2, "augment.hflip": 0.5}``); they apply
-            after the budget.
+        preset (str): preset family, e.g. ``"baseline"`` for
+            ``labkit/presets/baseline_<profile>.yaml``.
+        profile (str): ``"quick"`` (CPU, Shapes, a :data:`QUICK_BUDGETS` budget) or ``"full"``.
+        quick_budget (str): the name of the quick profile's budget in :data:`QUICK_BUDGETS`.
+        overrides (Mapping[str, Any] | None): config keys to change, dotted as in
+            :func:`labkit.config.apply_overrides` and ``labkit train --set`` (``{"epochs": 2,
+            "augment.hflip": 0.5}``); they apply after the budget.
 
     Raises:
         labkit.config.ConfigError: on an unknown profile, budget, preset or key.
@@ -196,7 +197,7 @@ def smoke_budget(cfg: ExperimentConfig) -> dict[str, Any]:
     dataset, model, classes and device stay as the preset has them.
 
     Args:
-        cfg: a config of either profile.
+        cfg (ExperimentConfig): a config of either profile.
 
     Returns:
         Dotted keys and values for :func:`labkit.config.apply_overrides`; applied to their
@@ -267,11 +268,11 @@ def lab_data(
     """Open (and on first use draw) the config's dataset and build its loaders.
 
     Args:
-        cfg: from :func:`lab_config`.
-        runs_root: where a Shapes set is drawn when ``$LABKIT_DATA`` holds none
+        cfg (ExperimentConfig): from :func:`lab_config`.
+        runs_root (str | os.PathLike): where a Shapes set is drawn when ``$LABKIT_DATA`` holds none
             (``<runs_root>/.data``) and :func:`train_model` keeps its checkpoints.
-        train_transforms: ``f(image, mask) -> (image, mask)`` replacing the config's
-            training pipeline (a student's own augmentation, say).
+        train_transforms (Callable | None): ``f(image, mask) -> (image, mask)`` replacing the
+            config's training pipeline (a student's own augmentation, say).
 
     Raises:
         labkit.data.DatasetNotFoundError: the full profile without ``$LABKIT_DATA``.
@@ -396,17 +397,20 @@ def train_model(
     or leave behind state.
 
     Args:
-        model: returns logits (Tensor[N, C, H, W]).
-        data: from :func:`lab_data`.
-        name: the label of this run in tables and plots, and its checkpoint folder's name.
-        loss_fn: ``loss_fn(logits, masks) -> Tensor[]``.
-        optimizer: over ``model``'s parameters.
-        scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler`` stepped every
-            iteration (a function, because the step count is known only here).
-        epochs: passes over the training set.
-        progress: show progress bars.
-        checkpoints: keep ``last.pt``/``best.pt`` in :func:`run_folder` (``None``: see above).
-        resume: continue a matching run from its ``last.pt``; ``False`` starts over.
+        model (nn.Module): returns logits (Tensor[N, C, H, W]).
+        data (LabData): from :func:`lab_data`.
+        name (str): the label of this run in tables and plots, and its checkpoint folder's name.
+        loss_fn (Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None): ``loss_fn(logits,
+            masks) -> Tensor[]``.
+        optimizer (torch.optim.Optimizer | None): over ``model``'s parameters.
+        scheduler (Callable[[torch.optim.Optimizer, int], Any] | None): ``scheduler(optimizer,
+            total_steps) -> LRScheduler`` stepped every iteration (a function, because the step
+            count is known only here).
+        epochs (int | None): passes over the training set.
+        progress (bool): show progress bars.
+        checkpoints (bool | None): keep ``last.pt``/``best.pt`` in :func:`run_folder` (``None``: see
+            above).
+        resume (bool): continue a matching run from its ``last.pt``; ``False`` starts over.
 
     Returns:
         The :class:`LabRun`; its model is on the CPU, in eval mode.
@@ -495,8 +499,8 @@ def results_table(runs: Sequence[LabRun], *, classes: Sequence[str] | None = Non
     """A markdown table of runs: parameters, time, pixel accuracy, mIoU, per-class IoU.
 
     Args:
-        runs: the runs, one row each.
-        classes: class names for per-class IoU columns (none when omitted).
+        runs (Sequence[LabRun]): the runs, one row each.
+        classes (Sequence[str] | None): class names for per-class IoU columns (none when omitted).
 
     Returns:
         Markdown text; show it with ``IPython.display.Markdown``.

@@ -399,7 +399,7 @@ def build_loss(
         name (str): one of ``"ce"``, ``"dice"``, ``"focal"``, ``"ce+dice"``.
         weight (Tensor[C] | None): per-class weights, e.g. from :func:`class_weights`.
         ignore_index (int): label of pixels that get no loss.
-        **kw: options of the named loss, see the table.
+        **kw (Any): options of the named loss, see the table.
 
     Returns:
         nn.Module: called as ``loss(logits, target)``.

@@ -186,8 +186,8 @@ def confusion_matrix(
         pred (Tensor[N, H, W] integer or Tensor[N, C, H, W] float): class labels, or logits
             (scores) whose argmax over ``C`` is taken.
         target (Tensor[N, H, W] int64): class ids in ``[0, num_classes)`` or ``ignore_index``.
-        num_classes: number of classes ``C``.
-        ignore_index: target label of pixels left out of every count (``None``: none).
+        num_classes (int): number of classes ``C``.
+        ignore_index (int | None): target label of pixels left out of every count (``None``: none).
 
     Returns:
         Tensor[C, C] int64 on the inputs' device: entry ``[i, j]`` counts pixels of true
@@ -205,8 +205,8 @@ def scores_from_matrix(matrix: torch.Tensor, *, ignore_index: int | None = None)
 
     Args:
         matrix (Tensor[C, C] integer): rows = ground truth, columns = prediction.
-        ignore_index: a class id in ``[0, C)`` that is ignored; its IoU is set to NaN so it
-            is left out of the means, as torchmetrics does. Other values change nothing.
+        ignore_index (int | None): a class id in ``[0, C)`` that is ignored; its IoU is set to NaN
+            so it is left out of the means, as torchmetrics does. Other values change nothing.
 
     Returns:
         dict with ``pixel_accuracy`` (float), ``class_accuracy`` (Tensor[C] float64, NaN for
@@ -245,7 +245,7 @@ def pixel_accuracy(
     Args:
         pred (Tensor[N, H, W] integer or Tensor[N, C, H, W] float): labels or logits.
         target (Tensor[N, H, W] int64): class ids or ``ignore_index``.
-        ignore_index: target label of pixels left out (``None``: none).
+        ignore_index (int | None): target label of pixels left out (``None``: none).
 
     Returns:
         The accuracy in [0, 1]; NaN when every pixel is ignored. Without ``num_classes``
@@ -295,9 +295,10 @@ class ConfusionMatrix:
     """A confusion matrix that accumulates over batches (and processes).
 
     Args:
-        num_classes: number of classes ``C``.
-        ignore_index: target label of pixels left out (``None``: none).
-        device: where :attr:`matrix` lives; ``None`` takes the device of the first update.
+        num_classes (int): number of classes ``C``.
+        ignore_index (int | None): target label of pixels left out (``None``: none).
+        device (str | torch.device | None): where :attr:`matrix` lives; ``None`` takes the device of
+            the first update.
 
     Attributes:
         matrix (Tensor[C, C] int64): rows = ground truth, columns = prediction.

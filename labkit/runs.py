@@ -70,9 +70,9 @@ def load_run(
     """Rebuild a run's model from its folder.
 
     Args:
-        run_dir: the run folder.
-        checkpoint: ``"best"`` (best validation mIoU) or ``"last"``.
-        device: where to put the model.
+        run_dir (str | os.PathLike): the run folder.
+        checkpoint (str): ``"best"`` (best validation mIoU) or ``"last"``.
+        device (str | torch.device): where to put the model.
 
     Returns:
         The :class:`LoadedRun`.
@@ -115,14 +115,16 @@ def evaluate_run(
     """Score a run's model on a split of its dataset.
 
     Args:
-        run_dir: the run folder, or a run :func:`load_run` already loaded (then
-            ``checkpoint`` and ``device`` are the ones it was loaded with).
-        split: ``"val"``/``"train"`` (ADE20K's ``validation``/``training`` are accepted as
+        run_dir (str | os.PathLike | LoadedRun): the run folder, or a run :func:`load_run` already
+            loaded (then ``checkpoint`` and ``device`` are the ones it was loaded with).
+        split (str): ``"val"``/``"train"`` (ADE20K's ``validation``/``training`` are accepted as
             such) or any split name of the dataset.
-        checkpoint: ``"best"`` or ``"last"``.
-        device: where to run; ``None`` picks the emptiest GPU, else the CPU.
-        data_root: the dataset root; ``None`` uses the one the run trained on.
-        progress: show a progress bar.
+        checkpoint (str): ``"best"`` or ``"last"``.
+        device (str | torch.device | None): where to run; ``None`` picks the emptiest GPU, else the
+            CPU.
+        data_root (str | os.PathLike | None): the dataset root; ``None`` uses the one the run
+            trained on.
+        progress (bool): show a progress bar.
 
     Returns:
         The scores of :func:`labkit.train.evaluate` plus ``classes``, ``split`` and
@@ -181,8 +183,8 @@ def confusion_figure(
 
     Args:
         matrix (Tensor[C, C] int64): pixel counts.
-        classes: the ``C`` class names.
-        normalize: divide each row by its total (recall per class); empty rows stay 0.
+        classes (Sequence[str]): the ``C`` class names.
+        normalize (bool): divide each row by its total (recall per class); empty rows stay 0.
 
     Returns:
         The Figure.
@@ -238,7 +240,7 @@ def compare_runs(run_dirs: Sequence[str | os.PathLike]) -> tuple[str, Figure]:
     course reports.
 
     Args:
-        run_dirs: run folders; the first is the reference.
+        run_dirs (Sequence[str | os.PathLike]): run folders; the first is the reference.
 
     Returns:
         ``(markdown, figure)``.
@@ -300,12 +302,13 @@ def predict_images(
     run's validation images when it used ``eval_size``; the mask is scaled back).
 
     Args:
-        run_dir: the run folder.
-        in_dir: folder of images (``IMAGE_SUFFIXES``).
-        out_dir: where to write; created if missing.
-        checkpoint: ``"best"`` or ``"last"``.
-        device: where to run; ``None`` picks the emptiest GPU, else the CPU.
-        alpha: opacity of the mask in the overlay.
+        run_dir (str | os.PathLike): the run folder.
+        in_dir (str | os.PathLike): folder of images (``IMAGE_SUFFIXES``).
+        out_dir (str | os.PathLike): where to write; created if missing.
+        checkpoint (str): ``"best"`` or ``"last"``.
+        device (str | torch.device | None): where to run; ``None`` picks the emptiest GPU, else the
+            CPU.
+        alpha (float): opacity of the mask in the overlay.
 
     Returns:
         The files written, masks and overlays in turn.

@@ -38,12 +38,12 @@ class ResumableSampler(Sampler[int]):
     summed scores equal those of a single process.
 
     Args:
-        length: the dataset's length.
-        shuffle: draw a new permutation every epoch.
-        seed: the base seed of the permutations (the same on every rank).
-        num_replicas: number of processes sharing the data.
-        rank: this process's rank in ``[0, num_replicas)``.
-        pad: pad the order to a multiple of ``num_replicas`` (see above).
+        length (int): the dataset's length.
+        shuffle (bool): draw a new permutation every epoch.
+        seed (int): the base seed of the permutations (the same on every rank).
+        num_replicas (int): number of processes sharing the data.
+        rank (int): this process's rank in ``[0, num_replicas)``.
+        pad (bool): pad the order to a multiple of ``num_replicas`` (see above).
 
     Raises:
         ValueError: on a negative length, ``num_replicas < 1`` or a rank out of range.
@@ -118,8 +118,8 @@ class SeededDataset(Dataset):
     disturbs the randomness of training (dropout draws from the same torch generator).
 
     Args:
-        dataset: the dataset with random transforms.
-        seed: the run's seed.
+        dataset (Any): the dataset with random transforms.
+        seed (int): the run's seed.
 
     Attributes other than ``dataset``, ``seed`` and ``epoch`` (``classes``,
     ``num_classes``, ...) are those of the wrapped dataset.

@@ -143,7 +143,8 @@ def build_scheduler(
     poly       ``PolynomialLR``       ``power=0.9``; reaches 0 at ``total_steps``
     step       ``StepLR``             ``step_size=max(1, (total_steps - warmup_steps) // 3)``,
                                       ``gamma=0.1``
-    cosine     ``CosineAnnealingLR``  ``min_lr=0.0`` (its ``eta_min``); reaches it at ``total_steps``
+    cosine     ``CosineAnnealingLR``  ``min_lr=0.0`` (its ``eta_min``); reaches it at
+                                      ``total_steps``
     constant   ``ConstantLR``         none (factor 1: the rate never changes)
     ========== ====================== ====================================================
 
@@ -154,7 +155,7 @@ def build_scheduler(
             included (usually epochs x iterations per epoch).
         warmup_steps (int): length of the linear warmup; 0 for none.
         start_factor (float): warmup starts at ``start_factor * base_lr``; in (0, 1].
-        **kw: options of the named schedule, see the table.
+        **kw (Any): options of the named schedule, see the table.
 
     Returns:
         LRScheduler: the scheduler (a ``SequentialLR`` when there is a warmup).
@@ -209,7 +210,7 @@ def lr_curve(
         base_lr (float): the optimizer's learning rate.
         total_steps (int): number of steps in the run.
         warmup_steps (int): length of the linear warmup; 0 for none.
-        **kw: further options for :func:`build_scheduler` (``start_factor``, ``power``, ...).
+        **kw (Any): further options for :func:`build_scheduler` (``start_factor``, ``power``, ...).
 
     Returns:
         list[float]: ``total_steps`` values; entry ``t`` is the rate used by iteration ``t``

@@ -18,10 +18,10 @@ def markdown_table(
     """A markdown (GitHub) table.
 
     Args:
-        header: the column titles.
-        rows: one sequence of cells per row, each written with ``str``; a cell that may hold
-            ``|`` or a line break should go through :func:`cell` first.
-        align: one letter per column, ``"l"`` (left) or ``"r"`` (right, for numbers);
+        header (Sequence[str]): the column titles.
+        rows (Iterable[Sequence[object]]): one sequence of cells per row, each written with ``str``;
+            a cell that may hold ``|`` or a line break should go through :func:`cell` first.
+        align (str): one letter per column, ``"l"`` (left) or ``"r"`` (right, for numbers);
             empty: every column left.
 
     Returns:

@@ -73,8 +73,9 @@ def main_logits(output: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
     """The logits to score from a model's output.
 
     Args:
-        output: a model's output: logits (Tensor[N, C, H, W]), or torchvision's segmentation
-            dict, whose ``"out"`` holds them (and ``"aux"`` the auxiliary head's).
+        output (torch.Tensor | dict[str, torch.Tensor]): a model's output: logits (Tensor[N, C, H,
+            W]), or torchvision's segmentation dict, whose ``"out"`` holds them (and ``"aux"`` the
+            auxiliary head's).
 
     Returns:
         The main logits (Tensor[N, C, H, W]).
@@ -123,17 +124,18 @@ def evaluate(
     """Score a model on a data loader.
 
     Args:
-        model: returns logits (Tensor[N, C, H, W]) for images (Tensor[N, 3, H, W]).
-        loader: yields ``(images Tensor[N, 3, H, W], masks Tensor[N, H, W] int64)``.
-        num_classes: number of classes ``C``.
-        device: where to run; ``None`` picks the emptiest CUDA GPU, else the CPU.
-        loss_fn: when given, the mean loss per image is reported as ``loss``.
-        progress: show a progress bar.
-        amp: mixed precision; ``None`` means on for CUDA.
-        channels_last: ``channels_last`` inputs; ``None`` means on for CUDA.
-        distributed_eval: sum the counts over all ranks; ``None`` does so when a process group
-            of several ranks exists. Each rank must then see a disjoint shard of the data
-            (``ResumableSampler(pad=False)``), or images are counted twice.
+        model (nn.Module): returns logits (Tensor[N, C, H, W]) for images (Tensor[N, 3, H, W]).
+        loader (Iterable): yields ``(images Tensor[N, 3, H, W], masks Tensor[N, H, W] int64)``.
+        num_classes (int): number of classes ``C``.
+        device (str | torch.device | None): where to run; ``None`` picks the emptiest CUDA GPU, else
+            the CPU.
+        loss_fn (LossFn | None): when given, the mean loss per image is reported as ``loss``.
+        progress (bool): show a progress bar.
+        amp (bool | None): mixed precision; ``None`` means on for CUDA.
+        channels_last (bool | None): ``channels_last`` inputs; ``None`` means on for CUDA.
+        distributed_eval (bool | None): sum the counts over all ranks; ``None`` does so when a
+            process group of several ranks exists. Each rank must then see a disjoint shard of the
+            data (``ResumableSampler(pad=False)``), or images are counted twice.
 
     Returns:
         The scores of :meth:`labkit.metrics.ConfusionMatrix.compute` plus ``loss`` (NaN
@@ -531,32 +533,38 @@ def fit(
     only rank 0 writes checkpoints and TensorBoard logs.
 
     Args:
-        model: returns logits (Tensor[N, C, H, W]) or a dict with ``"out"`` (and ``"aux"``,
-            weighted 0.5 in the loss).
-        train_loader: yields ``(images Tensor[N, 3, H, W], masks Tensor[N, H, W] int64)``.
-        val_loader: the same, for validation.
-        epochs: number of passes over ``train_loader`` (in all, counting resumed ones).
-        optimizer: the optimizer over ``model``'s parameters.
-        loss_fn: ``loss_fn(logits, masks) -> Tensor[]``; ignore label 255 is its business.
-        num_classes: number of classes ``C``.
-        scheduler: stepped after every optimizer step.
-        device: where to train; ``None``/``"auto"`` picks the emptiest CUDA GPU, else CPU.
-        amp: mixed precision (float16 autocast and a grad scaler); ``None`` = on for CUDA.
-        channels_last: ``channels_last`` memory format; ``None`` = on for CUDA.
-        checkpoint_dir: folder for ``last.pt`` and ``best.pt`` (written atomically).
-        resume: continue from ``checkpoint_dir/last.pt`` when it exists (model, optimizer,
+        model (nn.Module): returns logits (Tensor[N, C, H, W]) or a dict with ``"out"`` (and
+            ``"aux"``, weighted 0.5 in the loss).
+        train_loader (Iterable): yields ``(images Tensor[N, 3, H, W], masks Tensor[N, H, W]
+            int64)``.
+        val_loader (Iterable): the same, for validation.
+        epochs (int): number of passes over ``train_loader`` (in all, counting resumed ones).
+        optimizer (torch.optim.Optimizer): the optimizer over ``model``'s parameters.
+        loss_fn (LossFn): ``loss_fn(logits, masks) -> Tensor[]``; ignore label 255 is its business.
+        num_classes (int): number of classes ``C``.
+        scheduler (torch.optim.lr_scheduler.LRScheduler | None): stepped after every optimizer step.
+        device (str | torch.device | None): where to train; ``None``/``"auto"`` picks the emptiest
+            CUDA GPU, else CPU.
+        amp (bool | None): mixed precision (float16 autocast and a grad scaler); ``None`` = on for
+            CUDA.
+        channels_last (bool | None): ``channels_last`` memory format; ``None`` = on for CUDA.
+        checkpoint_dir (str | os.PathLike | None): folder for ``last.pt`` and ``best.pt`` (written
+            atomically).
+        resume (bool): continue from ``checkpoint_dir/last.pt`` when it exists (model, optimizer,
             scheduler, scaler, history, random state, position in the epoch).
-        checkpoint_every: also write ``last.pt`` every this many iterations (0: only at the
+        checkpoint_every (int): also write ``last.pt`` every this many iterations (0: only at the
             end of epochs); needs a sampler with ``set_start`` (``ResumableSampler``).
-        progress: show tqdm progress bars (widgets in Jupyter, text in a terminal); always
+        progress (bool): show tqdm progress bars (widgets in Jupyter, text in a terminal); always
             off on ranks other than 0 and while nbgrader autogrades.
-        log_every: log the training loss every this many iterations (0: never).
-        tensorboard: write TensorBoard logs to ``checkpoint_dir/tensorboard`` (``True``) or
-            to the given folder; needs the ``tensorboard`` package.
-        meta: plain values stored in every checkpoint under ``"meta"`` (e.g. the config).
-        on_epoch_end: called as ``on_epoch_end(epoch, scores)`` after each epoch's
-            validation, with the full scores of :func:`evaluate` (``matrix`` included), so
-            a caller can keep the last ones instead of scoring the model again.
+        log_every (int): log the training loss every this many iterations (0: never).
+        tensorboard (bool | str | os.PathLike): write TensorBoard logs to
+            ``checkpoint_dir/tensorboard`` (``True``) or to the given folder; needs the
+            ``tensorboard`` package.
+        meta (dict | None): plain values stored in every checkpoint under ``"meta"`` (e.g. the
+            config).
+        on_epoch_end (Callable[[int, dict], Any] | None): called as ``on_epoch_end(epoch, scores)``
+            after each epoch's validation, with the full scores of :func:`evaluate` (``matrix``
+            included), so a caller can keep the last ones instead of scoring the model again.
 
     Returns:
         The :class:`History`, one row per epoch.

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.util
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,46 @@ def test_every_labkit_name_the_docs_give_exists():
             if obj is None:
                 missing.setdefault(doc.name, []).append(dotted)
     assert not missing, f"names in the docs that labkit does not have: {missing}"
+
+
+_ARG = re.compile(r"^(\s+)(\*{0,2}\w+(?:, \*{0,2}\w+)*)( \([^)]*\))?:(\s|$)")
+_SECTION = re.compile(r"^\s*(Returns|Raises|Yields|Attributes|Examples?|Notes?|Warnings?):\s*$")
+
+
+def _untyped_args(path: Path) -> list[str]:
+    """The ``Args:`` entries of ``path``'s docstrings written without their ``(type)``."""
+    found = []
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        doc = ast.get_docstring(node, clean=False) or ""
+        if "Args:" not in doc:
+            continue
+        indent = None
+        for line in doc.split("Args:", 1)[1].splitlines()[1:]:
+            if _SECTION.match(line) or (line.strip() and indent is None and not _ARG.match(line)):
+                break
+            m = _ARG.match(line)
+            if not m or (indent is not None and len(m.group(1)) != indent):
+                continue
+            indent = len(m.group(1))
+            if not m.group(3):
+                found.append(f"{path}:{node.name}: {line.strip()[:60]}")
+    return found
+
+
+def test_every_documented_argument_names_its_type():
+    """Is every docstring's Args section in the one dialect, ``name (Type[shape]): what``?"""
+    untyped = [e for p in sorted((ROOT / "labkit").rglob("*.py")) for e in _untyped_args(p)]
+    assert not untyped, "Args entries without (type):\n" + "\n".join(untyped)
+
+
+def test_the_dialect_check_sees_an_untyped_entry(tmp_path):
+    """Does the check above find ``name: what`` (it must be able to fail)?"""
+    sample = tmp_path / "m.py"
+    sample.write_text(
+        'def f(a, b):\n    """F.\n\n    Args:\n        a (int): typed.\n        b: untyped\n'
+        '            over two lines.\n\n    Returns:\n        x: not an argument.\n    """\n'
+    )
+    assert _untyped_args(sample) == [f"{sample}:f: b: untyped"]

@@ -24,9 +24,10 @@ def resolve_root(root: str | os.PathLike | None, *, dataset: str, expected: str)
     """Turn a dataset root argument (or ``$LABKIT_DATA``) into a path.
 
     Args:
-        root: the folder given by the caller, or ``None`` to use ``$LABKIT_DATA``.
-        dataset: the dataset's name, for the error message.
-        expected: the layout expected under the root, for the error message.
+        root (str | os.PathLike | None): the folder given by the caller, or ``None`` to use
+            ``$LABKIT_DATA``.
+        dataset (str): the dataset's name, for the error message.
+        expected (str): the layout expected under the root, for the error message.
 
     Returns:
         The root as a ``Path``.
@@ -50,10 +51,10 @@ def missing(path: Path, *, dataset: str, expected: str, hint: str) -> DatasetNot
     """Build the error for a missing or malformed dataset tree.
 
     Args:
-        path: the path that was looked in and not found (or found malformed).
-        dataset: the dataset's name.
-        expected: the layout expected.
-        hint: what the user should do.
+        path (Path): the path that was looked in and not found (or found malformed).
+        dataset (str): the dataset's name.
+        expected (str): the layout expected.
+        hint (str): what the user should do.
 
     Returns:
         A ``DatasetNotFoundError`` ready to raise.

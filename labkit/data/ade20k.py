@@ -200,11 +200,12 @@ class ADE20K(Dataset):
     """ADE20K scene parsing, 150 classes, with label 0 mapped to 255 (ignored).
 
     Args:
-        root: the folder that holds ``ADEChallengeData2016``; ``None`` uses ``$LABKIT_DATA``.
-        split: ``"training"`` (20 210 images) or ``"validation"`` (2 000 images).
-        transforms: optional callable ``transforms(image, mask)``; it receives
-            ``tv_tensors.Image[3, H, W]`` uint8 and ``tv_tensors.Mask[H, W]`` uint8 (class ids
-            0..149 and 255) and what it returns is returned.
+        root (str | os.PathLike | None): the folder that holds ``ADEChallengeData2016``; ``None``
+            uses ``$LABKIT_DATA``.
+        split (str): ``"training"`` (20 210 images) or ``"validation"`` (2 000 images).
+        transforms (Callable[..., Any] | None): optional callable ``transforms(image, mask)``; it
+            receives ``tv_tensors.Image[3, H, W]`` uint8 and ``tv_tensors.Mask[H, W]`` uint8 (class
+            ids 0..149 and 255) and what it returns is returned.
 
     Without ``transforms`` an item is ``(image, mask)``: ``image (Tensor[3, H, W])`` float32
     in [0, 1] and ``mask (Tensor[H, W])`` int64, class ids 0..149 and 255.

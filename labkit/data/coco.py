@@ -71,14 +71,14 @@ class COCOSegmentation(Dataset):
     """COCO images with VOC-category semantic masks, as torchvision's references build them.
 
     Args:
-        root: the folder that holds ``annotations/`` and ``<split>/``; ``None`` uses
-            ``$LABKIT_DATA``.
-        split: the image set, e.g. ``"train2017"`` or ``"val2017"``.
-        transforms: optional callable ``transforms(image, mask)``; it receives
-            ``tv_tensors.Image[3, H, W]`` uint8 and ``tv_tensors.Mask[H, W]`` uint8 (VOC class
-            ids 0..20 and 255) and what it returns is returned.
-        drop_empty: drop images whose VOC-category instances are absent or cover at most
-            1000 pixels (summed ``area``). ``None`` (default) does what the reference does:
+        root (str | os.PathLike | None): the folder that holds ``annotations/`` and ``<split>/``;
+            ``None`` uses ``$LABKIT_DATA``.
+        split (str): the image set, e.g. ``"train2017"`` or ``"val2017"``.
+        transforms (Callable[..., Any] | None): optional callable ``transforms(image, mask)``; it
+            receives ``tv_tensors.Image[3, H, W]`` uint8 and ``tv_tensors.Mask[H, W]`` uint8 (VOC
+            class ids 0..20 and 255) and what it returns is returned.
+        drop_empty (bool | None): drop images whose VOC-category instances are absent or cover at
+            most 1000 pixels (summed ``area``). ``None`` (default) does what the reference does:
             drop them for training splits (names starting with ``"train"``), keep every image
             otherwise, so validation scores count all images.
 
@@ -161,10 +161,10 @@ def instances_to_mask(anns: list[dict], *, height: int, width: int) -> np.ndarra
     "discard overlapping instances").
 
     Args:
-        anns: COCO annotation dicts of one image (``category_id`` and ``segmentation`` as
-            polygons, uncompressed RLE or compressed RLE).
-        height: image height.
-        width: image width.
+        anns (list[dict]): COCO annotation dicts of one image (``category_id`` and ``segmentation``
+            as polygons, uncompressed RLE or compressed RLE).
+        height (int): image height.
+        width (int): image width.
 
     Returns:
         np.ndarray[height, width] uint8: 0 background, 1..20 VOC classes, 255 overlaps.

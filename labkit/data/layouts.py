@@ -61,10 +61,10 @@ def open_split(dataset: str, root: str | os.PathLike, split: str, transforms: An
     """One split of a dataset, opened by its layout's reader.
 
     Args:
-        dataset: a key of :data:`LAYOUTS`.
-        root: the data root (the folder holding the layout's folder).
-        split: the split's name (``"train"`` and ``"val"`` are translated).
-        transforms: a paired ``(image, mask)`` transform, or ``None``.
+        dataset (str): a key of :data:`LAYOUTS`.
+        root (str | os.PathLike): the data root (the folder holding the layout's folder).
+        split (str): the split's name (``"train"`` and ``"val"`` are translated).
+        transforms (Any): a paired ``(image, mask)`` transform, or ``None``.
 
     Returns:
         The dataset of ``(image, mask)`` pairs.

@@ -41,7 +41,7 @@ def voc_colormap(num_colors: int = 256) -> np.ndarray:
     """Return the Pascal VOC colour map.
 
     Args:
-        num_colors: how many palette entries to build (256 covers every uint8 label).
+        num_colors (int): how many palette entries to build (256 covers every uint8 label).
 
     Returns:
         np.ndarray[num_colors, 3] uint8: row ``i`` is the RGB colour of label ``i``.

@@ -93,7 +93,7 @@ def shapes_classes(num_classes: int) -> tuple[str, ...]:
     fewer classes keeps the ids and names of a bigger one.
 
     Args:
-        num_classes: number of classes including background, in [2, 255].
+        num_classes (int): number of classes including background, in [2, 255].
 
     Returns:
         tuple[str, ...] of length ``num_classes``: ``"background"`` then the shape classes.
@@ -135,15 +135,15 @@ def generate_shapes(
     a complete set drawn with the same arguments, nothing is redrawn.
 
     Args:
-        root: folder to hold ``VOCdevkit`` (created if missing).
-        num_train: number of training images (>= 0).
-        num_val: number of validation images (>= 0).
-        size: side of the square images in pixels (>= 32).
-        num_classes: classes including background, in [2, 255].
-        seed: non-negative seed; the same arguments give byte-identical files.
-        deformation: strength in [0, 1] of the affine (rotation, shear, anisotropic scale)
+        root (str | os.PathLike): folder to hold ``VOCdevkit`` (created if missing).
+        num_train (int): number of training images (>= 0).
+        num_val (int): number of validation images (>= 0).
+        size (int): side of the square images in pixels (>= 32).
+        num_classes (int): classes including background, in [2, 255].
+        seed (int): non-negative seed; the same arguments give byte-identical files.
+        deformation (float): strength in [0, 1] of the affine (rotation, shear, anisotropic scale)
             and elastic warps; 0 draws rigid upright shapes.
-        workers: processes to draw with; ``None`` uses ``os.cpu_count()``. Does not
+        workers (int | None): processes to draw with; ``None`` uses ``os.cpu_count()``. Does not
             change the result.
 
     Returns:

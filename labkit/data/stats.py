@@ -26,11 +26,11 @@ def class_pixel_counts(
     """Count the pixels of each class over a dataset's masks.
 
     Args:
-        dataset: anything with ``len()`` and integer indexing whose items are ``(image, mask)``
-            pairs (the readers in ``labkit.data``) or bare masks; a mask is a
-            ``Tensor[H, W]`` or ``ndarray[H, W]`` of integers.
-        num_classes: number of classes ``C``; labels must lie in ``[0, C)`` or be 255.
-        max_items: count only the first ``max_items`` items (all when ``None``).
+        dataset (Any): anything with ``len()`` and integer indexing whose items are ``(image,
+            mask)`` pairs (the readers in ``labkit.data``) or bare masks; a mask is a ``Tensor[H,
+            W]`` or ``ndarray[H, W]`` of integers.
+        num_classes (int): number of classes ``C``; labels must lie in ``[0, C)`` or be 255.
+        max_items (int | None): count only the first ``max_items`` items (all when ``None``).
 
     Returns:
         Tensor[C] int64: ``counts[c]`` is the number of pixels labelled ``c``; 255 (ignore)

@@ -55,13 +55,14 @@ def train_transforms(
     Gaussian of sigma in [0.1, 1.0] with probability ``blur``; convert to float and normalise.
 
     Args:
-        crop_size: output ``size`` or ``(height, width)``.
-        scale: ``(low, high)`` range of the scale factor relative to ``crop_size``.
-        hflip: probability of a horizontal flip.
-        rotate: largest rotation in degrees; 0 turns rotation off.
-        blur: probability of a Gaussian blur of the image.
-        normalize: subtract ``IMAGENET_MEAN`` and divide by ``IMAGENET_STD``; if ``False`` the
-            image stays in [0, 1].
+        crop_size (int | Sequence[int]): output ``size`` or ``(height, width)``.
+        scale (Sequence[float]): ``(low, high)`` range of the scale factor relative to
+            ``crop_size``.
+        hflip (float): probability of a horizontal flip.
+        rotate (float): largest rotation in degrees; 0 turns rotation off.
+        blur (float): probability of a Gaussian blur of the image.
+        normalize (bool): subtract ``IMAGENET_MEAN`` and divide by ``IMAGENET_STD``; if ``False``
+            the image stays in [0, 1].
 
     Returns:
         A callable ``t(image, mask) -> (image, mask)`` with ``image (Tensor[3, h, w])``
@@ -106,11 +107,11 @@ def eval_transforms(
     """Build the evaluation pipeline: an optional resize, then float conversion.
 
     Args:
-        size: ``None`` keeps the original size (score at full resolution); an int resizes the
-            short side to ``size`` keeping the aspect ratio; ``(height, width)`` resizes to
-            exactly that. Image bilinear, mask nearest.
-        normalize: subtract ``IMAGENET_MEAN`` and divide by ``IMAGENET_STD``; if ``False`` the
-            image stays in [0, 1].
+        size (int | Sequence[int] | None): ``None`` keeps the original size (score at full
+            resolution); an int resizes the short side to ``size`` keeping the aspect ratio;
+            ``(height, width)`` resizes to exactly that. Image bilinear, mask nearest.
+        normalize (bool): subtract ``IMAGENET_MEAN`` and divide by ``IMAGENET_STD``; if ``False``
+            the image stays in [0, 1].
 
     Returns:
         A callable ``t(image, mask) -> (image, mask)`` with ``image (Tensor[3, H, W])``

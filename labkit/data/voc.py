@@ -51,15 +51,17 @@ class VOCSegmentation(Dataset):
     """Pascal VOC 2012 semantic segmentation, pixel for pixel as torchvision reads it.
 
     Args:
-        root: the folder that holds ``VOCdevkit``; ``None`` uses ``$LABKIT_DATA``.
-        split: the id list to read, ``ImageSets/Segmentation/<split>.txt`` (``"train"``,
+        root (str | os.PathLike | None): the folder that holds ``VOCdevkit``; ``None`` uses
+            ``$LABKIT_DATA``.
+        split (str): the id list to read, ``ImageSets/Segmentation/<split>.txt`` (``"train"``,
             ``"val"``, ``"trainval"``; ``"trainaug"`` reads the SBD labels in
             ``SegmentationClassAug``).
-        transforms: optional callable ``transforms(image, mask)``; it receives the image as
-            ``tv_tensors.Image[3, H, W]`` uint8 and the mask as ``tv_tensors.Mask[H, W]`` uint8
-            (class ids and 255, the dtype torchvision's own v2 wrappers use) and what it returns
-            is returned. ``labkit.data.transforms.train_transforms`` and ``eval_transforms``
-            finish with an int64 mask.
+        transforms (Callable[..., Any] | None): optional callable ``transforms(image, mask)``; it
+            receives the image as ``tv_tensors.Image[3, H, W]`` uint8 and the mask as
+            ``tv_tensors.Mask[H, W]`` uint8 (class ids and 255, the dtype torchvision's own v2
+            wrappers use) and what it returns is returned.
+            ``labkit.data.transforms.train_transforms`` and ``eval_transforms`` finish with an int64
+            mask.
 
     Without ``transforms`` an item is ``(image, mask)``: ``image (Tensor[3, H, W])`` float32
     in [0, 1] and ``mask (Tensor[H, W])`` int64 holding class ids and 255 (void).
@@ -132,7 +134,7 @@ def read_rgb(path: Path) -> np.ndarray:
     """Decode an image file to RGB.
 
     Args:
-        path: the image file.
+        path (Path): the image file.
 
     Returns:
         np.ndarray[H, W, 3] uint8: the pixels (grey or CMYK files are converted, as
@@ -149,8 +151,9 @@ def read_label(path: Path, *, size: Sequence[int] | None = None) -> np.ndarray:
     """Decode a label PNG (palette "P" or grey "L") to its label indices.
 
     Args:
-        path: the PNG file.
-        size: the ``(width, height)`` the label must have (that of its image), or ``None``.
+        path (Path): the PNG file.
+        size (Sequence[int] | None): the ``(width, height)`` the label must have (that of its
+            image), or ``None``.
 
     Returns:
         np.ndarray[H, W] uint8: the stored indices (class ids and 255), not the colours.
@@ -181,7 +184,7 @@ def to_sample(image: np.ndarray, mask: np.ndarray, transforms: Callable[..., Any
     Args:
         image (ndarray[H, W, 3] uint8): RGB pixels, writable (the tensors share its memory).
         mask (ndarray[H, W] uint8): class ids and 255, writable.
-        transforms: ``None``, or a callable ``transforms(image, mask)``.
+        transforms (Callable[..., Any] | None): ``None``, or a callable ``transforms(image, mask)``.
 
     Returns:
         Without ``transforms``, ``(image, mask)``: ``Tensor[3, H, W]`` float32 in [0, 1] and
@@ -206,12 +209,12 @@ def check_files(
     """Make sure ``folder/<id><suffix>`` exists for every id, listing the folder once.
 
     Args:
-        ids: the listed ids.
-        folder: the folder that must hold them.
-        suffix: the file extension, with its dot (``".jpg"``).
-        dataset: the dataset's name, for the error message.
-        expected: the layout expected, for the error message.
-        hint: what to do, for the error message.
+        ids (Sequence[str]): the listed ids.
+        folder (Path): the folder that must hold them.
+        suffix (str): the file extension, with its dot (``".jpg"``).
+        dataset (str): the dataset's name, for the error message.
+        expected (str): the layout expected, for the error message.
+        hint (str): what to do, for the error message.
 
     Raises:
         DatasetNotFoundError: naming the folder and the first missing files.

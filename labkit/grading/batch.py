@@ -233,18 +233,20 @@ def autograde(
     """Grade ``lab`` for ``students`` (default: all who submitted it), ``jobs`` at a time.
 
     Args:
-        root: the course directory (``labkit course init``).
-        lab: the lab, as in ``solutions/``.
-        students: whom to grade; each must have a submission folder or be in the class list.
-        jobs: submissions graded at once (each takes one judge process; ~2 GB peak here).
-        timeout: wall-clock seconds for one notebook; cell_timeout: for one cell
+        root (str | os.PathLike): the course directory (``labkit course init``).
+        lab (str): the lab, as in ``solutions/``.
+        students (list[str] | None): whom to grade; each must have a submission folder or be in the
+            class list.
+        jobs (int): submissions graded at once (each takes one judge process; ~2 GB peak here).
+        timeout (float): wall-clock seconds for one notebook; cell_timeout: for one cell
             (default: ``min(timeout, 300)``).
-        memory_mb: memory (PSS) of one judge, all its processes together, in MiB.
-        sandbox: run student code under bubblewrap where it works (``False``: limits only).
-        resume: skip students whose last grading succeeded after their last change.
-        shapes: the quick profile's Shapes set, read by every judge (readable by all users);
-            default: drawn for this run in a temporary folder when the lab uses labkit.
-        progress: show a progress bar (tqdm, on stderr).
+        memory_mb (int): memory (PSS) of one judge, all its processes together, in MiB.
+        sandbox (bool): run student code under bubblewrap where it works (``False``: limits only).
+        resume (bool): skip students whose last grading succeeded after their last change.
+        shapes (str | os.PathLike | None): the quick profile's Shapes set, read by every judge
+            (readable by all users); default: drawn for this run in a temporary folder when the lab
+            uses labkit.
+        progress (bool): show a progress bar (tqdm, on stderr).
 
     Returns:
         One :class:`Outcome` per student, sorted by student id.

@@ -46,9 +46,9 @@ def module_argv(module: str, *args: str, python: str | None = None) -> list[str]
     """The command that runs ``module`` as ``__main__`` on this process's labkit.
 
     Args:
-        module: e.g. ``"labkit.grading.judge_runner"``.
-        *args: its arguments (``sys.argv[1:]`` in the module).
-        python: the interpreter (default: this one, ``sys.executable``).
+        module (str): e.g. ``"labkit.grading.judge_runner"``.
+        *args (str): its arguments (``sys.argv[1:]`` in the module).
+        python (str | None): the interpreter (default: this one, ``sys.executable``).
 
     Returns:
         ``[python, "-I", "-c", BOOT, labkit_home(), module, *args]``.

@@ -254,9 +254,9 @@ def unreachable(path: Path, uid: int | None, plan: Layout | None = None) -> str 
     Folders bwrap makes are 0755, its tmpfs 0755 or 1777; bound ones keep the host's modes.
 
     Args:
-        path: what the sandboxed code must open (the interpreter, a bound file).
-        uid: whom the code runs as; ``None``: whoever may enter every folder.
-        plan: the sandbox's :class:`Layout`; ``None``: the host as it is.
+        path (Path): what the sandboxed code must open (the interpreter, a bound file).
+        uid (int | None): whom the code runs as; ``None``: whoever may enter every folder.
+        plan (Layout | None): the sandbox's :class:`Layout`; ``None``: the host as it is.
 
     Returns:
         ``None`` when ``path`` is reachable, else one line saying what bars the way.
@@ -310,19 +310,19 @@ def sandbox_command(
     """The ``bwrap`` command line that runs ``argv`` isolated, in ``scratch``.
 
     Args:
-        argv: the command to run inside.
-        scratch: the working directory and ``HOME``, at its own path: a fresh tmpfs of
-            ``tmpfs_mb`` (the host folder's files are not seen there, except ``readable``
+        argv (Sequence[str]): the command to run inside.
+        scratch (str | os.PathLike): the working directory and ``HOME``, at its own path: a fresh
+            tmpfs of ``tmpfs_mb`` (the host folder's files are not seen there, except ``readable``
             and ``writable`` ones), or, without ``tmpfs_mb``, the host folder bound writable.
-        hide: what the code must not see of a bound tree: folders become an empty read-only
-            tmpfs, files an unreadable ``/dev/null``. Paths that do not exist, or that no
-            bind shows (they are not there anyway), are skipped.
-        readable: host paths bound read-only, at their own paths (the interpreter and its
-            environment, labkit's package, a dataset), also over hidden ones.
-        writable: host files bound writable (a results file in scratch); the sandbox's
-            ``RLIMIT_FSIZE`` caps each.
-        network: keep the host's network (default: a namespace holding only loopback).
-        tmpfs_mb: size of ``/tmp``, ``/dev/shm`` and scratch (bubblewrap >= 0.7).
+        hide (Iterable[str | os.PathLike]): what the code must not see of a bound tree: folders
+            become an empty read-only tmpfs, files an unreadable ``/dev/null``. Paths that do not
+            exist, or that no bind shows (they are not there anyway), are skipped.
+        readable (Iterable[str | os.PathLike]): host paths bound read-only, at their own paths (the
+            interpreter and its environment, labkit's package, a dataset), also over hidden ones.
+        writable (Iterable[str | os.PathLike]): host files bound writable (a results file in
+            scratch); the sandbox's ``RLIMIT_FSIZE`` caps each.
+        network (bool): keep the host's network (default: a namespace holding only loopback).
+        tmpfs_mb (int | None): size of ``/tmp``, ``/dev/shm`` and scratch (bubblewrap >= 0.7).
 
     Returns:
         ``["bwrap", ..., "--", *argv]``.

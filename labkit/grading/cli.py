@@ -9,8 +9,8 @@ export`` writes ``grades.csv`` and ``labkit course report`` the class report
 (:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
 autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.batch`) and ``labkit
 course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`). ``labkit
-course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the nbgrader
-sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
+course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the
+nbgrader sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
 command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
 fix (a CourseError) end as one line and exit code 2; a failing nbgrader command as its output
 and exit code 1.
@@ -116,7 +116,7 @@ def format_status(rows: Sequence[StatusRow]) -> str:
     one line per lab counting its states.
 
     Args:
-        rows: the status rows.
+        rows (Sequence[StatusRow]): the status rows.
 
     Returns:
         The table (student, lab, state, submitted, score, grading seconds, reason) and the

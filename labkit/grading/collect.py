@@ -339,11 +339,12 @@ def collect_submissions(
     """Copy the submissions of an LMS download into the course's ``submitted/``.
 
     Args:
-        root: the course directory (its gradebook names the students).
-        source: a folder or a zip file of submissions (layouts in the module docstring).
-        labs: collect only these labs (default: every lab in ``solutions/``).
-        max_bytes: refuse a zip file that unpacks to more bytes than this.
-        max_file_bytes: report a larger notebook, not place it (nbgrader's own limit: 100 MB).
+        root (str | os.PathLike): the course directory (its gradebook names the students).
+        source (str | os.PathLike): a folder or a zip file of submissions (layouts in the module
+            docstring).
+        labs (Sequence[str] | None): collect only these labs (default: every lab in ``solutions/``).
+        max_bytes (int): refuse a zip file that unpacks to more bytes than this.
+        max_file_bytes (int): report a larger notebook, not place it (nbgrader's own limit: 100 MB).
 
     Returns:
         What was placed, found in place, passed over, and what could not be placed and why.

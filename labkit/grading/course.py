@@ -64,11 +64,12 @@ def nbgrader(
     on this process's labkit, a new gradebook stamped in process: :mod:`.nbgrader_cli`).
 
     Args:
-        *args: the command line after ``nbgrader``, e.g. ``"autograde", "lab01", "--force"``.
-        root: the course directory (holds ``nbgrader_config.py``).
-        env: environment variables for the command (default: this process's).
-        timeout: seconds before the command is killed.
-        check: raise :class:`NbgraderError` on a non-zero exit.
+        *args (str): the command line after ``nbgrader``, e.g. ``"autograde", "lab01", "--force"``.
+        root (str | os.PathLike): the course directory (holds ``nbgrader_config.py``).
+        env (dict[str, str] | None): environment variables for the command (default: this
+            process's).
+        timeout (float | None): seconds before the command is killed.
+        check (bool): raise :class:`NbgraderError` on a non-zero exit.
 
     Returns:
         The finished process, output captured as text (stdout and stderr together).
@@ -132,8 +133,8 @@ def release_labs(root: str | os.PathLike = ".", labs: Sequence[str] | None = Non
     """Regenerate ``labs/<lab>/`` from ``solutions/<lab>/`` with ``nbgrader generate_assignment``.
 
     Args:
-        root: the course directory.
-        labs: lab names; all labs in ``solutions/`` when omitted.
+        root (str | os.PathLike): the course directory.
+        labs (Sequence[str] | None): lab names; all labs in ``solutions/`` when omitted.
 
     Returns:
         The release notebooks written.

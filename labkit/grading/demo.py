@@ -170,10 +170,10 @@ def demo_submission(
     """The notebook a demo student hands in.
 
     Args:
-        student: one of :data:`STUDENTS`.
-        release: the lab as students get it (``labs/<lab>/<lab>.ipynb``).
-        source: the instructor's notebook (``solutions/<lab>/<lab>.ipynb``).
-        root: the course directory (the gradebook cheater looks for it there).
+        student (str): one of :data:`STUDENTS`.
+        release (nbformat.NotebookNode): the lab as students get it (``labs/<lab>/<lab>.ipynb``).
+        source (nbformat.NotebookNode): the instructor's notebook (``solutions/<lab>/<lab>.ipynb``).
+        root (str | os.PathLike): the course directory (the gradebook cheater looks for it there).
 
     Raises:
         CourseError: an unknown student.
@@ -236,18 +236,19 @@ def course_demo(
     """Run the instructor's cycle on the Shapes set with a demo class.
 
     Args:
-        out: the demo's folder (created; an earlier demo's folder is replaced): the Shapes
-            set in ``.data/``, ``students.csv``, the course in ``course/``.
-        labs: the labs to take (default: every lab of the kit).
-        jobs: submissions graded at once.
-        timeout: wall-clock seconds for one notebook.
-        students: the class, a subset of :data:`STUDENTS`.
-        cheat_labs: the labs the cheaters hand in (default: the first lab only; every
-            judged notebook costs 15-60 s of a core, and an attack that fails on one lab
+        out (str | os.PathLike): the demo's folder (created; an earlier demo's folder is replaced):
+            the Shapes set in ``.data/``, ``students.csv``, the course in ``course/``.
+        labs (Sequence[str] | None): the labs to take (default: every lab of the kit).
+        jobs (int): submissions graded at once.
+        timeout (float): wall-clock seconds for one notebook.
+        students (Sequence[str]): the class, a subset of :data:`STUDENTS`.
+        cheat_labs (Sequence[str] | None): the labs the cheaters hand in (default: the first lab
+            only; every judged notebook costs 15-60 s of a core, and an attack that fails on one lab
             fails the same way on the others). The other students hand in every lab.
-        progress: show the autograder's progress bars.
-        kit: the lab kit (default: :func:`~labkit.grading.kit.locate_kit`'s:
-            ``$LABKIT_KIT``, else the source checkout labkit runs from).
+        progress (bool): show the autograder's progress bars.
+        kit (str | os.PathLike | None): the lab kit (default:
+            :func:`~labkit.grading.kit.locate_kit`'s: ``$LABKIT_KIT``, else the source checkout
+            labkit runs from).
 
     Returns:
         The course, the scores from the gradebook and the files written.

@@ -127,7 +127,7 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
     """Every student's grade on every lab of the course's gradebook.
 
     Args:
-        root: the course directory (holds ``gradebook.db``).
+        root (str | os.PathLike): the course directory (holds ``gradebook.db``).
 
     Returns:
         Rows sorted by lab, then student id: one per student and lab, submitted or not.
@@ -246,9 +246,9 @@ def export_grades(root: str | os.PathLike, *, out: str | os.PathLike | None = No
     """Write every student's grade on every lab to a CSV file, one row per student and lab.
 
     Args:
-        root: the course directory (holds ``gradebook.db``).
-        out: the CSV to write (default ``<root>/grades.csv``, where ``nbgrader export`` also
-            writes); relative paths are taken from the current directory.
+        root (str | os.PathLike): the course directory (holds ``gradebook.db``).
+        out (str | os.PathLike | None): the CSV to write (default ``<root>/grades.csv``, where
+            ``nbgrader export`` also writes); relative paths are taken from the current directory.
 
     Returns:
         The path written. Its columns are the fields of :class:`GradeRow` except ``tests``;

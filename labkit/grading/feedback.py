@@ -144,7 +144,7 @@ def sanitize_fragment(html: str) -> str:
     ``<script>`` shows as text, and comments dropped.
 
     Args:
-        html: a fragment, e.g. a rendered markdown cell or a ``text/html`` output.
+        html (str): a fragment, e.g. a rendered markdown cell or a ``text/html`` output.
     """
     return bleach.clean(
         str(html),
@@ -235,8 +235,9 @@ def write_feedback(
     """Write ``feedback/<student>/<lab>/<lab>.html`` for each graded student.
 
     Args:
-        root: the course directory; lab: the lab.
-        students: whom for (default: everyone with an autograded notebook of the lab).
+        root (str | os.PathLike): the course directory; lab: the lab.
+        students (list[str] | None): whom for (default: everyone with an autograded notebook of the
+            lab).
 
     Raises:
         CourseError: the lab is not in the course.

@@ -1,9 +1,10 @@
 """One term's course made from the kit, its students, and where each submission stands.
 
-:func:`init_course` makes a course folder from the kit (its config and ``solutions/``
-copied, ``labs/`` released from them by nbgrader, an empty ``submitted/``) with a gradebook of
-its own that knows the labs and a CSV file's students; :func:`course_status` says, per student and lab, whether a submission is there,
-whether the gradebook holds its autograded scores, and whether its last grading failed.
+:func:`init_course` makes a course folder from the kit (its config and ``solutions/`` copied,
+``labs/`` released from them by nbgrader, an empty ``submitted/``) with a gradebook of its own that
+knows the labs and a CSV file's students; :func:`course_status` says, per student and lab, whether a
+submission is there, whether the gradebook holds its autograded scores, and whether its last grading
+failed.
 
 Grading records, written by the autograde pipeline, one JSON object per student and lab in
 ``<root>/autograded/.labkit/<lab>/<student>.json`` (nbgrader skips dot folders)::
@@ -61,8 +62,9 @@ def read_students(path: str | os.PathLike) -> list[dict[str, str]]:
     """The students of a CSV file, checked line by line.
 
     Args:
-        path: a CSV file whose header names ``id`` and any of ``first_name``, ``last_name``,
-            ``email`` (UTF-8, a spreadsheet's byte-order mark allowed; blank lines skipped).
+        path (str | os.PathLike): a CSV file whose header names ``id`` and any of ``first_name``,
+            ``last_name``, ``email`` (UTF-8, a spreadsheet's byte-order mark allowed; blank lines
+            skipped).
 
     Returns:
         One dict per student, column name to stripped value, in file order.
@@ -123,13 +125,16 @@ def init_course(
     """Make a course directory for a term from the kit.
 
     Args:
-        dest: the new course directory (created; must be empty unless ``overwrite``).
-        kit: the kit holding ``nbgrader_config.py`` and ``solutions/`` (default: found by
-            :func:`~labkit.grading.kit.locate_kit`: ``$LABKIT_KIT``, else the source
-            checkout labkit runs from).
-        students_csv: students to import (see :func:`read_students`); none when omitted.
-        labs: the labs to take (default: every lab in the kit's ``solutions/``).
-        overwrite: in a folder that is not empty, replace the config and the chosen labs'
+        dest (str | os.PathLike): the new course directory (created; must be empty unless
+            ``overwrite``).
+        kit (str | os.PathLike | None): the kit holding ``nbgrader_config.py`` and ``solutions/``
+            (default: found by :func:`~labkit.grading.kit.locate_kit`: ``$LABKIT_KIT``, else the
+            source checkout labkit runs from).
+        students_csv (str | os.PathLike | None): students to import (see :func:`read_students`);
+            none when omitted.
+        labs (Sequence[str] | None): the labs to take (default: every lab in the kit's
+            ``solutions/``).
+        overwrite (bool): in a folder that is not empty, replace the config and the chosen labs'
             ``solutions/`` and import the students again; submissions and grades are kept.
 
     Returns:
@@ -214,10 +219,10 @@ def write_record(
     """Write the grading record of ``student``'s ``lab`` atomically; returns its path.
 
     Args:
-        root: the course directory; lab: the lab; student: the student id.
-        status: ``"graded"`` or ``"failed"``.
-        seconds: wall time of the grading; reason: why it failed (empty when graded).
-        finished: when it ended (default: now); naive times are local time.
+        root (str | os.PathLike): the course directory; lab: the lab; student: the student id.
+        status (str): ``"graded"`` or ``"failed"``.
+        seconds (float): wall time of the grading; reason: why it failed (empty when graded).
+        finished (datetime | None): when it ended (default: now); naive times are local time.
     """
     if status not in ("graded", "failed"):
         raise CourseError(f"grading status {status!r}; expected 'graded' or 'failed'.")
@@ -326,8 +331,8 @@ def course_status(
     """Per student and lab: submitted (and when), graded (score), failed (why).
 
     Args:
-        root: the course directory.
-        labs: the labs to report (default: every lab in ``solutions/``).
+        root (str | os.PathLike): the course directory.
+        labs (Sequence[str] | None): the labs to report (default: every lab in ``solutions/``).
 
     Returns:
         One row per student (the gradebook's and any in ``submitted/``) and lab, sorted.

@@ -97,7 +97,8 @@ def instructor_prelude(source: nbformat.NotebookNode) -> tuple[str, list[str]]:
     """The instructor's imports, to rebind before every test, and the modules tests use.
 
     Args:
-        source: the lab's nbgrader source notebook (``solutions/<lab>/<lab>.ipynb``).
+        source (nbformat.NotebookNode): the lab's nbgrader source notebook
+            (``solutions/<lab>/<lab>.ipynb``).
 
     Returns:
         ``(prelude, modules)``: the top-level import statements of the code cells that are
@@ -233,15 +234,15 @@ def run_judge(
     scratch folder, each file capped but not their total.
 
     Args:
-        program: the cells and prelude.
-        limits: memory, CPU, processes, output size and the notebook's wall clock.
-        hide: course paths the student must not see (the course root), covered should a
+        program (dict): the cells and prelude.
+        limits (Limits): memory, CPU, processes, output size and the notebook's wall clock.
+        hide (list[str]): course paths the student must not see (the course root), covered should a
             bound tree hold them; the rest of the host is not there anyway.
-        bwrap: as for :func:`~labkit.grading.sandbox.run_sandboxed`.
-        uid: whom a root grader runs the code as; judges running at the same time need
+        bwrap (bool | None): as for :func:`~labkit.grading.sandbox.run_sandboxed`.
+        uid (int | None): whom a root grader runs the code as; judges running at the same time need
             different ones, since the process cap counts every process of a uid. ``None``:
             the grader's own user (see :func:`~labkit.grading.sandbox.run_sandboxed`).
-        data: a Shapes set to read (read-only, as ``$LABKIT_DATA``) instead of drawing one.
+        data (str): a Shapes set to read (read-only, as ``$LABKIT_DATA``) instead of drawing one.
 
     The notebook sees none of the grader's environment but ``$LABKIT_BUDGET``: a grader that
     sets ``LABKIT_BUDGET=smoke`` (a test of the course, a check of a new lab) has every

@@ -34,7 +34,7 @@ def locate_kit(kit: str | os.PathLike | None = None) -> Path:
     kit must be named.
 
     Args:
-        kit: the kit's folder (``--kit``); ``None`` to look it up.
+        kit (str | os.PathLike | None): the kit's folder (``--kit``); ``None`` to look it up.
 
     Returns:
         The kit's folder, holding ``nbgrader_config.py`` and ``solutions/<lab>/<lab>.ipynb``.

@@ -41,10 +41,11 @@ class Channel:
     """The referee's connection to one student process.
 
     Args:
-        fd_in, fd_out: the pipe ends to read answers from and write requests to.
-        limits: what one frame may hold, each way.
-        timeout: seconds the student's side has for all requests until :meth:`reset_deadline`
-            is called again; once it is past, every request fails (the channel is broken).
+        fd_in, fd_out (int): the pipe ends to read answers from and write requests to.
+        limits (WireLimits): what one frame may hold, each way.
+        timeout (float): seconds the student's side has for all requests until
+            :meth:`reset_deadline` is called again; once it is past, every request fails (the
+            channel is broken).
     """
 
     def __init__(

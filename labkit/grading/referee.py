@@ -95,7 +95,7 @@ class Referee:
     """Runs one submission's test cells against its student process.
 
     Args:
-        prelude: the instructor's import statements (:func:`~labkit.grading.judge.
+        prelude (str): the instructor's import statements (:func:`~labkit.grading.judge.
             instructor_prelude`), run once here.
     """
 
@@ -185,12 +185,12 @@ def referee_session(
     """Follow a student's process through its notebook and decide each test it reaches.
 
     Args:
-        fd_in, fd_out: the channel to the student's process (:mod:`labkit.grading.
+        fd_in, fd_out (int): the channel to the student's process (:mod:`labkit.grading.
             student_side`), read and written here.
-        tests: test cell index → its source, hidden tests included (it stays here).
-        prelude: the instructor's imports.
-        cell_timeout: seconds each cell and each test has.
-        start_timeout: seconds the process has for its imports.
+        tests (dict[int, str]): test cell index → its source, hidden tests included (it stays here).
+        prelude (str): the instructor's imports.
+        cell_timeout (float): seconds each cell and each test has.
+        start_timeout (float): seconds the process has for its imports.
     """
     session, referee = Session(), Referee(prelude)
     waiting = [i for i in sorted(tests)]

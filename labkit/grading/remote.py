@@ -262,7 +262,7 @@ def serve(
     and message; the loop ends when the referee sends ``done`` or closes the channel.
 
     Args:
-        first: the number of the first object handed out (each test's run starts its own
+        first (int): the number of the first object handed out (each test's run starts its own
             range, so a reference left from an earlier test never names a new object).
     """
     server = _Server(fd_in, fd_out, namespace, limits, first)

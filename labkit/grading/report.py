@@ -156,7 +156,7 @@ def lab_summaries(root: str | os.PathLike) -> list[LabSummary]:
     """Per lab, the class's scores, test pass rates and grading records.
 
     Args:
-        root: the course directory (holds ``gradebook.db``).
+        root (str | os.PathLike): the course directory (holds ``gradebook.db``).
 
     Returns:
         One summary per lab of the gradebook or of the grading records, sorted by name.
@@ -266,10 +266,10 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     """Write the class report: a figure per lab, one of grading times, and ``report.md``.
 
     Args:
-        root: the course directory (holds ``gradebook.db``; grading records, when there are
-            any, in ``autograded/.labkit/``).
-        out_dir: the folder for ``report.md`` and the PNGs (created when missing; files of
-            an earlier report are replaced).
+        root (str | os.PathLike): the course directory (holds ``gradebook.db``; grading records,
+            when there are any, in ``autograded/.labkit/``).
+        out_dir (str | os.PathLike): the folder for ``report.md`` and the PNGs (created when
+            missing; files of an earlier report are replaced).
 
     Returns:
         The files written and the numbers shown.

@@ -319,25 +319,26 @@ def run_sandboxed(
     the cap with all of its own processes).
 
     Args:
-        argv: the command, e.g. ``[python, "-m", "jupyter", "nbconvert", ...]``.
-        scratch: an existing folder: the code's working directory and ``HOME``. Under
-            bubblewrap with ``--size`` a fresh tmpfs of ``limits.output_mb`` at this path,
-            in which only ``readable`` and ``writable`` files of the folder are seen;
-            otherwise the folder itself, writable.
-        hide: what the code must not see of a bound tree (see :func:`sandbox_command`).
-        readable: what to bind read-only besides the system; the Python running this
-            module is added (its installation and environment), since the launcher runs on
-            it.
-        writable: files to bind writable (under bubblewrap; without it all of ``scratch``
-            is), each capped by ``limits.output_mb``.
-        limits: the resource limits.
-        env: the environment (default: only ``PATH`` and ``LANG``); ``HOME`` becomes
-            ``scratch``.
-        bwrap: ``None``: bubblewrap where it works, else limits only with a warning;
+        argv (Sequence[str]): the command, e.g. ``[python, "-m", "jupyter", "nbconvert", ...]``.
+        scratch (str | os.PathLike): an existing folder: the code's working directory and ``HOME``.
+            Under bubblewrap with ``--size`` a fresh tmpfs of ``limits.output_mb`` at this path, in
+            which only ``readable`` and ``writable`` files of the folder are seen; otherwise the
+            folder itself, writable.
+        hide (Iterable[str | os.PathLike]): what the code must not see of a bound tree (see
+            :func:`sandbox_command`).
+        readable (Iterable[str | os.PathLike]): what to bind read-only besides the system; the
+            Python running this module is added (its installation and environment), since the
+            launcher runs on it.
+        writable (Iterable[str | os.PathLike]): files to bind writable (under bubblewrap; without it
+            all of ``scratch`` is), each capped by ``limits.output_mb``.
+        limits (Limits): the resource limits.
+        env (Mapping[str, str] | None): the environment (default: only ``PATH`` and ``LANG``);
+            ``HOME`` becomes ``scratch``.
+        bwrap (bool | None): ``None``: bubblewrap where it works, else limits only with a warning;
             ``True``: bubblewrap or :class:`SandboxError`; ``False``: limits only.
-        uid: whom a root grader runs the code as; ``None``: the grader's own user (no
+        uid (int | None): whom a root grader runs the code as; ``None``: the grader's own user (no
             drop; a root grader's code then keeps root's file access).
-        stdin: what the command reads on its standard input (then end of file).
+        stdin (bytes): what the command reads on its standard input (then end of file).
 
     Returns:
         How the run ended; none of its processes is left when this returns.

@@ -84,7 +84,7 @@ def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, 
     """What the lab's test cells forbid.
 
     Args:
-        source: the lab's nbgrader source notebook (hidden tests included).
+        source (nbformat.NotebookNode): the lab's nbgrader source notebook (hidden tests included).
 
     Returns:
         ``(labkit_refs, others)``: ``(module, qualname)`` of each labkit function or class,

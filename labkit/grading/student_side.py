@@ -64,7 +64,7 @@ def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> s
 
 
 def main() -> None:
-    """Read the program from stdin and run the student's cells, answering the referee on the channel."""
+    """Read the program from stdin; run the student's cells, answering the referee's channel."""
     program = json.loads(sys.stdin.read())
     sys.stdin.close()
     channel = program["channel"]

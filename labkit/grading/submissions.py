@@ -29,8 +29,8 @@ def fill_solutions(
     """The release notebook with every answer cell holding the source's solution.
 
     Args:
-        release: the student version (``labs/<lab>/<lab>.ipynb``).
-        source: the instructor version (``solutions/<lab>/<lab>.ipynb``).
+        release (nbformat.NotebookNode): the student version (``labs/<lab>/<lab>.ipynb``).
+        source (nbformat.NotebookNode): the instructor version (``solutions/<lab>/<lab>.ipynb``).
 
     Returns:
         A copy of ``release`` whose ``solution`` cells hold the source cell's text with the

@@ -5,8 +5,8 @@ that :func:`labkit.grading.batch.autograde` starts (``python -I`` on the grader'
 labkit, :func:`labkit.grading.bootstrap.module_argv`), so that a crash, a hang or a kill
 ends one student's grading and nothing else (``python -m`` with SPEC runs one the same
 way). It checks the submitted folder, then runs nbgrader's own autograde converter for the
-student in this process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of ``Execute`` and
-missing grade cells added back. Its last line on stdout is the outcome as JSON:
+student in this process, with :class:`~labkit.grading.judge.JudgePreprocessor` in place of
+``Execute`` and missing grade cells added back. Its last line on stdout is the outcome as JSON:
 ``{"status": "graded" | "failed", "reason": str, "score": float | null, "max_score": ...}``.
 When nbgrader fails, the reason is the deepest cause: the exception the judge raised (a
 :class:`~labkit.grading.sandbox.SandboxError`, a :class:`~labkit.grading.judge.JudgeError`

@@ -38,9 +38,9 @@ class Zygote:
     """The grader's handle on one zygote: :meth:`grade` one submission at a time.
 
     Args:
-        course: the course folder (named on the zygote's command line, so that the grading
+        course (Path): the course folder (named on the zygote's command line, so that the grading
             processes of a course can be found).
-        scratch: a folder of the grader's for the children's output files.
+        scratch (Path): a folder of the grader's for the children's output files.
     """
 
     def __init__(self, course: Path, scratch: Path) -> None:

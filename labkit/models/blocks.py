@@ -21,11 +21,11 @@ def conv_bn_relu(
     as torchvision's DeepLab heads do, so their state-dict keys match.
 
     Args:
-        in_channels: channels of the input ``Tensor[N, in_channels, H, W]``.
-        out_channels: channels of the output.
-        kernel_size: an odd kernel size.
-        stride: the conv's stride; the output is ``ceil(H / stride)`` high.
-        dilation: the conv's dilation (atrous rate).
+        in_channels (int): channels of the input ``Tensor[N, in_channels, H, W]``.
+        out_channels (int): channels of the output.
+        kernel_size (int): an odd kernel size.
+        stride (int): the conv's stride; the output is ``ceil(H / stride)`` high.
+        dilation (int): the conv's dilation (atrous rate).
 
     Returns:
         ``nn.Sequential(conv, bn, relu)``.

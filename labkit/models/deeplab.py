@@ -62,9 +62,9 @@ class ASPPConv(nn.Sequential):
     """3×3 atrous conv → BN → ReLU; padding = rate keeps the size.
 
     Args:
-        in_channels: channels in, ``Tensor[N, in_channels, H, W]``.
-        out_channels: channels out, ``Tensor[N, out_channels, H, W]``.
-        dilation: the atrous rate.
+        in_channels (int): channels in, ``Tensor[N, in_channels, H, W]``.
+        out_channels (int): channels out, ``Tensor[N, out_channels, H, W]``.
+        dilation (int): the atrous rate.
     """
 
     def __init__(self, in_channels: int, out_channels: int, dilation: int) -> None:
@@ -75,8 +75,8 @@ class ASPPPooling(nn.Sequential):
     """Image-level features: global average pool → 1×1 conv → BN → ReLU → resize back.
 
     Args:
-        in_channels: channels in, ``Tensor[N, in_channels, H, W]``.
-        out_channels: channels out, ``Tensor[N, out_channels, H, W]``.
+        in_channels (int): channels in, ``Tensor[N, in_channels, H, W]``.
+        out_channels (int): channels out, ``Tensor[N, out_channels, H, W]``.
     """
 
     def __init__(self, in_channels: int, out_channels: int) -> None:

@@ -47,12 +47,12 @@ def _gather_or_zero(input: Tensor, yi: Tensor, xi: Tensor) -> Tensor:
 def bilinear_sample(input: Tensor, y: Tensor, x: Tensor) -> Tensor:
     """Sample an image at real-valued pixel coordinates by bilinear interpolation.
 
-    ``input(p) = Σ_q G(q, p) · input(q)`` over the whole pixels ``q``, with the bilinear
-    kernel ``G(q, p) = g(q_y, p_y) · g(q_x, p_x)`` and ``g(a, b) = max(0, 1 - |a - b|)``:
-    only the four pixels around ``p = (y, x)`` contribute. Pixels outside the image count as zero, so a point
+    ``input(p) = Σ_q G(q, p) · input(q)`` over the whole pixels ``q``, with the bilinear kernel
+    ``G(q, p) = g(q_y, p_y) · g(q_x, p_x)`` and ``g(a, b) = max(0, 1 - |a - b|)``: only the four
+    pixels around ``p = (y, x)`` contribute. Pixels outside the image count as zero, so a point
     fades out over the last pixel beyond the border and is exactly zero one pixel out, as in
-    ``F.grid_sample(..., align_corners=True, padding_mode="zeros")`` and torchvision's
-    deformable convolution. Differentiable in ``input``, ``y`` and ``x``.
+    ``F.grid_sample(..., align_corners=True, padding_mode="zeros")`` and torchvision's deformable
+    convolution. Differentiable in ``input``, ``y`` and ``x``.
 
     Args:
         input (Tensor[N, C, H, W], float): the images.
@@ -228,16 +228,16 @@ class DeformConv2d(nn.Module):
             the offset branch by default (the DCN papers use 0.1).
 
     Args:
-        in_channels: channels of the input.
-        out_channels: channels of the output.
-        kernel_size: kernel height and width.
-        stride: distance between kernel centres.
-        padding: zero padding on each side.
-        dilation: spacing between kernel taps.
-        groups: weight groups, as in ``nn.Conv2d`` (the offsets are shared by all channels).
-        bias: whether the convolution adds a learned bias.
-        modulated: DCN v2 (offsets and mask) instead of v1 (offsets only).
-        offset_lr_mult: see the attribute.
+        in_channels (int): channels of the input.
+        out_channels (int): channels of the output.
+        kernel_size (_IntOrPair): kernel height and width.
+        stride (_IntOrPair): distance between kernel centres.
+        padding (_IntOrPair): zero padding on each side.
+        dilation (_IntOrPair): spacing between kernel taps.
+        groups (int): weight groups, as in ``nn.Conv2d`` (the offsets are shared by all channels).
+        bias (bool): whether the convolution adds a learned bias.
+        modulated (bool): DCN v2 (offsets and mask) instead of v1 (offsets only).
+        offset_lr_mult (float): see the attribute.
     """
 
     def __init__(
@@ -291,8 +291,8 @@ class DeformConv2d(nn.Module):
         adapts to the halving (the mask branch learns to open up), as in DCN v2.
 
         Args:
-            conv: a 2-D convolution with numeric padding and ``padding_mode="zeros"``.
-            modulated: build DCN v2 instead of v1.
+            conv (nn.Conv2d): a 2-D convolution with numeric padding and ``padding_mode="zeros"``.
+            modulated (bool): build DCN v2 instead of v1.
 
         Returns:
             DeformConv2d: on ``conv``'s device and dtype, trainable like ``conv``.
@@ -380,11 +380,11 @@ def offset_param_groups(
     from its own initial lr, so the ratio holds through a schedule.
 
     Args:
-        model: the network.
-        lr: the base learning rate.
-        offset_lr_mult: the factor for the offset branches; ``None`` uses each layer's own
-            ``offset_lr_mult``.
-        weight_decay: weight decay for every group.
+        model (nn.Module): the network.
+        lr (float): the base learning rate.
+        offset_lr_mult (float | None): the factor for the offset branches; ``None`` uses each
+            layer's own ``offset_lr_mult``.
+        weight_decay (float): weight decay for every group.
 
     Returns:
         list[dict]: parameter groups for ``torch.optim`` (empty groups are left out).

@@ -61,7 +61,7 @@ def build_model(name: str, *, num_classes: int, **kw: object) -> nn.Module:
     Args:
         name (str): one of :func:`available_models`.
         num_classes (int): output channels (classes, background included).
-        **kw: model options, see :func:`model_options` (e.g. ``output_stride=8``,
+        **kw (object): model options, see :func:`model_options` (e.g. ``output_stride=8``,
             ``deformable="v2"``).
 
     Returns:

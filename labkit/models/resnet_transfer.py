@@ -18,8 +18,8 @@ def deconv_bn_relu(cin: int, cout: int) -> nn.Sequential:
     """One decoder stage: transposed conv (×2) → BN → ReLU.
 
     Args:
-        cin: channels in, ``Tensor[N, cin, H, W]``.
-        cout: channels out, ``Tensor[N, cout, 2H, 2W]``.
+        cin (int): channels in, ``Tensor[N, cin, H, W]``.
+        cout (int): channels out, ``Tensor[N, cout, 2H, 2W]``.
 
     Returns:
         ``nn.Sequential(deconv, bn, relu)``.

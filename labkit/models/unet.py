@@ -17,8 +17,8 @@ class DoubleConv(nn.Sequential):
     """(3×3 conv → BN → ReLU) × 2; padding 1 keeps the size.
 
     Args:
-        cin: channels in, ``Tensor[N, cin, H, W]``.
-        cout: channels out, ``Tensor[N, cout, H, W]``.
+        cin (int): channels in, ``Tensor[N, cin, H, W]``.
+        cout (int): channels out, ``Tensor[N, cout, H, W]``.
     """
 
     def __init__(self, cin: int, cout: int) -> None:
@@ -29,9 +29,9 @@ class Up(nn.Module):
     """Upsample to the skip's size, halve the channels, concat the skip, double conv.
 
     Args:
-        cin: channels of the deeper input ``x`` (``Tensor[N, cin, h, w]``).
-        cout: channels of the skip and of the output (``Tensor[N, cout, H, W]``).
-        mode: ``"transposed"`` (a 2×2 transposed conv) or ``"bilinear"`` (resize, then a
+        cin (int): channels of the deeper input ``x`` (``Tensor[N, cin, h, w]``).
+        cout (int): channels of the skip and of the output (``Tensor[N, cout, H, W]``).
+        mode (str): ``"transposed"`` (a 2×2 transposed conv) or ``"bilinear"`` (resize, then a
             1×1 conv).
     """
 

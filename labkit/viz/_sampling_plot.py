@@ -76,11 +76,11 @@ def plot_sampling_locations(
 
     Args:
         image (Tensor[3, H, W]): the image, normalised or in [0, 1].
-        locations: from :func:`sampling_locations`.
+        locations (SamplingLocations): from :func:`sampling_locations`.
         mask (Tensor[H, W], optional): class ids drawn over the image, e.g. the prediction.
-        modulation: ``"size"`` or ``"opacity"``.
-        title: the panel's title.
-        ax: draw into this axes instead of a new figure.
+        modulation (str): ``"size"`` or ``"opacity"``.
+        title (str | None): the panel's title.
+        ax (Axes | None): draw into this axes instead of a new figure.
 
     Returns:
         Figure: the figure holding the panel.

@@ -82,16 +82,17 @@ class OffsetExplorer(widgets.VBox):
     offsets and redraws the points. ``last_update_ms`` says how long the last update took.
 
     Args:
-        models: a model, or ``{name: model}`` to compare, e.g. ``{"conv": plain, "v1": m1,
-            "v2": m2}``; at least one with deformable layers.
+        models (nn.Module | Mapping[str, nn.Module]): a model, or ``{name: model}`` to compare, e.g.
+            ``{"conv": plain, "v1": m1, "v2": m2}``; at least one with deformable layers.
         images (Tensor[N, 3, H, W] or list of Tensor[3, H, W]): the images to choose from,
             normalised as for training.
-        layers: indices of the deformable layers to unroll at first; ``None`` takes the top
-            three (or fewer).
-        pixel: ``(row, column)`` to show first; ``None`` takes the image centre.
-        modulation: ``"size"`` or ``"opacity"``.
-        show_prediction: draw the predicted mask under the points at first.
-        panel_size: inches per panel.
+        layers (Sequence[int] | None): indices of the deformable layers to unroll at first; ``None``
+            takes the top three (or fewer).
+        pixel (tuple[int, int] | None): ``(row, column)`` to show first; ``None`` takes the image
+            centre.
+        modulation (str): ``"size"`` or ``"opacity"``.
+        show_prediction (bool): draw the predicted mask under the points at first.
+        panel_size (float): inches per panel.
 
     Raises:
         ValueError: no model with deformable layers, models of different architectures, or

@@ -127,7 +127,7 @@ def no_deformable_error(model: nn.Module) -> ValueError:
     """The error for a model without a deformable layer: what it lacks and how to build one.
 
     Args:
-        model: the model that was given.
+        model (nn.Module): the model that was given.
 
     Returns:
         The error to raise (a :class:`ValueError`).
@@ -149,9 +149,9 @@ def capture_with_logits(
     """:func:`capture_offsets`, and the logits of the same forward pass.
 
     Args:
-        model: as for :func:`capture_offsets`.
-        image: as for :func:`capture_offsets`.
-        names: as for :func:`capture_offsets`.
+        model (nn.Module): as for :func:`capture_offsets`.
+        image (Tensor): as for :func:`capture_offsets`.
+        names (Sequence[str] | None): as for :func:`capture_offsets`.
 
     Returns:
         ``(offsets, logits)``: one :class:`LayerOffsets` per layer, and the model's logits
@@ -246,11 +246,12 @@ def capture_offsets(
     ``record`` flags are restored afterwards.
 
     Args:
-        model: a network with deformable layers, e.g. ``build_model(..., deformable="v2")``.
+        model (nn.Module): a network with deformable layers, e.g. ``build_model(...,
+            deformable="v2")``.
         image (Tensor[3, H, W] or Tensor[1, 3, H, W]): the image, normalised as for training.
-        names: the layers to capture, by qualified name; ``None`` captures every deformable
-            layer. A regular ``nn.Conv2d`` named here is captured with zero offsets, which
-            shows where a plain network of the same architecture samples.
+        names (Sequence[str] | None): the layers to capture, by qualified name; ``None`` captures
+            every deformable layer. A regular ``nn.Conv2d`` named here is captured with zero
+            offsets, which shows where a plain network of the same architecture samples.
 
     Returns:
         list[LayerOffsets]: one per layer, in the order of ``names`` (forward order).
@@ -313,10 +314,10 @@ def sampling_locations(
     them.
 
     Args:
-        captured: from :func:`capture_offsets`, in forward order.
-        pixel: ``(row, column)`` in image pixels.
-        layers: which captured layers to unroll, by index (negative counts from the top) or
-            name; ``None`` unrolls them all.
+        captured (Sequence[LayerOffsets]): from :func:`capture_offsets`, in forward order.
+        pixel (tuple[float, float]): ``(row, column)`` in image pixels.
+        layers (Sequence[int | str] | None): which captured layers to unroll, by index (negative
+            counts from the top) or name; ``None`` unrolls them all.
 
     Returns:
         SamplingLocations: ``K^L`` points in image pixels and their mask products.

@@ -20,8 +20,8 @@ def to_image(image: torch.Tensor | np.ndarray, *, normalized: bool | None = None
     Args:
         image (Tensor[3, H, W] float or ndarray[H, W, 3]): a dataset image, in [0, 1] or
             ImageNet-normalised.
-        normalized: whether ``image`` is ImageNet-normalised; ``None`` guesses from its range
-            (values below 0 or above 1 only occur after normalisation).
+        normalized (bool | None): whether ``image`` is ImageNet-normalised; ``None`` guesses from
+            its range (values below 0 or above 1 only occur after normalisation).
 
     Returns:
         np.ndarray[H, W, 3] float32 in [0, 1].
@@ -58,8 +58,9 @@ def overlay_mask(
     Args:
         image (Tensor[3, H, W] or ndarray[H, W, 3]): the image (see :func:`to_image`).
         mask (Tensor[H, W] int64 or ndarray[H, W]): class ids, 255 = void.
-        alpha: weight of the mask colour where a class is drawn; background (0) stays clear.
-        show_void: draw void pixels (255) in the palette's cream colour; else leave them clear.
+        alpha (float): weight of the mask colour where a class is drawn; background (0) stays clear.
+        show_void (bool): draw void pixels (255) in the palette's cream colour; else leave them
+            clear.
 
     Returns:
         np.ndarray[H, W, 3] float32 in [0, 1].

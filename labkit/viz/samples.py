@@ -26,11 +26,12 @@ def show_samples(
     """Draw ``n`` samples of a segmentation dataset: image, mask and (optionally) overlay.
 
     Args:
-        dataset: indexable, returning ``(image Tensor[3, H, W], mask Tensor[H, W])``.
-        n: how many samples (the first ``n`` unless ``indices`` is given).
-        indices: which samples to draw.
-        classes: class names for the legend; defaults to ``dataset.classes`` when present.
-        overlay: add a third column with the mask blended over the image.
+        dataset (Dataset): indexable, returning ``(image Tensor[3, H, W], mask Tensor[H, W])``.
+        n (int): how many samples (the first ``n`` unless ``indices`` is given).
+        indices (Sequence[int] | None): which samples to draw.
+        classes (Sequence[str] | None): class names for the legend; defaults to ``dataset.classes``
+            when present.
+        overlay (bool): add a third column with the mask blended over the image.
 
     Returns:
         A Figure with one row per sample.
@@ -76,8 +77,8 @@ def plot_predictions(
         images (Tensor[N, 3, H, W] float): input images (normalised or in [0, 1]).
         targets (Tensor[N, H, W] int64): ground-truth masks, 255 = void.
         preds (Tensor[N, H, W] int64): predicted labels (or Tensor[N, C, H, W] logits).
-        classes: class names for the legend.
-        max_rows: draw at most this many samples.
+        classes (Sequence[str] | None): class names for the legend.
+        max_rows (int): draw at most this many samples.
 
     Returns:
         A Figure with columns image, ground truth, prediction.
@@ -115,10 +116,10 @@ def class_legend(
     """Add a palette legend for ``classes`` under a figure.
 
     Args:
-        fig: the figure to annotate.
-        classes: class names, index = class id.
-        present: only list these class ids (and void when 255 is among them).
-        ncol: legend columns.
+        fig (Figure): the figure to annotate.
+        classes (Sequence[str]): class names, index = class id.
+        present (Sequence[int] | None): only list these class ids (and void when 255 is among them).
+        ncol (int): legend columns.
     """
     cmap = voc_colormap()
     ids = [
