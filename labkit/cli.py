@@ -292,7 +292,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return code
 
 
-def _add_doctor(sub) -> None:
+def _add_doctor(sub: argparse._SubParsersAction) -> None:
+    """Add ``doctor``: check this machine for a course."""
     doctor = sub.add_parser(
         "doctor",
         help="check this machine for a course: versions, GPUs, sandbox, data, weights",
@@ -350,7 +351,8 @@ _TRAIN_FLAGS = [
 ]
 
 
-def _add_train(sub) -> None:
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    """Add ``train``: what to train, the config values to override, how to run it."""
     train = sub.add_parser(
         "train",
         help="train an experiment from a preset or config file",
@@ -366,6 +368,14 @@ def _add_train(sub) -> None:
     )
     what.add_argument("--config", type=Path, metavar="FILE", help="a YAML or JSON config file")
     what.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    _add_train_experiment_options(train)
+    _add_train_machine_options(train)
+    _add_train_run_options(train)
+    train.set_defaults(func=_cmd_train)
+
+
+def _add_train_experiment_options(train: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options that say where the run goes and what it trains."""
     train.add_argument(
         "--runs-dir",
         type=Path,
@@ -392,9 +402,15 @@ def _add_train(sub) -> None:
         help="learning-rate schedule, stepped every iteration",
     )
     train.add_argument("--seed", type=int, help="seed for data order, augmentation and weights")
+
+
+def _add_train_machine_options(train: argparse.ArgumentParser) -> None:
+    """Add the ``train`` options for the device, its memory and threads, and the logs."""
     train.add_argument(
         "--device", help="auto (the GPU with most free memory, else CPU), cpu, cuda or cuda:N"
     )
+    # --amp and --tensorboard default to None, not False: _overrides skips an option not
+    # given, so the config's value stands
     train.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -428,6 +444,10 @@ def _add_train(sub) -> None:
         help="threads torch uses on the CPU (quick presets: 1, robust on a busy "
         "machine; raise it on an idle one with many cores)",
     )
+
+
+def _add_train_run_options(train: argparse.ArgumentParser) -> None:
+    """Add ``train``'s ``--set`` and the options that resume, replace or quieten a run."""
     train.add_argument(
         "--set",
         action="append",
@@ -446,10 +466,20 @@ def _add_train(sub) -> None:
         "--overwrite", action="store_true", help="delete an earlier run of the same name first"
     )
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    train.set_defaults(func=_cmd_train)
 
 
-def _add_run_commands(sub) -> None:
+def _add_run_dir(parser: argparse.ArgumentParser) -> None:
+    """Add the ``RUN_DIR`` argument of ``evaluate`` and ``predict``."""
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (runs/<name>)")
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--device`` option of ``evaluate`` and ``predict``."""
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate``: score a run on a split."""
     ev = sub.add_parser(
         "evaluate",
         help="score a trained run; per-class IoU and confusion matrix",
@@ -457,7 +487,7 @@ def _add_run_commands(sub) -> None:
         "metrics and per-class IoU, write metrics.json and a "
         "confusion-matrix heatmap to RUN_DIR/eval-<split>/.",
     )
-    ev.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    _add_run_dir(ev)
     ev.add_argument(
         "--split",
         default="val",
@@ -472,11 +502,14 @@ def _add_run_commands(sub) -> None:
     ev.add_argument(
         "--data-root", type=Path, help="dataset folder (default: the one the run trained on)"
     )
-    ev.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    _add_device(ev)
     ev.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/eval-<split>)")
     ev.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev.set_defaults(func=_cmd_evaluate)
 
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    """Add ``compare``: one table and one plot of several runs."""
     cmp = sub.add_parser(
         "compare",
         help="compare runs in one table and plot",
@@ -496,13 +529,16 @@ def _add_run_commands(sub) -> None:
     )
     cmp.set_defaults(func=_cmd_compare)
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    """Add ``predict``: segment a folder of images with a run's model."""
     pr = sub.add_parser(
         "predict",
         help="segment a folder of images with a trained run",
         description="Write <name>_mask.png (class ids, VOC palette) and "
         "<name>_overlay.png for every image in IN.",
     )
-    pr.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder (runs/<name>)")
+    _add_run_dir(pr)
     pr.add_argument(
         "--in",
         dest="in_dir",
@@ -525,26 +561,15 @@ def _add_run_commands(sub) -> None:
         default="best",
         help="best.pt (default) or last.pt",
     )
-    pr.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    _add_device(pr)
     pr.add_argument(
         "--alpha", type=float, default=0.5, help="opacity of the mask in the overlays (default 0.5)"
     )
     pr.set_defaults(func=_cmd_predict)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``labkit`` command and its subcommands."""
-    parser = _Parser(
-        prog="labkit", description="labkit: a course lab kit for semantic segmentation."
-    )
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="log progress details; an error shows its traceback too",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    """Add ``demo``: a preset end to end on the CPU."""
     demo = sub.add_parser(
         "demo",
         help="generate the Shapes set, train a small FCN, evaluate it",
@@ -576,12 +601,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true", help="hide progress bars")
     demo.set_defaults(func=_cmd_demo)
 
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    """Add ``data`` and its actions ``shapes`` and ``check``."""
     data = sub.add_parser(
         "data",
         help="generate or check datasets",
         description="Generate the Shapes set, or check a dataset folder.",
     )
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    _add_data_shapes(data_sub)
+    _add_data_check(data_sub)
+
+
+def _add_data_shapes(data_sub: argparse._SubParsersAction) -> None:
+    """Add ``data shapes``: draw the Shapes set in the VOC layout."""
     shapes = data_sub.add_parser(
         "shapes",
         help="generate the Shapes set in the VOC layout",
@@ -613,6 +647,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="seed; same seed, same files (default 0)"
     )
     shapes.set_defaults(func=_cmd_data_shapes)
+
+
+def _add_data_check(data_sub: argparse._SubParsersAction) -> None:
+    """Add ``data check``: open a dataset folder and count its class pixels."""
     check = data_sub.add_parser(
         "check",
         help="validate a VOC/ADE20K/Shapes folder and print class statistics",
@@ -647,8 +685,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(func=_cmd_data_check)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``labkit`` command and its subcommands."""
+    parser = _Parser(
+        prog="labkit", description="labkit: a course lab kit for semantic segmentation."
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log progress details; an error shows its traceback too",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # the order here is the order `labkit --help` lists the commands in
+    _add_demo(sub)
+    _add_data(sub)
     _add_train(sub)
-    _add_run_commands(sub)
+    _add_evaluate(sub)
+    _add_compare(sub)
+    _add_predict(sub)
     _add_doctor(sub)
     from labkit.grading.cli import add_course_parser
 

@@ -266,6 +266,37 @@ def _root(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _labs(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """Add the repeatable ``--lab LAB`` option, collected in ``args.labs``.
+
+    Args:
+        parser (argparse.ArgumentParser): the action's parser.
+        help_text (str): what the option does for this action.
+    """
+    parser.add_argument("--lab", dest="labs", action="append", metavar="LAB", help=help_text)
+
+
+def _students(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """Add the repeatable ``--student ID`` option, collected in ``args.students``.
+
+    Args:
+        parser (argparse.ArgumentParser): the action's parser.
+        help_text (str): what the option does for this action.
+    """
+    parser.add_argument("--student", dest="students", action="append", metavar="ID", help=help_text)
+
+
+def _kit(parser: argparse.ArgumentParser) -> None:
+    """Add the ``--kit DIR`` option of ``init`` and ``demo``."""
+    parser.add_argument(
+        "--kit",
+        type=Path,
+        metavar="DIR",
+        help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
+        "(default: $LABKIT_KIT, else the checkout labkit runs from)",
+    )
+
+
 def add_course_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``course`` and its actions to the ``labkit`` command's subparsers."""
     course = sub.add_parser(
@@ -274,7 +305,20 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         description="The instructor's side: nbgrader underneath.",
     )
     actions = course.add_subparsers(dest="course_command", metavar="ACTION", required=True)
+    # the order here is the order `labkit course --help` lists the actions in
+    _add_init(actions)
+    _add_collect(actions)
+    _add_status(actions)
+    _add_release(actions)
+    _add_autograde(actions)
+    _add_feedback(actions)
+    _add_export(actions)
+    _add_report(actions)
+    _add_demo(actions)
 
+
+def _add_init(actions: argparse._SubParsersAction) -> None:
+    """Add ``course init``: a term's course directory from the kit."""
     init = actions.add_parser(
         "init",
         help="make a term's course directory from the kit",
@@ -297,20 +341,8 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         metavar="CSV",
         help="students to import: id,first_name,last_name,email",
     )
-    init.add_argument(
-        "--kit",
-        type=Path,
-        metavar="DIR",
-        help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
-        "(default: $LABKIT_KIT, else the checkout labkit runs from)",
-    )
-    init.add_argument(
-        "--lab",
-        dest="labs",
-        action="append",
-        metavar="LAB",
-        help="take only this lab, repeatable (default: every lab of the kit)",
-    )
+    _kit(init)
+    _labs(init, "take only this lab, repeatable (default: every lab of the kit)")
     init.add_argument(
         "--overwrite",
         action="store_true",
@@ -320,6 +352,9 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     _root(init)
     init.set_defaults(func=_cmd_init)
 
+
+def _add_collect(actions: argparse._SubParsersAction) -> None:
+    """Add ``course collect``: an LMS download into ``submitted/``."""
     collect = actions.add_parser(
         "collect",
         help="copy an LMS download of submissions into submitted/",
@@ -338,13 +373,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="the LMS's download: a folder or a .zip file",
     )
-    collect.add_argument(
-        "--lab",
-        dest="labs",
-        action="append",
-        metavar="LAB",
-        help="collect only this lab, repeatable (default: all)",
-    )
+    _labs(collect, "collect only this lab, repeatable (default: all)")
     collect.add_argument(
         "--max-mb",
         type=float,
@@ -354,6 +383,9 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     _root(collect)
     collect.set_defaults(func=_cmd_collect)
 
+
+def _add_status(actions: argparse._SubParsersAction) -> None:
+    """Add ``course status``: where each student's lab stands."""
     status = actions.add_parser(
         "status",
         help="per student and lab: submitted, graded, failed",
@@ -361,16 +393,13 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         "graded (autograded score in the gradebook) or failed (why, from the "
         "grading record), then counts per lab.",
     )
-    status.add_argument(
-        "--lab",
-        dest="labs",
-        action="append",
-        metavar="LAB",
-        help="only this lab, repeatable (default: all)",
-    )
+    _labs(status, "only this lab, repeatable (default: all)")
     _root(status)
     status.set_defaults(func=_cmd_status)
 
+
+def _add_release(actions: argparse._SubParsersAction) -> None:
+    """Add ``course release``: the student notebooks of ``labs/`` from ``solutions/``."""
     release = actions.add_parser(
         "release",
         help="regenerate labs/ from solutions/ (nbgrader generate_assignment)",
@@ -387,6 +416,10 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     )
     _root(release)
     release.set_defaults(func=_cmd_release)
+
+
+def _add_autograde(actions: argparse._SubParsersAction) -> None:
+    """Add ``course autograde``: grade a lab for the class."""
     grade = actions.add_parser(
         "autograde",
         help="grade a lab for the class: sandboxed, in parallel, resumable",
@@ -397,13 +430,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         "stopped at any point can simply be run again. Exit 1 if any failed.",
     )
     grade.add_argument("lab", metavar="LAB", help="the lab to grade")
-    grade.add_argument(
-        "--student",
-        dest="students",
-        action="append",
-        metavar="ID",
-        help="grade only this student, repeatable (default: all who submitted)",
-    )
+    _students(grade, "grade only this student, repeatable (default: all who submitted)")
     grade.add_argument("--jobs", type=int, default=1, help="submissions at once (default 1)")
     grade.add_argument(
         "--timeout",
@@ -427,6 +454,10 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     )
     _root(grade)
     grade.set_defaults(func=_cmd_autograde)
+
+
+def _add_feedback(actions: argparse._SubParsersAction) -> None:
+    """Add ``course feedback``: an HTML page per graded student."""
     feedback = actions.add_parser(
         "feedback",
         help="write an HTML feedback page per graded student",
@@ -434,15 +465,13 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         "tests and the errors the student's code raised; never a hidden test.",
     )
     feedback.add_argument("lab", metavar="LAB", help="the lab")
-    feedback.add_argument(
-        "--student",
-        dest="students",
-        action="append",
-        metavar="ID",
-        help="only this student, repeatable (default: all graded)",
-    )
+    _students(feedback, "only this student, repeatable (default: all graded)")
     _root(feedback)
     feedback.set_defaults(func=_cmd_feedback)
+
+
+def _add_export(actions: argparse._SubParsersAction) -> None:
+    """Add ``course export``: ``grades.csv`` from the gradebook."""
     export = actions.add_parser(
         "export",
         help="write grades.csv from the gradebook, one row per student and lab",
@@ -455,6 +484,10 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     )
     _root(export)
     export.set_defaults(func=_cmd_export)
+
+
+def _add_report(actions: argparse._SubParsersAction) -> None:
+    """Add ``course report``: the class report."""
     report = actions.add_parser(
         "report",
         help="write the class report: score plots, test pass rates, report.md",
@@ -470,6 +503,10 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     )
     _root(report)
     report.set_defaults(func=_cmd_report)
+
+
+def _add_demo(actions: argparse._SubParsersAction) -> None:
+    """Add ``course demo``: the whole cycle with a demo class."""
     demo = actions.add_parser(
         "demo",
         help="the whole cycle on the Shapes set with a demo class of six",
@@ -484,13 +521,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         default=Path("runs/course-demo"),
         help="the demo's folder (default: runs/course-demo)",
     )
-    demo.add_argument(
-        "--lab",
-        dest="labs",
-        action="append",
-        metavar="LAB",
-        help="only this lab, repeatable (default: every lab)",
-    )
+    _labs(demo, "only this lab, repeatable (default: every lab)")
     demo.add_argument(
         "--cheat-lab",
         dest="cheat_labs",
@@ -499,13 +530,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
         help="the cheaters hand in this lab, repeatable (default: the first "
         "lab only, to keep the demo short)",
     )
-    demo.add_argument(
-        "--kit",
-        type=Path,
-        metavar="DIR",
-        help="the kit: a labkit checkout holding nbgrader_config.py and solutions/ "
-        "(default: $LABKIT_KIT, else the checkout labkit runs from)",
-    )
+    _kit(demo)
     demo.add_argument("--jobs", type=int, default=2, help="submissions at once (default 2)")
     demo.add_argument(
         "--timeout", type=float, default=600, help="wall-clock seconds per notebook (default 600)"
