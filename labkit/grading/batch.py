@@ -216,6 +216,44 @@ def _grade_as(
     )
 
 
+def _chosen_students(root: Path, lab: str, students: list[str] | None) -> list[str]:
+    """The students to grade, sorted: ``students``, else all who submitted ``lab``.
+
+    Raises:
+        CourseError: a student has no submission folder and is not in the class list.
+    """
+    known = set(submitted_students(root, lab))
+    if (root / "students.csv").is_file():
+        known |= {s["id"] for s in read_students(root / "students.csv")}
+    chosen = sorted(set(students)) if students else submitted_students(root, lab)
+    if unknown := [s for s in chosen if s not in known]:
+        raise CourseError(
+            f"no student {unknown[0]!r} in this course (no submitted/"
+            f"{unknown[0]}/{lab}/ and not in students.csv); check the id."
+        )
+    return chosen
+
+
+def _bubblewrap_works(lab: str) -> bool:
+    """Whether bubblewrap works here; warns, loudly, when it does not (``lab``'s student code
+    then runs with resource limits only)."""
+    if bwrap_available():
+        return True
+    log.warning(
+        "BUBBLEWRAP DOES NOT WORK HERE: student code of %s will run with resource "
+        "limits only, able to read the gradebook, the solutions and other students' "
+        "work and to use the network. Install bubblewrap (apt-get install "
+        "bubblewrap) where user namespaces are allowed.",
+        lab,
+    )
+    return False
+
+
+def _uses_labkit(root: Path, lab: str) -> bool:
+    """Whether ``lab``'s solution notebook mentions labkit (else its judges need no Shapes)."""
+    return "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8")
+
+
 def autograde(
     root: str | os.PathLike,
     lab: str,
@@ -263,33 +301,14 @@ def autograde(
             f"expected jobs >= 1, timeout > 0 and memory_mb >= 1; got jobs={jobs}, "
             f"timeout={timeout}, memory_mb={memory_mb}."
         )
-    known = set(submitted_students(root, lab))
-    if (root / "students.csv").is_file():
-        known |= {s["id"] for s in read_students(root / "students.csv")}
-    chosen = sorted(set(students)) if students else submitted_students(root, lab)
-    if unknown := [s for s in chosen if s not in known]:
-        raise CourseError(
-            f"no student {unknown[0]!r} in this course (no submitted/"
-            f"{unknown[0]}/{lab}/ and not in students.csv); check the id."
-        )
-    if sandbox and not bwrap_available():
-        log.warning(
-            "BUBBLEWRAP DOES NOT WORK HERE: student code of %s will run with resource "
-            "limits only, able to read the gradebook, the solutions and other students' "
-            "work and to use the network. Install bubblewrap (apt-get install "
-            "bubblewrap) where user namespaces are allowed.",
-            lab,
-        )
-        sandbox = False  # said once here, not once per student in each worker
+    chosen = _chosen_students(root, lab, students)
+    # bubblewrap's absence said once here, not once per student in each worker
+    sandbox = sandbox and _bubblewrap_works(lab)
     skipped = [s for s in chosen if resume and _up_to_date(root, lab, s)]
     todo = [s for s in chosen if s not in skipped]
     drop = _preflight(root, lab, sandbox=sandbox, memory_mb=memory_mb) if todo else True
     drawn = None  # a lab that never imports labkit trains on nothing
-    if (
-        todo
-        and shapes is None
-        and "labkit" in (root / "solutions" / lab / f"{lab}.ipynb").read_text(encoding="utf-8")
-    ):
+    if todo and shapes is None and _uses_labkit(root, lab):
         drawn = Path(tempfile.mkdtemp(prefix="labkit-shapes-"))
         shapes = _draw_shapes(drawn)
     spec = {

@@ -257,9 +257,7 @@ def course_demo(
         CourseError: ``out`` holds something else, an unknown lab or student, no kit.
     """
     from labkit.experiment import resolve_data_root
-    from labkit.grading.batch import autograde
-    from labkit.grading.export import export_grades, grade_rows
-    from labkit.grading.feedback import write_feedback
+    from labkit.grading.export import export_grades
     from labkit.grading.instance import init_course
     from labkit.grading.kit import locate_kit
     from labkit.grading.report import class_report
@@ -270,22 +268,61 @@ def course_demo(
         raise CourseError(f"unknown demo student(s) {unknown}; expected some of {STUDENTS}.")
     kit = locate_kit(kit)
     chosen = list(labs or available_labs(kit))
+    class_of = _class_of(students, chosen, cheat_labs)
+    _fresh(out)
+    data = resolve_data_root(lab_config("baseline", profile="quick"), runs_root=out)
+    _write_class_list(out / "students.csv", students)
+    root = init_course(out / "course", kit=kit, students_csv=out / "students.csv", labs=chosen)
+    _hand_in(root, chosen, class_of)
+    outcomes, lab_seconds, pages, missing = _grade_labs(
+        root, chosen, class_of, jobs=jobs, timeout=timeout, data=data, progress=progress
+    )
+    grades = export_grades(root)
+    report = class_report(root, out_dir=root / "report").markdown
+    rows = _rows(root, students, chosen, class_of, outcomes)
+    return CourseDemo(
+        root,
+        data,
+        rows,
+        lab_seconds,
+        grades,
+        report,
+        tuple(pages),
+        missing,
+        time.monotonic() - started,
+    )
+
+
+def _class_of(
+    students: Sequence[str], chosen: list[str], cheat_labs: Sequence[str] | None
+) -> dict[str, list[str]]:
+    """Lab → the students who hand it in: everyone, but the cheaters only on ``cheat_labs``
+    (default: the first of ``chosen``).
+
+    Raises:
+        CourseError: a cheat lab is not among ``chosen``.
+    """
     cheated = set(chosen[:1] if cheat_labs is None else cheat_labs)
     if unknown := sorted(cheated - set(chosen)):
         raise CourseError(f"cheat lab(s) {unknown} are not among the demo's labs {chosen}.")
-    class_of = {
+    return {
         lab: [s for s in students if lab in cheated or not s.startswith("cheat_")] for lab in chosen
     }
-    _fresh(out)
-    data = resolve_data_root(lab_config("baseline", profile="quick"), runs_root=out)
-    with open(out / "students.csv", "w", newline="", encoding="utf-8") as f:
+
+
+def _write_class_list(path: Path, students: Sequence[str]) -> None:
+    """The demo class as nbgrader's ``students.csv``: id, first name (from the id), ``Demo``."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows(
             [
                 ["id", "first_name", "last_name"],
                 *[[s, s.split("_")[0].title(), "Demo"] for s in students],
             ]
         )
-    root = init_course(out / "course", kit=kit, students_csv=out / "students.csv", labs=chosen)
+
+
+def _hand_in(root: Path, chosen: list[str], class_of: dict[str, list[str]]) -> None:
+    """Write each student's :func:`demo_submission` of each lab into ``submitted/``."""
     for lab in chosen:
         release = nbformat.read(root / "labs" / lab / f"{lab}.ipynb", as_version=4)
         source = nbformat.read(root / "solutions" / lab / f"{lab}.ipynb", as_version=4)
@@ -293,6 +330,28 @@ def course_demo(
             path = root / "submitted" / student / lab / f"{lab}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(demo_submission(student, release, source, root=root), path)
+
+
+def _grade_labs(
+    root: Path,
+    chosen: list[str],
+    class_of: dict[str, list[str]],
+    *,
+    jobs: int,
+    timeout: float,
+    data: Path,
+    progress: bool,
+) -> tuple[dict, dict[str, float], list[Path], dict[str, str]]:
+    """Autograde every lab of ``chosen`` and write its feedback pages.
+
+    Returns:
+        ``(outcomes, lab_seconds, pages, missing)``: (lab, student) → its
+        :class:`~labkit.grading.batch.Outcome`; lab → wall time of its autograde run; the
+        feedback pages written; ``"<lab>/<student>"`` → why no page was written.
+    """
+    from labkit.grading.batch import autograde
+    from labkit.grading.feedback import write_feedback
+
     outcomes, lab_seconds, pages, missing = {}, {}, [], {}
     for lab in chosen:
         t0 = time.monotonic()
@@ -311,10 +370,22 @@ def course_demo(
         report = write_feedback(root, lab)
         pages += report.written
         missing.update({f"{lab}/{s}": why for s, why in report.failed.items()})
-    grades = export_grades(root)
-    report = class_report(root, out_dir=root / "report").markdown
+    return outcomes, lab_seconds, pages, missing
+
+
+def _rows(
+    root: Path,
+    students: Sequence[str],
+    chosen: list[str],
+    class_of: dict[str, list[str]],
+    outcomes: dict,
+) -> tuple[DemoRow, ...]:
+    """A :class:`DemoRow` per submission, in ``students`` order then ``chosen`` order: the
+    autograder's outcome and the gradebook's scores."""
+    from labkit.grading.export import grade_rows
+
     book = {(r.lab, r.student_id): r for r in grade_rows(root)}
-    rows = tuple(
+    return tuple(
         DemoRow(
             s,
             lab,
@@ -327,15 +398,4 @@ def course_demo(
         for s in students
         for lab in chosen
         if s in class_of[lab]
-    )
-    return CourseDemo(
-        root,
-        data,
-        rows,
-        lab_seconds,
-        grades,
-        report,
-        tuple(pages),
-        missing,
-        time.monotonic() - started,
     )

@@ -135,41 +135,15 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
     Raises:
         CourseError: there is no gradebook in ``root``.
     """
-    from nbgrader.api import (
-        Assignment,
-        Grade,
-        Gradebook,
-        Student,
-        SubmittedAssignment,
-        SubmittedNotebook,
-    )
+    from nbgrader.api import Gradebook
 
     url = f"sqlite:///{gradebook_path(root)}"
     with Gradebook(url) as gb:
         cells, by_lab = _cells(gb)
         labs = sorted(a.name for a in gb.assignments)
         students = sorted((s.id, s.first_name, s.last_name, s.email) for s in gb.students)
-        subs = {
-            (lab, sid): (sub_id, ts, float(penalty or 0.0))
-            for sub_id, lab, sid, ts, penalty in gb.db.query(
-                SubmittedAssignment.id,
-                Assignment.name,
-                Student.id,
-                SubmittedAssignment.timestamp,
-                SubmittedAssignment.late_submission_penalty,
-            )
-            .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
-            .join(Student, SubmittedAssignment.student_id == Student.id)
-        }
-        grades = defaultdict(list)
-        for sub_id, cid, auto, score, needs in gb.db.query(
-            SubmittedNotebook.assignment_id,
-            Grade.cell_id,
-            Grade.auto_score,
-            Grade.score,
-            Grade.needs_manual_grade,
-        ).join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id):
-            grades[sub_id].append((cid, auto, float(score or 0.0), bool(needs)))
+        subs = _submissions(gb)
+        grades = _grades(gb)
 
     rows = []
     for lab in labs:
@@ -198,38 +172,92 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
                 )
                 continue
             sub_id, stamp, penalty = subs[lab, sid]
-            auto_score = manual = 0.0
-            pending, needs_any, tests = False, False, {}
-            for cid, auto, score, needs in grades[sub_id]:
-                _, name, is_auto, points = cells[cid]
-                needs_any |= needs
-                if is_auto:
-                    auto_score += score
-                    tests[name] = (float(auto or 0.0), points)
-                else:
-                    manual += score
-                    pending |= needs
             rows.append(
-                GradeRow(
-                    sid,
-                    first,
-                    last,
-                    email,
+                _submitted_row(
+                    (sid, first, last, email),
                     lab,
-                    "submitted",
-                    stamp.replace(tzinfo=timezone.utc) if stamp is not None else None,
-                    auto_score,
-                    auto_max,
-                    None if pending else manual,
-                    manual_max,
+                    stamp,
                     penalty,
-                    max(0.0, auto_score + manual - penalty),
-                    auto_max + manual_max,
-                    needs_any,
-                    dict(sorted(tests.items())),
+                    grades[sub_id],
+                    cells,
+                    auto_max,
+                    manual_max,
                 )
             )
     return rows
+
+
+def _submissions(gb) -> dict[tuple[str, str], tuple[str, datetime | None, float]]:
+    """(lab, student id) -> (submission id, when handed in, late penalty) of every submission."""
+    from nbgrader.api import Assignment, Student, SubmittedAssignment
+
+    return {
+        (lab, sid): (sub_id, ts, float(penalty or 0.0))
+        for sub_id, lab, sid, ts, penalty in gb.db.query(
+            SubmittedAssignment.id,
+            Assignment.name,
+            Student.id,
+            SubmittedAssignment.timestamp,
+            SubmittedAssignment.late_submission_penalty,
+        )
+        .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
+        .join(Student, SubmittedAssignment.student_id == Student.id)
+    }
+
+
+def _grades(gb) -> defaultdict[str, list[tuple[str, float | None, float, bool]]]:
+    """Submission id -> (cell id, autograder points, points, needs manual grading?) per grade."""
+    from nbgrader.api import Grade, SubmittedNotebook
+
+    grades = defaultdict(list)
+    for sub_id, cid, auto, score, needs in gb.db.query(
+        SubmittedNotebook.assignment_id,
+        Grade.cell_id,
+        Grade.auto_score,
+        Grade.score,
+        Grade.needs_manual_grade,
+    ).join(SubmittedNotebook, Grade.notebook_id == SubmittedNotebook.id):
+        grades[sub_id].append((cid, auto, float(score or 0.0), bool(needs)))
+    return grades
+
+
+def _submitted_row(
+    student: tuple[str, str | None, str | None, str | None],
+    lab: str,
+    stamp: datetime | None,
+    penalty: float,
+    grades: list[tuple[str, float | None, float, bool]],
+    cells: dict[str, tuple[str, str, bool, float]],
+    auto_max: float,
+    manual_max: float,
+) -> GradeRow:
+    """The row of a submitted lab: its grades summed into autograded and hand-graded points."""
+    auto_score = manual = 0.0
+    pending, needs_any, tests = False, False, {}
+    for cid, auto, score, needs in grades:
+        _, name, is_auto, points = cells[cid]
+        needs_any |= needs
+        if is_auto:
+            auto_score += score
+            tests[name] = (float(auto or 0.0), points)
+        else:
+            manual += score
+            pending |= needs
+    return GradeRow(
+        *student,
+        lab,
+        "submitted",
+        stamp.replace(tzinfo=timezone.utc) if stamp is not None else None,
+        auto_score,
+        auto_max,
+        None if pending else manual,
+        manual_max,
+        penalty,
+        max(0.0, auto_score + manual - penalty),
+        auto_max + manual_max,
+        needs_any,
+        dict(sorted(tests.items())),
+    )
 
 
 def _cell_text(value) -> str:

@@ -260,19 +260,8 @@ def run_judge(
         results.touch()
         nonce = secrets.token_hex(16)
         payload = json.dumps(dict(program, nonce=nonce, results=str(results))).encode()
-        env = {
-            "PATH": os.environ.get("PATH", os.defpath),
-            "LANG": "C.UTF-8",
-            "MPLBACKEND": "Agg",
-            "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1",
-            "NBGRADER_EXECUTION": "autograde",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        if os.environ.get("LABKIT_BUDGET"):
-            env["LABKIT_BUDGET"] = os.environ["LABKIT_BUDGET"]
-        if data and os.path.isdir(data):
-            env["LABKIT_DATA"] = data
+        env = _judge_env(data)
+        if "LABKIT_DATA" in env:
             readable = [*readable, data]
         ran = run_sandboxed(
             module_argv("labkit.grading.judge_runner"),
@@ -286,24 +275,51 @@ def run_judge(
             writable=[results],
             uid=uid,
         )
-        cells, started, finished = {}, False, False
-        for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
-            tag, _, body = line.partition(" ")
-            if tag != nonce:
-                continue
-            try:
-                record = json.loads(body)
-            except ValueError:
-                continue
-            if record.get("started"):
-                started = True
-            elif record.get("done"):
-                finished = True
-            elif isinstance(record.get("index"), int) and record["index"] not in cells:
-                cells[record["index"]] = record  # the first word on a cell is the runner's
-        return JudgeResult(cells, started, finished, ran)
+        return JudgeResult(*_read_results(results, nonce), ran)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _judge_env(data: str) -> dict[str, str]:
+    """The judge's whole environment: none of the grader's but ``PATH`` and
+    ``$LABKIT_BUDGET``, and ``$LABKIT_DATA`` when ``data`` is a folder (the caller binds it
+    readable then)."""
+    env = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "MPLBACKEND": "Agg",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "NBGRADER_EXECUTION": "autograde",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    if os.environ.get("LABKIT_BUDGET"):
+        env["LABKIT_BUDGET"] = os.environ["LABKIT_BUDGET"]
+    if data and os.path.isdir(data):
+        env["LABKIT_DATA"] = data
+    return env
+
+
+def _read_results(results: Path, nonce: str) -> tuple[dict[int, dict], bool, bool]:
+    """``(cells, started, finished)`` from the runner's results file, as :class:`JudgeResult`
+    holds them: only lines tagged with ``nonce`` count, and a line that is not JSON is
+    skipped."""
+    cells, started, finished = {}, False, False
+    for line in results.read_text(encoding="utf-8", errors="replace").splitlines():
+        tag, _, body = line.partition(" ")
+        if tag != nonce:
+            continue
+        try:
+            record = json.loads(body)
+        except ValueError:
+            continue
+        if record.get("started"):
+            started = True
+        elif record.get("done"):
+            finished = True
+        elif isinstance(record.get("index"), int) and record["index"] not in cells:
+            cells[record["index"]] = record  # the first word on a cell is the runner's
+    return cells, started, finished
 
 
 def _stream(text: str) -> list:

@@ -348,12 +348,7 @@ def run_sandboxed(
             the program.
         ValueError: ``argv`` is empty or ``scratch`` is not a folder.
     """
-    scratch = Path(scratch).resolve()
-    if not argv or not scratch.is_dir():
-        raise ValueError(
-            f"expected a command and an existing scratch folder; got argv="
-            f"{list(argv)!r}, scratch={scratch}."
-        )
+    scratch = _scratch_folder(argv, scratch)
     sandboxed = _mode(bwrap)
     env = dict(
         {"PATH": os.environ.get("PATH", os.defpath), "LANG": "C.UTF-8"} if env is None else env,
@@ -375,8 +370,35 @@ def run_sandboxed(
     if sandboxed:
         cmd = sandbox_command(cmd, scratch=scratch, **files)
     state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
+    proc = _start(cmd, scratch, env, theirs)
+    tail = _supervise(proc, stdin, limits, sandboxed, state, _tmpfs_mounts(plan))
+    status = _status(ours)
+    return _result(proc, status, state, limits, sandboxed, tail)
+
+
+def _scratch_folder(argv: Sequence[str], scratch: str | os.PathLike) -> Path:
+    """``scratch``, resolved, checked to be a folder (and ``argv`` to be a command).
+
+    Raises:
+        ValueError: ``argv`` is empty or ``scratch`` is not a folder.
+    """
+    scratch = Path(scratch).resolve()
+    if not argv or not scratch.is_dir():
+        raise ValueError(
+            f"expected a command and an existing scratch folder; got argv="
+            f"{list(argv)!r}, scratch={scratch}."
+        )
+    return scratch
+
+
+def _start(
+    cmd: list[str], scratch: Path, env: Mapping[str, str], theirs: socket.socket
+) -> subprocess.Popen:
+    """Start ``cmd`` in a session of its own (its process group is killed at the end), its
+    output and errors on one pipe, the launcher's end ``theirs`` of the status socket passed
+    on. ``theirs`` is closed here whatever happens: the grader keeps only its own end."""
     try:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             cmd,
             cwd=scratch,
             env=env,
@@ -388,11 +410,27 @@ def run_sandboxed(
         )
     finally:
         theirs.close()
-    tmpfs = (
+
+
+def _tmpfs_mounts(plan: Layout | None) -> list[str]:
+    """The sandbox's writable tmpfs, whose files the watchdog counts as memory (none without
+    bubblewrap)."""
+    return (
         ["/tmp", "/dev/shm", *(m for m, kind in plan.mounts if kind == "scratch")] if plan else []
     )
-    tail = _supervise(proc, stdin, limits, sandboxed, state, tmpfs)
-    status = _status(ours)
+
+
+def _result(
+    proc: subprocess.Popen,
+    status: bytes,
+    state: dict,
+    limits: Limits,
+    sandboxed: bool,
+    tail: bytes,
+) -> SandboxResult:
+    """How the run ended: the command's status as the launcher reported it (``status``;
+    empty: it never did), else ``-SIGKILL`` for a run the watchdog stopped, else the status
+    of the process started (bwrap or the launcher)."""
     killed = state["memory"] or state["wall"]
     code = (
         os.waitstatus_to_exitcode(int(status))

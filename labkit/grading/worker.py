@@ -23,6 +23,10 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported only for a hint: grading imports it after the submission's check
+    from traitlets.config import Config
 
 __all__ = ["check_submission", "deepest", "grade", "nbgrader_cause", "preload", "run"]
 
@@ -115,10 +119,42 @@ def grade(spec: dict) -> dict:
     problem, note = check_submission(root / "submitted" / student / lab, lab)
     if problem:
         return {"status": "failed", "reason": problem, "score": None, "max_score": None}
-    import nbformat
-    from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.api import Gradebook
     from nbgrader.apps import NbGraderAPI
+
+    from labkit.grading.export import gradebook_path
+    from labkit.grading.judge import JudgePreprocessor
+
+    config = _autograde_config(root, lab, spec)
+    result = NbGraderAPI(config=config).autograde(lab, student, force=True, create=True)
+    if not result.get("success"):
+        return {
+            "status": "failed",
+            "reason": "nbgrader autograde failed: " + nbgrader_cause(result)[:500],
+            "score": None,
+            "max_score": None,
+        }
+    with Gradebook(f"sqlite:///{gradebook_path(root)}") as gb:
+        sub = gb.find_submission(lab, student)
+        score, max_score = float(sub.score), float(sub.max_score)
+    judged = JudgePreprocessor.reports[-1] if JudgePreprocessor.reports else None
+    notes = [note] if note else []
+    if judged is not None and not judged.finished:
+        notes.append(f"the judge stopped early: {judged.sandbox.reason or 'no reason given'}")
+    if judged is not None and not judged.sandbox.sandboxed:
+        notes.append(
+            "judged with resource limits only (no bubblewrap)"
+            + (" as the grader's own user" if spec["uid"] is None else "")
+        )
+    return {"status": "graded", "reason": "; ".join(notes), "score": score, "max_score": max_score}
+
+
+def _autograde_config(root: Path, lab: str, spec: dict) -> "Config":
+    """The course's nbgrader configuration for autograding ``lab``: nbgrader's preprocessors
+    with the judge in place of ``Execute`` (set up from the lab's source notebook and
+    ``spec``), the duplicate ids dropped and missing grade cells added back."""
+    import nbformat
+    from nbconvert.preprocessors import ClearMetadataPreprocessor
     from nbgrader.preprocessors import (
         AssignLatePenalties,
         CheckCellMetadata,
@@ -131,7 +167,6 @@ def grade(spec: dict) -> dict:
     )
     from traitlets.config.loader import PyFileConfigLoader
 
-    from labkit.grading.export import gradebook_path
     from labkit.grading.judge import JudgePreprocessor, hidden_lines, instructor_prelude
 
     config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
@@ -169,27 +204,7 @@ def grade(spec: dict) -> dict:
         uid=spec["uid"],
         data=spec.get("data", ""),
     )
-    result = NbGraderAPI(config=config).autograde(lab, student, force=True, create=True)
-    if not result.get("success"):
-        return {
-            "status": "failed",
-            "reason": "nbgrader autograde failed: " + nbgrader_cause(result)[:500],
-            "score": None,
-            "max_score": None,
-        }
-    with Gradebook(f"sqlite:///{gradebook_path(root)}") as gb:
-        sub = gb.find_submission(lab, student)
-        score, max_score = float(sub.score), float(sub.max_score)
-    judged = JudgePreprocessor.reports[-1] if JudgePreprocessor.reports else None
-    notes = [note] if note else []
-    if judged is not None and not judged.finished:
-        notes.append(f"the judge stopped early: {judged.sandbox.reason or 'no reason given'}")
-    if judged is not None and not judged.sandbox.sandboxed:
-        notes.append(
-            "judged with resource limits only (no bubblewrap)"
-            + (" as the grader's own user" if spec["uid"] is None else "")
-        )
-    return {"status": "graded", "reason": "; ".join(notes), "score": score, "max_score": max_score}
+    return config
 
 
 def preload() -> None:
