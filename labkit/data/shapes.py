@@ -152,6 +152,48 @@ def generate_shapes(
     Raises:
         ValueError: if an argument is out of range.
     """
+    args = _checked_arguments(
+        num_train=num_train,
+        num_val=num_val,
+        size=size,
+        num_classes=num_classes,
+        seed=seed,
+        deformation=deformation,
+        workers=workers,
+    )
+    root = Path(root).expanduser()
+    voc = root / "VOCdevkit" / "VOC2012"
+    if _is_complete(voc, args):
+        _LOG.info("Shapes set with these arguments already in %s; not redrawn", voc)
+        return root
+    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+        (voc / sub).mkdir(parents=True, exist_ok=True)
+    (voc / "shapes.json").unlink(missing_ok=True)  # written last: marks the set complete
+
+    tasks, results = _draw_all(voc, args, workers)
+    _write_index(voc, args, tasks, results)
+    _LOG.info("drew %d + %d Shapes images of %d px into %s", num_train, num_val, size, voc)
+    return root
+
+
+def _checked_arguments(
+    *,
+    num_train: int,
+    num_val: int,
+    size: int,
+    num_classes: int,
+    seed: int,
+    deformation: float,
+    workers: int | None,
+) -> dict:
+    """Check :func:`generate_shapes`' arguments; return the ones that shape the files.
+
+    The returned dict is what ``shapes.json`` records and what :func:`_is_complete` compares,
+    so ``workers`` (which never changes the result) is left out of it.
+
+    Raises:
+        UsageError: naming the first argument out of range.
+    """
     _check_int("num_train", num_train, 0, None)
     _check_int("num_val", num_val, 0, None)
     _check_int("size", size, 32, None)
@@ -168,9 +210,7 @@ def generate_shapes(
             f"expected deformation to be a number in [0, 1] (0 = rigid shapes); "
             f"got {deformation!r}."
         )
-    root = Path(root).expanduser()
-    voc = root / "VOCdevkit" / "VOC2012"
-    args = dict(
+    return dict(
         num_train=num_train,
         num_val=num_val,
         size=size,
@@ -178,14 +218,18 @@ def generate_shapes(
         seed=seed,
         deformation=float(deformation),
     )
-    if _is_complete(voc, args):
-        _LOG.info("Shapes set with these arguments already in %s; not redrawn", voc)
-        return root
-    for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
-        (voc / sub).mkdir(parents=True, exist_ok=True)
-    (voc / "shapes.json").unlink(missing_ok=True)  # written last: marks the set complete
 
-    counts = {"train": num_train, "val": num_val}
+
+def _draw_all(
+    voc: Path, args: dict, workers: int | None
+) -> tuple[list[tuple], list[list[tuple[str, list, list]]]]:
+    """Draw every image of both splits into ``voc``, in chunks of 16, in parallel if it pays.
+
+    Returns:
+        (the chunk tasks, each ``(voc, split, start, stop, args)``; each chunk's rows from
+        :func:`_draw_chunk`, in the same order).
+    """
+    counts = {"train": args["num_train"], "val": args["num_val"]}
     chunk = 16
     tasks = [
         (str(voc), split, start, min(start + chunk, n), args)
@@ -195,7 +239,7 @@ def generate_shapes(
     workers = min(workers or os.cpu_count() or 1, len(tasks))
     results = None
     # daemonic processes may not have children (e.g. inside a multiprocessing worker)
-    if workers > 1 and num_train + num_val >= _SMALL_SET and not mp.current_process().daemon:
+    if workers > 1 and sum(counts.values()) >= _SMALL_SET and not mp.current_process().daemon:
         # fork is cheap and safe here (children only use numpy and PIL); elsewhere
         # (macOS, Windows) the platform default start method is the safe one.
         ctx = mp.get_context("fork") if sys.platform.startswith("linux") else None
@@ -206,7 +250,18 @@ def generate_shapes(
             _LOG.warning("worker processes failed (%s); drawing in this process instead", err)
     if results is None:  # same files either way: seeds are per image
         results = [_draw_chunk(t) for t in tasks]
+    return tasks, results
 
+
+def _write_index(
+    voc: Path, args: dict, tasks: list[tuple], results: list[list[tuple[str, list, list]]]
+) -> None:
+    """Write the image lists, ``shapes_objects.json`` and, last, ``shapes.json``.
+
+    ``shapes.json`` goes last because its presence marks the set complete
+    (:func:`_is_complete`): a run cut short before it is redrawn next time.
+    """
+    num_classes = args["num_classes"]
     objects: dict[str, list] = {}
     pixels = {s: np.zeros(256, np.int64) for s in _SPLITS}
     ids: dict[str, list[str]] = {s: [] for s in _SPLITS}
@@ -233,8 +288,6 @@ def generate_shapes(
         "void_pixels": {s: int(pixels[s][255]) for s in _SPLITS},
     }
     (voc / "shapes.json").write_text(json.dumps(meta, indent=1))
-    _LOG.info("drew %d + %d Shapes images of %d px into %s", num_train, num_val, size, voc)
-    return root
 
 
 def _is_complete(voc: Path, args: dict) -> bool:

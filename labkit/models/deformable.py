@@ -126,6 +126,43 @@ def _check_shapes(
     return groups
 
 
+def _sample_points(
+    offset: Tensor,
+    kernel_size: tuple[int, int],
+    *,
+    like: Tensor,
+    stride: tuple[int, int],
+    padding: tuple[int, int],
+    dilation: tuple[int, int],
+) -> tuple[Tensor, Tensor]:
+    """The points ``p + p_k + Δp_k`` where :func:`deform_conv2d_reference` samples its input.
+
+    Args:
+        offset (Tensor[N, G, K, 2, Ho, Wo]): the offsets Δp_k in pixels, row shift Δy then
+            column shift Δx, per offset group ``g`` and kernel tap ``k`` (row-major,
+            ``K = kh*kw``).
+        kernel_size (tuple[int, int]): kernel height and width ``(kh, kw)``.
+        like (Tensor): the input; the grid ``p + p_k`` is built in its dtype, on its device.
+        stride (tuple[int, int]): distance between kernel centres.
+        padding (tuple[int, int]): zero padding added on each side.
+        dilation (tuple[int, int]): spacing between kernel taps.
+
+    Returns:
+        tuple[Tensor, Tensor]: row and column coordinates, each Tensor[N, G, K, Ho, Wo], in
+        input pixels (0 is the first row's or column's centre).
+    """
+    (sh, sw), (ph, pw), (dh, dw), (kh, kw) = stride, padding, dilation, kernel_size
+    k, out_h, out_w = offset.shape[2], offset.shape[-2], offset.shape[-1]
+    opts = dict(dtype=like.dtype, device=like.device)
+    # p + p_k: output pixel p's top-left input position plus kernel tap k's place in the grid.
+    p_y = (torch.arange(out_h, **opts) * sh - ph).view(1, out_h, 1)
+    p_x = (torch.arange(out_w, **opts) * sw - pw).view(1, 1, out_w)
+    pk_y = (torch.arange(kh, **opts) * dh).repeat_interleave(kw).view(k, 1, 1)
+    pk_x = (torch.arange(kw, **opts) * dw).repeat(kh).view(k, 1, 1)
+    # p + p_k + Δp_k
+    return p_y + pk_y + offset[:, :, :, 0], p_x + pk_x + offset[:, :, :, 1]
+
+
 def deform_conv2d_reference(
     input: Tensor,
     offset: Tensor,
@@ -176,18 +213,14 @@ def deform_conv2d_reference(
         )
     groups = _check_shapes(input, offset, weight, bias, mask, (out_h, out_w))
     k = kh * kw
-    opts = dict(dtype=input.dtype, device=input.device)
-
-    # p + p_k: output pixel p's top-left input position plus kernel tap k's place in the grid.
-    p_y = (torch.arange(out_h, **opts) * sh - ph).view(1, out_h, 1)
-    p_x = (torch.arange(out_w, **opts) * sw - pw).view(1, 1, out_w)
-    pk_y = (torch.arange(kh, **opts) * dh).repeat_interleave(kw).view(k, 1, 1)
-    pk_x = (torch.arange(kw, **opts) * dw).repeat(kh).view(k, 1, 1)
-
-    # p + p_k + Δp_k
-    offset = offset.reshape(n, groups, k, 2, out_h, out_w)  # (N, G, K, 2, Ho, Wo)
-    y = p_y + pk_y + offset[:, :, :, 0]  # (N, G, K, Ho, Wo)
-    x = p_x + pk_x + offset[:, :, :, 1]  # (N, G, K, Ho, Wo)
+    y, x = _sample_points(
+        offset.reshape(n, groups, k, 2, out_h, out_w),
+        (kh, kw),
+        like=input,
+        stride=(sh, sw),
+        padding=(ph, pw),
+        dilation=(dh, dw),
+    )  # (N, G, K, Ho, Wo) each
 
     # x(p + p_k + Δp_k): offset group g samples its C/G channels at its own points.
     sampled = bilinear_sample(

@@ -118,9 +118,45 @@ class OffsetExplorer(widgets.VBox):
         self.last_update_ms = float("nan")
         self._busy = False
         self._shown: tuple | None = None
+        first, _ = self._captured(next(iter(self.models)), 0)
+        self._build_controls(first, layers, pixel, modulation, show_prediction)
+        self._build_figure(panel_size)
+        self.canvas.mpl_connect("button_press_event", self._on_click)
+        for control in (
+            self.image,
+            self.row,
+            self.col,
+            self.layers,
+            self.modulation,
+            self.prediction,
+        ):
+            control.observe(lambda change: self.update(), names="value")
+        super().__init__(
+            [
+                widgets.HBox([self.image, self.modulation, self.prediction]),
+                widgets.HBox([widgets.VBox([self.row, self.col]), self.layers]),
+                self.canvas,
+                self.status,
+            ]
+        )
+        self.add_class("labkit-offset-explorer")
+        self.update()
+
+    def _build_controls(
+        self,
+        first: list[LayerOffsets],
+        layers: Sequence[int] | None,
+        pixel: tuple[int, int] | None,
+        modulation: str,
+        show_prediction: bool,
+    ) -> None:
+        """Make the sliders, the layer list, the toggles and the status line.
+
+        ``first`` (the first model's layers on the first image) names the layer choices;
+        the other arguments are :class:`OffsetExplorer`'s.
+        """
         h, w = self.images[0].shape[-2:]
         depth = len(next(iter(self._names.values())))
-        first, _ = self._captured(next(iter(self.models)), 0)
         if layers is None:
             layers = range(max(0, depth - 3), depth)
 
@@ -147,6 +183,8 @@ class OffsetExplorer(widgets.VBox):
         self.status = widgets.HTML()
         self.status.add_class("labkit-offset-status")
 
+    def _build_figure(self, panel_size: float) -> None:
+        """Make the figure, its ipympl canvas and one panel (``panel_size`` inches) per model."""
         self.figure = Figure(
             figsize=(panel_size * len(self.models), panel_size), layout="constrained"
         )
@@ -162,26 +200,6 @@ class OffsetExplorer(widgets.VBox):
         self._panels = {
             name: Panel(ax, to_image(self.images[0])) for name, ax in zip(self.models, axes)
         }
-        self.canvas.mpl_connect("button_press_event", self._on_click)
-        for control in (
-            self.image,
-            self.row,
-            self.col,
-            self.layers,
-            self.modulation,
-            self.prediction,
-        ):
-            control.observe(lambda change: self.update(), names="value")
-        super().__init__(
-            [
-                widgets.HBox([self.image, self.modulation, self.prediction]),
-                widgets.HBox([widgets.VBox([self.row, self.col]), self.layers]),
-                self.canvas,
-                self.status,
-            ]
-        )
-        self.add_class("labkit-offset-explorer")
-        self.update()
 
     def _captured(self, name: str, index: int) -> tuple[list[LayerOffsets], Tensor]:
         key = (name, index)

@@ -141,22 +141,8 @@ def no_deformable_error(model: nn.Module) -> ValueError:
     )
 
 
-def capture_with_logits(
-    model: nn.Module,
-    image: Tensor,
-    names: Sequence[str] | None = None,
-) -> tuple[list[LayerOffsets], Tensor]:
-    """:func:`capture_offsets`, and the logits of the same forward pass.
-
-    Args:
-        model (nn.Module): as for :func:`capture_offsets`.
-        image (Tensor): as for :func:`capture_offsets`.
-        names (Sequence[str] | None): as for :func:`capture_offsets`.
-
-    Returns:
-        ``(offsets, logits)``: one :class:`LayerOffsets` per layer, and the model's logits
-        (Tensor[C, H, W]).
-    """
+def _one_image(image: Tensor) -> Tensor:
+    """``image`` as a batch of one, Tensor[1, 3, H, W]; a ValueError if it is not one image."""
     if image.dim() == 3:
         image = image[None]
     if image.dim() != 4 or image.shape[:2] != (1, 3):
@@ -164,7 +150,18 @@ def capture_with_logits(
             f"expected one image of shape [3, H, W] (or [1, 3, H, W]); got "
             f"{list(image.shape)}. Pick one image out of a batch: images[i]."
         )
-    modules = dict(model.named_modules())
+    return image
+
+
+def _checked_names(
+    model: nn.Module, modules: dict[str, nn.Module], names: Sequence[str] | None
+) -> Sequence[str]:
+    """The layers to capture: ``names``, or every deformable layer when it is ``None``.
+
+    Raises:
+        ValueError: if the model has no deformable layer (and ``names`` is ``None``), or a
+            name is not a deformable layer nor a ``nn.Conv2d`` of the model.
+    """
     if names is None:
         names = deformable_layer_names(model)
         if not names:
@@ -178,7 +175,21 @@ def capture_with_logits(
                 f"expected one of its deformable layers {deformable_layer_names(model)}"
                 " or a nn.Conv2d in the same place"
             )
-    inputs: dict[str, tuple[int, int]] = {}
+    return names
+
+
+def _hooked_forward(
+    model: nn.Module, modules: dict[str, nn.Module], names: Sequence[str], image: Tensor
+) -> tuple[Tensor | dict, dict[str, _Pair], dict[str, Tensor]]:
+    """Run ``image`` through ``model`` in eval mode without gradients, watching ``names``.
+
+    The named layers are made to record their offsets for this pass; the model's mode and the
+    layers' ``record`` flags are restored afterwards, even if the forward pass fails.
+
+    Returns:
+        (the model's output, each named layer's input height and width, each one's output).
+    """
+    inputs: dict[str, _Pair] = {}
     outputs: dict[str, Tensor] = {}
 
     def hook(name):
@@ -204,33 +215,67 @@ def capture_with_logits(
         for n, flag in recording.items():
             modules[n].record = flag
         model.train(was_training)
+    return logits, inputs, outputs
+
+
+def _layer_offsets(
+    name: str,
+    m: nn.Module,
+    inputs: dict[str, _Pair],
+    outputs: dict[str, Tensor],
+    image_size: _Pair,
+) -> LayerOffsets:
+    """What layer ``m`` recorded in the watched pass; zero offsets for a regular convolution.
+
+    ``inputs`` and ``outputs`` are the layers' input sizes and outputs that
+    :func:`_hooked_forward` kept.
+    """
+    if _is_deformable(m):
+        offset = m.last_offset[0].detach().float().cpu()
+        mask = getattr(m, "last_mask", None)
+        mask = None if mask is None else mask[0].detach().float().cpu()
+    else:
+        k = _pair(m.kernel_size)
+        offset = torch.zeros(2 * k[0] * k[1], *outputs[name].shape[-2:])
+        mask = None
+    return LayerOffsets(
+        name=name,
+        offset=offset,
+        mask=mask,
+        kernel_size=_pair(m.kernel_size),
+        stride=_pair(m.stride),
+        padding=_pair(m.padding),
+        dilation=_pair(m.dilation),
+        input_size=inputs[name],
+        image_size=image_size,
+        deformable=_is_deformable(m),
+    )
+
+
+def capture_with_logits(
+    model: nn.Module,
+    image: Tensor,
+    names: Sequence[str] | None = None,
+) -> tuple[list[LayerOffsets], Tensor]:
+    """:func:`capture_offsets`, and the logits of the same forward pass.
+
+    Args:
+        model (nn.Module): as for :func:`capture_offsets`.
+        image (Tensor): as for :func:`capture_offsets`.
+        names (Sequence[str] | None): as for :func:`capture_offsets`.
+
+    Returns:
+        ``(offsets, logits)``: one :class:`LayerOffsets` per layer, and the model's logits
+        (Tensor[C, H, W]).
+    """
+    image = _one_image(image)
+    modules = dict(model.named_modules())
+    names = _checked_names(model, modules, names)
+    logits, inputs, outputs = _hooked_forward(model, modules, names, image)
     if isinstance(logits, dict):
         logits = logits["out"]
-    captured = []
-    for name in names:
-        m = modules[name]
-        if _is_deformable(m):
-            offset = m.last_offset[0].detach().float().cpu()
-            mask = getattr(m, "last_mask", None)
-            mask = None if mask is None else mask[0].detach().float().cpu()
-        else:
-            k = _pair(m.kernel_size)
-            offset = torch.zeros(2 * k[0] * k[1], *outputs[name].shape[-2:])
-            mask = None
-        captured.append(
-            LayerOffsets(
-                name=name,
-                offset=offset,
-                mask=mask,
-                kernel_size=_pair(m.kernel_size),
-                stride=_pair(m.stride),
-                padding=_pair(m.padding),
-                dilation=_pair(m.dilation),
-                input_size=inputs[name],
-                image_size=tuple(image.shape[-2:]),
-                deformable=_is_deformable(m),
-            )
-        )
+    image_size = tuple(image.shape[-2:])
+    captured = [_layer_offsets(n, modules[n], inputs, outputs, image_size) for n in names]
     return captured, logits[0].detach().float().cpu()
 
 
