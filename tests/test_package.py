@@ -188,3 +188,36 @@ def test_the_dialect_check_sees_an_untyped_entry(tmp_path):
         '            over two lines.\n\n    Returns:\n        x: not an argument.\n    """\n'
     )
     assert _untyped_args(sample) == [f"{sample}:f: b: untyped"]
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def _long_functions(path: Path) -> list[str]:
+    """Functions of ``path`` longer than MAX_FUNCTION_LINES, decorators and docstring counted."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            length = node.end_lineno - first + 1
+            if length > MAX_FUNCTION_LINES:
+                found.append(f"{path}:{node.lineno} {node.name}: {length} lines")
+    return found
+
+
+def test_no_function_is_longer_than_a_screen():
+    """Can every function in labkit be read at once (at most 80 lines, docstring included)?"""
+    long = [f for p in sorted((ROOT / "labkit").rglob("*.py")) for f in _long_functions(p)]
+    assert not long, "split these:\n" + "\n".join(long)
+
+
+def test_the_length_check_counts_decorators_and_docstrings(tmp_path):
+    """Does the check above count a decorated function whole: 71 lines of code, a decorator
+    and a 10-line docstring make 82?"""
+    body = "\n".join(f"    x{i} = {i}" for i in range(70))
+    doc = '    """Doc.\n' + "\n" * 8 + '    """\n'
+    sample = tmp_path / "m.py"
+    sample.write_text(f"@staticmethod\ndef f():\n{doc}{body}\n")
+    assert _long_functions(sample) == [f"{sample}:2 f: 82 lines"]
+    sample.write_text(f"def f():\n{body}\n")
+    assert _long_functions(sample) == []

@@ -21,7 +21,13 @@ from typing import Any
 
 import torch
 
-from labkit.grading.remote import BUILTIN_ERRORS, MODULES, RemoteError
+from labkit.grading.remote import (
+    BINARY_OPERATORS,
+    BUILTIN_ERRORS,
+    MODULES,
+    UNARY_OPERATORS,
+    RemoteError,
+)
 from labkit.grading.wire import (
     Ref,
     WireError,
@@ -389,20 +395,8 @@ def _forward(name: str, reflected: bool = False):
     return method
 
 
-for _name in ("eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "abs", "invert"):
+for _name in UNARY_OPERATORS:
     setattr(Proxy, f"__{_name}__", _forward(_name))
-for _name in (
-    "add",
-    "sub",
-    "mul",
-    "truediv",
-    "floordiv",
-    "mod",
-    "pow",
-    "matmul",
-    "and_",
-    "or_",
-    "xor",
-):
+for _name in BINARY_OPERATORS:
     setattr(Proxy, f"__{_name.rstrip('_')}__", _forward(_name))
     setattr(Proxy, f"__r{_name.rstrip('_')}__", _forward(_name, reflected=True))

@@ -31,38 +31,39 @@ import torch
 
 from labkit.grading.wire import Ref, WireError, WireLimits, read_frame, write_frame
 
-__all__ = ["BUILTIN_ERRORS", "MODULES", "OPERATORS", "RemoteError", "serve"]
+__all__ = [
+    "BINARY_OPERATORS",
+    "BUILTIN_ERRORS",
+    "MODULES",
+    "OPERATORS",
+    "UNARY_OPERATORS",
+    "RemoteError",
+    "serve",
+]
 
 #: What the referee may ask the student's process to import (and build objects from).
 MODULES = ("torch", "torchvision", "numpy", "math", "labkit")
+#: The operators a referee's proxy forwards to the object it stands for, by their names in
+#: :mod:`operator`: comparisons and unary ones (``__eq__``, ``__neg__``, ...), then binary
+#: ones, which a proxy also forwards reflected (``__radd__``).
+UNARY_OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "neg", "pos", "abs", "invert")
+BINARY_OPERATORS = (
+    "add",
+    "sub",
+    "mul",
+    "truediv",
+    "floordiv",
+    "mod",
+    "pow",
+    "matmul",
+    "and_",
+    "or_",
+    "xor",
+)
 #: What an ``op`` request may apply to a reference, by name.
 OPERATORS = {
     name: getattr(operator, name)
-    for name in (
-        "eq",
-        "ne",
-        "lt",
-        "le",
-        "gt",
-        "ge",
-        "add",
-        "sub",
-        "mul",
-        "truediv",
-        "floordiv",
-        "mod",
-        "pow",
-        "matmul",
-        "neg",
-        "pos",
-        "abs",
-        "invert",
-        "and_",
-        "or_",
-        "xor",
-        "contains",
-        "index",
-    )
+    for name in (*UNARY_OPERATORS, *BINARY_OPERATORS, "contains", "index")
 }
 OPERATORS.update(len=len, iter=iter, next=next, bool=bool, repr=repr, str=str, int=int, float=float)
 #: Python's own exceptions, by name: an error the student's side reports as one of these is
