@@ -287,23 +287,49 @@ def _check(ok: bool, key: str, expected: str, got: Any) -> None:
 
 def _validate(cfg: Any) -> None:
     if isinstance(cfg, ShapesOptions):
-        _check(cfg.num_train >= 1, "num_train", "at least 1 image", cfg.num_train)
-        _check(cfg.num_val >= 1, "num_val", "at least 1 image", cfg.num_val)
-        _check(cfg.size >= 32, "size", "a side of at least 32 pixels", cfg.size)
-        _check(2 <= cfg.num_classes <= 255, "num_classes", "2 to 255 classes", cfg.num_classes)
-        _check(0.0 <= cfg.deformation <= 1.0, "deformation", "a number in [0, 1]", cfg.deformation)
-        _check(cfg.seed >= 0, "seed", "a seed >= 0", cfg.seed)
-        return
-    if isinstance(cfg, AugmentOptions):
-        lo, hi = cfg.scale
-        _check(0 < lo <= hi, "scale", "(low, high) with 0 < low <= high", list(cfg.scale))
-        _check(0.0 <= cfg.hflip <= 1.0, "hflip", "a probability in [0, 1]", cfg.hflip)
-        _check(0.0 <= cfg.blur <= 1.0, "blur", "a probability in [0, 1]", cfg.blur)
-        _check(cfg.rotate >= 0, "rotate", "an angle >= 0 degrees", cfg.rotate)
-        return
-    from labkit.losses import CLASS_WEIGHT_METHODS, LOSS_OPTIONS, LOSSES
+        _validate_shapes(cfg)
+    elif isinstance(cfg, AugmentOptions):
+        _validate_augment(cfg)
+    else:
+        _validate_experiment(cfg)
+
+
+def _validate_shapes(cfg: ShapesOptions) -> None:
+    _check(cfg.num_train >= 1, "num_train", "at least 1 image", cfg.num_train)
+    _check(cfg.num_val >= 1, "num_val", "at least 1 image", cfg.num_val)
+    _check(cfg.size >= 32, "size", "a side of at least 32 pixels", cfg.size)
+    _check(2 <= cfg.num_classes <= 255, "num_classes", "2 to 255 classes", cfg.num_classes)
+    _check(0.0 <= cfg.deformation <= 1.0, "deformation", "a number in [0, 1]", cfg.deformation)
+    _check(cfg.seed >= 0, "seed", "a seed >= 0", cfg.seed)
+
+
+def _validate_augment(cfg: AugmentOptions) -> None:
+    lo, hi = cfg.scale
+    _check(0 < lo <= hi, "scale", "(low, high) with 0 < low <= high", list(cfg.scale))
+    _check(0.0 <= cfg.hflip <= 1.0, "hflip", "a probability in [0, 1]", cfg.hflip)
+    _check(0.0 <= cfg.blur <= 1.0, "blur", "a probability in [0, 1]", cfg.blur)
+    _check(cfg.rotate >= 0, "rotate", "an angle >= 0 degrees", cfg.rotate)
+
+
+def _validate_experiment(cfg: ExperimentConfig) -> None:
+    # Each group raises at its first bad key; their order decides which error a config with
+    # several bad keys gets, so it stays as it was.
+    _validate_names(cfg)
+    _validate_counts(cfg)
+    _validate_optimization(cfg)
+    _validate_loss(cfg)
+    _check(bool(_DEVICE.match(cfg.device)), "device", "auto, cpu, mps, cuda or cuda:N", cfg.device)
+    _check(
+        cfg.gpu_memory_gib is None or cfg.gpu_memory_gib > 0,
+        "gpu_memory_gib",
+        "null or a number of GiB > 0",
+        cfg.gpu_memory_gib,
+    )
+
+
+def _validate_names(cfg: ExperimentConfig) -> None:
+    """The run's name, profile, dataset, model and the model's options."""
     from labkit.models import available_models, model_options
-    from labkit.schedules import SCHEDULERS
 
     _check(
         bool(_NAME.match(cfg.name)),
@@ -322,6 +348,10 @@ def _validate(cfg: Any) -> None:
             f"an option of model {cfg.model!r}: one of {sorted(options)}",
             key,
         )
+
+
+def _validate_counts(cfg: ExperimentConfig) -> None:
+    """Image counts and sizes, batch sizes, epochs, workers, threads and the seed."""
     for key in ("max_train_images", "max_val_images", "eval_size", "val_batch_size", "cpu_threads"):
         value = getattr(cfg, key)
         _check(value is None or value >= 1, key, "null or at least 1", value)
@@ -329,6 +359,12 @@ def _validate(cfg: Any) -> None:
         _check(getattr(cfg, key) >= 1, key, "at least 1", getattr(cfg, key))
     for key in ("num_workers", "checkpoint_every", "seed"):
         _check(getattr(cfg, key) >= 0, key, "at least 0", getattr(cfg, key))
+
+
+def _validate_optimization(cfg: ExperimentConfig) -> None:
+    """The optimizer and its settings, the schedule, its options and the warm-up."""
+    from labkit.schedules import SCHEDULERS
+
     _check(cfg.optimizer in OPTIMIZERS, "optimizer", f"one of {list(OPTIMIZERS)}", cfg.optimizer)
     _check(cfg.lr > 0, "lr", "a learning rate > 0", cfg.lr)
     _check(0 <= cfg.momentum < 1, "momentum", "a number in [0, 1)", cfg.momentum)
@@ -354,6 +390,12 @@ def _validate(cfg: Any) -> None:
         f"fewer than epochs={cfg.epochs}",
         cfg.warmup_epochs,
     )
+
+
+def _validate_loss(cfg: ExperimentConfig) -> None:
+    """The class weighting, the loss and the loss's options."""
+    from labkit.losses import CLASS_WEIGHT_METHODS, LOSS_OPTIONS, LOSSES
+
     _check(
         cfg.class_weighting is None or cfg.class_weighting in CLASS_WEIGHT_METHODS,
         "class_weighting",
@@ -369,13 +411,6 @@ def _validate(cfg: Any) -> None:
             f"an option of loss {cfg.loss!r}: one of {list(allowed)}",
             key,
         )
-    _check(bool(_DEVICE.match(cfg.device)), "device", "auto, cpu, mps, cuda or cuda:N", cfg.device)
-    _check(
-        cfg.gpu_memory_gib is None or cfg.gpu_memory_gib > 0,
-        "gpu_memory_gib",
-        "null or a number of GiB > 0",
-        cfg.gpu_memory_gib,
-    )
 
 
 def preset_dir() -> Path:

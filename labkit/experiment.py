@@ -521,6 +521,38 @@ def _clear_run_dir(run_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+def _open_run_dir(cfg: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check that ``run_dir`` may take the run, then (rank 0) clear it when ``overwrite`` asks
+    and write ``config.yaml``; every rank returns once that is done."""
+    _may_write_run(cfg, run_dir, resume=resume, overwrite=overwrite)
+    distributed.barrier()  # every rank has looked before rank 0 changes anything
+    if distributed.context().is_main:
+        if overwrite:
+            _clear_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    distributed.barrier()
+
+
+def _write_results(run_dir: Path, history: History, metrics: dict[str, Any]) -> dict[str, Path]:
+    """Write (rank 0) ``history.csv``, ``learning_curves.png`` and ``metrics.json``; every
+    file of the run, by role, once all ranks are done."""
+    files = {
+        "config": run_dir / "config.yaml",
+        "last": run_dir / "last.pt",
+        "best": run_dir / "best.pt",
+        "history": run_dir / "history.csv",
+        "metrics": run_dir / "metrics.json",
+        "curves": run_dir / "learning_curves.png",
+    }
+    if distributed.context().is_main:
+        history.to_csv(files["history"])
+        history.plot().savefig(files["curves"], dpi=90)
+        files["metrics"].write_text(json.dumps(metrics, indent=2))
+    distributed.barrier()
+    return files
+
+
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -610,16 +642,8 @@ def run_experiment(
     from labkit.train import fit
 
     start = time.perf_counter()
-    ctx = distributed.context()
     run_dir = Path(run_dir) if run_dir is not None else Path(runs_root) / cfg.name
-    _may_write_run(cfg, run_dir, resume=resume, overwrite=overwrite)
-    distributed.barrier()  # every rank has looked before rank 0 changes anything
-    if ctx.is_main:
-        if overwrite:
-            _clear_run_dir(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-    distributed.barrier()
+    _open_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
     _seed_everything(cfg.seed)
     root = resolve_data_root(cfg, runs_root=runs_root)
     train_set, val_set, classes = build_datasets(cfg, root=root)
@@ -654,17 +678,5 @@ def run_experiment(
         )
     metrics = _metrics(cfg, history, classes, model=model, root=root, device=device)
     metrics["wall_seconds"] = time.perf_counter() - start
-    files = {
-        "config": run_dir / "config.yaml",
-        "last": run_dir / "last.pt",
-        "best": run_dir / "best.pt",
-        "history": run_dir / "history.csv",
-        "metrics": run_dir / "metrics.json",
-        "curves": run_dir / "learning_curves.png",
-    }
-    if ctx.is_main:
-        history.to_csv(files["history"])
-        history.plot().savefig(files["curves"], dpi=90)
-        files["metrics"].write_text(json.dumps(metrics, indent=2))
-    distributed.barrier()
+    files = _write_results(run_dir, history, metrics)
     return ExperimentResult(cfg, run_dir, history, metrics, files)

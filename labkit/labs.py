@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -56,6 +56,9 @@ from labkit.config import ConfigError, ExperimentConfig, apply_overrides, load_p
 from labkit.devices import cpu_threads
 from labkit.history import History
 from labkit.tables import markdown_table, percent
+
+if TYPE_CHECKING:  # for the hints only: the functions import labkit.experiment where they use it
+    from labkit.experiment import TrainingSetup
 
 __all__ = [
     "BUDGETS",
@@ -362,6 +365,97 @@ def _resumable(folder: Path, fingerprint: str) -> int | None:
     return int(ckpt["progress"]["epoch"])
 
 
+def _run_epochs(cfg: ExperimentConfig, epochs: int | None) -> int:
+    """The epochs :func:`train_model` trains: ``epochs``, else the config's, within the smoke
+    budget when ``$LABKIT_BUDGET`` asks for it."""
+    epochs = epochs or cfg.epochs
+    if _budget() == "smoke":
+        epochs = min(epochs, smoke_budget(cfg)["epochs"])
+    return epochs
+
+
+def _checkpoints_folder(data: LabData, name: str, checkpoints: bool | None) -> Path | None:
+    """Where run ``name`` keeps its checkpoints (:func:`run_folder`); ``None`` when it keeps
+    none. ``checkpoints=None`` means on for the full profile, off for the quick one and while
+    nbgrader runs the notebook."""
+    if checkpoints is None:
+        checkpoints = data.config.profile == "full" and not os.environ.get("NBGRADER_EXECUTION")
+    return run_folder(data, name) if checkpoints else None
+
+
+def _fit_run(
+    model: nn.Module,
+    data: LabData,
+    setup: TrainingSetup,
+    name: str,
+    epochs: int,
+    folder: Path | None,
+    *,
+    resume: bool,
+    progress: bool,
+) -> tuple[History, dict, float]:
+    """Train run ``name`` with :func:`labkit.train.fit`, keeping its checkpoints in ``folder``
+    (none when ``None``) and continuing the one there when it matches (with ``resume``).
+
+    Returns:
+        The history, the last epoch's validation scores and the training time in seconds (of
+        all epochs, when the run was resumed).
+    """
+    from labkit.train import evaluate, fit
+
+    fingerprint = None
+    if folder is not None:
+        parts = {"loss": setup.loss_fn, "optimizer": setup.optimizer, "scheduler": setup.scheduler}
+        fingerprint = _fingerprint(data.config, model, epochs, parts, data)
+    resuming = _continues(folder, fingerprint, name, epochs) if folder and resume else False
+    last: dict[str, Any] = {}
+    start = time.perf_counter()
+    history = fit(
+        model,
+        data.train_loader,
+        data.val_loader,
+        epochs=epochs,
+        num_classes=data.num_classes,
+        progress=progress,
+        log_every=0,
+        checkpoint_dir=folder,
+        resume=resuming,
+        meta={"run": name, "fingerprint": fingerprint} if folder else None,
+        on_epoch_end=lambda epoch, scores: last.update(scores),
+        **setup.fit_options(),
+    )
+    # A resumed run's time is that of all its epochs, not of this call alone.
+    seconds = sum(r["seconds"] for r in history.rows) if resuming else time.perf_counter() - start
+    if not last:  # a finished run resumed from its checkpoint: score it once, here
+        last = evaluate(
+            model,
+            data.val_loader,
+            num_classes=data.num_classes,
+            device=setup.device,
+            amp=setup.amp,
+            channels_last=setup.channels_last,
+        )
+    return history, last, seconds
+
+
+def _continues(folder: Path, fingerprint: str, name: str, epochs: int) -> bool:
+    """Whether run ``name`` continues from the checkpoint in ``folder``; says so when it does."""
+    done = _resumable(folder, fingerprint)
+    if done is None:
+        return False
+    # A warning, so that it shows in the notebook: a student who changed code that the
+    # fingerprint cannot see (a forward, a loss's body) must know to retrain.
+    log.warning(
+        "run %r: continuing from %s after epoch %d of %d (train_model(..., "
+        "resume=False) or deleting the folder trains it anew)",
+        name,
+        folder / "last.pt",
+        done,
+        epochs,
+    )
+    return True
+
+
 def train_model(
     model: nn.Module,
     data: LabData,
@@ -417,16 +511,11 @@ def train_model(
     """
     from labkit.experiment import build_training
     from labkit.models import count_parameters
-    from labkit.train import evaluate, fit
 
     cfg = data.config
-    epochs = epochs or cfg.epochs
-    if _budget() == "smoke":
-        epochs = min(epochs, smoke_budget(cfg)["epochs"])
-    if checkpoints is None:
-        checkpoints = cfg.profile == "full" and not os.environ.get("NBGRADER_EXECUTION")
+    epochs = _run_epochs(cfg, epochs)
+    folder = _checkpoints_folder(data, name, checkpoints)
     torch.manual_seed(cfg.seed)
-    last: dict[str, Any] = {}
     with cpu_threads(cfg.cpu_threads):
         setup = build_training(
             cfg,
@@ -439,57 +528,9 @@ def train_model(
             scheduler=scheduler,
             loss_fn=loss_fn,
         )
-        folder = fingerprint = None
-        if checkpoints:
-            folder = run_folder(data, name)
-            fingerprint = _fingerprint(
-                cfg,
-                model,
-                epochs,
-                {"loss": setup.loss_fn, "optimizer": setup.optimizer, "scheduler": setup.scheduler},
-                data,
-            )
-        done = _resumable(folder, fingerprint) if folder and resume else None
-        resuming = done is not None
-        if resuming:
-            # A warning, so that it shows in the notebook: a student who changed code that
-            # the fingerprint cannot see (a forward, a loss's body) must know to retrain.
-            log.warning(
-                "run %r: continuing from %s after epoch %d of %d (train_model(..., "
-                "resume=False) or deleting the folder trains it anew)",
-                name,
-                folder / "last.pt",
-                done,
-                epochs,
-            )
-        start = time.perf_counter()
-        history = fit(
-            model,
-            data.train_loader,
-            data.val_loader,
-            epochs=epochs,
-            num_classes=data.num_classes,
-            progress=progress,
-            log_every=0,
-            checkpoint_dir=folder,
-            resume=resuming,
-            meta={"run": name, "fingerprint": fingerprint} if folder else None,
-            on_epoch_end=lambda epoch, scores: last.update(scores),
-            **setup.fit_options(),
+        history, last, seconds = _fit_run(
+            model, data, setup, name, epochs, folder, resume=resume, progress=progress
         )
-        # A resumed run's time is that of all its epochs, not of this call alone.
-        seconds = (
-            sum(r["seconds"] for r in history.rows) if resuming else time.perf_counter() - start
-        )
-        if not last:  # a finished run resumed from its checkpoint: score it once, here
-            last = evaluate(
-                model,
-                data.val_loader,
-                num_classes=data.num_classes,
-                device=setup.device,
-                amp=setup.amp,
-                channels_last=setup.channels_last,
-            )
         model.cpu().eval()
     scores = {k: v.cpu() if isinstance(v, torch.Tensor) else v for k, v in last.items()}
     return LabRun(name, model, history, scores, count_parameters(model), seconds)

@@ -7,6 +7,12 @@ on a shared GPU (mixed precision and ``channels_last`` by default), in one proce
 ``torchrun`` (see :mod:`labkit.distributed`). With ``checkpoint_dir`` it writes ``last.pt``
 after every epoch (and every ``checkpoint_every`` iterations) and ``best.pt`` whenever the
 validation mIoU improves; ``resume=True`` continues from ``last.pt`` exactly where it stopped.
+
+Samplers and datasets with ``set_epoch`` (``DistributedSampler``,
+:class:`labkit.sampling.ResumableSampler`, :class:`labkit.sampling.SeededDataset`) are told
+the epoch (0-based) before it starts. Under ``torchrun`` the model is wrapped in
+``DistributedDataParallel``, losses and confusion matrices are summed over the ranks and only
+rank 0 writes checkpoints and TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -233,21 +239,66 @@ def _open_tensorboard(tensorboard: bool | str | os.PathLike, checkpoint_dir: Pat
     return SummaryWriter(log_dir=str(tensorboard))
 
 
+class _Step:
+    """One optimizer step of :func:`fit`: the forward pass under autocast, the loss, the
+    backward pass through the grad scaler, the optimizer and the scheduler. Under ``torchrun``
+    the forward pass goes through the model wrapped in ``DistributedDataParallel``."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: torch.device,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: LossFn,
+        scheduler: Any,
+        *,
+        amp: bool,
+        channels_last: bool,
+    ) -> None:
+        self.model, self.net = model, distributed.wrap_model(model, device)
+        self.optimizer, self.loss_fn, self.scheduler = optimizer, loss_fn, scheduler
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp)
+        self.device, self.amp, self.channels_last = device, amp, channels_last
+
+    def __call__(self, epoch: int, images: torch.Tensor, masks: torch.Tensor):
+        """One optimizer (and scheduler) step; the model's output and the loss."""
+        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=self.device):
+            with torch.autocast(self.device.type, enabled=self.amp):
+                output = self.net(images)
+                loss = _loss(self.loss_fn, output, masks)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the training loss became {loss.item()} at epoch {epoch}; expected a "
+                    "finite value. Lower the learning rate or check the class weights."
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        return output, loss
+
+
 class _Checkpoints:
     """A run's ``last.pt`` and ``best.pt``: written by rank 0, atomically; read on resume."""
 
     def __init__(
         self,
         folder: Path,
-        *,
-        model: nn.Module,
-        parts: dict[str, Any],
+        step: _Step,
         state: _Progress,
         generator: torch.Generator | None,
         epochs: int,
         meta: dict | None,
     ) -> None:
-        self.folder, self.model, self.parts, self.state = folder, model, parts, state
+        self.folder, self.model, self.state = folder, step.model, state
+        # In this order last.pt stores them and a resume loads them.
+        self.parts = {
+            "optimizer": step.optimizer,
+            "scheduler": step.scheduler,
+            "scaler": step.scaler,
+        }
         self.generator, self.epochs, self.meta = generator, epochs, meta or {}
 
     def resume(self) -> None:
@@ -372,37 +423,31 @@ class _Loop:
 
     def __init__(
         self,
-        model: nn.Module,
+        step: _Step,
+        state: _Progress,
         train_loader: Iterable,
         val_loader: Iterable,
-        *,
         epochs: int,
-        optimizer: torch.optim.Optimizer,
-        loss_fn: LossFn,
-        num_classes: int,
-        scheduler: Any,
-        device: torch.device,
-        amp: bool,
-        channels_last: bool,
-        state: _Progress,
-        reporter: _Reporter,
-        checkpoints: _Checkpoints | None,
         checkpoint_every: int,
         on_epoch_end: Callable[[int, dict], Any] | None,
     ) -> None:
-        self.model, self.net = model, distributed.wrap_model(model, device)
+        self.step, self.state = step, state
         self.train_loader, self.val_loader, self.epochs = train_loader, val_loader, epochs
-        self.optimizer, self.scheduler, self.loss_fn = optimizer, scheduler, loss_fn
-        self.scaler = torch.amp.GradScaler(device.type, enabled=amp)
-        self.num_classes, self.device, self.amp, self.channels_last = (
-            num_classes,
-            device,
-            amp,
-            channels_last,
-        )
-        self.state, self.reporter, self.checkpoints = state, reporter, checkpoints
         self.checkpoint_every, self.on_epoch_end = checkpoint_every, on_epoch_end
         self.generator = getattr(train_loader, "generator", None)
+        # fit attaches these afterwards, in this order: the checkpoints (built from the loop,
+        # see keep_checkpoints) and a resume first, then the reporter, which opens TensorBoard.
+        self.checkpoints: _Checkpoints | None = None
+        self.reporter: _Reporter | None = None
+
+    def keep_checkpoints(self, folder: Path, meta: dict | None, *, resume: bool) -> None:
+        """Write ``last.pt`` and ``best.pt`` into ``folder``; with ``resume``, first continue
+        from the ``last.pt`` there."""
+        self.checkpoints = _Checkpoints(
+            folder, self.step, self.state, self.generator, self.epochs, meta
+        )
+        if resume:
+            self.checkpoints.resume()
 
     def run(self) -> History:
         try:
@@ -418,15 +463,16 @@ class _Loop:
 
     def train_pass(self, epoch: int, epoch_generator: torch.Tensor | None) -> None:
         """One pass over the training loader, from where the epoch's progress stands."""
-        state, device = self.state, self.device
-        self.net.train()
+        state, step = self.state, self.step
+        device = step.device
+        step.net.train()
         loader = self.train_loader
         iterations = len(loader) if hasattr(loader, "__len__") else None
         _collect_before_fork(loader)
         bar = _bar(loader, desc=f"epoch {epoch}/{self.epochs}", show=self.reporter.show)
         for i, (images, masks) in enumerate(bar, start=1):
-            images, masks = _to_device(images, masks, device, self.channels_last)
-            output, loss = self.step(epoch, images, masks)
+            images, masks = _to_device(images, masks, device, step.channels_last)
+            output, loss = step(epoch, images, masks)
             n = images.shape[0]
             state.sums += torch.stack(
                 [loss.detach().double() * n, torch.tensor(n, dtype=torch.float64, device=device)]
@@ -438,39 +484,20 @@ class _Loop:
             if self.checkpoint_every and i % self.checkpoint_every == 0 and i != iterations:
                 self.checkpoints.save_last(epoch_generator, at_epoch_end=False)
 
-    def step(self, epoch: int, images: torch.Tensor, masks: torch.Tensor):
-        """One optimizer (and scheduler) step; the model's output and the loss."""
-        with explain_oom(batch_size=images.shape[0], crop=images.shape[-2:], device=self.device):
-            with torch.autocast(self.device.type, enabled=self.amp):
-                output = self.net(images)
-                loss = _loss(self.loss_fn, output, masks)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the training loss became {loss.item()} at epoch {epoch}; expected a "
-                    "finite value. Lower the learning rate or check the class weights."
-                )
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        return output, loss
-
     def end_epoch(self, epoch: int, start: float, epoch_generator: torch.Tensor | None) -> None:
         """Validate, append the epoch's row, report it and write the checkpoints."""
-        state = self.state
+        state, step = self.state, self.step
         distributed.all_reduce_sum(state.sums)
         state.cm.all_reduce()
         train = state.cm.compute()
         scores = evaluate(
-            self.model,
+            step.model,
             self.val_loader,
-            num_classes=self.num_classes,
-            device=self.device,
-            loss_fn=self.loss_fn,
-            amp=self.amp,
-            channels_last=self.channels_last,
+            num_classes=state.cm.num_classes,
+            device=step.device,
+            loss_fn=step.loss_fn,
+            amp=step.amp,
+            channels_last=step.channels_last,
         )
         row = {
             "epoch": epoch,
@@ -482,7 +509,7 @@ class _Loop:
             "mean_accuracy": scores["mean_accuracy"],
             "miou": scores["miou"],
             "fwiou": scores["fwiou"],
-            "lr": self.optimizer.param_groups[0]["lr"],
+            "lr": step.optimizer.param_groups[0]["lr"],
             "seconds": time.perf_counter() - start,
         }
         row.update({f"iou_{c}": float(v) for c, v in enumerate(scores["iou"].tolist())})
@@ -496,6 +523,36 @@ class _Loop:
         if self.checkpoints is not None:
             self.checkpoints.save_best(epoch, row["miou"])
             self.checkpoints.save_last(epoch_generator, at_epoch_end=True)
+
+
+def _checkpoint_folder(
+    checkpoint_dir: str | os.PathLike | None,
+    train_loader: Iterable,
+    epochs: int,
+    resume: bool,
+    checkpoint_every: int,
+) -> Path | None:
+    """``checkpoint_dir`` as a path, once :func:`fit`'s options are known to go together."""
+    if epochs < 1:
+        raise UsageError(f"epochs must be at least 1; got {epochs}.")
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if (resume or checkpoint_every) and ckpt_dir is None:
+        raise UsageError(
+            "resume and checkpoint_every need checkpoint_dir=... to know where last.pt lives."
+        )
+    if checkpoint_every and not hasattr(getattr(train_loader, "sampler", None), "set_start"):
+        raise UsageError(
+            "checkpoint_every needs a train loader whose sampler can skip the "
+            "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
+            "use it, or checkpoint per epoch only (checkpoint_every=0)."
+        )
+    return ckpt_dir
+
+
+def _place_model(model: nn.Module, device: torch.device, *, channels_last: bool) -> None:
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
 
 
 def fit(
@@ -522,27 +579,20 @@ def fit(
 ) -> History:
     """Train ``model`` and evaluate it on ``val_loader`` after every epoch.
 
-    The scheduler is stepped once per iteration (not per epoch), so ``total_steps`` of
-    :func:`labkit.schedules.build_scheduler` is ``epochs * len(train_loader)``; poly and
-    cosine schedules then decay smoothly within an epoch, as DeepLab trains.
-
-    Samplers and datasets with ``set_epoch`` (``DistributedSampler``,
-    :class:`labkit.sampling.ResumableSampler`, :class:`labkit.sampling.SeededDataset`) are
-    told the epoch (0-based) before it starts. Under ``torchrun`` the model is wrapped in
-    ``DistributedDataParallel``, losses and confusion matrices are summed over the ranks and
-    only rank 0 writes checkpoints and TensorBoard logs.
-
     Args:
         model (nn.Module): returns logits (Tensor[N, C, H, W]) or a dict with ``"out"`` (and
             ``"aux"``, weighted 0.5 in the loss).
         train_loader (Iterable): yields ``(images Tensor[N, 3, H, W], masks Tensor[N, H, W]
-            int64)``.
+            int64)``; its sampler and dataset are told each epoch (see the module docstring).
         val_loader (Iterable): the same, for validation.
         epochs (int): number of passes over ``train_loader`` (in all, counting resumed ones).
         optimizer (torch.optim.Optimizer): the optimizer over ``model``'s parameters.
         loss_fn (LossFn): ``loss_fn(logits, masks) -> Tensor[]``; ignore label 255 is its business.
         num_classes (int): number of classes ``C``.
-        scheduler (torch.optim.lr_scheduler.LRScheduler | None): stepped after every optimizer step.
+        scheduler (torch.optim.lr_scheduler.LRScheduler | None): stepped after every optimizer
+            step, once per iteration (not per epoch), so ``total_steps`` of
+            :func:`labkit.schedules.build_scheduler` is ``epochs * len(train_loader)``; poly and
+            cosine schedules then decay smoothly within an epoch, as DeepLab trains.
         device (str | torch.device | None): where to train; ``None``/``"auto"`` picks the emptiest
             CUDA GPU, else CPU.
         amp (bool | None): mixed precision (float16 autocast and a grad scaler); ``None`` = on for
@@ -560,8 +610,7 @@ def fit(
         tensorboard (bool | str | os.PathLike): write TensorBoard logs to
             ``checkpoint_dir/tensorboard`` (``True``) or to the given folder; needs the
             ``tensorboard`` package.
-        meta (dict | None): plain values stored in every checkpoint under ``"meta"`` (e.g. the
-            config).
+        meta (dict | None): plain values every checkpoint stores under ``"meta"`` (e.g. the config).
         on_epoch_end (Callable[[int, dict], Any] | None): called as ``on_epoch_end(epoch, scores)``
             after each epoch's validation, with the full scores of :func:`evaluate` (``matrix``
             included), so a caller can keep the last ones instead of scoring the model again.
@@ -570,59 +619,18 @@ def fit(
         The :class:`History`, one row per epoch.
 
     Raises:
-        ValueError: on ``epochs < 1``, ``resume`` or ``checkpoint_every`` without what they
-            need.
+        ValueError: on ``epochs < 1``, ``resume`` or ``checkpoint_every`` without what they need.
         FloatingPointError: when the training loss stops being finite.
         labkit.devices.GPUOutOfMemoryError: when CUDA runs out of memory.
     """
-    if epochs < 1:
-        raise UsageError(f"epochs must be at least 1; got {epochs}.")
-    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-    if (resume or checkpoint_every) and ckpt_dir is None:
-        raise UsageError(
-            "resume and checkpoint_every need checkpoint_dir=... to know where last.pt lives."
-        )
-    if checkpoint_every and not hasattr(getattr(train_loader, "sampler", None), "set_start"):
-        raise UsageError(
-            "checkpoint_every needs a train loader whose sampler can skip the "
-            "samples seen before the checkpoint (labkit.sampling.ResumableSampler); "
-            "use it, or checkpoint per epoch only (checkpoint_every=0)."
-        )
+    ckpt_dir = _checkpoint_folder(checkpoint_dir, train_loader, epochs, resume, checkpoint_every)
     device = pick_device(device)
     use_amp, use_cl = resolve_amp(amp, device), resolve_channels_last(channels_last, device)
-    model.to(device)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
+    _place_model(model, device, channels_last=use_cl)
     state = _Progress(num_classes, device)
-    loop = _Loop(
-        model,
-        train_loader,
-        val_loader,
-        epochs=epochs,
-        optimizer=optimizer,
-        loss_fn=loss_fn,
-        num_classes=num_classes,
-        scheduler=scheduler,
-        device=device,
-        amp=use_amp,
-        channels_last=use_cl,
-        state=state,
-        reporter=None,
-        checkpoints=None,
-        checkpoint_every=checkpoint_every,
-        on_epoch_end=on_epoch_end,
-    )
+    step = _Step(model, device, optimizer, loss_fn, scheduler, amp=use_amp, channels_last=use_cl)
+    loop = _Loop(step, state, train_loader, val_loader, epochs, checkpoint_every, on_epoch_end)
     if ckpt_dir is not None:
-        loop.checkpoints = _Checkpoints(
-            ckpt_dir,
-            model=model,
-            state=state,
-            generator=loop.generator,
-            epochs=epochs,
-            meta=meta,
-            parts={"optimizer": optimizer, "scheduler": scheduler, "scaler": loop.scaler},
-        )
-        if resume:
-            loop.checkpoints.resume()
+        loop.keep_checkpoints(ckpt_dir, meta, resume=resume)
     loop.reporter = _Reporter(tensorboard, ckpt_dir, log_every=log_every, progress=progress)
     return loop.run()
