@@ -147,6 +147,11 @@ def test_every_labkit_name_the_docs_give_exists():
     assert not missing, f"names in the docs that labkit does not have: {missing}"
 
 
+def _in_labkit(check) -> list[str]:
+    """What ``check(path)`` finds in every module of the package."""
+    return [found for path in sorted((ROOT / "labkit").rglob("*.py")) for found in check(path)]
+
+
 _ARG = re.compile(r"^(\s+)(\*{0,2}\w+(?:, \*{0,2}\w+)*)( \([^)]*\))?:(\s|$)")
 _SECTION = re.compile(r"^\s*(Returns|Raises|Yields|Attributes|Examples?|Notes?|Warnings?):\s*$")
 
@@ -176,7 +181,7 @@ def _untyped_args(path: Path) -> list[str]:
 
 def test_every_documented_argument_names_its_type():
     """Is every docstring's Args section in the one dialect, ``name (Type[shape]): what``?"""
-    untyped = [e for p in sorted((ROOT / "labkit").rglob("*.py")) for e in _untyped_args(p)]
+    untyped = _in_labkit(_untyped_args)
     assert not untyped, "Args entries without (type):\n" + "\n".join(untyped)
 
 
@@ -207,7 +212,7 @@ def _long_functions(path: Path) -> list[str]:
 
 def test_no_function_is_longer_than_a_screen():
     """Can every function in labkit be read at once (at most 80 lines, docstring included)?"""
-    long = [f for p in sorted((ROOT / "labkit").rglob("*.py")) for f in _long_functions(p)]
+    long = _in_labkit(_long_functions)
     assert not long, "split these:\n" + "\n".join(long)
 
 
