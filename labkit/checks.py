@@ -15,6 +15,12 @@ where NaN was expected.
 
 :func:`forbid` lets a hidden test make sure an exercise was written, not borrowed: inside
 the block, calling labkit's own version of the exercise raises.
+
+:func:`student_side` gives a test the library as the student's code sees it, for the objects
+it hands to that code to keep, change or draw from (an optimizer, a network to freeze, a random
+generator): in a notebook kernel that is the test's own library; under labkit's referee, where
+tests run in a process of their own, it is the library of the student's process, so those
+objects live where the student's code acts on them.
 """
 
 from __future__ import annotations
@@ -28,7 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["ReferenceUsedError", "check_close", "check_shape", "forbid"]
+__all__ = [
+    "ReferenceUsedError",
+    "check_close",
+    "check_shape",
+    "forbid",
+    "student_modules",
+    "student_side",
+]
 
 # Private PyTorch entry points, looked up once: a later rebinding of torch attributes by
 # notebook code does not reach them. TensorBase is the C type under torch.Tensor; its methods
@@ -356,3 +369,43 @@ def forbid(*references: Any) -> Iterator[None]:
     finally:
         for step in reversed(undo):
             step()
+
+
+# Set by the referee while a test runs (``student_modules``); ``None`` in a notebook kernel.
+_student_modules: Callable[[str], Any] | None = None
+
+
+def student_side(module: types.ModuleType) -> Any:
+    """``module`` as the student's code sees it.
+
+    A test builds with it the objects it hands to the student's code to keep, change or draw
+    from, and reads them back through it: ``student_side(torch).optim.SGD(...)`` for an
+    optimizer the student's scheduler steps, ``student_side(torch).Generator()`` for one it
+    draws from, ``student_side(torch).manual_seed(0)`` for its global generator. In a notebook
+    kernel (plain nbgrader) the student's code runs in the test's process and this is
+    ``module`` itself. Under labkit's referee it is the module imported in the student's
+    process; what the test reads from objects made with it comes back as plain data.
+
+    Args:
+        module (types.ModuleType): a module of torch, torchvision, NumPy, ``math`` or labkit.
+
+    Returns:
+        ``module``, or its counterpart in the student's process.
+    """
+    return module if _student_modules is None else _student_modules(module.__name__)
+
+
+@contextlib.contextmanager
+def student_modules(lookup: Callable[[str], Any]) -> Iterator[None]:
+    """Inside the block, :func:`student_side` returns ``lookup(module.__name__)``.
+
+    Args:
+        lookup (Callable[[str], Any]): the module of that name in the student's process (the
+            referee's :meth:`labkit.grading.proxy.Channel.module`).
+    """
+    global _student_modules
+    previous, _student_modules = _student_modules, lookup
+    try:
+        yield
+    finally:
+        _student_modules = previous

@@ -568,3 +568,16 @@ def test_the_private_name_finder_finds_both_spellings():
     assert _private_names("import labkit.metrics as lm\nlm._count(1)\n") == ["lm._count"]
     assert _private_names("from labkit.models import fcn\nfcn._UpStage\n") == ["fcn._UpStage"]
     assert _private_names("import torch\ntorch._C\n") == []
+
+
+def test_student_side_is_the_module_itself_outside_the_referee():
+    """In a notebook kernel, is student_side(m) m; inside student_modules, the lookup's answer
+    for m's name, and m again afterwards, even after an error?"""
+    assert checks.student_side(torch) is torch and checks.student_side(math) is math
+    asked = []
+    with checks.student_modules(lambda name: asked.append(name) or f"there:{name}"):
+        assert checks.student_side(torch.nn) == "there:torch.nn"
+    assert asked == ["torch.nn"] and checks.student_side(torch) is torch
+    with pytest.raises(KeyError), checks.student_modules(lambda name: {}[name]):
+        checks.student_side(torch)
+    assert checks.student_side(torch) is torch

@@ -27,6 +27,7 @@ import time
 import types
 from dataclasses import dataclass, field
 
+from labkit.checks import student_modules
 from labkit.grading.proxy import Channel
 from labkit.grading.student_side import GRACE
 from labkit.grading.wire import WireError, read_frame
@@ -122,7 +123,11 @@ class Referee:
                     pass  # the test defines it, or it is an attribute's name
             for code, hidden in parts:
                 sink = io.StringIO() if hidden else output
-                with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+                with (
+                    contextlib.redirect_stdout(sink),
+                    contextlib.redirect_stderr(sink),
+                    student_modules(channel.module),  # student_side(m): the student's m
+                ):
                     exec(compile(code, "<test>", "exec"), self.namespace)  # noqa: S102
         except BaseException as exc:  # noqa: BLE001 - a test's failure, whatever it raised
             text = " ".join(f"{type(exc).__name__}: {exc}".split())

@@ -41,8 +41,10 @@ __all__ = [
     "serve",
 ]
 
-#: What the referee may ask the student's process to import (and build objects from).
-MODULES = ("torch", "torchvision", "numpy", "math", "labkit")
+#: What the referee may ask the student's process to import (and build objects from): the
+#: libraries a test makes the student's inputs with, and ``tempfile`` and ``shutil`` for a
+#: scratch folder there (a test that fills a cache the student's code reads).
+MODULES = ("torch", "torchvision", "numpy", "math", "labkit", "tempfile", "shutil")
 #: The operators a referee's proxy forwards to the object it stands for, by their names in
 #: :mod:`operator`: comparisons and unary ones (``__eq__``, ``__neg__``, ...), then binary
 #: ones, which a proxy also forwards reflected (``__radd__``).

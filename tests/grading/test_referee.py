@@ -64,3 +64,28 @@ def test_what_the_student_defines_cannot_stand_in_for_the_referees_names(connect
     verdict = Referee(PRELUDE).run(TEST, channel)
     assert not verdict.passed and "add_one" in verdict.message
     assert torch.is_tensor(torch.zeros(1))
+
+
+DRAWS = """
+from labkit.checks import student_side
+g = {maker}.Generator().manual_seed(5)
+draw(g)
+draw(g)
+want = torch.Generator().manual_seed(5)
+torch.rand((), generator=want), torch.rand((), generator=want)
+assert torch.equal(g.get_state(), want.get_state()), "the student's draws did not reach g"
+"""
+
+
+def test_student_side_makes_a_tests_objects_where_the_students_code_acts_on_them(connect):
+    """A generator the student's code draws from: made with student_side(torch) it lives in
+    the student's process and its draws show; made with the referee's own torch, the student's
+    code draws from a copy and the test cannot see them (the reason student_side exists)."""
+
+    def draw(g):
+        return torch.rand((), generator=g).item()
+
+    there = Referee(PRELUDE).run(DRAWS.format(maker="student_side(torch)"), connect({"draw": draw}))
+    assert there.passed, there.message
+    here = Referee(PRELUDE).run(DRAWS.format(maker="torch"), connect({"draw": draw}))
+    assert not here.passed and "did not reach g" in here.message
