@@ -264,6 +264,7 @@ def autograde(
     cell_timeout: float | None = None,
     memory_mb: int = 6144,
     sandbox: bool = True,
+    referee: bool = False,
     resume: bool = False,
     shapes: str | os.PathLike | None = None,
     progress: bool = True,
@@ -280,6 +281,8 @@ def autograde(
             (default: ``min(timeout, 300)``).
         memory_mb (int): memory (PSS) of one judge, all its processes together, in MiB.
         sandbox (bool): run student code under bubblewrap where it works (``False``: limits only).
+        referee (bool): decide every test in the grader's process (:mod:`labkit.grading.
+            refereed`); the student's process never holds a test's source.
         resume (bool): skip students whose last grading succeeded after their last change.
         shapes (str | os.PathLike | None): the quick profile's Shapes set, read by every judge
             (readable by all users); default: drawn for this run in a temporary folder when the lab
@@ -315,6 +318,7 @@ def autograde(
         "timeout": float(timeout),
         "memory_mb": int(memory_mb),
         "sandbox": bool(sandbox),
+        "referee": bool(referee),
         "cell_timeout": float(cell_timeout or min(timeout, 300)),
         "data": str(shapes or ""),
     }

@@ -218,6 +218,7 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         resume=args.resume,
         sandbox=not args.no_sandbox,
+        referee=args.referee,
     )
     print(format_outcomes(outcomes, time.monotonic() - started))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
@@ -451,6 +452,12 @@ def _add_autograde(actions: argparse._SubParsersAction) -> None:
         "--no-sandbox",
         action="store_true",
         help="resource limits only, no bubblewrap (only for trusted code)",
+    )
+    grade.add_argument(
+        "--referee",
+        action="store_true",
+        help="decide every test in the grader's process, outside the student's; the "
+        "student's code gets the answers' cells and no test's source",
     )
     _root(grade)
     grade.set_defaults(func=_cmd_autograde)

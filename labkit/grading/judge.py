@@ -54,7 +54,9 @@ __all__ = [
     "apply_verdicts",
     "hidden_lines",
     "instructor_prelude",
+    "judge_env",
     "judge_program",
+    "kit_paths",
     "run_judge",
 ]
 
@@ -191,7 +193,7 @@ class JudgeResult:
         )
 
 
-def _kit_paths() -> tuple[list[str], list[str]]:
+def kit_paths() -> tuple[list[str], list[str]]:
     """What the judge must see of the kit, and hide: ``(hide, readable)``.
 
     Readable: labkit's package folder (its files only, presets included), the environment
@@ -226,7 +228,7 @@ def run_judge(
 
     Under bubblewrap the runner sees the system, the interpreter and its environment,
     labkit's package (not the checkout around an editable install), the dataset and
-    nothing else (:func:`_kit_paths`, :mod:`labkit.grading.bwrap`). Its working directory
+    nothing else (:func:`kit_paths`, :mod:`labkit.grading.bwrap`). Its working directory
     and ``HOME`` are a tmpfs of ``limits.output_mb``, as are ``/tmp`` and ``/dev/shm``; the
     one host file it can write is the results file, bound into that tmpfs and capped at
     ``limits.output_mb`` (``RLIMIT_FSIZE``): in all at most ``4 * output_mb`` (2 GiB by
@@ -252,7 +254,7 @@ def run_judge(
         SandboxError: the sandbox cannot run the judge as asked (bwrap required but
             unusable, the interpreter out of ``uid``'s reach).
     """
-    kit_hide, readable = _kit_paths()
+    kit_hide, readable = kit_paths()
     scratch = Path(tempfile.mkdtemp(prefix="labkit-judge-"))
     try:
         os.chmod(scratch, 0o755)
@@ -260,7 +262,7 @@ def run_judge(
         results.touch()
         nonce = secrets.token_hex(16)
         payload = json.dumps(dict(program, nonce=nonce, results=str(results))).encode()
-        env = _judge_env(data)
+        env = judge_env(data)
         if "LABKIT_DATA" in env:
             readable = [*readable, data]
         ran = run_sandboxed(
@@ -280,7 +282,7 @@ def run_judge(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _judge_env(data: str) -> dict[str, str]:
+def judge_env(data: str) -> dict[str, str]:
     """The judge's whole environment: none of the grader's but ``PATH`` and
     ``$LABKIT_BUDGET``, and ``$LABKIT_DATA`` when ``data`` is a folder (the caller binds it
     readable then)."""
@@ -395,6 +397,11 @@ class JudgePreprocessor(NbGraderPreprocessor):
         NOBODY, allow_none=True, help="Whom a root grader runs student code as (None: itself)."
     ).tag(config=True)
     data = Unicode("", help="A Shapes set for the judge to read ($LABKIT_DATA).").tag(config=True)
+    referee = Bool(
+        False,
+        help="Decide the tests outside the student's process (labkit.grading.refereed); "
+        "False: the sandboxed runner decides them (labkit.grading.judge_runner).",
+    ).tag(config=True)
     reports: list[JudgeResult] = []  # every run's JudgeResult, for the grading worker to read
     failures: list[BaseException] = []  # what preprocess raised: nbgrader only logs it
 
@@ -412,7 +419,13 @@ class JudgePreprocessor(NbGraderPreprocessor):
         limits = Limits(
             memory_mb=self.memory_mb, wall_seconds=self.timeout, cpu_seconds=int(self.timeout) + 60
         )
-        result = run_judge(
+        if self.referee:
+            from labkit.grading.refereed import run_refereed  # it imports this module
+
+            run = run_refereed
+        else:
+            run = run_judge
+        result = run(
             program,
             limits=limits,
             hide=list(self.hide),

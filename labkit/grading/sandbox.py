@@ -309,6 +309,7 @@ def run_sandboxed(
     bwrap: bool | None = None,
     uid: int | None = NOBODY,
     stdin: bytes = b"",
+    pass_fds: Sequence[int] = (),
 ) -> SandboxResult:
     """Run ``argv`` in ``scratch`` under bubblewrap (where it works) and ``limits``.
 
@@ -339,6 +340,8 @@ def run_sandboxed(
         uid (int | None): whom a root grader runs the code as; ``None``: the grader's own user (no
             drop; a root grader's code then keeps root's file access).
         stdin (bytes): what the command reads on its standard input (then end of file).
+        pass_fds (Sequence[int]): file descriptors the command inherits under the same numbers
+            (the pipes of a channel to it); the caller keeps and closes its own copies.
 
     Returns:
         How the run ended; none of its processes is left when this returns.
@@ -370,7 +373,7 @@ def run_sandboxed(
     if sandboxed:
         cmd = sandbox_command(cmd, scratch=scratch, **files)
     state = {"start": time.monotonic(), "peak": 0, "memory": False, "wall": False}
-    proc = _start(cmd, scratch, env, theirs)
+    proc = _start(cmd, scratch, env, theirs, pass_fds)
     tail = _supervise(proc, stdin, limits, sandboxed, state, _tmpfs_mounts(plan))
     status = _status(ours)
     return _result(proc, status, state, limits, sandboxed, tail)
@@ -392,11 +395,16 @@ def _scratch_folder(argv: Sequence[str], scratch: str | os.PathLike) -> Path:
 
 
 def _start(
-    cmd: list[str], scratch: Path, env: Mapping[str, str], theirs: socket.socket
+    cmd: list[str],
+    scratch: Path,
+    env: Mapping[str, str],
+    theirs: socket.socket,
+    pass_fds: Sequence[int] = (),
 ) -> subprocess.Popen:
     """Start ``cmd`` in a session of its own (its process group is killed at the end), its
-    output and errors on one pipe, the launcher's end ``theirs`` of the status socket passed
-    on. ``theirs`` is closed here whatever happens: the grader keeps only its own end."""
+    output and errors on one pipe, the launcher's end ``theirs`` of the status socket and
+    ``pass_fds`` passed on (bubblewrap and the launcher keep what they inherit). ``theirs`` is
+    closed here whatever happens: the grader keeps only its own end."""
     try:
         return subprocess.Popen(
             cmd,
@@ -406,7 +414,7 @@ def _start(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            pass_fds=(theirs.fileno(),),
+            pass_fds=(theirs.fileno(), *pass_fds),
         )
     finally:
         theirs.close()

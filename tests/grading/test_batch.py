@@ -110,6 +110,20 @@ def test_parallel_grades_equal_serial_grades_and_resume_skips_the_graded(course)
     assert outcomes["s01"].status == "graded" and outcomes["s01"].score == 2.0
 
 
+def test_the_referee_grades_the_class_as_the_runner_does(course, capsys):
+    """Graded with --referee (every test decided in the grader's process), two at a time
+    from the command line: do the right, the blank and the one that fails only the hidden
+    test get the scores the sandboxed runner gives them?"""
+    for student, kind in (("r0", "right"), ("r1", "blank"), ("r2", "right")):
+        _hand_in(course, student, kind)
+    autograde(course, LAB, jobs=2, **FAST)
+    by_runner = _scores(course)
+    argv = ["course", "autograde", LAB, "--root", str(course), "--jobs", "2", "--referee"]
+    assert main([*argv, "--timeout", "60"]) == 0
+    assert "3 graded, 0 failed" in capsys.readouterr().out
+    assert _scores(course) == by_runner and by_runner == {"r0": 2.0, "r1": 0.0, "r2": 2.0}
+
+
 def _workers(root: Path) -> list[int]:
     """The grading workers of the course ``root`` (the other xdist worker may grade too)."""
     found = []

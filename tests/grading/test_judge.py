@@ -304,7 +304,7 @@ def test_the_judge_binds_back_borrowed_site_packages(tmp_path, monkeypatch):
     borrowed.mkdir(parents=True)
     checkout.mkdir()
     monkeypatch.setattr(sys, "path", [*sys.path, str(borrowed), str(checkout)])
-    hide, readable = judge._kit_paths()
+    hide, readable = judge.kit_paths()
     assert os.path.realpath(borrowed) in readable
     assert os.path.realpath(checkout) not in readable
     package = Path(judge.__file__).resolve().parents[1]

@@ -1,0 +1,161 @@
+"""Tests for labkit.grading.refereed: a notebook judged with its tests decided outside the
+sandboxed student process, through the channel the sandbox inherits."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader import utils as nbutils
+
+from labkit.grading.bwrap import bwrap_available
+from labkit.grading.judge import instructor_prelude, judge_program
+from labkit.grading.refereed import run_refereed, split_program
+from labkit.grading.sandbox import NOBODY, Limits, unreachable
+
+
+def _uid(use_bwrap: bool) -> int | None:
+    """As autograde picks it: the grader's own user where, with limits only, the sandbox's
+    uid cannot reach this interpreter (a root grader's pyenv under /root); else NOBODY."""
+    barred = unreachable(Path(os.path.realpath(sys.executable)), NOBODY)
+    return None if os.geteuid() == 0 and not use_bwrap and barred else NOBODY
+
+
+SECRET = "zq_91f0"  # in the hidden test only
+TEST = f"""
+check_close(add(2, 2), 4, name="add(2, 2)")
+### BEGIN HIDDEN TESTS
+_secret = "{SECRET}"
+check_close(add(-3, 10), 7, name="add on the hidden input")
+### END HIDDEN TESTS
+"""
+PRELUDE = "from labkit.checks import check_close"
+
+
+def _cell(source: str, grade_id: str, *, test: bool) -> nbformat.NotebookNode:
+    cell = nbformat.v4.new_code_cell(source)
+    cell.metadata["nbgrader"] = {
+        "grade": test,
+        "solution": not test,
+        "locked": test,
+        "grade_id": grade_id,
+        "schema_version": 3,
+        **({"points": 1} if test else {}),
+    }
+    return cell
+
+
+def _program(answer: str, cell_timeout: float = 30) -> dict:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        _cell(answer, "answer", test=False),
+        _cell(TEST, "test_add", test=True),
+        nbformat.v4.new_code_cell("print('after the test')"),
+    ]
+    return judge_program(nb, prelude=PRELUDE, modules=["labkit.checks"], cell_timeout=cell_timeout)
+
+
+def _judge(answer: str, use_bwrap: bool, cell_timeout: float = 30):
+    if use_bwrap and not bwrap_available():
+        pytest.skip("bubblewrap does not work on this machine")
+    return run_refereed(
+        _program(answer, cell_timeout),
+        limits=Limits(memory_mb=1500, wall_seconds=120),
+        bwrap=use_bwrap,
+        uid=_uid(use_bwrap),
+    )
+
+
+def test_the_student_gets_no_test_source():
+    """Does the student's part of the program hold the answer cells and only the index of
+    each test cell, the referee's part the whole test?"""
+    student, tests = split_program(_program("def add(a, b):\n    return a + b"))
+    assert SECRET not in json.dumps(student) and "check_close" not in json.dumps(student)
+    assert [c for c in student["cells"] if c.get("test")] == [{"index": 1, "test": True}]
+    assert SECRET in tests[1]
+
+
+@pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "limits-only"])
+def test_an_honest_answer_passes_and_a_wrong_one_fails(use_bwrap):
+    """Through the sandbox: is the right add passed, a wrong one failed with the referee's
+    one line, and the answer cells' output kept?"""
+    honest = _judge("def add(a, b):\n    return a + b\nprint('defined')", use_bwrap)
+    assert honest.started and honest.finished, honest.sandbox
+    assert honest.cells[1]["passed"] is True and honest.cells[0]["output"] == "defined\n"
+    assert honest.cells[2]["output"] == "after the test\n"
+    wrong = _judge("def add(a, b):\n    return a + b if a > 0 else 0", use_bwrap)
+    assert wrong.cells[1]["passed"] is False
+    assert wrong.cells[1]["error"]["ename"] == "AssertionError"
+    assert "hidden input" in wrong.cells[1]["error"]["evalue"]
+
+
+WRONG_AND_PATCHED = """
+def add(a, b):
+    return 0
+import labkit.checks
+labkit.checks.check_close = lambda *a, **k: None
+check_close = labkit.checks.check_close  # the name a kernel's test cell would use
+"""
+# ... and passing reports forged on every descriptor the student's process has
+FORGED = """
+from labkit.grading.wire import write_frame
+for fd in range(3, 256):
+    for frame in ({"ok": 4}, {"test": 1}, {"test_over": 1, "status": "exited"},
+                  {"passed": True}, {"done": True}):
+        try:
+            write_frame(fd, frame)
+        except Exception:
+            pass
+"""
+
+
+def test_forged_reports_and_a_patched_check_do_not_pass_a_wrong_answer():
+    """A student process that writes passing reports on every descriptor it has and replaces
+    check_close in its own labkit: is its wrong add still failed (the referee's own
+    check_close decides, and what the student's side sends is data)?"""
+    naive: dict = {}  # a kernel: one namespace for the prelude, the answer and the test
+    for source in (PRELUDE, WRONG_AND_PATCHED, TEST):
+        exec(source, naive)  # noqa: S102 - the naive grader this beats (no forging needed)
+    result = _judge(WRONG_AND_PATCHED + FORGED, bwrap_available(), cell_timeout=5)
+    assert result.cells.get(1, {}).get("passed") is not True, result.cells
+
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = "lab02_lr_schedules"
+
+
+def _lab_program(*, blank: bool) -> tuple[dict, list[int]]:
+    """Lab 02 as autograde judges it: the source's test cells (hidden tests included) and the
+    solution's answers, or the release's empty ones; and the indices of the test cells."""
+    source = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    if blank:
+        release = nbformat.read(ROOT / "labs" / LAB / f"{LAB}.ipynb", as_version=4)
+        empty = {
+            c.metadata["nbgrader"]["grade_id"]: c.source
+            for c in release.cells
+            if nbutils.is_solution(c)
+        }
+        for cell in source.cells:
+            if nbutils.is_solution(cell):
+                cell.source = empty[cell.metadata["nbgrader"]["grade_id"]]
+    prelude, modules = instructor_prelude(source)
+    program = judge_program(source, prelude=prelude, modules=modules, cell_timeout=120)
+    return program, [c["index"] for c in program["cells"] if c["test"]]
+
+
+def test_a_lab_is_graded_by_the_referee(monkeypatch):
+    """Lab 02 (its schedulers step optimizers the tests make with student_side) through the
+    sandbox and the referee: does the solution pass every test and the blank release none?"""
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")  # the notebook's training: one batch
+    use_bwrap = bwrap_available()
+    limits = Limits(memory_mb=4000, wall_seconds=600)
+    for blank in (False, True):
+        program, tests = _lab_program(blank=blank)
+        result = run_refereed(program, limits=limits, bwrap=use_bwrap, uid=_uid(use_bwrap))
+        assert result.started and result.finished, (result.sandbox, result.cells)
+        passed = {i: result.cells[i]["passed"] for i in tests}
+        assert passed == {i: not blank for i in tests}, {i: result.cells[i]["error"] for i in tests}
