@@ -57,6 +57,7 @@ __all__ = [
     "judge_env",
     "judge_program",
     "kit_paths",
+    "sandbox_options",
     "run_judge",
 ]
 
@@ -254,7 +255,6 @@ def run_judge(
         SandboxError: the sandbox cannot run the judge as asked (bwrap required but
             unusable, the interpreter out of ``uid``'s reach).
     """
-    kit_hide, readable = kit_paths()
     scratch = Path(tempfile.mkdtemp(prefix="labkit-judge-"))
     try:
         os.chmod(scratch, 0o755)
@@ -262,24 +262,38 @@ def run_judge(
         results.touch()
         nonce = secrets.token_hex(16)
         payload = json.dumps(dict(program, nonce=nonce, results=str(results))).encode()
-        env = judge_env(data)
-        if "LABKIT_DATA" in env:
-            readable = [*readable, data]
         ran = run_sandboxed(
             module_argv("labkit.grading.judge_runner"),
             scratch=scratch,
             limits=limits,
-            env=env,
             bwrap=bwrap,
             stdin=payload,
-            hide=[*hide, *kit_hide, os.path.expanduser("~")],
-            readable=readable,
             writable=[results],
             uid=uid,
+            **sandbox_options(hide, data),
         )
         return JudgeResult(*_read_results(results, nonce), ran)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def sandbox_options(hide: list[str], data: str) -> dict:
+    """What a judged notebook's sandbox shows and hides, and its environment.
+
+    Args:
+        hide (list[str]): course paths the student must not see.
+        data (str): a Shapes set to bind readable as ``$LABKIT_DATA`` (when it is a folder).
+
+    Returns:
+        ``env``, ``hide`` and ``readable`` for :func:`~labkit.grading.sandbox.run_sandboxed`:
+        :func:`judge_env`; ``hide``, the kit's paths (:func:`kit_paths`) and the grader's
+        home; the package, the environment and the dataset.
+    """
+    kit_hide, readable = kit_paths()
+    env = judge_env(data)
+    if "LABKIT_DATA" in env:
+        readable = [*readable, data]
+    return {"env": env, "hide": [*hide, *kit_hide, os.path.expanduser("~")], "readable": readable}
 
 
 def judge_env(data: str) -> dict[str, str]:

@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 from labkit.grading.bootstrap import module_argv
-from labkit.grading.judge import JudgeResult, judge_env, kit_paths
+from labkit.grading.judge import JudgeResult, sandbox_options
 from labkit.grading.referee import Session, referee_session
 from labkit.grading.sandbox import NOBODY, Limits, run_sandboxed
 
@@ -84,10 +84,6 @@ def run_refereed(
         started and finished, and how the sandbox ended.
     """
     student, tests = split_program(program)
-    kit_hide, readable = kit_paths()
-    env = judge_env(data)
-    if "LABKIT_DATA" in env:
-        readable = [*readable, data]
     to_student, from_student = os.pipe(), os.pipe()
     theirs = (to_student[0], from_student[1])
     payload = json.dumps(dict(student, channel=list(theirs))).encode()
@@ -117,13 +113,11 @@ def run_refereed(
             module_argv("labkit.grading.student_side"),
             scratch=scratch,
             limits=limits,
-            env=env,
             bwrap=bwrap,
             stdin=payload,
-            hide=[*hide, *kit_hide, os.path.expanduser("~")],
-            readable=readable,
             uid=uid,
             pass_fds=theirs,
+            **sandbox_options(hide, data),
         )
     finally:
         for fd in theirs:  # the student's ends: with them closed the referee sees its end

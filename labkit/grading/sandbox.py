@@ -216,14 +216,26 @@ def _tmpfs_held(pid: int, mounts: Sequence[str]) -> int:
     except (OSError, ValueError):
         return 0
     for child in children:
+        inside = [f"/proc/{child}/root{m}" for m in mounts]
         try:
-            return sum(
-                (st.f_blocks - st.f_bfree) * st.f_frsize
-                for st in (os.statvfs(f"/proc/{child}/root{m}") for m in mounts)
-            )
-        except OSError:  # not in the sandbox's mounts yet, or gone
+            if not all(_own_mount(there, here) for there, here in zip(inside, mounts)):
+                # bwrap has not mounted the sandbox yet: these paths are still the host's,
+                # whose disk usage is not the student's (it once failed a judge at start-up)
+                return 0
+            return sum((st.f_blocks - st.f_bfree) * st.f_frsize for st in map(os.statvfs, inside))
+        except OSError:  # gone
             continue
     return 0
+
+
+def _own_mount(inside: str, host: str) -> bool:
+    """Is the path ``inside`` the sandbox (through ``/proc/<pid>/root``) on another file system
+    than the same path on the host, i.e. the sandbox's own mount?"""
+    try:
+        theirs = os.stat(host).st_dev
+    except OSError:  # no such path on the host: it can only be the sandbox's
+        return True
+    return os.stat(inside).st_dev != theirs
 
 
 def _stop(proc: subprocess.Popen, sandboxed: bool) -> None:

@@ -657,3 +657,26 @@ def test_notebook_runs_in_the_sandbox(scratch, host_dir):
     assert result.returncode == 0 and result.sandboxed, result
     done = nbformat.read(scratch / "done.ipynb", as_version=4)
     assert done.cells[0].outputs[0].text == f"{NOBODY if ROOT else os.getuid()} False 3.0\n"
+
+
+def test_the_hosts_disk_is_not_counted_before_the_sandbox_is_mounted():
+    """While bwrap's child still sees the host's file systems (before its mounts), is nothing
+    counted as the sandbox's tmpfs, though statvfs of the host's /tmp shows its disk in use
+    (what once failed a judge at start-up with a memory limit "exceeded")?"""
+    from labkit.grading.sandbox import _tmpfs_held
+
+    st = os.statvfs("/tmp")
+    assert (st.f_blocks - st.f_bfree) * st.f_frsize > 0  # what a naive count would take
+    parent = subprocess.Popen(["sh", "-c", "sleep 30 & wait"])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(f"/proc/{parent.pid}/task/{parent.pid}/children") as f:
+                if f.read().split():
+                    break
+            time.sleep(0.02)
+        assert _tmpfs_held(parent.pid, ["/tmp", "/dev/shm"]) == 0
+    finally:
+        subprocess.run(["pkill", "-P", str(parent.pid)], check=False)  # the sleep, then sh
+        parent.kill()
+        parent.wait()

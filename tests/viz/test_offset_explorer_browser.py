@@ -170,7 +170,9 @@ def _accept_dialogs(page) -> None:
         else:
             dialog.press("Escape")
 
-    page.add_locator_handler(page.locator(".jp-Dialog").first, accept)
+    # no_wait_after: a dialog that follows the one just accepted (a kernel chosen, then
+    # another message) is handled in turn instead of waited out until the click times out
+    page.add_locator_handler(page.locator(".jp-Dialog").first, accept, no_wait_after=True)
 
 
 def _run_all(page, *, timeout_s: float, log_path: Path) -> None:
