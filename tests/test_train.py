@@ -57,6 +57,25 @@ def _fit(seed=0, epochs=3, scheduler=True):
     return model, history, opt, len(loader)
 
 
+def _fit_simply(model, train, val, *, lr=0.1, **options):
+    """fit() as most tests here call it: one epoch of SGD at ``lr`` on cross-entropy (255
+    ignored) on the CPU, without progress bars; ``options`` replace or add to these."""
+    return fit(
+        model,
+        train,
+        val,
+        **{
+            "epochs": 1,
+            "optimizer": torch.optim.SGD(model.parameters(), lr=lr),
+            "loss_fn": nn.CrossEntropyLoss(ignore_index=255),
+            "num_classes": C,
+            "device": "cpu",
+            "progress": False,
+            **options,
+        },
+    )
+
+
 def test_fit_learns_an_easy_task():
     """Does fit drive the training loss down and the validation mIoU up on a learnable task?"""
     _, history, _, _ = _fit(epochs=4)
@@ -126,17 +145,7 @@ def test_diverging_loss_is_reported():
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
     with pytest.raises(FloatingPointError, match="learning rate"):
-        fit(
-            model,
-            loader,
-            loader,
-            epochs=1,
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            loss_fn=lambda logits, target: logits.sum() * math.inf,
-            num_classes=C,
-            device="cpu",
-            progress=False,
-        )
+        _fit_simply(model, loader, loader, loss_fn=lambda logits, target: logits.sum() * math.inf)
 
 
 def test_empty_history_has_no_best():
@@ -267,18 +276,10 @@ def test_options_that_need_a_checkpoint_folder_say_so():
     shuffling loader, errors that say what is needed?"""
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8, shuffle=True)
-    kw = dict(
-        epochs=1,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=False,
-    )
     with pytest.raises(ValueError, match="checkpoint_dir"):
-        fit(model, loader, loader, resume=True, **kw)
+        _fit_simply(model, loader, loader, resume=True)
     with pytest.raises(ValueError, match="ResumableSampler"):
-        fit(model, loader, loader, checkpoint_dir="unused", checkpoint_every=2, **kw)
+        _fit_simply(model, loader, loader, checkpoint_dir="unused", checkpoint_every=2)
 
 
 def test_train_scores_count_the_training_batches():
@@ -288,17 +289,7 @@ def test_train_scores_count_the_training_batches():
     loader = DataLoader(
         data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(0)
     )
-    history = fit(
-        model,
-        loader,
-        loader,
-        epochs=1,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=False,
-    )
+    history = _fit_simply(model, loader, loader, lr=0.0)
     images, masks = data.tensors
     with torch.no_grad():
         preds = model(images).argmax(1)
@@ -318,17 +309,7 @@ def test_cuda_out_of_memory_names_batch_and_crop():
     model = Hungry(3, C, 1)
     loader = DataLoader(_colour_task(), batch_size=8)
     with pytest.raises(GPUOutOfMemoryError, match=r"batch size 8 and 8×8"):
-        fit(
-            model,
-            loader,
-            loader,
-            epochs=1,
-            optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-            loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-            num_classes=C,
-            device="cpu",
-            progress=False,
-        )
+        _fit_simply(model, loader, loader)
 
 
 @pytest.mark.parametrize("autograde", [False, True])
@@ -340,17 +321,7 @@ def test_progress_bars_are_silent_while_autograding(monkeypatch, capsys, autogra
         monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
-    fit(
-        model,
-        loader,
-        loader,
-        epochs=1,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=True,
-    )
+    _fit_simply(model, loader, loader, progress=True)
     err = capsys.readouterr().err
     assert ("epoch 1/1" in err) != autograde
 
@@ -361,22 +332,12 @@ def test_tensorboard_logs_or_says_how_to_install(tmp_path):
 
     model = _model()
     loader = DataLoader(_colour_task(), batch_size=8)
-    kw = dict(
-        epochs=1,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=False,
-        checkpoint_dir=tmp_path,
-        tensorboard=True,
-        log_every=1,
-    )
+    kw = dict(checkpoint_dir=tmp_path, tensorboard=True, log_every=1)
     if importlib.util.find_spec("tensorboard") is None:
         with pytest.raises(ModuleNotFoundError, match="pip install tensorboard"):
-            fit(model, loader, loader, **kw)
+            _fit_simply(model, loader, loader, **kw)
     else:
-        fit(model, loader, loader, **kw)
+        _fit_simply(model, loader, loader, **kw)
         assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
 
@@ -388,17 +349,7 @@ def test_amp_and_channels_last_train_on_cuda():
         nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, C, 1)
     )
     loader = DataLoader(_colour_task(), batch_size=8)
-    history = fit(
-        model,
-        loader,
-        loader,
-        epochs=3,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cuda",
-        progress=False,
-    )
+    history = _fit_simply(model, loader, loader, lr=0.5, epochs=3, device="cuda")
     assert next(model.parameters()).dtype == torch.float32
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert history.rows[-1]["miou"] > 0.9
@@ -414,16 +365,12 @@ def test_on_epoch_end_gets_each_epochs_validation_scores():
     model = _model(0)
     loader = DataLoader(_colour_task(), batch_size=8)
     val = DataLoader(_colour_task(seed=1), batch_size=8)
-    history = fit(
+    history = _fit_simply(
         model,
         loader,
         val,
+        lr=0.5,
         epochs=2,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.5),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=False,
         on_epoch_end=lambda epoch, scores: seen.append((epoch, scores)),
     )
     assert [epoch for epoch, _ in seen] == [1, 2]
@@ -450,15 +397,5 @@ def test_each_epoch_starts_one_pass_of_each_loader(progress, monkeypatch):
     model = _model()
     train = _CountingLoader(_colour_task(), batch_size=8)
     val = _CountingLoader(_colour_task(seed=1), batch_size=8)
-    fit(
-        model,
-        train,
-        val,
-        epochs=2,
-        optimizer=torch.optim.SGD(model.parameters(), lr=0.1),
-        loss_fn=nn.CrossEntropyLoss(ignore_index=255),
-        num_classes=C,
-        device="cpu",
-        progress=progress,
-    )
+    _fit_simply(model, train, val, epochs=2, progress=progress)
     assert (train.passes, val.passes) == (2, 2)
