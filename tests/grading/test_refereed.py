@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -117,9 +118,16 @@ def test_forged_reports_and_a_patched_check_do_not_pass_a_wrong_answer():
     """A student process that writes passing reports on every descriptor it has and replaces
     check_close in its own labkit: is its wrong add still failed (the referee's own
     check_close decides, and what the student's side sends is data)?"""
-    naive: dict = {}  # a kernel: one namespace for the prelude, the answer and the test
-    for source in (PRELUDE, WRONG_AND_PATCHED, TEST):
-        exec(source, naive)  # noqa: S102 - the naive grader this beats (no forging needed)
+    # A kernel runs the prelude, the answer and the test in one namespace: there the wrong
+    # answer passes (no forging needed). In a process of its own, since the answer patches
+    # labkit.checks for the rest of the process it runs in.
+    kernel = subprocess.run(
+        [sys.executable, "-c", "\n".join((PRELUDE, WRONG_AND_PATCHED, TEST))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert kernel.returncode == 0, kernel.stderr
     result = _judge(WRONG_AND_PATCHED + FORGED, bwrap_available(), cell_timeout=5)
     assert result.cells.get(1, {}).get("passed") is not True, result.cells
 
