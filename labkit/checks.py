@@ -41,6 +41,7 @@ __all__ = [
     "forbid",
     "student_modules",
     "student_side",
+    "switch_off",
 ]
 
 # Private PyTorch entry points, looked up once: a later rebinding of torch attributes by
@@ -336,7 +337,9 @@ def forbid(*references: Any) -> Iterator[None]:
 
     Functions are switched off in place (their code object is swapped), so aliases such as
     ``from labkit.metrics import mean_iou as mine`` are caught too; classes cannot be
-    constructed and their ``forward``/``__call__`` refuse to run.
+    constructed and their ``forward``/``__call__`` refuse to run. Under labkit's referee
+    (:func:`student_modules`) they are switched off in the student's process as well, where
+    the student's code runs.
 
     Args:
         *references (Any): functions and classes (the library's versions of an exercise).
@@ -365,10 +368,47 @@ def forbid(*references: Any) -> Iterator[None]:
                 raise TypeError(
                     f"forbid() takes functions and classes; got {label} ({type(ref).__name__})."
                 )
-        yield
+        with _forbidden_there(references):
+            yield
     finally:
         for step in reversed(undo):
             step()
+
+
+@contextlib.contextmanager
+def _forbidden_there(references: Sequence[Any]) -> Iterator[None]:
+    """Under the referee, switch ``references`` off in the student's process too, where the
+    student's code runs (each found there by module and qualified name); nothing in a kernel."""
+    if _student_modules is None or not references:
+        yield
+        return
+    theirs = []
+    for ref in references:
+        obj = _student_modules(ref.__module__)
+        for part in ref.__qualname__.split("."):
+            obj = getattr(obj, part)
+        theirs.append(obj)
+    switch_on = _student_modules("labkit.checks").switch_off(*theirs)
+    try:
+        yield
+    finally:
+        switch_on()
+
+
+def switch_off(*references: Any) -> Callable[[], None]:
+    """:func:`forbid` without a block: ``references`` stay switched off until the function
+    this returns is called (what the referee asks of the student's process, where a ``with``
+    cannot reach).
+
+    Args:
+        *references (Any): as for :func:`forbid`.
+
+    Returns:
+        The function that switches them on again.
+    """
+    stack = contextlib.ExitStack()
+    stack.enter_context(forbid(*references))
+    return stack.close
 
 
 # Set by the referee while a test runs (``student_modules``); ``None`` in a notebook kernel.

@@ -37,6 +37,7 @@ same name where it stopped (see :func:`train_model`).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -234,27 +235,73 @@ def smoke_budget(cfg: ExperimentConfig) -> dict[str, Any]:
 
 @dataclass
 class LabData:
-    """A lab's datasets and loaders (see :func:`lab_data`).
+    """A lab's datasets and loaders (see :func:`lab_data`), each built when first used.
+
+    Built lazily so that a cell that only reads ``root`` or ``classes`` builds no pipeline:
+    labkit's referee grades a lab with the library's versions of its exercises switched off
+    (:mod:`labkit.grading.strip`), and lab 03's exercises are the training pipeline.
+    ``dataclasses.replace`` gives a copy that builds its own.
 
     Attributes:
-        config: the config they were built from.
+        config: the config they are built from.
         root: the dataset root.
+        runs_root: the folder of run folders (checkpoints of :func:`train_model`).
+        train_transforms: ``f(image, mask) -> (image, mask)`` replacing the config's training
+            pipeline, or ``None``.
         classes: class names, index = class id.
         train_set: training images with the config's augmentation, ``(image, mask)`` pairs.
         val_set: validation images, ``(image Tensor[3, H, W], mask Tensor[H, W] int64)``.
         train_loader: shuffled, seeded training batches.
         val_loader: validation batches in order.
-        runs_root: the folder of run folders (checkpoints of :func:`train_model`).
     """
 
     config: ExperimentConfig
     root: Path
-    classes: tuple[str, ...]
-    train_set: Any
-    val_set: Any
-    train_loader: DataLoader
-    val_loader: DataLoader
     runs_root: Path = Path("runs")
+    train_transforms: Callable | None = None
+
+    @functools.cached_property
+    def _sets(self) -> tuple[Any, Any, tuple[str, ...]]:
+        from labkit.experiment import build_datasets
+
+        return build_datasets(self.config, root=self.root, train_transforms=self.train_transforms)
+
+    @functools.cached_property
+    def _loaders(self) -> tuple[DataLoader, DataLoader]:
+        from labkit.experiment import build_loaders
+
+        return build_loaders(self.config, self.train_set, self.val_set)
+
+    @functools.cached_property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, index = class id (read without building a pipeline)."""
+        if "_sets" in self.__dict__:
+            return self._sets[2]
+        from labkit.data.layouts import open_split
+        from labkit.experiment import split_names
+
+        split = split_names(self.config)[1]
+        return tuple(open_split(self.config.dataset, self.root, split).classes)
+
+    @property
+    def train_set(self) -> Any:
+        """Training images with the config's augmentation (a seeded dataset)."""
+        return self._sets[0]
+
+    @property
+    def val_set(self) -> Any:
+        """Validation images and masks."""
+        return self._sets[1]
+
+    @property
+    def train_loader(self) -> DataLoader:
+        """Shuffled, seeded training batches."""
+        return self._loaders[0]
+
+    @property
+    def val_loader(self) -> DataLoader:
+        """Validation batches in order."""
+        return self._loaders[1]
 
     @property
     def num_classes(self) -> int:
@@ -268,7 +315,8 @@ def lab_data(
     runs_root: str | os.PathLike = "runs",
     train_transforms: Callable | None = None,
 ) -> LabData:
-    """Open (and on first use draw) the config's dataset and build its loaders.
+    """Open (and on first use draw) the config's dataset; its sets and loaders are built when
+    first used.
 
     Args:
         cfg (ExperimentConfig): from :func:`lab_config`.
@@ -280,15 +328,11 @@ def lab_data(
     Raises:
         labkit.data.DatasetNotFoundError: the full profile without ``$LABKIT_DATA``.
     """
-    from labkit.experiment import build_datasets, build_loaders, resolve_data_root
+    from labkit.experiment import resolve_data_root
 
     cfg = _within_budget(cfg)
     root = resolve_data_root(cfg, runs_root=runs_root)
-    train_set, val_set, classes = build_datasets(cfg, root=root, train_transforms=train_transforms)
-    train_loader, val_loader = build_loaders(cfg, train_set, val_set)
-    return LabData(
-        cfg, root, classes, train_set, val_set, train_loader, val_loader, Path(runs_root)
-    )
+    return LabData(cfg, root, runs_root=Path(runs_root), train_transforms=train_transforms)
 
 
 @dataclass

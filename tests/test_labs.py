@@ -106,6 +106,30 @@ def test_lab_data_draws_shapes_and_builds_loaders(tiny):
     assert (tiny.root / "VOCdevkit" / "VOC2012" / "shapes.json").is_file()
 
 
+def test_lab_data_builds_no_pipeline_until_a_set_is_used(tiny, monkeypatch):
+    """Are root and classes read without building the training or evaluation pipeline (a
+    lab 03 cell under the referee, where labkit's pipelines are switched off), and is the
+    pipeline built, once, when a set is first used?"""
+    import labkit.data.transforms as transforms
+
+    built = []
+
+    def counting(real):
+        def build(**options):
+            built.append(real.__name__)
+            return real(**options)
+
+        return build
+
+    for name in ("train_transforms", "eval_transforms"):
+        monkeypatch.setattr(transforms, name, counting(getattr(transforms, name)))
+    data = lab_data(tiny.config, runs_root=tiny.runs_root)
+    assert data.classes == tiny.classes and data.root == tiny.root and not built
+    assert len(data.train_set) == len(tiny.train_set)
+    next(iter(data.val_loader))
+    assert sorted(built) == ["eval_transforms", "train_transforms"]
+
+
 def test_lab_data_uses_the_students_transform(tiny, tmp_path):
     """Does train_transforms replace the pipeline (and only for training)?"""
     seen = []
@@ -182,13 +206,11 @@ def test_train_model_warms_up_as_the_config_says(tiny):
 
     losses = []
     for warmup in (0.0, 1.0):
-        data = tiny.__class__(
-            **{
-                **tiny.__dict__,
-                "config": apply_overrides(
-                    tiny.config, {"epochs": 2, "warmup_epochs": warmup, "schedule": "poly"}
-                ),
-            }
+        data = dataclasses.replace(
+            tiny,
+            config=apply_overrides(
+                tiny.config, {"epochs": 2, "warmup_epochs": warmup, "schedule": "poly"}
+            ),
         )
         torch.manual_seed(5)
         model = build_model("baseline_fcn", num_classes=6, widths=(8, 8, 8, 8, 8))

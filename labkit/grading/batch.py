@@ -264,7 +264,7 @@ def autograde(
     cell_timeout: float | None = None,
     memory_mb: int = 6144,
     sandbox: bool = True,
-    referee: bool = False,
+    referee: bool = True,
     resume: bool = False,
     shapes: str | os.PathLike | None = None,
     progress: bool = True,
@@ -282,7 +282,9 @@ def autograde(
         memory_mb (int): memory (PSS) of one judge, all its processes together, in MiB.
         sandbox (bool): run student code under bubblewrap where it works (``False``: limits only).
         referee (bool): decide every test in the grader's process (:mod:`labkit.grading.
-            refereed`); the student's process never holds a test's source.
+            refereed`, the default): the student's process never holds a test's source or
+            labkit's versions of the lab's exercises. ``False``: the runner decides them in
+            the student's sandboxed process (:mod:`labkit.grading.judge_runner`).
         resume (bool): skip students whose last grading succeeded after their last change.
         shapes (str | os.PathLike | None): the quick profile's Shapes set, read by every judge
             (readable by all users); default: drawn for this run in a temporary folder when the lab

@@ -42,15 +42,19 @@ def labkit_home() -> str:
     return os.path.dirname(os.path.dirname(os.path.realpath(labkit.__file__)))
 
 
-def module_argv(module: str, *args: str, python: str | None = None) -> list[str]:
+def module_argv(
+    module: str, *args: str, python: str | None = None, home: str | None = None
+) -> list[str]:
     """The command that runs ``module`` as ``__main__`` on this process's labkit.
 
     Args:
         module (str): e.g. ``"labkit.grading.judge_runner"``.
         *args (str): its arguments (``sys.argv[1:]`` in the module).
         python (str | None): the interpreter (default: this one, ``sys.executable``).
+        home (str | None): the folder holding the labkit to import instead (the referee's
+            copy without a lab's references, :mod:`labkit.grading.strip`).
 
     Returns:
-        ``[python, "-I", "-c", BOOT, labkit_home(), module, *args]``.
+        ``[python, "-I", "-c", BOOT, home or labkit_home(), module, *args]``.
     """
-    return [python or sys.executable, "-I", "-c", _BOOT, labkit_home(), module, *args]
+    return [python or sys.executable, "-I", "-c", _BOOT, home or labkit_home(), module, *args]

@@ -218,7 +218,7 @@ def _cmd_autograde(args: argparse.Namespace) -> int:
         memory_mb=args.memory_mb,
         resume=args.resume,
         sandbox=not args.no_sandbox,
-        referee=args.referee,
+        referee=not args.runner,
     )
     print(format_outcomes(outcomes, time.monotonic() - started))
     return 1 if any(o.status == "failed" for o in outcomes) else 0
@@ -454,10 +454,11 @@ def _add_autograde(actions: argparse._SubParsersAction) -> None:
         help="resource limits only, no bubblewrap (only for trusted code)",
     )
     grade.add_argument(
-        "--referee",
+        "--runner",
         action="store_true",
-        help="decide every test in the grader's process, outside the student's; the "
-        "student's code gets the answers' cells and no test's source",
+        help="run the tests in the student's sandboxed process (the runner), not in the "
+        "grader's (the referee, the default); weaker against a determined student, but it "
+        "runs the cells after the last test too",
     )
     _root(grade)
     grade.set_defaults(func=_cmd_autograde)

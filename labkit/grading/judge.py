@@ -277,12 +277,15 @@ def run_judge(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def sandbox_options(hide: list[str], data: str) -> dict:
+def sandbox_options(hide: list[str], data: str, *, package: str | None = None) -> dict:
     """What a judged notebook's sandbox shows and hides, and its environment.
 
     Args:
         hide (list[str]): course paths the student must not see.
         data (str): a Shapes set to bind readable as ``$LABKIT_DATA`` (when it is a folder).
+        package (str | None): a labkit package folder to show instead of the grader's (a copy
+            without the lab's references, :func:`labkit.grading.strip.stripped_package`): the
+            grader's is hidden, the copy's folder bound readable.
 
     Returns:
         ``env``, ``hide`` and ``readable`` for :func:`~labkit.grading.sandbox.run_sandboxed`:
@@ -293,6 +296,9 @@ def sandbox_options(hide: list[str], data: str) -> dict:
     env = judge_env(data)
     if "LABKIT_DATA" in env:
         readable = [*readable, data]
+    if package is not None:
+        own = readable.pop(0)  # kit_paths() lists the grader's package first
+        kit_hide, readable = [*kit_hide, own], [*readable, os.path.dirname(package)]
     return {"env": env, "hide": [*hide, *kit_hide, os.path.expanduser("~")], "readable": readable}
 
 
@@ -412,7 +418,7 @@ class JudgePreprocessor(NbGraderPreprocessor):
     ).tag(config=True)
     data = Unicode("", help="A Shapes set for the judge to read ($LABKIT_DATA).").tag(config=True)
     referee = Bool(
-        False,
+        True,
         help="Decide the tests outside the student's process (labkit.grading.refereed); "
         "False: the sandboxed runner decides them (labkit.grading.judge_runner).",
     ).tag(config=True)

@@ -24,128 +24,22 @@ does not import, limits too small for the imports), never of the student's, and 
 scored.
 """
 
-import functools
 import json
 import os
 import select
 import signal
 import sys
 import time
-import types
-import warnings
 
 from labkit.grading.cells import error_output as _error
 from labkit.grading.cells import load_modules
 from labkit.grading.cells import run_cell as _run
+from labkit.grading.library_state import restore, snapshot, tampered
 
 __all__ = ["main"]
 
-_MISSING = object()
 
-
-def _snapshot() -> tuple[list, list, dict]:
-    """Every loaded module's and Python class's attributes, and their functions' code."""
-    with warnings.catch_warnings():  # deprecated aliases warn when merely looked at
-        warnings.simplefilter("ignore")
-        return _collect()
-
-
-def _collect() -> tuple[list, list, dict]:
-    owners, seen = [], set()
-    for module in list(sys.modules.values()):
-        if not isinstance(module, types.ModuleType) or module is sys.modules.get(__name__):
-            continue
-        owners.append(module)
-        for value in list(vars(module).values()):
-            if (
-                isinstance(value, type) and id(value) not in seen and not value.__flags__ & (1 << 8)
-            ):  # Py_TPFLAGS_IMMUTABLETYPE
-                seen.add(id(value))
-                owners.append(value)
-    attrs = [(owner, dict(vars(owner))) for owner in owners]
-    code = [
-        (f, f.__code__, f.__defaults__, f.__kwdefaults__)
-        for _, saved in attrs
-        for f in saved.values()
-        if isinstance(f, types.FunctionType)
-    ]
-    return attrs, code, dict(sys.modules)
-
-
-def _foreign(value) -> bool:
-    """Whether ``value`` was made by code that is not in a file: a student's cell, ``exec``.
-
-    Libraries rebind some of their own attributes as they run (an optimizer class wraps its
-    ``step`` once, handles count up): those values come from files and are left alone.
-    """
-    if isinstance(value, types.ModuleType):
-        return (
-            not os.path.isfile(getattr(value, "__file__", None) or "")
-            and value.__name__ not in sys.builtin_module_names
-        )
-    code = getattr(value, "__code__", None)
-    if isinstance(code, types.CodeType):
-        return not os.path.isfile(code.co_filename)
-    if isinstance(value, functools.partial):
-        return _foreign(value.func)
-    owner = value if isinstance(value, type) else type(value)
-    return getattr(owner, "__module__", None) == "__main__"
-
-
-def _changes(snapshot):
-    """(where, owner, key, saved) for each library attribute that differs from the snapshot."""
-    attrs, code, modules = snapshot
-    for name, module in modules.items():
-        if sys.modules.get(name) is not module:
-            yield f"sys.modules[{name!r}]", sys.modules, name, module
-    for owner, saved in attrs:
-        current = vars(owner)
-        for key, value in saved.items():
-            if current.get(key, _MISSING) is not value:
-                yield f"{getattr(owner, '__name__', owner)}.{key}", owner, key, value
-    for f, c, d, k in code:
-        if f.__code__ is not c or f.__defaults__ is not d or f.__kwdefaults__ is not k:
-            yield f"the code of {f.__module__}.{f.__qualname__}", f, None, (c, d, k)
-
-
-def _restore(snapshot) -> None:
-    """Put back every function, class and module the library had; counters and caches stay."""
-    for _, owner, key, saved in list(_changes(snapshot)):
-        if key is None:
-            owner.__code__, owner.__defaults__, owner.__kwdefaults__ = saved
-        elif owner is sys.modules:
-            sys.modules[key] = saved
-        elif (
-            callable(saved) or isinstance(saved, types.ModuleType) or _foreign(vars(owner).get(key))
-        ):
-            try:
-                setattr(owner, key, saved)
-            except (AttributeError, TypeError):
-                pass
-
-
-def _tampered(snapshot) -> str | None:
-    """The first library attribute that student code replaced during a test, or ``None``."""
-    for where, owner, key, _ in _changes(snapshot):
-        now = (
-            owner.__code__
-            if key is None
-            else sys.modules.get(key)
-            if owner is sys.modules
-            else vars(owner).get(key)
-        )
-        if (
-            key is None
-            and not os.path.isfile(now.co_filename)
-            or key is not None
-            and now is not None
-            and _foreign(now)
-        ):
-            return where
-    return None
-
-
-def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
+def _test(cell: dict, namespace: dict, program: dict, saved) -> dict:
     """Run a test cell in a fork that restores the library first; the fork's verdict."""
     reader, writer = os.pipe()
     try:
@@ -162,10 +56,10 @@ def _test(cell: dict, namespace: dict, program: dict, snapshot) -> dict:
     if pid == 0:
         os.close(reader)
         try:
-            _restore(snapshot)
+            restore(saved)
             exec(compile(program["prelude"], "<prelude>", "exec"), namespace)  # noqa: S102
             output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])
-            touched = _tampered(snapshot)
+            touched = tampered(saved)
             if error is None and touched:
                 error = RuntimeError(f"{touched} was changed while the test ran")
             record = {
@@ -233,18 +127,18 @@ def main() -> None:
         results.flush()
 
     # The runner's own functions, put back before every cell: student code can reach this
-    # module through sys.modules and might replace _test or _restore.
+    # module through sys.modules and might replace _test or restore.
     own_globals = globals()
     own = dict(own_globals)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     exec("from IPython.display import display", namespace)  # noqa: S102 - as in a kernel
-    snapshot = _snapshot()
+    saved = snapshot()
     results.write(f"{nonce} {json.dumps({'started': True})}\n")  # no student code ran yet
     results.flush()
     for cell in program["cells"]:
         own_globals.update(own)
         if cell["test"]:
-            report(cell, _test(cell, namespace, program, snapshot))
+            report(cell, _test(cell, namespace, program, saved))
             continue
         started = time.monotonic()
         output, error = _run(cell["source"], cell["index"], namespace, program["cell_timeout"])

@@ -12,17 +12,20 @@ runner's (:class:`~labkit.grading.judge.JudgeResult`), so nbgrader's side of the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from labkit.grading.bootstrap import module_argv
 from labkit.grading.judge import JudgeResult, sandbox_options
 from labkit.grading.referee import Session, referee_session
 from labkit.grading.sandbox import NOBODY, Limits, run_sandboxed
+from labkit.grading.strip import references_in, stripped_package
 
 __all__ = ["run_refereed", "split_program"]
 
@@ -35,18 +38,32 @@ def split_program(program: dict) -> tuple[dict, dict[int, str]]:
 
     Returns:
         ``(student, tests)``: the modules, time limit and cells for the student's process,
-        each test cell's source taken out (and no prelude: the tests' imports are the
-        referee's), and test cell index → its source (hidden tests included).
+        each test cell's source taken out, and none of the cells after the last test (they
+        decide nothing); and test cell index → its source (hidden tests included). The
+        student's part holds no prelude either: the tests' imports are the referee's.
     """
     tests = {c["index"]: c["source"] for c in program["cells"] if c["test"]}
-    cells = [{"index": c["index"], "test": True} if c["test"] else c for c in program["cells"]]
+    last = max(tests, default=-1)
+    cells = [
+        {"index": c["index"], "test": True} if c["test"] else c
+        for c in program["cells"]
+        if c["index"] <= last
+    ]
     student = {"modules": program["modules"], "cell_timeout": program["cell_timeout"]}
     return dict(student, cells=cells), tests
 
 
-def _records(session: Session) -> dict[int, dict]:
+#: What a cell after the last test shows: the referee does not run it.
+NOT_RUN = (
+    "Not run while grading: no test follows this cell, so it decides nothing "
+    "(labkit's referee stops after the last test).\n"
+)
+
+
+def _records(session: Session, program: dict) -> dict[int, dict]:
     """The session's cells as the runner's records: answer cells as reported, tests with the
-    referee's verdict (its one-line message as the error)."""
+    referee's verdict (its one-line message as the error), the cells after the last test with
+    :data:`NOT_RUN`."""
     cells = {i: dict(record) for i, record in session.cells.items()}
     for index, verdict in session.verdicts.items():
         error = None
@@ -54,7 +71,28 @@ def _records(session: Session) -> dict[int, dict]:
             ename, _, evalue = (verdict.message or "TestFailed: the test failed").partition(": ")
             error = {"ename": ename, "evalue": evalue, "traceback": [verdict.message or ename]}
         cells[index] = {"output": verdict.output, "passed": verdict.passed, "error": error}
+    if session.finished:
+        last = max((c["index"] for c in program["cells"] if c["test"]), default=-1)
+        for cell in program["cells"]:
+            if cell["index"] > last:
+                cells[cell["index"]] = {"output": NOT_RUN, "error": None}
     return cells
+
+
+@contextlib.contextmanager
+def _library(tests: dict[int, str], prelude: str) -> Iterator[Path | None]:
+    """A labkit package without the references ``tests`` forbid, for the student's process
+    (``None`` when they forbid none of labkit's); removed afterwards."""
+    refs, _ = references_in(tests.values(), imports=[prelude])
+    if not refs:
+        yield None
+        return
+    copies = Path(tempfile.mkdtemp(prefix="labkit-lib-"))
+    try:
+        os.chmod(copies, 0o755)  # a root grader's student runs as another uid
+        yield stripped_package(copies, refs)
+    finally:
+        shutil.rmtree(copies, ignore_errors=True)
 
 
 def run_refereed(
@@ -84,45 +122,46 @@ def run_refereed(
         started and finished, and how the sandbox ended.
     """
     student, tests = split_program(program)
-    to_student, from_student = os.pipe(), os.pipe()
-    theirs = (to_student[0], from_student[1])
-    payload = json.dumps(dict(student, channel=list(theirs))).encode()
-    sessions: list[Session] = []
+    with _library(tests, program["prelude"]) as package:
+        to_student, from_student = os.pipe(), os.pipe()
+        theirs = (to_student[0], from_student[1])
+        payload = json.dumps(dict(student, channel=list(theirs))).encode()
+        sessions: list[Session] = []
 
-    def follow() -> None:
-        try:
-            sessions.append(
-                referee_session(
-                    from_student[0],
-                    to_student[1],
-                    tests,
-                    prelude=program["prelude"],
-                    cell_timeout=program["cell_timeout"],
+        def follow() -> None:
+            try:
+                sessions.append(
+                    referee_session(
+                        from_student[0],
+                        to_student[1],
+                        tests,
+                        prelude=program["prelude"],
+                        cell_timeout=program["cell_timeout"],
+                    )
                 )
-            )
-        finally:  # the student's next write fails: a process the referee left ends now
-            os.close(from_student[0])
-            os.close(to_student[1])
+            finally:  # the student's next write fails: a process the referee left ends now
+                os.close(from_student[0])
+                os.close(to_student[1])
 
-    referee = threading.Thread(target=follow, daemon=True)
-    scratch = Path(tempfile.mkdtemp(prefix="labkit-judge-"))
-    try:
-        os.chmod(scratch, 0o755)
-        referee.start()
-        ran = run_sandboxed(
-            module_argv("labkit.grading.student_side"),
-            scratch=scratch,
-            limits=limits,
-            bwrap=bwrap,
-            stdin=payload,
-            uid=uid,
-            pass_fds=theirs,
-            **sandbox_options(hide, data),
-        )
-    finally:
-        for fd in theirs:  # the student's ends: with them closed the referee sees its end
-            os.close(fd)
-        referee.join()
-        shutil.rmtree(scratch, ignore_errors=True)
+        referee = threading.Thread(target=follow, daemon=True)
+        scratch = Path(tempfile.mkdtemp(prefix="labkit-judge-"))
+        try:
+            os.chmod(scratch, 0o755)
+            referee.start()
+            ran = run_sandboxed(
+                module_argv("labkit.grading.student_side", home=package and str(package.parent)),
+                scratch=scratch,
+                limits=limits,
+                bwrap=bwrap,
+                stdin=payload,
+                uid=uid,
+                pass_fds=theirs,
+                **sandbox_options(hide, data, package=package and str(package)),
+            )
+        finally:
+            for fd in theirs:  # the student's ends: with them closed the referee sees its end
+                os.close(fd)
+            referee.join()
+            shutil.rmtree(scratch, ignore_errors=True)
     session = sessions[0] if sessions else Session(problem="the referee did not finish")
-    return JudgeResult(_records(session), session.started, session.finished, ran)
+    return JudgeResult(_records(session, program), session.started, session.finished, ran)

@@ -20,6 +20,7 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from nbgrader import utils as nbutils
 
 import labkit
 
-__all__ = ["forbidden_references", "stripped_package"]
+__all__ = ["forbidden_references", "references_in", "stripped_package"]
 
 _MAGIC = re.compile(r"^[ \t]*[%!].*$", re.M)  # IPython's lines: no import in them
 _STUB = (
@@ -90,26 +91,41 @@ def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, 
         ``(labkit_refs, others)``: ``(module, qualname)`` of each labkit function or class,
         and the dotted names of the rest (torch's, torchvision's).
     """
+    code = [c for c in source.cells if c.cell_type == "code"]
+    tests = [c.source for c in code if nbutils.is_grade(c) and not nbutils.is_solution(c)]
+    return references_in(tests, imports=[c.source for c in code])
+
+
+def references_in(
+    tests: Iterable[str], *, imports: Iterable[str] = ()
+) -> tuple[set[tuple[str, str]], list[str]]:
+    """What test cells forbid, given the code whose imports they may use.
+
+    Only import statements of ``imports`` are run (in this process, to resolve names): pass
+    the instructor's code (the source notebook, the judge's prelude), never a student's.
+
+    Args:
+        tests (Iterable[str]): the test cells' source, hidden tests included.
+        imports (Iterable[str]): code whose top-level imports the tests may rely on.
+
+    Returns:
+        As :func:`forbidden_references`.
+    """
     from labkit.checks import forbid
 
-    refs, others, imports = set(), [], []
-    for cell in source.cells:  # the notebook's imports, which the test cells may use
-        if cell.cell_type == "code":
-            try:
-                imports += [
-                    n
-                    for n in ast.parse(_MAGIC.sub("", cell.source)).body
-                    if isinstance(n, (ast.Import, ast.ImportFrom))
-                ]
-            except SyntaxError:
-                continue
-    for cell in source.cells:
-        if not (
-            cell.cell_type == "code" and nbutils.is_grade(cell) and not nbutils.is_solution(cell)
-        ):
-            continue
+    refs, others, statements = set(), [], []
+    for text in imports:
         try:
-            tree = ast.parse(cell.source)
+            statements += [
+                n
+                for n in ast.parse(_MAGIC.sub("", text)).body
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+            ]
+        except SyntaxError:
+            continue
+    for text in tests:
+        try:
+            tree = ast.parse(_MAGIC.sub("", text))
         except SyntaxError:
             continue
         calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
@@ -117,7 +133,7 @@ def forbidden_references(source: nbformat.NotebookNode) -> tuple[set[tuple[str, 
         args = [
             a for c in calls if isinstance(c.func, ast.Name) and c.func.id in names for a in c.args
         ]
-        for obj in _resolve(tree, args, imports):
+        for obj in _resolve(tree, args, statements):
             module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
             where = (module or "").split(".")[0]
             if where == "labkit" and "<" not in qualname:

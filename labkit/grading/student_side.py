@@ -14,7 +14,10 @@ IPython in it. After each answer cell it sends ``{"cell": index, "output": ..., 
 referee's requests (:func:`labkit.grading.remote.serve`) on the notebook's objects until the
 referee is done or the cell's time is up, with its output thrown away, and exits; then this
 process sends ``{"test_over": index, "status": ...}`` and goes on with the state it had before
-the test. At the end it sends ``{"done": true}``.
+the test. At the end it sends ``{"done": true}``. The fork first puts the libraries back as
+they were before student code ran (:mod:`labkit.grading.library_state`), so a reference that
+a test switches off there (:func:`labkit.checks.forbid`, forwarded by the referee) is the
+library's own and ``labkit.checks`` is labkit's.
 
 Everything here is the student's to rewrite, and none of it matters: the referee reads these
 frames as data and decides every test itself.
@@ -28,6 +31,7 @@ import sys
 import time
 
 from labkit.grading.cells import error_output, load_modules, run_cell
+from labkit.grading.library_state import restore, snapshot
 from labkit.grading.remote import serve
 from labkit.grading.wire import write_frame
 
@@ -37,8 +41,9 @@ GRACE = 5.0  # seconds a test's fork has past the cell's time before it is kille
 FIRST = 1_000_000  # object numbers of the n-th test start at n * FIRST: none is reused
 
 
-def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> str:
-    """Answer the referee's requests for one test in a fork; how the fork ended."""
+def _serve_test(channel: list, namespace: dict, first: int, seconds: float, saved) -> str:
+    """Answer the referee's requests for one test in a fork that first puts the library back
+    as it was before student code ran; how the fork ended."""
     try:
         pid = os.fork()
     except OSError as exc:  # the student's own processes hold its uid's process cap
@@ -49,6 +54,7 @@ def _serve_test(channel: list, namespace: dict, first: int, seconds: float) -> s
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
             sys.stdout = sys.stderr = io.StringIO()  # a test's output is never shown
+            restore(saved)
             serve(*channel, namespace, first=first)
         finally:
             os._exit(0)
@@ -75,13 +81,14 @@ def main() -> None:
 
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
     exec("from IPython.display import display", namespace)  # noqa: S102 - as in a kernel
+    saved = snapshot()
     send({"started": True})  # no student code ran yet
     tests = 0
     for cell in program["cells"]:
         if cell["test"]:
             tests += 1
             send({"test": cell["index"]})
-            status = _serve_test(channel, namespace, tests * FIRST, program["cell_timeout"])
+            status = _serve_test(channel, namespace, tests * FIRST, program["cell_timeout"], saved)
             send({"test_over": cell["index"], "status": status})
             continue
         started = time.monotonic()

@@ -201,7 +201,7 @@ def _autograde_config(root: Path, lab: str, spec: dict) -> "Config":
         cell_timeout=spec["cell_timeout"],
         memory_mb=spec["memory_mb"],
         sandbox=spec["sandbox"],
-        referee=spec.get("referee", False),
+        referee=spec.get("referee", True),
         uid=spec["uid"],
         data=spec.get("data", ""),
     )

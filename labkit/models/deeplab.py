@@ -1,8 +1,12 @@
-"""DeepLab v3, DeepLab v3+ and FCN on torchvision ResNets, with labkit's own ASPP.
+"""DeepLab v3, DeepLab v3+ and FCN on torchvision ResNets.
 
 ``ASPP`` and ``DeepLabHead`` are the reference versions of what lab 07 has students build.
 They mirror the module layout of ``torchvision.models.segmentation.deeplabv3`` (same
-state-dict keys), so a state dict moves between the two and the outputs are identical.
+state-dict keys), so a state dict moves between the two and the outputs are identical. The
+networks themselves are built on torchvision's ``ASPP`` and ``DeepLabHead`` (same layout,
+same initialisation order, so the same weights from the same seed): a DeepLab can then be
+built where labkit's references are taken out, as labkit's referee grades lab 07
+(:mod:`labkit.grading.strip`).
 
 Papers: DeepLab v3, Chen et al. 2017, https://arxiv.org/abs/1706.05587; DeepLab v3+,
 Chen et al. 2018, https://arxiv.org/abs/1802.02611; FCN, Long et al. 2015,
@@ -23,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models._utils import IntermediateLayerGetter
+from torchvision.models.segmentation import deeplabv3 as tv_deeplabv3
 from torchvision.models.segmentation.fcn import FCNHead
 
 from labkit.models.backbones import resnet_backbone
@@ -51,11 +56,15 @@ _F = TypeVar("_F", bound=Callable)
 _ATROUS_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
 
 
-def atrous_rates_for(output_stride: int) -> tuple[int, int, int]:
-    """ASPP rates for an output stride: (6, 12, 18) at 16, (12, 24, 36) at 8."""
+def _checked_stride(output_stride: int) -> int:
     if output_stride not in _ATROUS_RATES:
         raise ValueError(f"expected output_stride 8 or 16; got {output_stride!r}")
-    return _ATROUS_RATES[output_stride]
+    return output_stride
+
+
+def atrous_rates_for(output_stride: int) -> tuple[int, int, int]:
+    """ASPP rates for an output stride: (6, 12, 18) at 16, (12, 24, 36) at 8."""
+    return _ATROUS_RATES[_checked_stride(output_stride)]
 
 
 class ASPPConv(nn.Sequential):
@@ -165,7 +174,7 @@ class DeepLabV3PlusHead(nn.Module):
         atrous_rates: Sequence[int] = (6, 12, 18),
     ) -> None:
         super().__init__()
-        self.aspp = ASPP(in_channels, atrous_rates)
+        self.aspp = tv_deeplabv3.ASPP(in_channels, list(atrous_rates))
         self.reduce = conv_bn_relu(low_channels, 48, 1)
         self.fuse = nn.Sequential(*conv_bn_relu(256 + 48, 256, 3), *conv_bn_relu(256, 256, 3))
         self.classifier = nn.Conv2d(256, num_classes, 1)
@@ -245,7 +254,9 @@ def _build(
     deformable: str | None,
     deformable_stages: Sequence[int],
 ) -> _SegmentationModel:
-    rates = atrous_rates_for(output_stride)  # validates output_stride first
+    # Not atrous_rates_for: lab 07's referee takes it out of the student's process, where
+    # the lab's DeepLab is still built.
+    rates = _ATROUS_RATES[_checked_stride(output_stride)]
     resnet = resnet_backbone(
         arch,
         pretrained=pretrained_backbone,
@@ -263,7 +274,7 @@ def _build(
     if kind == "fcn":
         return FCN(backbone, FCNHead(2048, num_classes), aux)
     if kind == "deeplabv3":
-        return DeepLabV3(backbone, DeepLabHead(2048, num_classes, rates), aux)
+        return DeepLabV3(backbone, tv_deeplabv3.DeepLabHead(2048, num_classes, rates), aux)
     return DeepLabV3Plus(backbone, DeepLabV3PlusHead(2048, 256, num_classes, rates), aux)
 
 

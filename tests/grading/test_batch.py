@@ -25,7 +25,15 @@ from nbgrader.preprocessors import SaveAutoGrades
 
 import labkit.grading.batch as autograde_module
 from labkit.cli import main
-from labkit.grading import CourseError, fill_solutions, judge, lab_scores, read_record, sandbox
+from labkit.grading import (
+    CourseError,
+    fill_solutions,
+    judge,
+    lab_scores,
+    read_record,
+    refereed,
+    sandbox,
+)
 from labkit.grading.batch import GradingUnavailable, autograde, submitted_students
 from labkit.grading.cli import format_outcomes, format_status
 from labkit.grading.instance import course_status, init_course
@@ -111,17 +119,17 @@ def test_parallel_grades_equal_serial_grades_and_resume_skips_the_graded(course)
 
 
 def test_the_referee_grades_the_class_as_the_runner_does(course, capsys):
-    """Graded with --referee (every test decided in the grader's process), two at a time
-    from the command line: do the right, the blank and the one that fails only the hidden
-    test get the scores the sandboxed runner gives them?"""
-    for student, kind in (("r0", "right"), ("r1", "blank"), ("r2", "right")):
+    """Graded by the referee (the default: every test decided in the grader's process), two
+    at a time from the command line, and then with --runner: do the right, the blank and the
+    one that fails only the hidden test get the same scores?"""
+    for student, kind in (("r0", "right"), ("r1", "blank"), ("r3", "right")):
         _hand_in(course, student, kind)
-    autograde(course, LAB, jobs=2, **FAST)
+    autograde(course, LAB, jobs=2, referee=False, **FAST)
     by_runner = _scores(course)
-    argv = ["course", "autograde", LAB, "--root", str(course), "--jobs", "2", "--referee"]
+    argv = ["course", "autograde", LAB, "--root", str(course), "--jobs", "2"]
     assert main([*argv, "--timeout", "60"]) == 0
     assert "3 graded, 0 failed" in capsys.readouterr().out
-    assert _scores(course) == by_runner and by_runner == {"r0": 2.0, "r1": 0.0, "r2": 2.0}
+    assert _scores(course) == by_runner and by_runner == {"r0": 2.0, "r1": 0.0, "r3": 0.0}
 
 
 def _workers(root: Path) -> list[int]:
@@ -340,7 +348,8 @@ def test_nbgrader_failures_carry_the_deepest_cause(course, monkeypatch):
     def refuse(*args, **kwargs):
         raise SandboxError(barred)
 
-    monkeypatch.setattr(judge, "run_sandboxed", refuse)
+    for path in (judge, refereed):  # the runner's sandbox and the referee's student's
+        monkeypatch.setattr(path, "run_sandboxed", refuse)
     monkeypatch.setattr(JudgePreprocessor, "failures", [])
     outcome = grade(spec)
     assert (outcome["status"], outcome["score"]) == ("failed", None)

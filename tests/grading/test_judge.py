@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from labkit.grading import judge
+from labkit.grading import judge, refereed
 from labkit.grading.bwrap import bwrap_available, probe
 from labkit.grading.judge import (
     WITHHELD,
@@ -280,19 +280,23 @@ def test_a_judge_that_never_starts_is_the_graders_failure(monkeypatch):
         "import sys\nprint('loading labkit', flush=True)\n"
         "sys.exit('ImportError: cannot import name judge_program')"
     )
-    monkeypatch.setattr(judge, "module_argv", lambda *a, **k: [sys.executable, "-I", "-c", crash])
+    for path in (judge, refereed):  # the runner, and the referee's student process
+        monkeypatch.setattr(
+            path, "module_argv", lambda *a, **k: [sys.executable, "-I", "-c", crash]
+        )
     nb = _notebook("def add(a, b):\n    return a + b", _test_cell("assert add(1, 1) == 2", "t"))
     result = _judge(nb)
     assert not result.started and result.cells == {}
     why = result.grader_failure()
     assert "exited with status 1" in why
     assert why.endswith("loading labkit / ImportError: cannot import name judge_program")
-    monkeypatch.setattr(JudgePreprocessor, "failures", [])
-    preprocessor = JudgePreprocessor(uid=UID, memory_mb=1500, timeout=60.0)
-    with pytest.raises(JudgeError, match="cannot import name judge_program"):
-        preprocessor.preprocess(nb, {})
-    assert [type(e) for e in JudgePreprocessor.failures] == [JudgeError]
-    assert all(not cell.get("outputs") for cell in nb.cells)  # nothing for nbgrader to score
+    for referee in (False, True):
+        monkeypatch.setattr(JudgePreprocessor, "failures", [])
+        preprocessor = JudgePreprocessor(uid=UID, memory_mb=1500, timeout=60.0, referee=referee)
+        with pytest.raises(JudgeError, match="cannot import name judge_program"):
+            preprocessor.preprocess(nb, {})
+        assert [type(e) for e in JudgePreprocessor.failures] == [JudgeError]
+        assert all(not cell.get("outputs") for cell in nb.cells)  # nothing for nbgrader to score
 
 
 def test_the_judge_binds_back_borrowed_site_packages(tmp_path, monkeypatch):

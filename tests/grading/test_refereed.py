@@ -14,8 +14,8 @@ import pytest
 from nbgrader import utils as nbutils
 
 from labkit.grading.bwrap import bwrap_available
-from labkit.grading.judge import instructor_prelude, judge_program
-from labkit.grading.refereed import run_refereed, split_program
+from labkit.grading.judge import instructor_prelude, judge_program, run_judge
+from labkit.grading.refereed import NOT_RUN, run_refereed, split_program
 from labkit.grading.sandbox import NOBODY, Limits, unreachable
 
 
@@ -78,6 +78,7 @@ def test_the_student_gets_no_test_source():
     assert SECRET not in json.dumps(student) and "check_close" not in json.dumps(student)
     assert [c for c in student["cells"] if c.get("test")] == [{"index": 1, "test": True}]
     assert SECRET in tests[1]
+    assert [c["index"] for c in student["cells"]] == [0, 1]  # nothing after the last test
 
 
 @pytest.mark.parametrize("use_bwrap", [True, False], ids=["bwrap", "limits-only"])
@@ -87,7 +88,7 @@ def test_an_honest_answer_passes_and_a_wrong_one_fails(use_bwrap):
     honest = _judge("def add(a, b):\n    return a + b\nprint('defined')", use_bwrap)
     assert honest.started and honest.finished, honest.sandbox
     assert honest.cells[1]["passed"] is True and honest.cells[0]["output"] == "defined\n"
-    assert honest.cells[2]["output"] == "after the test\n"
+    assert honest.cells[2]["output"] == NOT_RUN  # after the last test: decides nothing
     wrong = _judge("def add(a, b):\n    return a + b if a > 0 else 0", use_bwrap)
     assert wrong.cells[1]["passed"] is False
     assert wrong.cells[1]["error"]["ename"] == "AssertionError"
@@ -167,3 +168,124 @@ def test_a_lab_is_graded_by_the_referee(monkeypatch):
         assert result.started and result.finished, (result.sandbox, result.cells)
         passed = {i: result.cells[i]["passed"] for i in tests}
         assert passed == {i: not blank for i in tests}, {i: result.cells[i]["error"] for i in tests}
+
+
+# Values that lie: a wrong answer that compares equal in the process that made it.
+TENSOR_TEST = """
+x = torch.arange(6.0)
+assert torch.allclose(double(x), 2 * x), "double(x): expected 2 * x"
+"""
+LYING_SUBCLASS = """
+import torch
+class Always(torch.Tensor):
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.isclose, torch.equal, torch.Tensor.__eq__):
+            return True
+        return super().__torch_function__(func, types, args, kwargs or {})
+def double(x):
+    return torch.zeros_like(x).as_subclass(Always)
+"""
+LYING_MODE = """
+import torch
+from torch.overrides import TorchFunctionMode
+class Agree(TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func in (torch.allclose, torch.isclose, torch.equal):
+            return True
+        return func(*args, **(kwargs or {}))
+Agree().__enter__()  # left on for whatever runs next in this process
+def double(x):
+    return torch.zeros_like(x)
+"""
+
+
+@pytest.mark.parametrize("answer", [LYING_SUBCLASS, LYING_MODE], ids=["subclass", "mode"])
+def test_values_that_lie_do_not_pass(answer):
+    """A Tensor subclass whose torch functions say "equal", and a torch-function mode left
+    on: each passes a wrong answer in a kernel (one process runs answer and test). Through the
+    referee, which compares plain values in its own process, is the wrong answer failed?"""
+    kernel = subprocess.run(
+        [sys.executable, "-c", "\n".join(("import torch", answer, TENSOR_TEST))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert kernel.returncode == 0, kernel.stderr
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_cell(answer, "answer", test=False), _cell(TENSOR_TEST, "test", test=True)]
+    program = judge_program(nb, prelude="import torch", modules=["torch"], cell_timeout=30)
+    use_bwrap = bwrap_available()
+    result = run_refereed(
+        program,
+        limits=Limits(memory_mb=2000, wall_seconds=120),
+        bwrap=use_bwrap,
+        uid=_uid(use_bwrap),
+    )
+    assert result.started and result.finished, result.sandbox
+    assert result.cells[1]["passed"] is False, result.cells[1]
+
+
+# Lab 01's exercises handed to fresh copies of labkit's own modules, loaded from their files:
+# first from the grader's checkout or site-packages (where a student would find them from the
+# editable finder or sys.prefix), else from the labkit this process imported.
+DELEGATE = """
+import importlib.util, os, labkit
+def _fresh(name):
+    parts = name.split(".")[1:]
+    for home in ({home!r}, os.path.dirname(labkit.__file__)):
+        path = os.path.join(home, *parts) + ".py"
+        if os.path.isfile(path):
+            spec = importlib.util.spec_from_file_location(name + "_copy", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise ImportError(name)
+_metrics, _fcn = _fresh("labkit.metrics"), _fresh("labkit.models.fcn")
+_fcn.conv_bn_relu = _fresh("labkit.models.blocks").conv_bn_relu  # the fcn copy's own blocks
+"""
+DELEGATES = {
+    "pixel_accuracy": "pixel_accuracy = _metrics.pixel_accuracy",
+    "iou_per_class": "iou_per_class = _metrics.iou_per_class",
+    "mean_iou": "mean_iou = _metrics.mean_iou",
+    "BaselineFCN": "BaselineFCN = _fcn.BaselineFCN",
+}
+
+
+def _delegating_lab01() -> tuple[dict, list[int]]:
+    """Lab 01's program with every answer a fresh copy of labkit's reference; test indices."""
+    import labkit
+
+    lab = "lab01_baseline_fcn"
+    source = nbformat.read(ROOT / "solutions" / lab / f"{lab}.ipynb", as_version=4)
+    first = True
+    for cell in source.cells:
+        if nbutils.is_solution(cell) and cell.cell_type == "code":
+            name = next(n for n in DELEGATES if f" {n}(" in cell.source.split("\n")[0])
+            home = os.path.dirname(os.path.realpath(labkit.__file__))
+            cell.source = (DELEGATE.format(home=home) if first else "") + DELEGATES[name]
+            first = False
+    prelude, modules = instructor_prelude(source)
+    program = judge_program(source, prelude=prelude, modules=modules, cell_timeout=120)
+    return program, [c["index"] for c in program["cells"] if c["test"]]
+
+
+def test_a_fresh_copy_of_labkits_reference_does_not_pass(monkeypatch):
+    """Lab 01 answered by fresh copies of labkit.metrics and labkit.models.fcn loaded from
+    their files. The runner's forbid switches off the objects the tests name, not a second
+    copy, so there it passes. Through the referee, whose student process has a labkit without
+    the lab's references and sees no other copy, does every test fail?"""
+    if not bwrap_available():
+        pytest.skip("the grader's own labkit is hidden from the student only by bubblewrap")
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")
+    program, tests = _delegating_lab01()
+    limits = Limits(memory_mb=4000, wall_seconds=600)
+    runner = run_judge(program, limits=limits, bwrap=True, uid=NOBODY)
+    assert all(runner.cells[i].get("passed") for i in tests), {
+        i: runner.cells[i].get("error") for i in tests
+    }
+    refereed = run_refereed(program, limits=limits, bwrap=True, uid=NOBODY)
+    assert refereed.started and refereed.finished, refereed.sandbox
+    assert not any(refereed.cells[i]["passed"] for i in tests), refereed.cells
+    errors = " ".join(str(refereed.cells[i]["error"]) for i in tests)
+    assert "switched off while your work is graded" in errors, errors

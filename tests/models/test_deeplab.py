@@ -125,6 +125,21 @@ def test_output_stride_sets_feature_size_and_rates(output_stride, rates):
     assert atrous_rates_for(output_stride) == rates
 
 
+@pytest.mark.parametrize("builder", [deeplabv3_resnet50, deeplabv3plus_resnet50])
+def test_builders_need_none_of_the_lab_references(builder):
+    """With lab 07's references switched off (as in the referee's student process, where
+    they are taken out), does each DeepLab still build and run, on torchvision's ASPP?"""
+    from labkit.checks import forbid
+    from labkit.models import deeplab
+
+    with forbid(*deeplab.LAB_REFERENCES):
+        model = builder(num_classes=3, output_stride=16).eval()
+        with torch.no_grad():
+            assert model(torch.randn(1, 3, 48, 48)).shape == (1, 3, 48, 48)
+    aspp = model.classifier[0] if builder is deeplabv3_resnet50 else model.classifier.aspp
+    assert type(aspp) is tv_deeplabv3.ASPP
+
+
 @pytest.mark.parametrize("builder", [fcn_resnet50, deeplabv3_resnet50, deeplabv3plus_resnet50])
 @pytest.mark.parametrize("bad", [4, 32, "16"])
 def test_bad_output_stride_is_rejected(builder, bad):
