@@ -364,7 +364,7 @@ def _run(
     ):
         try:
             for slot in range(min(jobs, len(todo))):
-                zygotes.append(Zygote(root, Path(scratch)))
+                zygotes.append(Zygote(root, Path(scratch), referee=spec["referee"]))
                 slots.put((NOBODY - 1 - slot if drop else None, zygotes[-1]))
             # a notebook's own limit plus a minute for nbgrader's bookkeeping around it
             futures = [pool.submit(_grade, root, lab, s, spec, timeout + 60, slots) for s in todo]

