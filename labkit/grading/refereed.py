@@ -13,6 +13,7 @@ runner's (:class:`~labkit.grading.judge.JudgeResult`), so nbgrader's side of the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -164,4 +165,8 @@ def run_refereed(
             referee.join()
             shutil.rmtree(scratch, ignore_errors=True)
     session = sessions[0] if sessions else Session(problem="the referee did not finish")
+    if session.problem:  # the referee's word first: "lost its way after test cell 3"
+        ran = dataclasses.replace(
+            ran, reason="; ".join(filter(None, (session.problem, ran.reason)))
+        )
     return JudgeResult(_records(session, program), session.started, session.finished, ran)
