@@ -11,7 +11,9 @@ class (half the students hand in the solution, half the blank release), so every
 grades the same notebooks from a cold start. ``nbgrader autograde LAB`` is nbgrader 0.9's
 own command on its own copy (a kernel per notebook, one student after another, no sandbox);
 ``labkit`` runs :func:`labkit.grading.batch.autograde`: a sandboxed judge per notebook,
-``--jobs`` at a time. All three run one after another in one invocation, so the ratios are
+``--jobs`` at a time, with the referee (the default: the student's cells up to the last test,
+every test decided in the grader's process) or with ``--runner`` (every cell and test in the
+sandbox). All four run one after another in one invocation, so the ratios are
 side by side on the same machine. The scores must agree between the methods (the run fails
 otherwise); the table prints submissions per minute and the ratio to plain nbgrader.
 """
@@ -89,21 +91,22 @@ def _scores(root: Path, lab: str) -> dict[str, float]:
 
 
 def run(lab: str, students: int, kit: Path, work: Path, *, copies: bool = False) -> list[dict]:
-    """Time the three methods on identical courses; returns one row per method.
+    """Time the four methods on identical courses; returns one row per method.
 
     ``copies``: make the first course only and give the other methods copies of it, made
     before any grading (the smoke run: a course init costs more than grading its toy lab).
     """
     rows, reference, first = [], None, None
-    methods = [
-        ("nbgrader autograde (plain)", None),
-        ("labkit autograde --jobs 1", 1),
-        ("labkit autograde --jobs 2", 2),
+    methods = [  # name, jobs, referee
+        ("nbgrader autograde (plain)", None, None),
+        ("labkit autograde --jobs 1", 1, True),
+        ("labkit autograde --jobs 2", 2, True),
+        ("labkit autograde --jobs 2 --runner", 2, False),
     ]
     if copies:
         first = make_course(work / "course-first", kit, lab, students)
-    for name, jobs in methods:
-        dest = work / f"course-{jobs or 'nbgrader'}"
+    for name, jobs, referee in methods:
+        dest = work / f"course-{jobs or 'nbgrader'}{'' if referee in (None, True) else '-runner'}"
         root = shutil.copytree(first, dest) if copies else make_course(dest, kit, lab, students)
         started = time.perf_counter()
         if jobs is None:
@@ -115,7 +118,7 @@ def run(lab: str, students: int, kit: Path, work: Path, *, copies: bool = False)
                 env=dict(os.environ, OMP_NUM_THREADS="1"),
             )
         else:
-            outcomes = autograde(root, lab, jobs=jobs, progress=False)
+            outcomes = autograde(root, lab, jobs=jobs, referee=referee, progress=False)
             if failed := [o for o in outcomes if o.status != "graded"]:
                 raise SystemExit(f"{name}: {failed[0].student} failed: {failed[0].reason}")
         seconds = time.perf_counter() - started

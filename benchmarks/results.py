@@ -172,7 +172,8 @@ SECTIONS = [
         "Grading throughput",
         "grading_throughput.py",
         ("--students", "20"),
-        "`labkit course autograde` with 1 and 2 jobs against plain `nbgrader autograde`.",
+        "`labkit course autograde` (the referee with 1 and 2 jobs, the runner with 2) against "
+        "plain `nbgrader autograde`.",
         _grading,
     ),
     Section(

@@ -165,7 +165,9 @@ def run_refereed(
             referee.join()
             shutil.rmtree(scratch, ignore_errors=True)
     session = sessions[0] if sessions else Session(problem="the referee did not finish")
-    if session.problem:  # the referee's word first: "lost its way after test cell 3"
+    if session.problem and not (ran.timed_out or ran.memory_exceeded):
+        # the referee's word first ("lost its way after test cell 3"), unless a limit the
+        # sandbox enforced ended the process: then the channel's end is only its echo
         ran = dataclasses.replace(
             ran, reason="; ".join(filter(None, (session.problem, ran.reason)))
         )

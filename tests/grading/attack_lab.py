@@ -244,7 +244,9 @@ for db in ["{root}/gradebook.db", "../../gradebook.db", "../gradebook.db", "grad
         print("gradebook", db, "opened")
     except Exception as exc:
         print("gradebook", db, "refused:", exc)
-for nb in glob.glob("{root}/solutions/*/*.ipynb") + glob.glob("{root}/autograded/*/*/*.ipynb"):
+# the course's solutions and graded work, the instructor's kit beside the course, a checkout
+for nb in (glob.glob("{root}/solutions/*/*.ipynb") + glob.glob("{root}/autograded/*/*/*.ipynb")
+           + glob.glob("{root}/../kit/solutions/*/*.ipynb") + glob.glob("CHECKOUT/*/*.ipynb")):
     found += ["".join(c["source"]) for c in json.load(open(nb))["cells"]]
 for text in found:
     print(text)
@@ -252,7 +254,7 @@ for text in found:
         exec(text.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", ""))
 SOLUTION_FOUND = any("def mean_of" in t for t in found)
 print("solutions found:", SOLUTION_FOUND)
-"""
+""".replace("CHECKOUT", str(REPO / "solutions"))
 READ_OTHERS = """
 import glob
 for path in glob.glob("{root}/submitted/*/atk/atk.ipynb") + ["{root}/submitted/bystander/atk/atk.ipynb"]:

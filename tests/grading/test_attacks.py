@@ -182,6 +182,7 @@ def test_hidden_tests_and_other_work_stay_hidden(graded):
         assert not leaked, (student, leaked)
         assert BYSTANDER_MARK not in text
         assert "solutions found: True" not in text
+        assert "BEGIN HIDDEN TESTS" not in text  # no kit, no checkout's solutions
 
 
 @pytest.mark.parametrize("student", sorted({*HONEST, *ATTACKS}))
