@@ -22,14 +22,17 @@ on a reference, ``type`` (module, qualified name and bases of its class), ``back
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import operator
+import sys
 from collections.abc import Callable
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from labkit.grading.wire import Ref, WireError, WireLimits, read_frame, write_frame
+
+if TYPE_CHECKING:  # imported where a tensor is in play: see labkit.grading.wire
+    import torch
 
 __all__ = [
     "BINARY_OPERATORS",
@@ -112,15 +115,15 @@ def _plain(value: Any, refs: Callable[[Any], Ref], grads: dict[int, Any]) -> Any
     referee's graph), ``["leaf", values, grad, is_parameter]`` for a parameter or another
     leaf that requires gradients (a snapshot, its ``.grad`` as it is now).
     """
-    kind = type(value)
+    kind, torch = type(value), sys.modules.get("torch")  # no tensor where torch is not loaded
     if value is None or kind in (bool, int, float, str, bytes):
         return value
-    if kind in (list, tuple) or kind is torch.Size:
+    if kind in (list, tuple) or (torch is not None and kind is torch.Size):
         items = [_plain(v, refs, grads) for v in value]
         return items if kind is list else tuple(items)
     if isinstance(value, dict) and kind.__module__ in ("builtins", "collections"):
         return {_plain(k, refs, grads): _plain(v, refs, grads) for k, v in value.items()}
-    if isinstance(value, torch.Tensor):
+    if torch is not None and isinstance(value, torch.Tensor):
         if not value.requires_grad:
             return value
         ref = refs(value)  # kept: backward runs from it, or its .grad is read again
@@ -200,7 +203,12 @@ class _Server:
             obj[self.resolve(request["key"])] = self.resolve(request["value"])
             return None
         if op == "call":
-            with torch.set_grad_enabled(request["grad"]):
+            torch = sys.modules.get("torch")
+            with (
+                contextlib.nullcontext()
+                if torch is None
+                else torch.set_grad_enabled(request["grad"])
+            ):
                 return obj(*self.resolve(request["args"]), **self.resolve(request["kwargs"]))
         if op == "op" and request["name"] in OPERATORS:
             args = self.resolve(request["args"])
@@ -223,6 +231,8 @@ class _Server:
 
     def backward(self, out: torch.Tensor, grad: torch.Tensor, wanted: list[int]) -> list:
         """Back-propagate ``grad`` from ``out``; the increments of the wanted leaves' grads."""
+        import torch
+
         before = {n: self.leaves[n].grad for n in wanted}
         for n in wanted:
             self.leaves[n].grad = None

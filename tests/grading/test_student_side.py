@@ -132,3 +132,33 @@ def test_a_session_grades_the_honest_and_none_of_an_attack(tmp_path):
     assert {i: v.passed for i, v in attacked.verdicts.items()} == {1: False, 3: True}
     assert attacked.verdicts[1].message == "AssertionError: add_one: expected 2, got 1."
     assert "not found" in attacked.cells[0]["output"]
+
+
+def test_the_students_process_imports_torch_only_for_a_tensor():
+    """Does the student's side start without torch (a NumPy lab's students do not pay its
+    import and memory), and load it when a tensor comes over the channel?"""
+    import subprocess
+    import sys
+
+    import torch
+
+    from labkit.grading.wire import encode
+
+    script = (
+        "import sys\n"
+        "import labkit.grading.student_side\n"
+        "from labkit.grading.wire import decode, encode\n"
+        "before = 'torch' in sys.modules\n"
+        "decode(encode([1, 'a', (2.0,)]))\n"
+        "plain = 'torch' in sys.modules\n"
+        "got = decode(sys.stdin.buffer.read())\n"
+        "print(before, plain, 'torch' in sys.modules, got.tolist())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", script],
+        input=encode(torch.arange(3)),
+        capture_output=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr.decode()
+    assert run.stdout.decode().split() == ["False", "False", "True", "[0,", "1,", "2]"]
