@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from labkit.checks import ReferenceUsedError
 from labkit.grading.remote import (
     BINARY_OPERATORS,
     BUILTIN_ERRORS,
@@ -101,7 +102,8 @@ class Channel:
             raise TimeoutError(self.broken) from None
         if "raise" in answer:
             name, text = (list(answer["raise"]) + ["", ""])[:2]
-            error = BUILTIN_ERRORS.get(name)
+            # labkit's own refusal reads as itself: "ReferenceUsedError: this exercise must ..."
+            error = BUILTIN_ERRORS.get(name) or {"ReferenceUsedError": ReferenceUsedError}.get(name)
             raise error(text) if error else RemoteError(f"{name}: {text}")
         return self._incoming(answer.get("ok"), answer.get("grads") or {}, leaves)
 

@@ -289,3 +289,39 @@ def test_a_fresh_copy_of_labkits_reference_does_not_pass(monkeypatch):
     assert not any(refereed.cells[i]["passed"] for i in tests), refereed.cells
     errors = " ".join(str(refereed.cells[i]["error"]) for i in tests)
     assert "switched off while your work is graded" in errors, errors
+
+
+FORBIDDING_TEST = """
+def _own_helper(x):  # the test's own: nothing of it is in the student's process
+    return x
+x = torch.tensor([[2.0, 0.5, -1.0]])
+with forbid(torch.nn.functional.log_softmax, _own_helper):
+    check_close(log_probs(x), torch.log_softmax(x, 1), name="log_probs(x)")
+"""
+BORROWING = "import torch\ndef log_probs(x):\n    return torch.nn.functional.log_softmax(x, 1)\n"
+OWN = "import torch\ndef log_probs(x):\n    return x - torch.logsumexp(x, 1, keepdim=True)\n"
+
+
+@pytest.mark.parametrize(
+    "answer, passes", [(OWN, True), (BORROWING, False)], ids=["own", "borrowed"]
+)
+def test_forbid_in_a_test_reaches_the_students_process(answer, passes):
+    """A test that switches off torch's log_softmax (not labkit's, so not taken out of the
+    student's process): is an answer that calls it failed with the referee's one line, and
+    one written by hand passed, the test's own helper in the list doing no harm?"""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [_cell(answer, "answer", test=False), _cell(FORBIDDING_TEST, "test", test=True)]
+    prelude = "import torch\nfrom labkit.checks import check_close, forbid"
+    program = judge_program(
+        nb, prelude=prelude, modules=["torch", "labkit.checks"], cell_timeout=30
+    )
+    use_bwrap = bwrap_available()
+    result = run_refereed(
+        program,
+        limits=Limits(memory_mb=2000, wall_seconds=120),
+        bwrap=use_bwrap,
+        uid=_uid(use_bwrap),
+    )
+    assert result.cells[1]["passed"] is passes, result.cells[1]
+    if not passes:
+        assert result.cells[1]["error"]["ename"] == "ReferenceUsedError", result.cells[1]
