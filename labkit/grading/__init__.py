@@ -3,7 +3,8 @@
 A term's course is made with :mod:`~labkit.grading.instance` (``init``, status, grading
 records) from the kit :mod:`~labkit.grading.kit` finds, filled by
 :mod:`~labkit.grading.collect`, and summed up by :mod:`~labkit.grading.export`
-(``grades.csv``) and :mod:`~labkit.grading.report`.
+(``grades.csv``), :mod:`~labkit.grading.lms` (Canvas's and Moodle's gradebook imports) and
+:mod:`~labkit.grading.report`.
 
 :mod:`~labkit.grading.batch` (its :func:`autograde`, also ``labkit.grading.autograde``)
 grades a lab for the class, each submission judged in a
@@ -34,6 +35,7 @@ _HOMES = {
     "export": ["export_grades", "grade_rows"],
     "instance": ["course_status", "init_course", "read_record", "write_record"],
     "kit": ["locate_kit"],
+    "lms": ["export_lms"],
     "report": ["class_report", "lab_summaries"],
     "submissions": ["fill_solutions", "replace_in_cell"],
     "batch": ["Outcome", "autograde"],

@@ -5,7 +5,8 @@ kit (:func:`~labkit.grading.instance.init_course`). ``labkit course collect --fr
 copies an LMS download (folder or zip) into ``submitted/``
 (:func:`~labkit.grading.collect.collect_submissions`). ``labkit course status`` prints where
 each student's lab stands (:func:`~labkit.grading.instance.course_status`); ``labkit course
-export`` writes ``grades.csv`` and ``labkit course report`` the class report
+export`` writes ``grades.csv`` (``--format canvas|moodle``: the LMS's gradebook import,
+:mod:`labkit.grading.lms`) and ``labkit course report`` the class report
 (:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
 autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.batch`) and ``labkit
 course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`). ``labkit
@@ -157,9 +158,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from labkit.grading.course import CourseError
     from labkit.grading.export import export_grades
+    from labkit.grading.lms import export_lms
 
-    print(f"wrote {export_grades(args.root, out=args.out)}")
+    if args.format == "nbgrader":
+        print(f"wrote {export_grades(args.root, out=args.out)}")
+        return 0
+    if bad := [p for p in args.canvas_ids or [] if p.count("=") != 1]:
+        raise CourseError(f"--canvas-id takes LAB=NUMBER; got {', '.join(map(repr, bad))}.")
+    ids = dict(p.split("=") for p in args.canvas_ids or [])
+    path = export_lms(
+        args.root, lms=args.format, out=args.out, assignment_ids=ids, identifier=args.moodle_id
+    )
+    print(f"wrote {path}")
     return 0
 
 
@@ -340,7 +352,7 @@ def _add_init(actions: argparse._SubParsersAction) -> None:
         type=Path,
         required=True,
         metavar="CSV",
-        help="students to import: id,first_name,last_name,email",
+        help="students to import: id[,first_name,last_name,email,lms_user_id]",
     )
     _kit(init)
     _labs(init, "take only this lab, repeatable (default: every lab of the kit)")
@@ -482,13 +494,43 @@ def _add_export(actions: argparse._SubParsersAction) -> None:
     """Add ``course export``: ``grades.csv`` from the gradebook."""
     export = actions.add_parser(
         "export",
-        help="write grades.csv from the gradebook, one row per student and lab",
+        help="write grades.csv from the gradebook, or a Canvas or Moodle gradebook import",
         description="Every student of the gradebook on every lab (no submission: score 0, "
         "status missing), the score split into autograded and hand-graded "
         "points; totals as `nbgrader export` computes them.",
     )
     export.add_argument(
-        "--out", type=Path, default=None, help="the CSV to write (default: ROOT/grades.csv)"
+        "--format",
+        choices=("nbgrader", "canvas", "moodle"),
+        default="nbgrader",
+        help="nbgrader (default): grades.csv as above; canvas: Canvas's gradebook import "
+        "(Student,ID,SIS User ID,SIS Login ID,Section, a column per lab, Points Possible), "
+        "students matched by SIS User ID = student id or ID = the roster's lms_user_id; "
+        "moodle: Moodle's CSV grade import, a column per lab, students identified by "
+        "'Email address' when students.csv has emails, else by 'ID number' = student id",
+    )
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the CSV to write (default: ROOT/grades.csv, ROOT/grades-canvas.csv or "
+        "ROOT/grades-moodle.csv)",
+    )
+    export.add_argument(
+        "--canvas-id",
+        dest="canvas_ids",
+        action="append",
+        metavar="LAB=NUMBER",
+        help="canvas: the lab's Canvas assignment id (the number in its URL), repeatable; the "
+        "column becomes 'LAB (NUMBER)', which Canvas matches to that assignment (default: a "
+        "column titled LAB, a new assignment unless one has that name)",
+    )
+    export.add_argument(
+        "--moodle-id",
+        choices=("email", "idnumber"),
+        default=None,
+        help="moodle: identify students by 'Email address' (map to useremail) or "
+        "'ID number' (map to useridnumber); default: email when students.csv has emails",
     )
     _root(export)
     export.set_defaults(func=_cmd_export)

@@ -51,8 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The columns of a students CSV file; only ``id`` is required.
-STUDENT_COLUMNS = ("id", "first_name", "last_name", "email")
+#: The columns of a students CSV file; only ``id`` is required. ``lms_user_id`` is the student's
+#: user id in the LMS (Canvas's ``ID``), which ``course export --format canvas`` writes.
+STUDENT_COLUMNS = ("id", "first_name", "last_name", "email", "lms_user_id")
 # Usable as a folder name on every file system nbgrader runs on; no leading dot or dash.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _IGNORE = shutil.ignore_patterns("runs", "__pycache__", ".ipynb_checkpoints", "feedback")
@@ -63,7 +64,7 @@ def read_students(path: str | os.PathLike) -> list[dict[str, str]]:
 
     Args:
         path (str | os.PathLike): a CSV file whose header names ``id`` and any of ``first_name``,
-            ``last_name``, ``email`` (UTF-8, a spreadsheet's byte-order mark allowed; blank lines
+            ``last_name``, ``email``, ``lms_user_id`` (UTF-8, a spreadsheet's byte-order mark allowed; blank lines
             skipped).
 
     Returns:

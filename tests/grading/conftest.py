@@ -202,6 +202,34 @@ def built_once(course: Path, key: str, tmp_path_factory, build: Callable[[Path],
     return course
 
 
+GRADED_DUE = "2024-03-02 00:00:00 UTC"
+GRADED_STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
+
+
+def build_graded_class(root: Path) -> None:
+    """ann (solution, on time), bob (blank), cid (int-only, late), eve (+2); dee, who hands
+    in nothing; autograded with a zero-if-late penalty (nbgrader in this process)."""
+    from nbgrader.api import Gradebook
+
+    make_toy_course(root)
+    with open(root / "nbgrader_config.py", "a") as f:
+        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    add_fractions_test(root)
+    nbgrader_api(root, "generate_assignment", "toy")
+    # what `nbgrader db assignment add` and `db student add` do
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        gb.update_or_create_assignment("toy", duedate=GRADED_DUE)
+        gb.update_or_create_student("dee", first_name="Dee", last_name="Dale")
+    grade_toy_class(root, stamps=GRADED_STAMPS)
+
+
+@pytest.fixture
+def graded_class(tmp_path: Path, tmp_path_factory) -> Path:
+    """The toy course of :func:`build_graded_class`, autograded once per run; each test gets
+    its own copy."""
+    return built_once(tmp_path / "course", "export-class", tmp_path_factory, build_graded_class)
+
+
 @pytest.fixture
 def released_toy(tmp_path: Path, tmp_path_factory) -> Path:
     """A toy course whose lab nbgrader has released (``labs/toy``, the gradebook), copied

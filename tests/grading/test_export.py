@@ -14,40 +14,7 @@ import pytest
 
 from labkit.grading import CourseError
 from labkit.grading.export import CSV_COLUMNS, export_grades, grade_rows
-from tests.grading.conftest import (
-    add_fractions_test,
-    built_once,
-    grade_toy_class,
-    make_toy_course,
-    nbgrader_api,
-    nbgrader_export,
-)
-
-DUE = "2024-03-02 00:00:00 UTC"
-STAMPS = {"ann": "2024-03-01 12:00:00.000000 UTC", "cid": "2024-03-05 08:30:00.000000 UTC"}
-
-
-def _build(root: Path) -> None:
-    """ann (solution, on time), bob (blank), cid (int-only, late), eve (+2); dee, who hands
-    in nothing; autograded with a zero-if-late penalty (nbgrader in this process)."""
-    from nbgrader.api import Gradebook
-
-    make_toy_course(root)
-    with open(root / "nbgrader_config.py", "a") as f:
-        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
-    add_fractions_test(root)
-    nbgrader_api(root, "generate_assignment", "toy")
-    # what `nbgrader db assignment add` and `db student add` do
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
-        gb.update_or_create_assignment("toy", duedate=DUE)
-        gb.update_or_create_student("dee", first_name="Dee", last_name="Dale")
-    grade_toy_class(root, stamps=STAMPS)
-
-
-@pytest.fixture
-def graded(tmp_path: Path, tmp_path_factory) -> Path:
-    """The toy course, autograded (once per run; each test gets its own copy)."""
-    return built_once(tmp_path / "course", "export-class", tmp_path_factory, _build)
+from tests.grading.conftest import nbgrader_export
 
 
 def _nbgrader_export(root: Path) -> dict[tuple[str, str], dict]:
@@ -83,13 +50,13 @@ def _agree(ours: dict, theirs: dict) -> None:
         assert when == theirs_when, key
 
 
-def test_export_agrees_with_nbgrader_export(graded):
+def test_export_agrees_with_nbgrader_export(graded_class):
     """Does grades.csv give every student (dee, who handed nothing in, too) nbgrader's own
     score, maximum, penalty and time, split into autograded and hand-graded points?"""
-    path = export_grades(graded)
-    assert path == graded / "grades.csv"
+    path = export_grades(graded_class)
+    assert path == graded_class / "grades.csv"
     ours = _ours(path)
-    _agree(ours, _nbgrader_export(graded))
+    _agree(ours, _nbgrader_export(graded_class))
     split = {
         s: (
             r["status"],
@@ -111,7 +78,7 @@ def test_export_agrees_with_nbgrader_export(graded):
     }
     assert ours["cid", "toy"]["late_penalty"] == "2.0"
     assert ours["dee", "toy"]["submitted"] == "" and ours["bob", "toy"]["submitted"] == ""
-    rows = {r.student_id: r for r in grade_rows(graded)}
+    rows = {r.student_id: r for r in grade_rows(graded_class)}
     assert rows["cid"].tests == {"test_add_one": (2.0, 2.0), "test_fractions": (0.0, 1.0)}
     assert rows["eve"].tests == {"test_add_one": (0.0, 2.0), "test_fractions": (0.0, 1.0)}
     assert rows["dee"].tests == {}
@@ -128,22 +95,22 @@ def _grade_by_hand(root: Path, student: str, cell: str, points: float) -> None:
         gb.db.commit()
 
 
-def test_hand_grading_fills_the_manual_score(graded, tmp_path):
+def test_hand_grading_fills_the_manual_score(graded_class, tmp_path):
     """Once a grader scores the written answers, do manual_score and total follow, as in
     nbgrader's export (cid's late penalty was fixed at autograde time)?"""
-    _grade_by_hand(graded, "ann", "why", 1.0)
-    _grade_by_hand(graded, "cid", "why", 0.5)
-    ours = _ours(export_grades(graded, out=tmp_path / "out" / "grades.csv"))
-    _agree(ours, _nbgrader_export(graded))
+    _grade_by_hand(graded_class, "ann", "why", 1.0)
+    _grade_by_hand(graded_class, "cid", "why", 0.5)
+    ours = _ours(export_grades(graded_class, out=tmp_path / "out" / "grades.csv"))
+    _agree(ours, _nbgrader_export(graded_class))
     assert (ours["ann", "toy"]["manual_score"], ours["ann", "toy"]["total"]) == ("1.0", "4.0")
     assert ours["ann", "toy"]["needs_manual_grading"] == "false"
     assert (ours["cid", "toy"]["manual_score"], ours["cid", "toy"]["total"]) == ("0.5", "0.5")
     assert ours["eve", "toy"]["manual_score"] == ""  # still waiting for a grader
 
 
-def test_a_failed_write_keeps_the_previous_export(graded, monkeypatch):
+def test_a_failed_write_keeps_the_previous_export(graded_class, monkeypatch):
     """Does a write that dies before the rename leave the old grades.csv and no temp file?"""
-    path = graded / "grades.csv"
+    path = graded_class / "grades.csv"
     path.write_text("previous export\n")
 
     def broken_fsync(fd):
@@ -151,11 +118,11 @@ def test_a_failed_write_keeps_the_previous_export(graded, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="No space left"):
-        export_grades(graded)
+        export_grades(graded_class)
     assert path.read_text() == "previous export\n"
-    assert [p.name for p in graded.iterdir() if p.name.startswith(".grades.csv")] == []
+    assert [p.name for p in graded_class.iterdir() if p.name.startswith(".grades.csv")] == []
     monkeypatch.undo()
-    assert len(_ours(export_grades(graded))) == 5
+    assert len(_ours(export_grades(graded_class))) == 5
 
 
 def test_no_gradebook_says_what_to_do(tmp_path):

@@ -145,6 +145,15 @@ def test_read_students_accepts_a_spreadsheet_export(tmp_path):
     assert read_students(path) == [{"email": "a@x.org", "id": "s-01"}, {"email": "", "id": "s.02"}]
 
 
+def test_read_students_keeps_the_lms_user_id(tmp_path):
+    """Is nbgrader's lms_user_id column (Canvas's user id, for the Canvas export) accepted?"""
+    path = _csv(tmp_path, "id,lms_user_id\nann,4711\nbob,\n")
+    assert read_students(path) == [
+        {"id": "ann", "lms_user_id": "4711"},
+        {"id": "bob", "lms_user_id": ""},
+    ]
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
