@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from labkit.atomic import write_atomic
+from labkit.grading import analytics as an
 from labkit.grading.course import CourseError
 from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
@@ -111,13 +112,18 @@ class ReportFiles:
 
     Attributes:
         markdown: ``report.md``.
-        figures: per lab ``<lab>.png``; ``grading_seconds.png`` when there are records.
+        figures: per lab ``<lab>.png``; ``grading_seconds.png`` when there are records;
+            ``fail_rates.png`` (key ``"fail_rates"``) when a test was failed.
         labs: the numbers the report shows.
+        analytics: per lab, its common mistakes and untouched submissions.
+        fail_rates: every graded test's fail rate, the worst first.
     """
 
     markdown: Path
     figures: dict[str, Path]
     labs: tuple[LabSummary, ...]
+    analytics: tuple[an.LabAnalytics, ...] = ()
+    fail_rates: tuple[an.FailRate, ...] = ()
 
 
 def _read_records(root: Path) -> dict[str, list[GradingRecord]]:
@@ -263,7 +269,9 @@ def _lab_markdown(s: LabSummary, figure: str) -> list[str]:
 
 
 def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> ReportFiles:
-    """Write the class report: a figure per lab, one of grading times, and ``report.md``.
+    """Write the class report: a figure per lab, one of grading times, one of the tests
+    that fail most, and ``report.md`` (with each lab's common mistakes and untouched
+    submissions, :mod:`labkit.grading.analytics`).
 
     Args:
         root (str | os.PathLike): the course directory (holds ``gradebook.db``; grading records,
@@ -279,9 +287,13 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     """
     out = Path(out_dir)
     summaries = lab_summaries(root)
+    rates = an.fail_rates(summaries)
     figures = {s.lab: _save(_lab_figure(s), out / f"{s.lab}.png") for s in summaries}
     if timed := [r for s in summaries for r in s.records if r.seconds is not None]:
         figures["grading_seconds"] = _save(_seconds_figure(timed), out / "grading_seconds.png")
+    if any(r.failed for r in rates):
+        figures["fail_rates"] = _save(an.fail_rate_figure(rates), out / "fail_rates.png")
+    analytics = [an.lab_analytics(root, s.lab) for s in summaries]
     head = ["lab", "submitted", "missing", *_STATS, "of", "failed"]
     rows = [
         [
@@ -296,8 +308,9 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
     ]
     lines = ["# Class report", "", *markdown_table(head, rows).splitlines()]
     lines += ["", "![grading time](grading_seconds.png)", ""] if timed else [""]
-    for s in summaries:
-        lines += _lab_markdown(s, figures[s.lab].name)
+    lines += an.fail_rates_markdown(rates, "fail_rates.png")
+    for s, a in zip(summaries, analytics, strict=True):
+        lines += _lab_markdown(s, figures[s.lab].name) + an.lab_analytics_markdown(a)
     markdown = write_atomic(out / "report.md", "\n".join(lines).encode())
     log.info("wrote the class report for %d labs to %s", len(summaries), markdown)
-    return ReportFiles(markdown, figures, tuple(summaries))
+    return ReportFiles(markdown, figures, tuple(summaries), tuple(analytics), tuple(rates))

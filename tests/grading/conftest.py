@@ -169,6 +169,19 @@ def grade_toy_class(root: Path, *, stamps: dict[str, str] | None = None) -> None
     nbgrader_api(root, "autograde", "toy", "*")  # "*": every student, as the command line
 
 
+def build_toy_class(root: Path) -> None:
+    """The toy lab with both tests released, ann, bob, cid and eve autograded
+    (:func:`grade_toy_class`); dee is in the gradebook and hands in nothing."""
+    from nbgrader.api import Gradebook
+
+    make_toy_course(root)
+    add_fractions_test(root)
+    nbgrader_api(root, "generate_assignment", "toy")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:  # `nbgrader db student add`
+        gb.update_or_create_student("dee")  # hands in nothing
+    grade_toy_class(root)
+
+
 def shared_build(tmp_path_factory, key: str, build: Callable[[Path], Any]) -> tuple[Path, Any]:
     """A folder ``build`` filled once per test run, and what ``build`` returned (as JSON).
 

@@ -17,14 +17,7 @@ from matplotlib.image import imread
 
 from labkit.grading import CourseError, lab_scores
 from labkit.grading.report import class_report, lab_summaries
-from tests.grading.conftest import (
-    add_fractions_test,
-    built_once,
-    grade_toy_class,
-    make_toy_course,
-    nbgrader_api,
-    nbgrader_export,
-)
+from tests.grading.conftest import build_toy_class, built_once, nbgrader_export
 
 # What each student handed in, and what it earns by hand: test_add_one (2 points) checks
 # add_one(1) == 2 and add_one(-5) == -4, test_fractions (1 point) add_one(0.5) == 1.5.
@@ -47,22 +40,10 @@ RECORDS = {
 }
 
 
-def _build(root: Path) -> None:
-    """The toy lab with both tests, ann, bob, cid and eve autograded; dee hands in nothing."""
-    from nbgrader.api import Gradebook
-
-    make_toy_course(root)
-    add_fractions_test(root)
-    nbgrader_api(root, "generate_assignment", "toy")
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:  # `nbgrader db student add`
-        gb.update_or_create_student("dee")  # hands in nothing
-    grade_toy_class(root)
-
-
 @pytest.fixture
 def graded(tmp_path: Path, tmp_path_factory) -> Path:
     """The toy course, autograded (once per run; each test gets its own copy)."""
-    return built_once(tmp_path / "course", "report-class", tmp_path_factory, _build)
+    return built_once(tmp_path / "course", "report-class", tmp_path_factory, build_toy_class)
 
 
 def _write_records(root: Path) -> None:
@@ -140,7 +121,7 @@ def test_figures_are_pngs_without_pyplot(graded, tmp_path):
     _write_records(graded)
     out = tmp_path / "report"
     files = class_report(graded, out_dir=out)
-    assert set(files.figures) == {"toy", "grading_seconds"}
+    assert set(files.figures) == {"toy", "grading_seconds", "fail_rates"}
     md = files.markdown.read_text()
     for path in files.figures.values():
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -156,7 +137,9 @@ def test_figures_are_pngs_without_pyplot(graded, tmp_path):
     before = {p.name for p in out.iterdir()}
     again = class_report(graded, out_dir=out)
     assert (
-        {p.name for p in out.iterdir()} == before == {"report.md", "toy.png", "grading_seconds.png"}
+        {p.name for p in out.iterdir()}
+        == before
+        == {"report.md", "toy.png", "grading_seconds.png", "fail_rates.png"}
     )
     assert again.markdown.read_text() == md
 
@@ -168,7 +151,7 @@ def test_no_records_still_reports_scores(graded, tmp_path):
     files = class_report(graded, out_dir=tmp_path)
     [toy] = files.labs
     assert (toy.failed, toy.slowest) == ((), ())
-    assert set(files.figures) == {"toy"}
+    assert set(files.figures) == {"toy", "fail_rates"}
     assert toy.totals == {"ann": 3.0, "bob": 0.0, "cid": 2.0, "eve": 0.0}
     md = files.markdown.read_text()
     assert "Failed submissions: none" in md and "slowest" not in md
