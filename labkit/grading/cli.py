@@ -262,7 +262,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     print(demo.table(jobs=args.jobs))
     print(
-        f"\ncourse in {demo.root}\ngrades: {demo.grades}\nreport: {demo.report}\n"
+        f"\ncourse in {demo.root}\ngrades: {demo.grades}\nCanvas import: {demo.canvas}\n"
+        f"report: {demo.report}\n"
         f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}"
     )
     for where, why in demo.feedback_missing.items():

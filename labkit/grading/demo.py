@@ -96,7 +96,9 @@ class CourseDemo:
         root: the course directory; data: the Shapes set drawn for the quick profile.
         rows: one per submission, in :data:`STUDENTS` order then lab order.
         lab_seconds: lab → wall time of its autograde run.
-        grades: ``grades.csv``; report: ``report/report.md``; feedback: the HTML pages.
+        grades: ``grades.csv``; canvas: the same grades as Canvas's gradebook import reads
+            them (``grades-canvas.csv``); report: ``report/report.md``; feedback: the HTML
+            pages.
         feedback_missing: ``"<lab>/<student>"`` → why no page was written.
         seconds: wall time of the whole demo.
     """
@@ -106,6 +108,7 @@ class CourseDemo:
     rows: tuple[DemoRow, ...]
     lab_seconds: dict[str, float]
     grades: Path
+    canvas: Path
     report: Path
     feedback: tuple[Path, ...]
     feedback_missing: dict[str, str]
@@ -260,6 +263,7 @@ def course_demo(
     from labkit.grading.export import export_grades
     from labkit.grading.instance import init_course
     from labkit.grading.kit import locate_kit
+    from labkit.grading.lms import export_lms
     from labkit.grading.report import class_report
     from labkit.labs import lab_config
 
@@ -277,7 +281,7 @@ def course_demo(
     outcomes, lab_seconds, pages, missing = _grade_labs(
         root, chosen, class_of, jobs=jobs, timeout=timeout, data=data, progress=progress
     )
-    grades = export_grades(root)
+    grades, canvas = export_grades(root), export_lms(root, lms="canvas")
     report = class_report(root, out_dir=root / "report").markdown
     rows = _rows(root, students, chosen, class_of, outcomes)
     return CourseDemo(
@@ -286,6 +290,7 @@ def course_demo(
         rows,
         lab_seconds,
         grades,
+        canvas,
         report,
         tuple(pages),
         missing,

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 LAB = "lab01_baseline_fcn"  # the fastest lab: a few seconds per judged notebook at one batch
 
 
-_PATHS = ("root", "data", "grades", "report")  # the Path fields of a CourseDemo
+_PATHS = ("root", "data", "grades", "canvas", "report")  # the Path fields of a CourseDemo
 
 
 def _to_json(made: CourseDemo) -> dict:
@@ -127,6 +127,12 @@ def test_files_written(demo):
     assert set(demo.feedback) == pages and all(p.is_file() for p in pages)
     assert demo.feedback_missing == {}
     assert not any("BEGIN HIDDEN TESTS" in p.read_text(encoding="utf-8") for p in pages)
+    # Canvas's import: a row per student (after Points Possible), the lab's total as in grades.csv
+    with open(demo.canvas, newline="", encoding="utf-8") as f:
+        canvas = list(csv.DictReader(f))
+    assert canvas[0]["Student"] == "Points Possible"
+    totals = {r["student_id"]: float(r["total"]) for r in rows}
+    assert {r["SIS User ID"]: float(r[LAB]) for r in canvas[1:]} == totals
 
 
 def test_table_shows_each_student(demo):
