@@ -102,12 +102,16 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     )
     for placed in report.placed:
         print(f"placed     {placed.student}/{placed.lab}  <- {placed.source}")
+    for kept in report.kept:
+        when = f"{kept.submitted:%Y-%m-%d %H:%M} UTC"
+        print(f"kept       {kept.student}/{kept.lab} of {when}  <- {kept.source}")
     for kind, items in (("skipped", report.skipped), ("problem", report.problems)):
         for item in items:
             print(f"{kind:<10} {item.path}: {item.reason}")
     print(
         f"\n{len(report.placed)} placed, {len(report.unchanged)} unchanged, "
-        f"{len(report.skipped)} skipped, {len(report.problems)} not placed (problems above)"
+        f"{len(report.skipped)} skipped, {len(report.problems)} not placed (problems above); "
+        f"{len(report.kept)} older version(s) newly kept in submitted_history/"
     )
     return 1 if report.problems else 0
 
@@ -120,8 +124,8 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         rows (Sequence[StatusRow]): the status rows.
 
     Returns:
-        The table (student, lab, state, submitted, score, grading seconds, reason) and the
-        counts, as text.
+        The table (student, lab, state, submitted, versions handed in and when the first was,
+        score, grading seconds, reason) and the counts, as text.
     """
     cells = []
     for r in rows:
@@ -129,9 +133,12 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         seconds = f"{r.record.seconds:.0f}" if r.record else ""
         reason = (r.record.reason if r.record and r.state == "failed" else "").replace("|", "/")
         when = f"{r.submitted:%Y-%m-%d %H:%M}" if r.submitted else ""
-        cells.append([r.student, r.lab, r.state, when, score, seconds, " ".join(reason.split())])
-    header = ["student", "lab", "state", "submitted (UTC)", "score", "grading s", "reason"]
-    lines = markdown_table(header, cells, align="llllrrl").splitlines()
+        versions = f"{r.versions} (first {r.first:%Y-%m-%d %H:%M})" if r.versions > 1 else ""
+        versions = versions or (str(r.versions) if r.versions else "")
+        reason = " ".join(reason.split())
+        cells.append([r.student, r.lab, r.state, when, versions, score, seconds, reason])
+    header = ["student", "lab", "state", "submitted (UTC)", "versions", "score", "grading s"]
+    lines = markdown_table([*header, "reason"], cells, align="lllllrrl").splitlines()
     counts: dict[str, Counter] = {}
     for r in rows:
         counts.setdefault(r.lab, Counter())[r.state] += 1
@@ -376,7 +383,8 @@ def _add_collect(actions: argparse._SubParsersAction) -> None:
         "<lab>.ipynb. Recognised: <student>/<lab>.ipynb, <student>/<lab>/<lab>"
         ".ipynb, Canvas names (lastfirst_<id>_<subid>_<lab>[-N].ipynb) and Moodle "
         "folders (Name_<id>_assignsubmission_file_/). A newer submission replaces "
-        "an older one (kept in .labkit/replaced/), never the other way round. "
+        "an older one (kept in .labkit/replaced/), never the other way round; every older "
+        "version is kept in submitted_history/<student>/<lab>/. "
         "Exit 1 when a file could not be placed.",
     )
     collect.add_argument(
@@ -403,7 +411,8 @@ def _add_status(actions: argparse._SubParsersAction) -> None:
     status = actions.add_parser(
         "status",
         help="per student and lab: submitted, graded, failed",
-        description="Print one row per student and lab: missing, submitted (and when), "
+        description="Print one row per student and lab: missing, submitted (and when, and how "
+        "many versions were handed in since the first), "
         "graded (autograded score in the gradebook) or failed (why, from the "
         "grading record), then counts per lab.",
     )

@@ -20,7 +20,9 @@ A ``timestamp.txt`` beside a notebook is the LMS's time of it: it says which sub
 newer and is copied along (for nbgrader's late penalties); else the file's (zip entry's)
 modification time decides. The source is only read; a submission in place is replaced only
 by a newer one, and moved to ``.labkit/replaced/<student>/<lab>/``; each placement is atomic
-(written beside, renamed). A zip file with an entry leaving it (absolute, ``..``) or unpacking
+(written beside, renamed). Every older version (of the same download, the one replaced, an
+older one a later download brings) is kept, once per contents, in the history
+(:mod:`labkit.grading.history`). A zip file with an entry leaving it (absolute, ``..``) or unpacking
 to over ``max_bytes`` is refused whole.
 """
 
@@ -44,6 +46,7 @@ from pathlib import Path
 from nbgrader.utils import parse_utc
 
 from labkit.grading.course import CourseError, available_labs
+from labkit.grading.history import keep_version
 
 __all__ = ["CollectReport", "Placed", "Problem", "collect_submissions", "submission_time"]
 
@@ -79,12 +82,15 @@ class CollectReport:
     """What :func:`collect_submissions` did: submissions ``placed`` (new, or newer than the
     one in place) and ``unchanged`` (in place byte for byte); files ``skipped`` on purpose
     (older than another, a lab not asked for); ``problems``: files not placed (unknown student
-    or lab, not a notebook, two candidates for one place, a link, too large, unreadable)."""
+    or lab, not a notebook, two candidates for one place, a link, too large, unreadable);
+    ``kept``: older versions newly written to the history (``path`` there, ``submitted`` the
+    version's time)."""
 
     placed: list[Placed] = field(default_factory=list)
     unchanged: list[Placed] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    kept: list[Placed] = field(default_factory=list)
 
 
 @dataclass
@@ -288,6 +294,14 @@ def submission_time(folder: str | os.PathLike, lab: str) -> datetime | None:
         return datetime.fromtimestamp(notebook.stat().st_mtime, timezone.utc)
 
 
+def _keep(
+    root: Path, report: CollectReport, best: _Entry, source: str, body: bytes, when: datetime
+) -> None:
+    """Keep an older version of ``best``'s lab in the history; report it if it is new there."""
+    if path := keep_version(root, best.student, best.lab, body, when=when):
+        report.kept.append(Placed(best.student, best.lab, source, path, when))
+
+
 def _place(root: Path, best: _Entry, body: bytes) -> None:
     folder = root / "submitted" / best.student / best.lab
     tmp = folder.with_name(f".{best.lab}.collect-tmp")  # one a crash left is rewritten
@@ -311,19 +325,25 @@ def _settle(root: Path, group: list[_Entry], report: CollectReport) -> None:
         if (best := _newest(group, report)) is None:
             return
         body = best.read()
+        older = [(c, data) for c in group if c is not best and (data := c.read()) != body]
     except _UNREADABLE as exc:  # a damaged or encrypted zip entry, a vanished file
         report.problems += [Problem(c.where, f"could not be read ({exc!r})") for c in group]
         return
     folder = root / "submitted" / best.student / best.lab
     old = submission_time(folder, best.lab)
     placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb", best.lms_time)
+    for c, data in older:
+        _keep(root, report, best, c.where, data, c.lms_time or c.mtime)
     if old is not None and placed.path.read_bytes() == body:
         report.unchanged.append(placed)
     elif old is not None and (best.lms_time or best.mtime) <= old:
         report.skipped.append(
             Problem(best.where, f"older than the submission in place ({old:%Y-%m-%d %H:%M:%S} UTC)")
         )
+        _keep(root, report, best, best.where, body, best.lms_time or best.mtime)
     else:
+        if old is not None:  # the version in place becomes history
+            _keep(root, report, best, str(placed.path), placed.path.read_bytes(), old)
         _place(root, best, body)
         report.placed.append(placed)
 

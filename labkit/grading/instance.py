@@ -35,6 +35,7 @@ from pathlib import Path
 from labkit.atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
+from labkit.grading.history import versions
 from labkit.grading.kit import locate_kit
 
 __all__ = [
@@ -283,6 +284,8 @@ class StatusRow:
             time; UTC), or ``None`` when nothing is in ``submitted/``.
         score, max_score: autograded points in the gradebook and the most they can be;
             ``None`` until the gradebook holds them. record: the last grading record, if any.
+        versions: how many versions were handed in (the one in ``submitted/`` and the older
+            ones in the history, :mod:`labkit.grading.history`); first: when the first was.
     """
 
     student: str
@@ -291,6 +294,8 @@ class StatusRow:
     score: float | None
     max_score: float | None
     record: GradingRecord | None
+    versions: int = 0
+    first: datetime | None = None
 
     @property
     def graded(self) -> bool:
@@ -362,13 +367,18 @@ def course_status(
     if submitted.is_dir():
         students |= {p.name for p in submitted.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)}
     return [
-        StatusRow(
-            student,
-            lab,
-            submission_time(submitted / student / lab, lab),
-            *scores.get((student, lab), (None, None)),
-            _record_or_failure(root, lab, student),
-        )
+        _row(root, student, lab, scores.get((student, lab), (None, None)))
         for student in sorted(students)
         for lab in chosen
     ]
+
+
+def _row(root: Path, student: str, lab: str, score: tuple[float | None, float | None]) -> StatusRow:
+    """One student's lab: its submission and versions on disk, ``score`` from the gradebook."""
+    folder = root / "submitted" / student / lab
+    when = submission_time(folder, lab)
+    current = (folder / f"{lab}.ipynb", when) if when is not None else None
+    handed_in = versions(root, student, lab, current=current)
+    first = handed_in[0].when if handed_in else None
+    record = _record_or_failure(root, lab, student)
+    return StatusRow(student, lab, when, *score, record, len(handed_in), first)

@@ -3,7 +3,7 @@
 import os
 import shutil
 import zipfile
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import nbformat
@@ -11,8 +11,9 @@ import pytest
 from nbgrader.api import Gradebook
 
 from labkit.grading import CourseError, fill_solutions, lab_scores, replace_in_cell
+from labkit.grading.cli import format_status
 from labkit.grading.collect import collect_submissions
-from labkit.grading.instance import init_course
+from labkit.grading.instance import course_status, init_course
 from tests.grading.conftest import make_toy_course, nbgrader_api, shared_build
 
 STUDENTS = "id,first_name,last_name\nann,Ann,Lee\nbob,Bob,Ng\n1001,Lee,Ann\n2001,Dan,Roe\n"
@@ -351,3 +352,71 @@ def test_a_single_folder_is_a_wrapper_unless_it_is_a_students(
     else:
         assert report.problems == []
         assert _submitted(course) == {f"{owner}/toy/toy.ipynb": nb["wrong"]}
+
+
+def _history(root: Path) -> dict[str, tuple[datetime, bytes]]:
+    """The history's files (student/lab/name) with their modification times and contents."""
+    base = root / "submitted_history"
+    return {
+        p.relative_to(base).as_posix(): (
+            datetime.fromtimestamp(p.stat().st_mtime, timezone.utc),
+            p.read_bytes(),
+        )
+        for p in sorted(base.rglob("*"))
+        if p.is_file()
+    }
+
+
+def _timed(folder: Path, files: dict[str, tuple[bytes, datetime]]) -> Path:
+    """A download whose files carry the given modification times (no LMS timestamps)."""
+    _files(folder, {name: body for name, (body, _) in files.items()})
+    for name, (_, when) in files.items():
+        os.utime(folder / name, (when.timestamp(), when.timestamp()))
+    return folder
+
+
+def test_every_resubmission_is_kept_and_counted(course, tmp_path):
+    """With three versions of ann's lab and one of bob's, is the newest placed, the two older
+    kept in the history with their times, status counting 3 and 1; does the same download
+    again change nothing, and a fourth version move the previous newest into the history?"""
+    nb = _notebooks(course)
+    good = nbformat.reads(nb["good"].decode(), as_version=4)
+    fourth = nbformat.writes(replace_in_cell(good, "add_one", "x + 1", "x + 3")).encode()
+    t = [
+        datetime(2026, 12, 1, 10, 2, tzinfo=timezone.utc) + i * timedelta(hours=5) for i in range(4)
+    ]
+    versions = {
+        "ann/toy.ipynb": (nb["blank"], t[0]),
+        "ann/toy-1.ipynb": (nb["wrong"], t[1]),
+        "ann/toy-2.ipynb": (nb["good"], t[2]),
+        "bob/toy.ipynb": (nb["wrong"], t[1]),
+    }
+    first = collect_submissions(course, _timed(tmp_path / "a", versions))
+    assert sorted(p.student for p in first.placed) == ["ann", "bob"]
+    assert _submitted(course) == {"ann/toy/toy.ipynb": nb["good"], "bob/toy/toy.ipynb": nb["wrong"]}
+    history = _history(course)
+    assert sorted(history.values()) == [(t[0], nb["blank"]), (t[1], nb["wrong"])]
+    assert sorted(history)[0].startswith("ann/toy/20261201T100200")
+    assert sorted(p.path.name for p in first.kept) == sorted(n.split("/")[-1] for n in history)
+
+    rows = {r.student: r for r in course_status(course, labs=["toy"])}
+    assert (rows["ann"].versions, rows["ann"].first, rows["ann"].submitted) == (3, t[0], t[2])
+    assert (rows["bob"].versions, rows["bob"].first) == (1, t[1])
+    assert (rows["1001"].versions, rows["1001"].first) == (0, None)
+    table = format_status(rows.values())
+    assert "| 3 (first 2026-12-01 10:02) |" in table and "| 1 |" in table
+
+    again = collect_submissions(course, tmp_path / "a")
+    assert again.placed == [] and again.kept == [] and len(again.unchanged) == 2
+    assert _history(course) == history
+
+    later = collect_submissions(course, _timed(tmp_path / "b", {"ann/toy-3.ipynb": (fourth, t[3])}))
+    assert [p.student for p in later.placed] == ["ann"]
+    assert _submitted(course)["ann/toy/toy.ipynb"] == fourth
+    assert sorted(_history(course).values()) == [
+        (t[0], nb["blank"]),
+        (t[1], nb["wrong"]),
+        (t[2], nb["good"]),
+    ]
+    [ann] = [r for r in course_status(course, labs=["toy"]) if r.student == "ann"]
+    assert (ann.versions, ann.first, ann.submitted) == (4, t[0], t[3])
