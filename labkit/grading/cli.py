@@ -9,10 +9,11 @@ export`` writes ``grades.csv`` (``--format canvas|moodle``: the LMS's gradebook 
 :mod:`labkit.grading.lms`) and ``labkit course report`` the class report
 (:mod:`labkit.grading.export`, :mod:`labkit.grading.report`). ``labkit course
 autograde LAB`` grades a lab for the class (:mod:`~labkit.grading.batch`) and ``labkit
-course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`). ``labkit
-course release [LAB ...] [--check]`` regenerates the student notebooks in ``labs/`` from the
-nbgrader sources in ``solutions/`` (or, with ``--check``, only says which are out of date). Every
-command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
+course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback`); ``labkit
+course similarity LAB`` compares the students' answers with each other and with labkit's own
+references (:mod:`~labkit.grading.similarity`). ``labkit course release [LAB ...] [--check]``
+regenerates the student notebooks in ``labs/`` from the nbgrader sources in ``solutions/`` (or,
+with ``--check``, only says which are out of date). Every command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
 fix (a CourseError) end as one line and exit code 2; a failing nbgrader command as its output
 and exit code 1.
 """
@@ -153,6 +154,7 @@ def format_status(rows: Sequence[StatusRow]) -> str:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from labkit.grading.instance import course_status
+    from labkit.grading.similarity import read_flagged
 
     rows = course_status(args.root, labs=args.labs or None)
     print(
@@ -161,6 +163,12 @@ def _cmd_status(args: argparse.Namespace) -> int:
         else f"no students in {args.root}'s gradebook yet; "
         "import them with `labkit course init DIR --students CSV --overwrite`"
     )
+    for lab in dict.fromkeys(r.lab for r in rows):
+        if flagged := read_flagged(args.root, lab):
+            print(
+                f"{lab}: {len(flagged)} pair(s) flagged as alike by the last `labkit course "
+                f"similarity {lab}` (similarity/{lab}.html)"
+            )
     return 0
 
 
@@ -255,6 +263,19 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_similarity(args: argparse.Namespace) -> int:
+    from labkit.grading.similarity import similarity_report
+
+    report = similarity_report(args.root, args.lab, threshold=args.threshold, top=args.top)
+    for m in report.flagged:
+        print(f"flagged {m.score:.2f}  {m.first}  ~  {m.second}")
+    print(
+        f"{len(report.flagged)} flagged at a threshold of {args.threshold:g}, "
+        f"{len(report.pairs)} pairs compared; wrote {report.html} and {report.json}"
+    )
+    return 0
+
+
 @_reports_nbgrader
 def _cmd_demo(args: argparse.Namespace) -> int:
     from labkit.grading.demo import course_demo
@@ -333,6 +354,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     _add_release(actions)
     _add_autograde(actions)
     _add_feedback(actions)
+    _add_similarity(actions)
     _add_export(actions)
     _add_report(actions)
     _add_demo(actions)
@@ -498,6 +520,34 @@ def _add_feedback(actions: argparse._SubParsersAction) -> None:
     _students(feedback, "only this student, repeatable (default: all graded)")
     _root(feedback)
     feedback.set_defaults(func=_cmd_feedback)
+
+
+def _add_similarity(actions: argparse._SubParsersAction) -> None:
+    """Add ``course similarity``: which answers are alike, and which are labkit's own."""
+    similarity = actions.add_parser(
+        "similarity",
+        help="flag answers alike between students or copied from labkit's references",
+        description="Compare the answer cells of every submission of LAB (the release's "
+        "starter code left out; renamed variables, comments and reordered statements "
+        "ignored) with each other and with the labkit functions the lab's tests forbid. "
+        "Print the flagged pairs; write similarity/LAB.html (the answers side by side) "
+        "and similarity/LAB.json.",
+    )
+    similarity.add_argument("lab", metavar="LAB", help="the lab")
+    similarity.add_argument(
+        "--threshold",
+        type=float,
+        default=0.8,
+        help="flag a pair at this score or more, in [0, 1] (default 0.8)",
+    )
+    similarity.add_argument(
+        "--top",
+        type=int,
+        default=20,
+        help="pairs shown side by side on the page besides the flagged ones (default 20)",
+    )
+    _root(similarity)
+    similarity.set_defaults(func=_cmd_similarity)
 
 
 def _add_export(actions: argparse._SubParsersAction) -> None:

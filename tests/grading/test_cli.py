@@ -138,3 +138,28 @@ def test_export_and_report_commands(released_toy, capsys):
     out = capsys.readouterr().out
     assert "toy: 0 submitted, 1 missing, no submissions, 0 failed to grade" in out
     assert (root / "report" / "report.md").is_file()
+
+
+def test_similarity_prints_the_flagged_and_status_points_to_them(tmp_path, capsys):
+    """Does `course similarity` print each flagged pair (the planted copies of
+    test_similarity's class) and the files, and `course status` then say how many?"""
+    from nbgrader.api import Gradebook
+
+    from labkit.grading.nbgrader_cli import stamp_in_process
+    from tests.grading.test_similarity import COPIES, make_class
+
+    make_class(tmp_path)
+    stamp_in_process()  # a new gradebook without an `alembic` process, as labkit's commands
+    with Gradebook(f"sqlite:///{tmp_path / 'gradebook.db'}") as gb:
+        gb.update_or_create_student("ann")
+    assert main(["course", "similarity", "sim", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    flagged = [line.split() for line in out if line.startswith("flagged ")]
+    pairs = {frozenset(words[2::2]) for words in flagged}
+    expected = {frozenset((a, b)) for a in COPIES for b in COPIES if a != b}
+    assert pairs == expected | {frozenset(("fay", "labkit.metrics.pixel_accuracy"))}
+    assert "7 flagged at a threshold of 0.8" in out[-1] and "sim.html" in out[-1]
+    assert main(["course", "status", "--root", str(tmp_path)]) == 0
+    assert "sim: 7 pair(s) flagged as alike" in capsys.readouterr().out
+    assert main(["course", "similarity", "sim", "--threshold", "2", "--root", str(tmp_path)]) == 2
+    assert "threshold must be in [0, 1]; got 2.0" in capsys.readouterr().err
