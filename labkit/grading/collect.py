@@ -22,7 +22,7 @@ modification time decides. The source is only read; a submission in place is rep
 by a newer one, and moved to ``.labkit/replaced/<student>/<lab>/``; each placement is atomic
 (written beside, renamed). Every older version (of the same download, the one replaced, an
 older one a later download brings) is kept, once per contents, in the history
-(:mod:`labkit.grading.history`). A zip file with an entry leaving it (absolute, ``..``) or unpacking
+(:mod:`labkit.grading.versions`). A zip file with an entry leaving it (absolute, ``..``) or unpacking
 to over ``max_bytes`` is refused whole.
 """
 
@@ -46,7 +46,7 @@ from pathlib import Path
 from nbgrader.utils import parse_utc
 
 from labkit.grading.course import CourseError, available_labs
-from labkit.grading.history import keep_version
+from labkit.grading.versions import keep_version
 
 __all__ = ["CollectReport", "Placed", "Problem", "collect_submissions", "submission_time"]
 

@@ -35,8 +35,8 @@ from pathlib import Path
 from labkit.atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
-from labkit.grading.history import versions
 from labkit.grading.kit import locate_kit
+from labkit.grading.versions import versions
 
 __all__ = [
     "STUDENT_COLUMNS",
@@ -285,7 +285,7 @@ class StatusRow:
         score, max_score: autograded points in the gradebook and the most they can be;
             ``None`` until the gradebook holds them. record: the last grading record, if any.
         versions: how many versions were handed in (the one in ``submitted/`` and the older
-            ones in the history, :mod:`labkit.grading.history`); first: when the first was.
+            ones in the history, :mod:`labkit.grading.versions`); first: when the first was.
     """
 
     student: str

@@ -1,9 +1,9 @@
-"""Tests for labkit.grading.history: every version of a lab kept, each once."""
+"""Tests for labkit.grading.versions: every version of a lab kept, each once."""
 
 import hashlib
 from datetime import datetime, timedelta, timezone
 
-from labkit.grading.history import HISTORY, keep_version, versions
+from labkit.grading.versions import HISTORY, keep_version, versions
 
 T0 = datetime(2026, 12, 1, 10, 2, tzinfo=timezone.utc)
 
