@@ -292,7 +292,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"\ncourse in {demo.root}\ngrades: {demo.grades}\nCanvas import: {demo.canvas}\n"
         f"report: {demo.report}\n"
-        f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}"
+        f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}\n"
+        f"similarity: {len(demo.similarity)} pages in {demo.root / 'similarity'}"
     )
     for where, why in demo.feedback_missing.items():
         print(f"no feedback page for {where}: {why}")

@@ -98,7 +98,7 @@ class CourseDemo:
         lab_seconds: lab → wall time of its autograde run.
         grades: ``grades.csv``; canvas: the same grades as Canvas's gradebook import reads
             them (``grades-canvas.csv``); report: ``report/report.md``; feedback: the HTML
-            pages.
+            pages; similarity: each lab's similarity page (``similarity/<lab>.html``).
         feedback_missing: ``"<lab>/<student>"`` → why no page was written.
         seconds: wall time of the whole demo.
     """
@@ -111,6 +111,7 @@ class CourseDemo:
     canvas: Path
     report: Path
     feedback: tuple[Path, ...]
+    similarity: tuple[Path, ...]
     feedback_missing: dict[str, str]
     seconds: float
 
@@ -265,6 +266,7 @@ def course_demo(
     from labkit.grading.kit import locate_kit
     from labkit.grading.lms import export_lms
     from labkit.grading.report import class_report
+    from labkit.grading.similarity import similarity_report
     from labkit.labs import lab_config
 
     started, out = time.monotonic(), Path(out)
@@ -283,6 +285,7 @@ def course_demo(
     )
     grades, canvas = export_grades(root), export_lms(root, lms="canvas")
     report = class_report(root, out_dir=root / "report").markdown
+    similarity = tuple(similarity_report(root, lab).html for lab in chosen)
     rows = _rows(root, students, chosen, class_of, outcomes)
     return CourseDemo(
         root,
@@ -293,6 +296,7 @@ def course_demo(
         canvas,
         report,
         tuple(pages),
+        similarity,
         missing,
         time.monotonic() - started,
     )

@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 from pathlib import Path
 
 import nbformat
@@ -22,7 +23,11 @@ _PATHS = ("root", "data", "grades", "canvas", "report")  # the Path fields of a 
 def _to_json(made: CourseDemo) -> dict:
     """``made`` as JSON, for :func:`shared_build` to keep; :func:`_from_json` reads it back."""
     out = dataclasses.asdict(made)  # the rows become dicts
-    out.update({key: str(out[key]) for key in _PATHS}, feedback=[str(p) for p in made.feedback])
+    out.update(
+        {key: str(out[key]) for key in _PATHS},
+        feedback=[str(p) for p in made.feedback],
+        similarity=[str(p) for p in made.similarity],
+    )
     return out
 
 
@@ -33,6 +38,7 @@ def _from_json(data: dict) -> CourseDemo:
             **{key: Path(data[key]) for key in _PATHS},
             "rows": tuple(DemoRow(**row) for row in data["rows"]),
             "feedback": tuple(Path(p) for p in data["feedback"]),
+            "similarity": tuple(Path(p) for p in data["similarity"]),
         }
     )
 
@@ -133,6 +139,13 @@ def test_files_written(demo):
     assert canvas[0]["Student"] == "Points Possible"
     totals = {r["student_id"]: float(r["total"]) for r in rows}
     assert {r["SIS User ID"]: float(r[LAB]) for r in canvas[1:]} == totals
+    # The similarity report: "correct" and "partial" hand in the same solution but for the
+    # first answer, so they are the pair most alike; a blank release is alike with no one.
+    assert demo.similarity == (demo.root / "similarity" / f"{LAB}.html",)
+    scores = json.loads((demo.root / "similarity" / f"{LAB}.json").read_text(encoding="utf-8"))
+    pairs = {frozenset((p["first"], p["second"])): p["score"] for p in scores["pairs"]}
+    assert max(pairs, key=pairs.get) == {"correct", "partial"}
+    assert all(score == 0 for pair, score in pairs.items() if "blank" in pair)
 
 
 def test_table_shows_each_student(demo):
