@@ -29,6 +29,16 @@ TESTS = (
 )
 
 
+def judge_uid(use_bwrap: bool) -> int | None:
+    """Whom a judge runs student code as, as autograde picks it: the grader's own user where,
+    with limits only, the sandbox's uid cannot reach this interpreter (a root grader's pyenv
+    under /root); else uid NOBODY."""
+    from labkit.grading.sandbox import NOBODY, unreachable
+
+    barred = unreachable(Path(os.path.realpath(sys.executable)), NOBODY)
+    return None if os.geteuid() == 0 and not use_bwrap and barred else NOBODY
+
+
 def _meta(cell, **kw):
     cell.metadata["nbgrader"] = {
         "grade": False,

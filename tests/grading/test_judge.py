@@ -24,18 +24,11 @@ from labkit.grading.judge import (
     judge_program,
     run_judge,
 )
-from labkit.grading.sandbox import NOBODY, Limits, unreachable
+from labkit.grading.sandbox import Limits
+from tests.grading.conftest import judge_uid
 
 HIDDEN = "assert add(2, 2) == 4, 'hidden add check'"
-# As autograde runs its judges: the grader's own user where, with limits only, the sandbox's
-# uid cannot reach this interpreter (a root grader's pyenv under /root); else uid NOBODY.
-UID = (
-    None
-    if os.geteuid() == 0
-    and not bwrap_available()
-    and unreachable(Path(os.path.realpath(sys.executable)), NOBODY)
-    else NOBODY
-)
+UID = judge_uid(bwrap_available())  # as autograde runs its judges
 
 
 def _test_cell(source: str, grade_id: str) -> nbformat.NotebookNode:

@@ -16,14 +16,15 @@ from nbgrader import utils as nbutils
 from labkit.grading.bwrap import bwrap_available
 from labkit.grading.judge import instructor_prelude, judge_program, run_judge
 from labkit.grading.refereed import NOT_RUN, run_refereed, split_program
-from labkit.grading.sandbox import NOBODY, Limits, unreachable
+from labkit.grading.sandbox import NOBODY, Limits
+from tests.grading.conftest import judge_uid
 
 
-def _uid(use_bwrap: bool) -> int | None:
-    """As autograde picks it: the grader's own user where, with limits only, the sandbox's
-    uid cannot reach this interpreter (a root grader's pyenv under /root); else NOBODY."""
-    barred = unreachable(Path(os.path.realpath(sys.executable)), NOBODY)
-    return None if os.geteuid() == 0 and not use_bwrap and barred else NOBODY
+def _referee(program: dict, *, memory_mb: int = 2000):
+    """``program`` judged by the referee, under bubblewrap where it works."""
+    use_bwrap = bwrap_available()
+    limits = Limits(memory_mb=memory_mb, wall_seconds=120)
+    return run_refereed(program, limits=limits, bwrap=use_bwrap, uid=judge_uid(use_bwrap))
 
 
 SECRET = "zq_91f0"  # in the hidden test only
@@ -67,7 +68,7 @@ def _judge(answer: str, use_bwrap: bool, cell_timeout: float = 30):
         _program(answer, cell_timeout),
         limits=Limits(memory_mb=1500, wall_seconds=120),
         bwrap=use_bwrap,
-        uid=_uid(use_bwrap),
+        uid=judge_uid(use_bwrap),
     )
 
 
@@ -164,7 +165,7 @@ def test_a_lab_is_graded_by_the_referee(monkeypatch):
     limits = Limits(memory_mb=4000, wall_seconds=600)
     for blank in (False, True):
         program, tests = _lab_program(blank=blank)
-        result = run_refereed(program, limits=limits, bwrap=use_bwrap, uid=_uid(use_bwrap))
+        result = run_refereed(program, limits=limits, bwrap=use_bwrap, uid=judge_uid(use_bwrap))
         assert result.started and result.finished, (result.sandbox, result.cells)
         passed = {i: result.cells[i]["passed"] for i in tests}
         assert passed == {i: not blank for i in tests}, {i: result.cells[i]["error"] for i in tests}
@@ -215,13 +216,7 @@ def test_values_that_lie_do_not_pass(answer):
     nb = nbformat.v4.new_notebook()
     nb.cells = [_cell(answer, "answer", test=False), _cell(TENSOR_TEST, "test", test=True)]
     program = judge_program(nb, prelude="import torch", modules=["torch"], cell_timeout=30)
-    use_bwrap = bwrap_available()
-    result = run_refereed(
-        program,
-        limits=Limits(memory_mb=2000, wall_seconds=120),
-        bwrap=use_bwrap,
-        uid=_uid(use_bwrap),
-    )
+    result = _referee(program)
     assert result.started and result.finished, result.sandbox
     assert result.cells[1]["passed"] is False, result.cells[1]
 
@@ -315,13 +310,7 @@ def test_forbid_in_a_test_reaches_the_students_process(answer, passes):
     program = judge_program(
         nb, prelude=prelude, modules=["torch", "labkit.checks"], cell_timeout=30
     )
-    use_bwrap = bwrap_available()
-    result = run_refereed(
-        program,
-        limits=Limits(memory_mb=2000, wall_seconds=120),
-        bwrap=use_bwrap,
-        uid=_uid(use_bwrap),
-    )
+    result = _referee(program)
     assert result.cells[1]["passed"] is passes, result.cells[1]
     if not passes:
         assert result.cells[1]["error"]["ename"] == "ReferenceUsedError", result.cells[1]

@@ -11,8 +11,6 @@ tests/grading/test_refereed.py.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 
 import nbformat
@@ -21,7 +19,8 @@ import pytest
 from labkit.grading.bwrap import bwrap_available
 from labkit.grading.judge import instructor_prelude, judge_program
 from labkit.grading.refereed import run_refereed
-from labkit.grading.sandbox import NOBODY, Limits, unreachable
+from labkit.grading.sandbox import Limits
+from tests.grading.conftest import judge_uid
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / f"{p.name}.ipynb").is_file())
@@ -36,10 +35,11 @@ def test_the_solution_passes_every_test_through_the_referee(lab, monkeypatch):
     prelude, modules = instructor_prelude(source)
     program = judge_program(source, prelude=prelude, modules=modules, cell_timeout=300)
     use_bwrap = bwrap_available()
-    barred = unreachable(Path(os.path.realpath(sys.executable)), NOBODY)
-    uid = None if os.geteuid() == 0 and not use_bwrap and barred else NOBODY
     result = run_refereed(
-        program, limits=Limits(memory_mb=6000, wall_seconds=900), bwrap=use_bwrap, uid=uid
+        program,
+        limits=Limits(memory_mb=6000, wall_seconds=900),
+        bwrap=use_bwrap,
+        uid=judge_uid(use_bwrap),
     )
     assert result.started and result.finished, result.sandbox
     tests = [c["index"] for c in program["cells"] if c["test"]]
