@@ -13,9 +13,9 @@ course feedback LAB`` writes the students' pages (:mod:`~labkit.grading.feedback
 course similarity LAB`` compares the students' answers with each other and with labkit's own
 references (:mod:`~labkit.grading.similarity`). ``labkit course release [LAB ...] [--check]``
 regenerates the student notebooks in ``labs/`` from the nbgrader sources in ``solutions/`` (or,
-with ``--check``, only says which are out of date). Every command takes ``--root DIR``, the course directory (default: here). Errors the instructor can
-fix (a CourseError) end as one line and exit code 2; a failing nbgrader command as its output
-and exit code 1.
+with ``--check``, only says which are out of date). Every command takes ``--root DIR``, the
+course directory (default: here). Errors the instructor can fix (a CourseError) end as one
+line and exit code 2; a failing nbgrader command as its output and exit code 1.
 """
 
 from __future__ import annotations
@@ -134,8 +134,11 @@ def format_status(rows: Sequence[StatusRow]) -> str:
         seconds = f"{r.record.seconds:.0f}" if r.record else ""
         reason = (r.record.reason if r.record and r.state == "failed" else "").replace("|", "/")
         when = f"{r.submitted:%Y-%m-%d %H:%M}" if r.submitted else ""
-        versions = f"{r.versions} (first {r.first:%Y-%m-%d %H:%M})" if r.versions > 1 else ""
-        versions = versions or (str(r.versions) if r.versions else "")
+        versions = (
+            f"{r.versions} (first {r.first:%Y-%m-%d %H:%M})"
+            if r.versions > 1
+            else str(r.versions or "")
+        )
         reason = " ".join(reason.split())
         cells.append([r.student, r.lab, r.state, when, versions, score, seconds, reason])
     header = ["student", "lab", "state", "submitted (UTC)", "versions", "score", "grading s"]
