@@ -22,19 +22,14 @@ import json
 import logging
 import os
 import re
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from tests.jupyter_lab import jupyter_lab
 from tests.system_packages import CHROMIUM
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,78 +73,6 @@ def _student_notebook(dest: Path) -> Path:
     path = dest / f"{LAB}.ipynb"
     nbformat.write(release, path)
     return path
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def _jupyter_lab(root: Path):
-    """JupyterLab serving ``root`` on loopback with a token; yields (base url, token)."""
-    port, token = _free_port(), secrets.token_hex(16)
-    settings = root / ".lab-settings"
-    # No news or update checks: their notification would sit over the notebook.
-    (settings / "@jupyterlab" / "apputils-extension").mkdir(parents=True)
-    (
-        settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    ).write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    env = dict(
-        os.environ,
-        JUPYTERLAB_SETTINGS_DIR=str(settings),
-        JUPYTERLAB_WORKSPACES_DIR=str(root / ".workspaces"),
-        JUPYTER_RUNTIME_DIR=str(root / ".runtime"),
-        MPLBACKEND="Agg",
-        # One OpenMP thread: beside a busy test run, spinning thread pools on two
-        # cores can slow the kernel's training many times over.
-        OMP_NUM_THREADS="1",
-        LABKIT_BUDGET=os.environ.get("LABKIT_BUDGET") or "smoke",
-    )
-    logfile = open(root / "jupyterlab.log", "w")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.open_browser=False",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
-        + (["--allow-root"] if os.geteuid() == 0 else []),  # CI runs as root
-        cwd=root,
-        env=env,
-        stdout=logfile,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=5):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        "JupyterLab did not start; its log:\n"
-                        + (root / "jupyterlab.log").read_text()[-3000:]
-                    ) from None
-                time.sleep(0.5)
-        yield base, token
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        logfile.close()
 
 
 _PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
@@ -241,7 +164,18 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
     notebook = _student_notebook(tmp_path)
     shots = ROOT / "runs" / "screenshots"
     shots.mkdir(parents=True, exist_ok=True)
-    with _jupyter_lab(tmp_path) as (base, token), sync_playwright() as pw:
+    kernel_env = {
+        "MPLBACKEND": "Agg",
+        # One OpenMP thread: beside a busy test run, spinning thread pools on two cores can
+        # slow the kernel's training many times over.
+        "OMP_NUM_THREADS": "1",
+        "LABKIT_BUDGET": os.environ.get("LABKIT_BUDGET") or "smoke",
+    }
+    with (
+        jupyter_lab(tmp_path, tmp_path / ".jupyter", env=kernel_env) as lab,
+        sync_playwright() as pw,
+    ):
+        base, token = lab.base, lab.token
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
@@ -251,7 +185,7 @@ def test_click_and_slider_redraw_the_points_in_jupyterlab(tmp_path):
             page.wait_for_selector(
                 ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
             )
-            _run_all(page, timeout_s=420, log_path=tmp_path / "jupyterlab.log")
+            _run_all(page, timeout_s=420, log_path=lab.log)
 
             explorer = page.locator(".labkit-offset-explorer")
             explorer.wait_for(timeout=60_000)
