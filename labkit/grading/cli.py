@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from labkit.grading.deadlines_cli import add_deadline_parsers
 from labkit.tables import markdown_table
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     )
     for placed in report.placed:
         print(f"placed     {placed.student}/{placed.lab}  <- {placed.source}")
+    _print_late(args.root, report.placed)
     for kept in report.kept:
         when = f"{kept.submitted:%Y-%m-%d %H:%M} UTC"
         print(f"kept       {kept.student}/{kept.lab} of {when}  <- {kept.source}")
@@ -117,6 +119,28 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 1 if report.problems else 0
 
 
+def _print_late(root: Path, placed: Sequence) -> None:
+    """One line per submission just placed that is late, and one for each the LMS marked
+    late whose time says it is not (its time decides the penalty: check it)."""
+    from labkit.grading.deadlines import format_late, lateness
+
+    if not placed:
+        return
+    late = lateness(root, labs={p.lab for p in placed})
+    for p in placed:
+        item = late.get((p.student, p.lab))
+        if item is not None and item.seconds_late > 0:
+            print(f"late       {p.student}/{p.lab}: {format_late(item)}")
+        elif p.lms_late:
+            due = f"{item.due:%Y-%m-%d %H:%M} UTC" if item and item.due else "no due date set"
+            print(
+                f"check      {p.student}/{p.lab}: the LMS marks it late, but its time "
+                f"({item.submitted if item else '?'}) is not after its due date ({due}); the "
+                "penalty follows the time: set the due date (`labkit course due`) or fix "
+                f"submitted/{p.student}/{p.lab}/timestamp.txt"
+            )
+
+
 def format_status(rows: Sequence[StatusRow]) -> str:
     """The rows of :func:`~labkit.grading.instance.course_status` as a markdown table, then
     one line per lab counting its states.
@@ -126,8 +150,10 @@ def format_status(rows: Sequence[StatusRow]) -> str:
 
     Returns:
         The table (student, lab, state, submitted, versions handed in and when the first was,
-        score, grading seconds, reason) and the counts, as text.
+        score, lateness and penalty, grading seconds, reason) and the counts, as text.
     """
+    from labkit.grading.deadlines import format_late
+
     cells = []
     for r in rows:
         score = f"{r.score:g} / {r.max_score:g}" if r.graded else ""
@@ -140,9 +166,11 @@ def format_status(rows: Sequence[StatusRow]) -> str:
             else str(r.versions or "")
         )
         reason = " ".join(reason.split())
-        cells.append([r.student, r.lab, r.state, when, versions, score, seconds, reason])
-    header = ["student", "lab", "state", "submitted (UTC)", "versions", "score", "grading s"]
-    lines = markdown_table([*header, "reason"], cells, align="lllllrrl").splitlines()
+        late = format_late(r.late) if r.late else ""
+        cells.append([r.student, r.lab, r.state, when, versions, score, late, seconds, reason])
+    header = ["student", "lab", "state", "submitted (UTC)", "versions", "score", "late"]
+    header += ["grading s", "reason"]
+    lines = markdown_table(header, cells, align="lllllrlrl").splitlines()
     counts: dict[str, Counter] = {}
     for r in rows:
         counts.setdefault(r.lab, Counter())[r.state] += 1
@@ -156,9 +184,13 @@ def format_status(rows: Sequence[StatusRow]) -> str:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
+    from labkit.grading.deadlines import format_dues
     from labkit.grading.instance import course_status
+    from labkit.grading.late import describe_policy, refresh_penalties
     from labkit.grading.similarity import read_flagged
 
+    if (Path(args.root) / "gradebook.db").is_file():
+        refresh_penalties(args.root)  # points typed in the formgrader since autograde count too
     rows = course_status(args.root, labs=args.labs or None)
     print(
         format_status(rows)
@@ -166,6 +198,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
         else f"no students in {args.root}'s gradebook yet; "
         "import them with `labkit course init DIR --students CSV --overwrite`"
     )
+    if rows:
+        print(f"late policy: {describe_policy(args.root)}; due: {format_dues(args.root)}")
     for lab in dict.fromkeys(r.lab for r in rows):
         if flagged := read_flagged(args.root, lab):
             print(
@@ -298,6 +332,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"feedback: {len(demo.feedback)} pages in {demo.root / 'feedback'}\n"
         f"similarity: {len(demo.similarity)} pages in {demo.root / 'similarity'}"
     )
+    print("\nthe term:\n" + "\n".join(f"- {line}" for line in demo.term))
     for where, why in demo.feedback_missing.items():
         print(f"no feedback page for {where}: {why}")
     return 1 if any(r.status == "failed" for r in demo.rows) else 0
@@ -355,6 +390,7 @@ def add_course_parser(sub: argparse._SubParsersAction) -> None:
     _add_init(actions)
     _add_collect(actions)
     _add_status(actions)
+    add_deadline_parsers(actions, _root)
     _add_release(actions)
     _add_autograde(actions)
     _add_feedback(actions)

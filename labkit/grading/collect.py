@@ -17,8 +17,10 @@ there a student's folder is always its own; only a download of nothing but the f
 someone the gradebook lacks would be misread (the log names every wrapper stepped into).
 
 A ``timestamp.txt`` beside a notebook is the LMS's time of it: it says which submission is
-newer and is copied along (for nbgrader's late penalties); else the file's (zip entry's)
-modification time decides. The source is only read; a submission in place is replaced only
+newer; else the file's (zip entry's) modification time decides. The time that decided is
+written to the placed submission's ``timestamp.txt``, where nbgrader's autograde reads it
+for late penalties (:mod:`labkit.grading.deadlines`); Canvas's ``late_`` marker is
+reported. The source is only read; a submission in place is replaced only
 by a newer one, and moved to ``.labkit/replaced/<student>/<lab>/``; each placement is atomic
 (written beside, renamed). Every older version (of the same download, the one replaced, an
 older one a later download brings) is kept, once per contents, in the history
@@ -52,7 +54,7 @@ __all__ = ["CollectReport", "Placed", "Problem", "collect_submissions", "submiss
 
 log = logging.getLogger(__name__)
 
-_CANVAS = re.compile(r"[^_/]+_(?:late_)?(?P<id>[^_]+)_(?P<sub>\d+)_(?P<file>.+)\.ipynb", re.I)
+_CANVAS = re.compile(r"[^_/]+_(?P<late>late_)?(?P<id>[^_]+)_(?P<sub>\d+)_(?P<file>.+)\.ipynb", re.I)
 _MOODLE = re.compile(r".+_(?P<id>[^_]+)_assignsubmission_[a-z]+_?")
 _RESUBMITTED = re.compile(r"(?P<lab>.+?)-(?P<n>\d+)")
 _UNREADABLE = (OSError, EOFError, RuntimeError, zipfile.BadZipFile, zlib.error)
@@ -68,13 +70,15 @@ class Problem:
 
 @dataclass(frozen=True)
 class Placed:
-    """``student``'s ``lab`` from the file ``source`` at ``path``; LMS time ``submitted``."""
+    """``student``'s ``lab`` from the file ``source`` at ``path``; LMS time ``submitted``;
+    ``lms_late``: the LMS marked it late (Canvas's ``late_`` in the name)."""
 
     student: str
     lab: str
     source: str
     path: Path
     submitted: datetime | None
+    lms_late: bool = False
 
 
 @dataclass
@@ -105,6 +109,7 @@ class _Entry:
     lab: str = ""
     rank: tuple[int, int] = (0, 0)  # (resubmission number, LMS submission id)
     lms_time: datetime | None = None
+    lms_late: bool = False
 
 
 def _folder_entries(src: Path) -> Iterator[_Entry]:
@@ -203,6 +208,7 @@ def _recognise(entry: _Entry, labs: set[str]) -> None:
     elif entry.lab not in labs and (canvas := _CANVAS.fullmatch(name)):
         entry.lab, resubmission = _lab_of(canvas["file"], labs)
         entry.student, entry.rank = canvas["id"], (resubmission, int(canvas["sub"]))
+        entry.lms_late = bool(canvas["late"])
 
 
 def _why_not(entry: _Entry, students: set[str], labs: set[str], max_file_bytes: int) -> str | None:
@@ -308,9 +314,10 @@ def _place(root: Path, best: _Entry, body: bytes) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     (tmp / f"{best.lab}.ipynb").write_bytes(body)
-    if best.lms_time:
-        (tmp / "timestamp.txt").write_text(best.lms_time.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
-    when = (best.lms_time or best.mtime).timestamp()
+    # always: nbgrader's autograde reads the time (for late penalties) from this file only
+    stamp = best.lms_time or best.mtime
+    (tmp / "timestamp.txt").write_text(stamp.strftime("%Y-%m-%d %H:%M:%S.%f UTC"))
+    when = stamp.timestamp()
     os.utime(tmp / f"{best.lab}.ipynb", (when, when))
     if folder.exists():  # kept, named by when it was replaced
         keep = root / ".labkit" / "replaced" / best.student / best.lab
@@ -331,7 +338,14 @@ def _settle(root: Path, group: list[_Entry], report: CollectReport) -> None:
         return
     folder = root / "submitted" / best.student / best.lab
     old = submission_time(folder, best.lab)
-    placed = Placed(best.student, best.lab, best.where, folder / f"{best.lab}.ipynb", best.lms_time)
+    placed = Placed(
+        best.student,
+        best.lab,
+        best.where,
+        folder / f"{best.lab}.ipynb",
+        best.lms_time,
+        best.lms_late,
+    )
     for c, data in older:
         _keep(root, report, best, c.where, data, c.lms_time or c.mtime)
     if old is not None and placed.path.read_bytes() == body:

@@ -101,6 +101,8 @@ class CourseDemo:
             pages; similarity: each lab's similarity page (``similarity/<lab>.html``).
         feedback_missing: ``"<lab>/<student>"`` → why no page was written.
         seconds: wall time of the whole demo.
+        term: the due dates, late policy, late and extended submissions and the hand-graded
+            answer, one line each (:mod:`labkit.grading.demo_term`).
     """
 
     root: Path
@@ -114,6 +116,7 @@ class CourseDemo:
     similarity: tuple[Path, ...]
     feedback_missing: dict[str, str]
     seconds: float
+    term: tuple[str, ...] = ()
 
     def table(self, *, jobs: int | None = None) -> str:
         """The summary as markdown: a row per student (autograded score / most, per lab and
@@ -261,6 +264,7 @@ def course_demo(
         CourseError: ``out`` holds something else, an unknown lab or student, no kit.
     """
     from labkit.experiment import resolve_data_root
+    from labkit.grading.demo_term import grade_by_hand, schedule_term, term_summary
     from labkit.grading.export import export_grades
     from labkit.grading.instance import init_course
     from labkit.grading.kit import locate_kit
@@ -280,9 +284,14 @@ def course_demo(
     _write_class_list(out / "students.csv", students)
     root = init_course(out / "course", kit=kit, students_csv=out / "students.csv", labs=chosen)
     _hand_in(root, chosen, class_of)
-    outcomes, lab_seconds, pages, missing = _grade_labs(
+    schedule_term(root, chosen, class_of)  # due dates, a late hand-in, an extension
+    outcomes, lab_seconds = _grade_labs(
         root, chosen, class_of, jobs=jobs, timeout=timeout, data=data, progress=progress
     )
+    by_hand = (
+        grade_by_hand(root, chosen[0], "correct") if "correct" in class_of[chosen[0]] else None
+    )
+    pages, missing = _write_feedback(root, chosen)
     grades, canvas = export_grades(root), export_lms(root, lms="canvas")
     report = class_report(root, out_dir=root / "report").markdown
     similarity = tuple(similarity_report(root, lab).html for lab in chosen)
@@ -299,6 +308,7 @@ def course_demo(
         similarity,
         missing,
         time.monotonic() - started,
+        tuple(term_summary(root, chosen, by_hand)),
     )
 
 
@@ -350,18 +360,16 @@ def _grade_labs(
     timeout: float,
     data: Path,
     progress: bool,
-) -> tuple[dict, dict[str, float], list[Path], dict[str, str]]:
-    """Autograde every lab of ``chosen`` and write its feedback pages.
+) -> tuple[dict, dict[str, float]]:
+    """Autograde every lab of ``chosen``.
 
     Returns:
-        ``(outcomes, lab_seconds, pages, missing)``: (lab, student) → its
-        :class:`~labkit.grading.batch.Outcome`; lab → wall time of its autograde run; the
-        feedback pages written; ``"<lab>/<student>"`` → why no page was written.
+        ``(outcomes, lab_seconds)``: (lab, student) → its
+        :class:`~labkit.grading.batch.Outcome`; lab → wall time of its autograde run.
     """
     from labkit.grading.batch import autograde
-    from labkit.grading.feedback import write_feedback
 
-    outcomes, lab_seconds, pages, missing = {}, {}, [], {}
+    outcomes, lab_seconds = {}, {}
     for lab in chosen:
         t0 = time.monotonic()
         for o in autograde(
@@ -376,10 +384,19 @@ def _grade_labs(
             outcomes[lab, o.student] = o
         lab_seconds[lab] = time.monotonic() - t0
         log.info("%s: graded in %.0f s", lab, lab_seconds[lab])
+    return outcomes, lab_seconds
+
+
+def _write_feedback(root: Path, chosen: list[str]) -> tuple[list[Path], dict[str, str]]:
+    """Every lab's feedback pages; returns them and ``"<lab>/<student>"`` → why no page."""
+    from labkit.grading.feedback import write_feedback
+
+    pages, missing = [], {}
+    for lab in chosen:
         report = write_feedback(root, lab)
         pages += report.written
         missing.update({f"{lab}/{s}": why for s, why in report.failed.items()})
-    return outcomes, lab_seconds, pages, missing
+    return pages, missing
 
 
 def _rows(

@@ -2,7 +2,9 @@
 
 One row for every student in the gradebook and every lab (nbgrader *assignment*), the way
 ``nbgrader export`` counts: a student with no submission gets a row with score 0 and status
-``missing``; ``total`` is nbgrader's score less its late-submission penalty, never below 0.
+``missing`` (a gradebook row not yet autograded, which an extension makes, is missing too);
+``total`` is nbgrader's score less its late-submission penalty, never below 0, and ``due``
+the student's due date with any extension.
 Unlike ``nbgrader export``, the row splits the score into what the autograder gave and what
 is graded by hand:
 
@@ -24,8 +26,8 @@ import io
 import logging
 import os
 from collections import defaultdict
-from dataclasses import astuple, dataclass, field, fields
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from labkit.atomic import write_atomic
@@ -58,6 +60,8 @@ class GradeRow:
         needs_manual_grading: some cell of the submission still waits for a grader.
         tests: per autograded test cell ``grade_id``: (autograder points, points possible);
             empty when missing. Not written to the CSV.
+        due: the student's due date, extension included (UTC; ``None``: the lab has none);
+            nbgrader's ``late_penalty`` counts from it (:mod:`labkit.grading.deadlines`).
     """
 
     student_id: str
@@ -76,6 +80,7 @@ class GradeRow:
     max_score: float
     needs_manual_grading: bool
     tests: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
+    due: datetime | None = None
 
 
 CSV_COLUMNS = [f.name for f in fields(GradeRow) if f.name != "tests"]
@@ -144,13 +149,15 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
         students = sorted((s.id, s.first_name, s.last_name, s.email) for s in gb.students)
         subs = _submissions(gb)
         grades = _grades(gb)
+        dues = {a.name: _utc(a.duedate) for a in gb.assignments}
 
     rows = []
     for lab in labs:
         auto_max = sum(cells[c][3] for c in by_lab[lab] if cells[c][2])
         manual_max = sum(cells[c][3] for c in by_lab[lab] if not cells[c][2])
         for sid, first, last, email in students:
-            if (lab, sid) not in subs:
+            sub_id, stamp, penalty, due = subs.get((lab, sid), ("", None, 0.0, dues.get(lab)))
+            if not any(auto is not None for _, auto, _, _ in grades.get(sub_id, ())):
                 rows.append(
                     GradeRow(
                         sid,
@@ -168,37 +175,50 @@ def grade_rows(root: str | os.PathLike) -> list[GradeRow]:
                         0.0,
                         auto_max + manual_max,
                         False,
+                        due=due,
                     )
                 )
                 continue
-            sub_id, stamp, penalty = subs[lab, sid]
-            rows.append(
-                _submitted_row(
-                    (sid, first, last, email),
-                    lab,
-                    stamp,
-                    penalty,
-                    grades[sub_id],
-                    cells,
-                    auto_max,
-                    manual_max,
-                )
+            row = _submitted_row(
+                (sid, first, last, email),
+                lab,
+                stamp,
+                penalty,
+                grades[sub_id],
+                cells,
+                auto_max,
+                manual_max,
             )
+            rows.append(replace(row, due=due))
     return rows
 
 
-def _submissions(gb) -> dict[tuple[str, str], tuple[str, datetime | None, float]]:
-    """(lab, student id) -> (submission id, when handed in, late penalty) of every submission."""
+def _utc(when: datetime | None) -> datetime | None:
+    return None if when is None else when.replace(tzinfo=timezone.utc)  # stored naive UTC
+
+
+def _submissions(
+    gb,
+) -> dict[tuple[str, str], tuple[str, datetime | None, float, datetime | None]]:
+    """(lab, student id) -> (submission id, when handed in, late penalty, due date with the
+    extension) of every submission row."""
     from nbgrader.api import Assignment, Student, SubmittedAssignment
 
     return {
-        (lab, sid): (sub_id, ts, float(penalty or 0.0))
-        for sub_id, lab, sid, ts, penalty in gb.db.query(
+        (lab, sid): (
+            sub_id,
+            ts,
+            float(penalty or 0.0),
+            None if due is None else _utc(due + (extension or timedelta(0))),
+        )
+        for sub_id, lab, sid, ts, penalty, due, extension in gb.db.query(
             SubmittedAssignment.id,
             Assignment.name,
             Student.id,
             SubmittedAssignment.timestamp,
             SubmittedAssignment.late_submission_penalty,
+            Assignment.duedate,
+            SubmittedAssignment.extension,
         )
         .join(Assignment, SubmittedAssignment.assignment_id == Assignment.id)
         .join(Student, SubmittedAssignment.student_id == Student.id)
@@ -285,13 +305,16 @@ def export_grades(root: str | os.PathLike, *, out: str | os.PathLike | None = No
     Raises:
         CourseError: there is no gradebook in ``root``.
     """
+    from labkit.grading.late import refresh_penalties
+
+    refresh_penalties(root)  # points typed in the formgrader since autograde count too
     rows = grade_rows(root)
     path = Path(out) if out is not None else Path(root) / "grades.csv"
     buf = io.StringIO(newline="")
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
     for row in rows:
-        writer.writerow(_cell_text(v) for v in astuple(row)[: len(CSV_COLUMNS)])
+        writer.writerow(_cell_text(getattr(row, c)) for c in CSV_COLUMNS)
     write_atomic(path, buf.getvalue().encode())
     log.info(
         "wrote %d grades (%d students x %d labs) to %s",

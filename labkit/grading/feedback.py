@@ -245,8 +245,11 @@ def write_feedback(
     from nbgrader.apps import NbGraderAPI
     from traitlets.config.loader import PyFileConfigLoader
 
+    from labkit.grading.late import refresh_penalties
+
     root = Path(root).resolve()
     check_lab(root, lab)
+    refresh_penalties(root, labs=[lab])  # the page shows the penalty on today's points
     graded = root / "autograded"
     chosen = list(students or [])
     if not chosen and graded.is_dir():

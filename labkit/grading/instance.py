@@ -28,13 +28,14 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 from labkit.atomic import write_atomic
 from labkit.grading.collect import submission_time
 from labkit.grading.course import CourseError, available_labs, nbgrader, release_labs
+from labkit.grading.deadlines import Lateness, lateness
 from labkit.grading.kit import locate_kit
 from labkit.grading.versions import versions
 
@@ -286,6 +287,7 @@ class StatusRow:
             ``None`` until the gradebook holds them. record: the last grading record, if any.
         versions: how many versions were handed in (the one in ``submitted/`` and the older
             ones in the history, :mod:`labkit.grading.versions`); first: when the first was.
+        late: its due date, extension, lateness and penalty (:mod:`labkit.grading.deadlines`).
     """
 
     student: str
@@ -296,6 +298,7 @@ class StatusRow:
     record: GradingRecord | None
     versions: int = 0
     first: datetime | None = None
+    late: Lateness | None = None
 
     @property
     def graded(self) -> bool:
@@ -366,8 +369,12 @@ def course_status(
                     )
     if submitted.is_dir():
         students |= {p.name for p in submitted.iterdir() if p.is_dir() and _NAME.fullmatch(p.name)}
+    late = lateness(root, labs=chosen)
     return [
-        _row(root, student, lab, scores.get((student, lab), (None, None)))
+        replace(
+            _row(root, student, lab, scores.get((student, lab), (None, None))),
+            late=late.get((student, lab)),
+        )
         for student in sorted(students)
         for lab in chosen
     ]

@@ -209,6 +209,9 @@ def export_lms(
     """
     if lms not in LMS_FORMATS:
         raise CourseError(f"unknown LMS format {lms!r}; expected one of {list(LMS_FORMATS)}.")
+    from labkit.grading.late import refresh_penalties
+
+    refresh_penalties(root)  # points typed in the formgrader since autograde count too
     students, rows = roster(root), grade_rows(root)
     if not students:
         raise CourseError(

@@ -28,8 +28,10 @@ from matplotlib.ticker import MaxNLocator
 from labkit.atomic import write_atomic
 from labkit.grading import analytics as an
 from labkit.grading.course import CourseError
+from labkit.grading.deadlines import format_dues, late_by
 from labkit.grading.export import GradeRow, grade_rows
 from labkit.grading.instance import GradingRecord, read_record
+from labkit.grading.late import describe_policy, refresh_penalties
 from labkit.tables import cell, markdown_table
 
 __all__ = ["LabSummary", "PassRate", "ReportFiles", "class_report", "lab_summaries"]
@@ -70,6 +72,8 @@ class LabSummary:
         pending: submissions still waiting for a grader.
         pass_rates: one per autograded test cell, by ``grade_id``.
         records: the lab's grading records, by student (empty without any).
+        late: per submission handed in after its due date (extension included): the
+            student, seconds late and the late penalty in points, by student.
     """
 
     lab: str
@@ -79,6 +83,7 @@ class LabSummary:
     pending: int
     pass_rates: tuple[PassRate, ...]
     records: tuple[GradingRecord, ...]
+    late: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def failed(self) -> tuple[GradingRecord, ...]:
@@ -155,6 +160,11 @@ def _summary(lab: str, rows: list[GradeRow], records: list[GradingRecord]) -> La
         pending=sum(r.needs_manual_grading for r in done),
         pass_rates=tuple(PassRate(t, p, n) for t, (p, n) in sorted(tests.items())),
         records=tuple(records),
+        late=tuple(
+            (r.student_id, secs, r.late_penalty)
+            for r in done
+            if (secs := late_by(r.submitted, r.due)) > 0
+        ),
     )  # read in path order: by student
 
 
@@ -247,7 +257,9 @@ def _lab_markdown(s: LabSummary, figure: str) -> list[str]:
             f"- Total score (of {_num(s.max_score)}): mean {_num(st['mean'])}, median "
             f"{_num(st['median'])}, min {_num(st['min'])}, max {_num(st['max'])}"
         )
+    late = ", ".join(f"{_cell(who)} ({secs / 86400:.1f} d, -{_num(p)})" for who, secs, p in s.late)
     out += [
+        f"- Late: {len(s.late)}" + (f": {late}" if late else ""),
         f"- Waiting for manual grading: {s.pending}",
         "",
         *markdown_table(
@@ -286,6 +298,7 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
         CourseError: there is no gradebook in ``root``.
     """
     out = Path(out_dir)
+    refresh_penalties(root)  # points typed in the formgrader since autograde count too
     summaries = lab_summaries(root)
     rates = an.fail_rates(summaries)
     figures = {s.lab: _save(_lab_figure(s), out / f"{s.lab}.png") for s in summaries}
@@ -307,6 +320,7 @@ def class_report(root: str | os.PathLike, *, out_dir: str | os.PathLike) -> Repo
         for s in summaries
     ]
     lines = ["# Class report", "", *markdown_table(head, rows).splitlines()]
+    lines += ["", f"Late policy: {describe_policy(root)}; due dates: {format_dues(root)}."]
     lines += ["", "![grading time](grading_seconds.png)", ""] if timed else [""]
     lines += an.fail_rates_markdown(rates, "fail_rates.png")
     for s, a in zip(summaries, analytics, strict=True):

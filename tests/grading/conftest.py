@@ -235,8 +235,11 @@ def build_graded_class(root: Path) -> None:
     from nbgrader.api import Gradebook
 
     make_toy_course(root)
-    with open(root / "nbgrader_config.py", "a") as f:
-        f.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    with open(root / "nbgrader_config.py", "a") as f:  # nbgrader's own plugin, not labkit's
+        f.write(
+            '\nc.AssignLatePenalties.plugin_class = "nbgrader.plugins.LateSubmissionPlugin"'
+            '\nc.LateSubmissionPlugin.penalty_method = "zero"\n'
+        )
     add_fractions_test(root)
     nbgrader_api(root, "generate_assignment", "toy")
     # what `nbgrader db assignment add` and `db student add` do
@@ -290,3 +293,53 @@ def connect():
         thread.join(timeout=5)
         for fd in (to_server[0], *from_server):
             os.close(fd)
+
+
+DUE = "2025-03-02 00:00"
+# when each student hands in the solution (3 autograded points): on time; 2 d 1 h late
+# (3 started days); 1.5 d late with a 2-day extension; 10 days late; 4 minutes late
+HANDED_IN = {
+    "ann": "2025-03-01 12:00:00 UTC",
+    "cid": "2025-03-04 01:00:00 UTC",
+    "eve": "2025-03-03 12:00:00 UTC",
+    "fay": "2025-03-12 00:00:00 UTC",
+    "gus": "2025-03-02 00:04:00 UTC",
+}
+EXTENSIONS = {"eve": 2, "dee": 1}  # dee hands in nothing
+
+
+def build_late_class(root: Path) -> None:
+    """The toy lab (3 autograded points, 1 by hand) with the kit's config (labkit's policy),
+    a due date and two extensions set through the commands before anything is handed in,
+    then every student's solution autograded by nbgrader's own autograde."""
+    from nbgrader.api import Gradebook
+
+    from labkit.cli import main
+
+    make_toy_course(root)
+    add_fractions_test(root)
+    nbgrader_api(root, "generate_assignment", "toy")
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gb:
+        for student in [*HANDED_IN, "dee"]:
+            gb.update_or_create_student(student)
+    assert main(["course", "due", "toy", DUE, "--root", str(root)]) == 0
+    for student, days in EXTENSIONS.items():
+        argv = ["course", "extend", student, "toy", "--days", str(days), "--root", str(root)]
+        assert main(argv) == 0
+    release = nbformat.read(root / "labs/toy/toy.ipynb", as_version=4)
+    good = fill_solutions(release, nbformat.read(root / "solutions/toy/toy.ipynb", as_version=4))
+    for student, stamp in HANDED_IN.items():
+        folder = root / "submitted" / student / "toy"
+        folder.mkdir(parents=True)
+        nbformat.write(good, folder / "toy.ipynb")
+        (folder / "timestamp.txt").write_text(stamp)
+    nbgrader_api(root, "autograde", "toy", "*")
+
+
+@pytest.fixture
+def late_class(tmp_path_factory) -> Path:
+    """A copy of the course :func:`build_late_class` made (once per run)."""
+    built, _ = shared_build(tmp_path_factory, "late-class", build_late_class)
+    root = tmp_path_factory.mktemp("late") / "course"
+    shutil.copytree(built, root)
+    return root

@@ -64,18 +64,21 @@ def _zip(path: Path, files: dict[str, bytes | str]) -> Path:
     return path
 
 
-def _submitted(root: Path) -> dict[str, bytes]:
+def _submitted(root: Path, *, stamps: bool = False) -> dict[str, bytes]:
+    """The files in ``submitted/`` (the ``timestamp.txt`` collect writes beside every
+    notebook only with ``stamps``)."""
     base = root / "submitted"
     return {
         p.relative_to(base).as_posix(): p.read_bytes()
         for p in sorted(base.rglob("*"))
-        if p.is_file()
+        if p.is_file() and (stamps or p.name != "timestamp.txt")
     }
 
 
 def test_every_layout_lands_where_nbgrader_autograde_grades_it(course, tmp_path):
     """Do nbgrader's, the plain, Canvas and Moodle layouts end up in submitted/ so that
-    `nbgrader autograde` grades each student, with the LMS's time in the gradebook?"""
+    `nbgrader autograde` grades each student, with the LMS's time in the gradebook, or the
+    file's where the LMS gives none (each written to timestamp.txt, where nbgrader reads it)?"""
     nb = _notebooks(course)
     source = _files(
         tmp_path / "download",
@@ -97,12 +100,24 @@ def test_every_layout_lands_where_nbgrader_autograde_grades_it(course, tmp_path)
         ("ann", "toy"),
         ("bob", "toy"),
     ]
-    assert _submitted(course) == {
+    mtime = {  # the file's time, where the download has no timestamp.txt
+        who: datetime.fromtimestamp((source / name).stat().st_mtime, timezone.utc)
+        for who, name in [
+            ("ann", "ann/toy.ipynb"),
+            ("1001", "leeann_1001_70001_toy.ipynb"),
+            ("2001", "Dan Roe_2001_assignsubmission_file_/toy.ipynb"),
+        ]
+    }
+    assert _submitted(course, stamps=True) == {
         "1001/toy/toy.ipynb": nb["good"],
         "2001/toy/toy.ipynb": nb["wrong"],
         "ann/toy/toy.ipynb": nb["good"],
         "bob/toy/toy.ipynb": nb["blank"],
         "bob/toy/timestamp.txt": b"2025-03-01 09:30:00.000000 UTC",
+        **{
+            f"{who}/toy/timestamp.txt": f"{t:%Y-%m-%d %H:%M:%S.%f} UTC".encode()
+            for who, t in mtime.items()
+        },
     }
     nbgrader_api(course, "autograde", "toy", "*")  # nbgrader's autograde, in this process
     assert {s: v.auto for s, v in lab_scores(course, "toy").items()} == {
@@ -113,6 +128,8 @@ def test_every_layout_lands_where_nbgrader_autograde_grades_it(course, tmp_path)
     }
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         assert gb.find_submission("toy", "bob").timestamp == datetime(2025, 3, 1, 9, 30)
+        for who, t in mtime.items():
+            assert gb.find_submission("toy", who).timestamp == t.replace(tzinfo=None), who
     assert (source / "ann/toy.ipynb").read_bytes() == nb["good"], "the source was changed"
 
 
@@ -244,15 +261,21 @@ def test_an_older_submission_never_replaces_a_newer_one(course, tmp_path):
 
 
 def test_without_lms_times_the_file_times_decide(course, tmp_path):
-    """Without timestamp.txt, is a zip entry older than the file in place passed over?"""
+    """Without timestamp.txt, is a zip entry older than the file in place passed over, and is
+    the file's time the one written for nbgrader?"""
     nb = _notebooks(course)
-    collect_submissions(course, _files(tmp_path / "a", {"ann/toy.ipynb": nb["good"]}))
+    first = _files(tmp_path / "a", {"ann/toy.ipynb": nb["good"]}) / "ann/toy.ipynb"
+    collect_submissions(course, first.parents[1])
+    when = datetime.fromtimestamp(first.stat().st_mtime, timezone.utc)
     old = tmp_path / "old.zip"
     with zipfile.ZipFile(old, "w") as zf:
         zf.writestr(zipfile.ZipInfo("ann/toy.ipynb", date_time=(2020, 1, 1, 0, 0, 0)), nb["wrong"])
     assert collect_submissions(course, old).skipped[0].reason.startswith("older than")
     assert _submitted(course)["ann/toy/toy.ipynb"] == nb["good"]
-    assert "timestamp.txt" not in str(_submitted(course))
+    assert (
+        _submitted(course, stamps=True)["ann/toy/timestamp.txt"]
+        == f"{when:%Y-%m-%d %H:%M:%S.%f} UTC".encode()
+    )
 
 
 def test_labs_not_asked_for_are_left(course, tmp_path):

@@ -148,6 +148,50 @@ def test_files_written(demo):
     assert all(score == 0 for pair, score in pairs.items() if "blank" in pair)
 
 
+def test_the_term_late_work_extension_and_hand_grading(demo):
+    """Did the term's events reach nbgrader's gradebook and every file from it: partial's
+    late hand-in penalised as the kit's policy says (worked out here day by day), correct's
+    extension sparing it, and correct's hand-graded answer (score and comment, stored as the
+    formgrader stores them) in grades.csv, the Canvas file and the feedback page?"""
+    from labkit.grading.demo_term import COMMENT, FIRST_DUE
+    from labkit.grading.late import LatePolicy
+    from tests.grading.conftest import nbgrader_export
+    from tests.grading.test_late import reference_penalty
+
+    with Gradebook(f"sqlite:///{demo.root / 'gradebook.db'}") as gb:
+        assert gb.find_assignment(LAB).duedate == FIRST_DUE.replace(tzinfo=None)
+        partial, correct = gb.find_submission(LAB, "partial"), gb.find_submission(LAB, "correct")
+        assert partial.total_seconds_late == (2 * 24 + 8) * 3600
+        assert correct.extension.days == 3 and correct.total_seconds_late == 0
+        written = [
+            (g.manual_score, g.max_score)
+            for nb in correct.notebooks
+            for g in nb.grades
+            if g.manual_score is not None
+        ]
+        comments = [c.manual_comment for nb in correct.notebooks for c in nb.comments]
+        partial_score, partial_late = partial.score, partial.total_seconds_late
+    assert len(written) == 1 and written[0][0] == written[0][1] > 0
+    assert comments.count(COMMENT) == 1
+    expected = reference_penalty(partial_score, partial_late, LatePolicy())
+    assert expected > 0
+    with open(nbgrader_export(demo.root), newline="", encoding="utf-8") as f:
+        theirs = {r["student_id"]: r for r in csv.DictReader(f) if r["assignment"] == LAB}
+    with open(demo.grades, newline="", encoding="utf-8") as f:
+        ours = {r["student_id"]: r for r in csv.DictReader(f) if r["lab"] == LAB}
+    assert float(theirs["partial"]["late_submission_penalty"]) == pytest.approx(expected)
+    assert float(ours["partial"]["late_penalty"]) == pytest.approx(expected)
+    assert float(ours["correct"]["late_penalty"]) == 0.0
+    for student in ("partial", "correct"):  # nbgrader's score is less the penalty, as ours
+        assert float(ours[student]["total"]) == pytest.approx(float(theirs[student]["score"]))
+    row = {r.student: r for r in demo.rows}["correct"]
+    assert float(ours["correct"]["total"]) == row.auto_score + written[0][1]
+    page = (demo.root / "feedback" / "correct" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert COMMENT in page
+    assert any(line.startswith(f"partial/{LAB}: 2 d 8 h late, -") for line in demo.term)
+    assert any(line.startswith(f"correct/{LAB}: ext. 3 d") for line in demo.term)
+
+
 def test_table_shows_each_student(demo):
     """Does the summary table hold a row per student with its score out of the lab's most?"""
     scores, table = _autograded(demo.root), demo.table(jobs=2)

@@ -97,14 +97,17 @@ def _grade_by_hand(root: Path, student: str, cell: str, points: float) -> None:
 
 def test_hand_grading_fills_the_manual_score(graded_class, tmp_path):
     """Once a grader scores the written answers, do manual_score and total follow, as in
-    nbgrader's export (cid's late penalty was fixed at autograde time)?"""
+    nbgrader's export? cid is late under a zero-if-late policy: nbgrader fixed the penalty
+    at autograde time on the autograded points; the export applies the same plugin to the
+    hand-graded points too, so cid still scores 0."""
     _grade_by_hand(graded_class, "ann", "why", 1.0)
     _grade_by_hand(graded_class, "cid", "why", 0.5)
     ours = _ours(export_grades(graded_class, out=tmp_path / "out" / "grades.csv"))
     _agree(ours, _nbgrader_export(graded_class))
     assert (ours["ann", "toy"]["manual_score"], ours["ann", "toy"]["total"]) == ("1.0", "4.0")
     assert ours["ann", "toy"]["needs_manual_grading"] == "false"
-    assert (ours["cid", "toy"]["manual_score"], ours["cid", "toy"]["total"]) == ("0.5", "0.5")
+    assert (ours["cid", "toy"]["manual_score"], ours["cid", "toy"]["total"]) == ("0.5", "0.0")
+    assert ours["cid", "toy"]["late_penalty"] == "2.5"
     assert ours["eve", "toy"]["manual_score"] == ""  # still waiting for a grader
 
 

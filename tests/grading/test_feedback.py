@@ -190,20 +190,37 @@ def _hostile(nb: nbformat.NotebookNode) -> None:
     nb.cells.append(shown)
 
 
+# nbgrader's own feedback settings, which the kit's nbgrader_config.py replaces with labkit's
+NBGRADER_FEEDBACK = """
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades", "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"
+]
+c.GenerateFeedback.exporter_class = "nbconvert.exporters.HTMLExporter"
+"""
+
+
 def build_hostile_pages(work: Path, tmp_path_factory) -> dict:
-    """good's autograded notebook with the payloads added, as labkit's feedback page and as
-    plain nbgrader's (which labkit's was before pages were sanitised)."""
+    """good's autograded notebook with the payloads added, as labkit's feedback page
+    ("safe"), as plain nbgrader writes it with the kit's config (the formgrader's Generate
+    Feedback button: "button") and with nbgrader's own settings ("unsafe": what labkit's
+    was before pages were sanitised)."""
     graded, _ = shared_build(tmp_path_factory, "feedback-course", build_feedback_course)
     root = shutil.copytree(graded / "course", work / "course")
     path = root / "autograded" / "good" / LAB / f"{LAB}.ipynb"
     nb = nbformat.read(path, as_version=4)
     _hostile(nb)
     nbformat.write(nb, path)
+    page = root / "feedback" / "good" / LAB / f"{LAB}.html"
     nbgrader_api(root, "generate_feedback", LAB, "good", force=True)
-    unsafe = root / "feedback" / "good" / LAB / f"{LAB}.html"
-    unsafe = unsafe.rename(work / "nbgrader-feedback.html")
+    button = page.rename(work / "formgrader-button-feedback.html")
+    config = root / "nbgrader_config.py"
+    kit_config = config.read_text()
+    config.write_text(kit_config + NBGRADER_FEEDBACK)
+    nbgrader_api(root, "generate_feedback", LAB, "good", force=True)
+    unsafe = page.rename(work / "nbgrader-feedback.html")
+    config.write_text(kit_config)
     [safe] = write_feedback(root, LAB, students=["good"]).written
-    return {"safe": str(safe), "unsafe": str(unsafe)}
+    return {"safe": str(safe), "unsafe": str(unsafe), "button": str(button), "root": str(root)}
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +232,23 @@ def hostile_pages(tmp_path_factory) -> dict[str, Path]:
         lambda work: build_hostile_pages(work, tmp_path_factory),
     )
     return {k: Path(v) for k, v in pages.items()}
+
+
+def test_the_formgraders_feedback_button_writes_labkits_page(hostile_pages):
+    """Does plain nbgrader, with the kit's nbgrader_config.py (as the formgrader's Generate
+    Feedback button runs it), write a page with no hidden test and nothing runnable, where
+    nbgrader's own settings show a hidden line and every payload?"""
+    secret = hidden_lines(source_notebook(hostile_pages["root"]))
+    # tags dropped: highlighting splits code into spans
+    unsafe, button = (
+        html.unescape(re.sub(r"<[^>]+>", "", hostile_pages[kind].read_text()))
+        for kind in ("unsafe", "button")
+    )
+    assert [line for line in secret if line in unsafe], "nbgrader's page shows no hidden test"
+    assert not [line for line in secret if line in button]
+    assert "BEGIN HIDDEN TESTS" not in button
+    assert _risky(hostile_pages["button"]) == []
+    assert "Score:" in button
 
 
 class _Risky(HTMLParser):

@@ -62,7 +62,8 @@ def opened(hostile_pages) -> dict[str, dict]:
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            for kind, path in hostile_pages.items():
+            for kind in ("unsafe", "safe", "button"):
+                path = hostile_pages[kind]
                 page = browser.new_page()
                 page.add_init_script(JQUERY_STUB)
                 # nothing leaves the machine: MathJax and the like fail at once, not on a timeout
@@ -102,10 +103,12 @@ def test_every_payload_runs_in_nbgrader_s_own_page(opened):
     assert len(unsafe["links"]) == 3
 
 
-def test_no_student_script_runs_in_the_feedback_page(opened):
-    """Does labkit's feedback page of the same submission run no payload, open no dialog and
-    hold no javascript: link?"""
-    safe = opened["safe"]
+@pytest.mark.parametrize("kind", ["safe", "button"])
+def test_no_student_script_runs_in_the_feedback_page(opened, kind):
+    """Does labkit's feedback page of the same submission, and the one the formgrader's
+    Generate Feedback button writes with the kit's config, run no payload, open no dialog
+    and hold no javascript: link?"""
+    safe = opened[kind]
     assert (safe["markers"], safe["dialogs"], safe["links"]) == ([], [], [])
 
 
