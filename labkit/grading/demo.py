@@ -265,12 +265,8 @@ def course_demo(
     """
     from labkit.experiment import resolve_data_root
     from labkit.grading.demo_term import grade_by_hand, schedule_term, term_summary
-    from labkit.grading.export import export_grades
     from labkit.grading.instance import init_course
     from labkit.grading.kit import locate_kit
-    from labkit.grading.lms import export_lms
-    from labkit.grading.report import class_report
-    from labkit.grading.similarity import similarity_report
     from labkit.labs import lab_config
 
     started, out = time.monotonic(), Path(out)
@@ -292,9 +288,7 @@ def course_demo(
         grade_by_hand(root, chosen[0], "correct") if "correct" in class_of[chosen[0]] else None
     )
     pages, missing = _write_feedback(root, chosen)
-    grades, canvas = export_grades(root), export_lms(root, lms="canvas")
-    report = class_report(root, out_dir=root / "report").markdown
-    similarity = tuple(similarity_report(root, lab).html for lab in chosen)
+    grades, canvas, report, similarity = _write_files(root, chosen)
     rows = _rows(root, students, chosen, class_of, outcomes)
     return CourseDemo(
         root,
@@ -309,6 +303,21 @@ def course_demo(
         missing,
         time.monotonic() - started,
         tuple(term_summary(root, chosen, by_hand)),
+    )
+
+
+def _write_files(root: Path, chosen: list[str]) -> tuple[Path, Path, Path, tuple[Path, ...]]:
+    """``grades.csv``, ``grades-canvas.csv``, the class report and each lab's similarity page."""
+    from labkit.grading.export import export_grades
+    from labkit.grading.lms import export_lms
+    from labkit.grading.report import class_report
+    from labkit.grading.similarity import similarity_report
+
+    return (
+        export_grades(root),
+        export_lms(root, lms="canvas"),
+        class_report(root, out_dir=root / "report").markdown,
+        tuple(similarity_report(root, lab).html for lab in chosen),
     )
 
 
