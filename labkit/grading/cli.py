@@ -133,9 +133,11 @@ def _print_late(root: Path, placed: Sequence) -> None:
             print(f"late       {p.student}/{p.lab}: {format_late(item)}")
         elif p.lms_late:
             due = f"{item.due:%Y-%m-%d %H:%M} UTC" if item and item.due else "no due date set"
+            when = item.submitted if item else None
+            when = f"{when:%Y-%m-%d %H:%M} UTC" if when else "none"
             print(
                 f"check      {p.student}/{p.lab}: the LMS marks it late, but its time "
-                f"({item.submitted if item else '?'}) is not after its due date ({due}); the "
+                f"({when}) is not after its due date ({due}); the "
                 "penalty follows the time: set the due date (`labkit course due`) or fix "
                 f"submitted/{p.student}/{p.lab}/timestamp.txt"
             )
