@@ -7,6 +7,7 @@ config describes, trains with :func:`labkit.train.fit` and writes the run folder
         config.yaml           the full config (every key spelled out)
         last.pt, best.pt      checkpoints (last: resumable state; best: best val mIoU)
         history.csv           one row per epoch (labkit.history.History)
+        iterations.csv        one row per optimizer step: loss and learning rate
         metrics.json          scores of the best epoch, model size, time, data used
         learning_curves.png   loss, mIoU and learning rate per epoch
         class_counts.json     pixel counts per class (only with class_weighting)
@@ -68,6 +69,7 @@ RUN_FILES = (
     "last.pt",
     "best.pt",
     "history.csv",
+    "iterations.csv",
     "metrics.json",
     "learning_curves.png",
     "class_counts.json",
@@ -542,11 +544,13 @@ def _write_results(run_dir: Path, history: History, metrics: dict[str, Any]) -> 
         "last": run_dir / "last.pt",
         "best": run_dir / "best.pt",
         "history": run_dir / "history.csv",
+        "iterations": run_dir / "iterations.csv",
         "metrics": run_dir / "metrics.json",
         "curves": run_dir / "learning_curves.png",
     }
     if distributed.context().is_main:
         history.to_csv(files["history"])
+        history.iterations_to_csv(files["iterations"])
         history.plot().savefig(files["curves"], dpi=90)
         files["metrics"].write_text(json.dumps(metrics, indent=2))
     distributed.barrier()

@@ -189,8 +189,26 @@ class _Progress:
         self.cm = ConfusionMatrix(num_classes, device=device)
         self.history = History()
         self.best = -math.inf
+        # (step, epoch, loss, lr) of the steps not yet in history.iterations: the loss stays a
+        # tensor until flush(), so that recording it never waits for the device.
+        self.pending: list[tuple[int, int, torch.Tensor, float]] = []
+
+    def record(self, epoch: int, loss: torch.Tensor, lr: float) -> None:
+        self.pending.append((self.step, epoch, loss.detach(), lr))
+
+    def flush(self) -> None:
+        """Move the pending steps into ``history.iterations`` (one device sync for all)."""
+        if not self.pending:
+            return
+        losses = torch.stack([p[2].float() for p in self.pending]).tolist()
+        self.history.iterations += [
+            {"step": step, "epoch": epoch, "loss": loss, "lr": lr}
+            for (step, epoch, _, lr), loss in zip(self.pending, losses)
+        ]
+        self.pending.clear()
 
     def state_dict(self) -> dict:
+        self.flush()
         return {
             "epoch": self.epoch,
             "samples": self.samples,
@@ -198,6 +216,7 @@ class _Progress:
             "sums": self.sums.cpu(),
             "cm": self.cm.state_dict(),
             "history": self.history.rows,
+            "iterations": self.history.iterations,
             "best": self.best,
         }
 
@@ -207,6 +226,9 @@ class _Progress:
         self.sums.copy_(state["sums"])
         self.cm.load_state_dict(state["cm"])
         self.history.rows = [dict(r) for r in state["history"]]
+        # .get: checkpoints written before the per-step record have none
+        self.history.iterations = [dict(r) for r in state.get("iterations", [])]
+        self.pending.clear()
 
 
 def _prepare_epoch(loader: Any, epoch: int, skip: int) -> None:
@@ -472,6 +494,7 @@ class _Loop:
         bar = _bar(loader, desc=f"epoch {epoch}/{self.epochs}", show=self.reporter.show)
         for i, (images, masks) in enumerate(bar, start=1):
             images, masks = _to_device(images, masks, device, step.channels_last)
+            lr = step.optimizer.param_groups[0]["lr"]  # the rate this step is taken with
             output, loss = step(epoch, images, masks)
             n = images.shape[0]
             state.sums += torch.stack(
@@ -479,6 +502,7 @@ class _Loop:
             )
             state.samples += n
             state.step += 1
+            state.record(epoch, loss, lr)
             state.cm.update(_labels(main_logits(output)), masks)
             self.reporter.iteration(bar, epoch, i, loss, state.step)
             if self.checkpoint_every and i % self.checkpoint_every == 0 and i != iterations:
@@ -489,6 +513,7 @@ class _Loop:
         state, step = self.state, self.step
         distributed.all_reduce_sum(state.sums)
         state.cm.all_reduce()
+        state.flush()
         train = state.cm.compute()
         scores = evaluate(
             step.model,

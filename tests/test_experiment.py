@@ -87,12 +87,17 @@ def test_run_writes_a_complete_run_folder(tmp_path, shapes_root):
         "last.pt",
         "best.pt",
         "history.csv",
+        "iterations.csv",
         "metrics.json",
         "learning_curves.png",
     ):
         assert (run / name).is_file(), name
     assert load_config(run / "config.yaml") == cfg
     assert _strip(History.from_csv(run / "history.csv")) == _strip(result.history)
+    back = History.from_csv(run / "history.csv", iterations=run / "iterations.csv")
+    assert back.iterations == result.history.iterations  # floats written as repr: exact
+    assert [r["step"] for r in back.iterations] == list(range(1, len(back.iterations) + 1))
+    assert {r["epoch"] for r in back.iterations} == {1, 2}
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["val"]["miou"] == result.history.best["miou"]
     assert metrics["epochs"] == 2 and metrics["data_root"] == str(shapes_root)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from labkit.history import History, plot_histories
+from labkit.history import History, plot_histories, plot_iterations, smooth
 
 
 def _history(mious=(0.2, 0.5, 0.4)):
@@ -63,3 +63,54 @@ def test_plots_have_their_panels_and_lines():
     assert all(len(ax.lines) == 2 for ax in fig.axes)
     with pytest.raises(ValueError, match="one label per history"):
         plot_histories([_history()], ["a", "b"])
+
+
+def _steps(n=30, lr=0.1):
+    return [
+        {"step": t, "epoch": 1 + (t - 1) // 10, "loss": 2.0 / t + (t % 3) * 0.1, "lr": lr / t}
+        for t in range(1, n + 1)
+    ]
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.6, 0.9, 0.99])
+def test_smooth_is_the_weighted_mean_of_the_past(weight):
+    """Is each smoothed point the mean of the values so far, weighted by weight**age (the
+    closed form of the debiased moving average), and the first point the first value?"""
+    values = [r["loss"] for r in _steps()]
+    expected = [
+        sum(weight ** (t - i) * values[i] for i in range(t + 1))
+        / sum(weight ** (t - i) for i in range(t + 1))
+        for t in range(len(values))
+    ]
+    assert smooth(values, weight=weight) == pytest.approx(expected)
+    assert smooth(values, weight=weight)[0] == pytest.approx(values[0])
+    with pytest.raises(ValueError, match=r"weight in \[0, 1\)"):
+        smooth(values, weight=1.0)
+
+
+def test_iterations_csv_round_trip(tmp_path):
+    """Do the per-step rows survive iterations_to_csv and from_csv(iterations=...), with
+    step and epoch as ints?"""
+    h = _history()
+    h.iterations = _steps()
+    back = History.from_csv(
+        h.to_csv(tmp_path / "h.csv"), iterations=h.iterations_to_csv(tmp_path / "i.csv")
+    )
+    assert back.iterations == h.iterations
+    assert isinstance(back.iterations[0]["step"], int)
+    assert History.from_csv(tmp_path / "h.csv").iterations == []
+
+
+def test_plot_iterations_draws_raw_and_smoothed_loss_and_the_rate():
+    """Does plot_iterations draw, per run, the raw and the smoothed loss and the learning
+    rate, and name the run that has no per-step record?"""
+    a, b = _history(), _history()
+    a.iterations, b.iterations = _steps(), _steps(lr=0.2)
+    fig = plot_iterations([a, b], ["constant", "cosine"], weight=0.8)
+    ax_loss, ax_lr = fig.axes
+    assert len(ax_loss.lines) == 4 and len(ax_lr.lines) == 2
+    smoothed = ax_loss.lines[0].get_ydata()
+    assert list(smoothed) == pytest.approx(smooth([r["loss"] for r in a.iterations], weight=0.8))
+    assert list(ax_lr.lines[1].get_ydata()) == pytest.approx([r["lr"] for r in b.iterations])
+    with pytest.raises(ValueError, match="'old' has no per-step record"):
+        plot_iterations([a, _history()], ["new", "old"])

@@ -97,6 +97,25 @@ def test_scheduler_steps_once_per_iteration():
     assert history.rows[0]["lr"] == pytest.approx(reference.param_groups[0]["lr"])
 
 
+def test_every_step_is_recorded_with_the_rate_it_was_taken_with():
+    """Does the per-step record hold one row per optimizer step, each with the learning rate
+    the real scheduler gave that step and a loss whose mean is the epoch's training loss?"""
+    from labkit.schedules import lr_curve
+
+    _, history, _, steps_per_epoch = _fit(epochs=3)
+    total = 3 * steps_per_epoch
+    its = history.iterations
+    assert [r["step"] for r in its] == list(range(1, total + 1))
+    assert [r["epoch"] for r in its] == [e for e in (1, 2, 3) for _ in range(steps_per_epoch)]
+    # PolynomialLR(power=1) over the run is labkit's "poly" schedule at power 1.
+    expected = lr_curve("poly", base_lr=0.5, total_steps=total, power=1.0)
+    assert [r["lr"] for r in its] == pytest.approx(expected)
+    # 24 images in batches of 8: equal batches, so the epoch's loss is the steps' mean.
+    for epoch, row in enumerate(history.rows, start=1):
+        losses = [r["loss"] for r in its if r["epoch"] == epoch]
+        assert sum(losses) / len(losses) == pytest.approx(row["train_loss"], rel=1e-5)
+
+
 def test_seeded_runs_are_repeatable():
     """Do two runs with the same seed on CPU give the same history and weights, bit for bit?"""
     m1, h1, _, _ = _fit(seed=3)
@@ -250,6 +269,8 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tmp_path, mid_epoch):
     for a, b in zip(ref_model.parameters(), model.parameters()):
         assert torch.equal(a, b)
     assert _rows(history) == _rows(ref_history)
+    # the steps before the crash come back from the checkpoint, none twice or missing
+    assert history.iterations == ref_history.iterations
 
 
 def test_resuming_a_finished_run_trains_no_more(tmp_path):
