@@ -8,7 +8,8 @@
 #   make test-fast  the unit tests only (no notebook, grading, install or browser runs), for
 #               the edit-test loop; make test stays the one that says a change is good
 #   make bench  every benchmark, side by side, into benchmarks/RESULTS.md (about 30 minutes)
-#   make ablations  the seeds' experiments, 3 seeds, into benchmarks/ABLATIONS.md (about 30 minutes)
+#   make ablations  the seeds' experiments and the labs' lessons, 3 seeds, into benchmarks/ABLATIONS.md
+#               and labkit/lessons.json (about 55 minutes)
 # Both create .venv (pinned torch/torchvision, labkit in editable mode) when it is missing.
 
 PYTHON ?= python3

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from labkit.lessons import LESSONS
+
 STUDIES = {
     "pa3": {
         "title": "The PA3 chain (the PA3 report)",
@@ -75,6 +77,37 @@ STUDIES = {
     },
 }
 
+
+def _lesson_rows() -> list[tuple]:
+    """The lessons' rows that no other study trains (a lesson may reuse a PA3 row)."""
+    others = {key for study in STUDIES.values() for key, *_ in study["rows"]}
+    rows: dict[str, tuple] = {}
+    for lesson in LESSONS:
+        for arm in (lesson.low, lesson.high):
+            if arm.key not in others:
+                rows[arm.key] = (
+                    arm.key,
+                    f"{lesson.lab[:5]}: {arm.label}",
+                    arm.preset,
+                    arm.overrides,
+                )
+    return list(rows.values())
+
+
+STUDIES["lessons"] = {
+    "title": "Each lab's lesson on a CPU (labkit.lessons)",
+    # Each lesson row carries its own budget (labkit.lessons): the rows share none.
+    "budget": {},
+    "rows": _lesson_rows(),
+    "seed": {},
+}
+
+
+def lesson_claim(lesson) -> str:
+    """A lesson's line in the claims table (and its key in lessons.json's summary)."""
+    return f"{lesson.lab[:5]}: {lesson.effect}"
+
+
 # (study, metric, higher row, lower row, the claim in words)
 CLAIMS = [
     ("pa3", "miou", "cosine", "baseline", "a cosine schedule raises mIoU (0.055 → 0.061)"),
@@ -118,6 +151,9 @@ CLAIMS = [
     ("deeplab", "miou", "os8_head", "os16_head", "output stride 8 beats 16, plain head"),
     ("deeplab", "miou", "os16_aspp", "os16_head", "ASPP beats a plain head at OS 16"),
     ("deeplab", "miou", "os8_aspp", "os8_head", "ASPP beats a plain head at OS 8"),
+] + [
+    ("lessons", lesson.metric, lesson.high.key, lesson.low.key, lesson_claim(lesson))
+    for lesson in LESSONS
 ]
 
 
@@ -240,15 +276,26 @@ def _dcn_costs(runs: list[dict]) -> list[str]:
     ]
 
 
+_LESSONS_INTRO = (
+    "Each lab's headline effect, in a setting a student can run on a laptop CPU: each row "
+    "is a preset (`labkit/presets/lesson*_quick.yaml`, with the overrides `labkit.lessons` "
+    "lists). A lesson may compare rows of the PA3 chain above; those are not trained twice."
+)
+
+
 def render(data: dict, *, studies: list[str]) -> str:
     """ABLATIONS.md from the runs in ``data`` (see ``benchmarks/ablations.py``)."""
     env, runs, rare = data["environment"], data["runs"], data["environment"]["rare_classes"]
     seeds = ", ".join(map(str, env["seeds"]))
+    made = " and then ".join(
+        f"`{c['command'].strip()}` in {c['wall_seconds'] / 60:.1f} minutes"
+        for c in env.get("commands")
+        or [{"command": env["command"], "wall_seconds": env["wall_seconds"]}]
+    )
     lines = [
         "# labkit ablations: the seeds' experiments on the Shapes set",
         "",
-        f"Made by `{env['command'].strip()}` (`make ablations`) in "
-        f"{env['wall_seconds'] / 60:.1f} minutes on {env['cpus']} CPU cores, "
+        f"Made by {made} (`make ablations` runs them all) on {env['cpus']} CPU cores, "
         f"{env['jobs']} runs at a time with one thread each, torch {env['torch']}. "
         f"Seeds {seeds}; every figure is the mean ± standard deviation over the seeds of "
         "the last epoch's validation score. Each row is a preset "
@@ -276,17 +323,14 @@ def render(data: dict, *, studies: list[str]) -> str:
     ]
     for study in studies:
         budget = ", ".join(f"`{k}={v}`" for k, v in STUDIES[study]["budget"].items())
-        lines += (
-            [
-                f"## {STUDIES[study]['title']}",
-                "",
-                f"Every row of this study runs its preset with {budget}, to fit the time budget.",
-                "",
-            ]
-            + _table(study, runs, rare)
-            + [""]
+        intro = (
+            f"Every row of this study runs its preset with {budget}, to fit the time budget."
+            if budget
+            else _LESSONS_INTRO
         )
-        lines += ["| the seed's claim | gap (points) | SE | here |", "|---|---:|---:|---|"]
+        lines += [f"## {STUDIES[study]['title']}", "", intro, ""] + _table(study, runs, rare)
+        who = "the lab's lesson" if study == "lessons" else "the seed's claim"
+        lines += ["", f"| {who} | gap (points) | SE | here |", "|---|---:|---:|---|"]
         for s, metric, high, low, text in CLAIMS:
             a, b = (_values(runs, k, metric, rare) for k in (high, low))
             if s != study or not a or not b:
@@ -298,4 +342,8 @@ def render(data: dict, *, studies: list[str]) -> str:
         if study == "dcn":
             lines += _dcn_costs(runs)
         lines.append("")
+        if study == "lessons":
+            from _lessons_report import pair_lines  # it imports this module
+
+            lines += pair_lines(data) + [""]
     return "\n".join(lines)

@@ -40,6 +40,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _ablation_report import STUDIES, render  # noqa: E402
+from _lessons_report import lessons_summary  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 # The smoke run checks the pipeline, not the models: one epoch of one batch of 4 images and
@@ -114,13 +115,14 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def _rare_classes(jobs: list[tuple], *, smoke: bool, runs_root: Path, n: int = 2) -> list[str]:
-    """The ``n`` object classes with the fewest training pixels in the PA3 chain's set."""
+def _rare_classes(*, smoke: bool, runs_root: Path, n: int = 2) -> list[str]:
+    """The ``n`` object classes with the fewest training pixels in the PA3 chain's set (the
+    6-class Shapes set every PA3 row and lab 04's lesson train on)."""
     from labkit.data import VOCSegmentation, class_pixel_counts
     from labkit.experiment import resolve_data_root
 
-    key, preset, overrides, *_ = next(j for j in jobs if j[0] == "baseline")
-    cfg = _config(preset, overrides, seed=0, smoke=smoke)
+    key, _, preset, overrides = STUDIES["pa3"]["rows"][0]
+    cfg = _config(preset, {**STUDIES["pa3"]["budget"], **overrides}, seed=0, smoke=smoke)
     dataset = VOCSegmentation(resolve_data_root(cfg, runs_root=runs_root), split="train")
     counts = class_pixel_counts(dataset, len(dataset.classes))
     order = sorted(range(1, len(counts)), key=lambda c: float(counts[c]))
@@ -147,26 +149,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--report",
         action="store_true",
-        help="only write ABLATIONS.md again from --out/ablations.json "
+        help="only write ABLATIONS.md and lessons.json again from --out/ablations.json "
         "(after a change to the report's layout; trains nothing)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     if args.report:
         data = json.loads((args.out / "ablations.json").read_text())
-        studies = [
-            s
-            for s in STUDIES
-            if any(r["key"] == row[0] for r in data["runs"] for row in STUDIES[s]["rows"])
-        ]
-        _write_report(args.out, render(data, studies=studies))
+        _write_json(_lessons_path(args.out), lessons_summary(data))
+        _write_report(args.out, render(data, studies=_measured_studies(data)))
         return 0
     seeds = args.seeds[:2] if args.smoke else args.seeds
     runs_root = args.out / "runs" if args.out != HERE else HERE.parent / "runs" / "ablations"
     runs_root.mkdir(parents=True, exist_ok=True)
     # A study's budget applies to each of its rows alike (the row's own overrides win).
     # Longest study first (DeepLab, then the ResNets), so the two workers finish together.
-    longest_first = sorted(args.study, key=["deeplab", "dcn", "pa3"].index)
+    longest_first = sorted(args.study, key=["deeplab", "dcn", "pa3", "lessons"].index)
     jobs = [
         (key, preset, {**STUDIES[study]["budget"], **overrides}, seed, args.smoke, str(runs_root))
         for study in longest_first
@@ -180,11 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         resolve_data_root(
             _config(preset, json.loads(overrides), seed=0, smoke=args.smoke), runs_root=runs_root
         )
-    rare = (
-        _rare_classes(jobs, smoke=args.smoke, runs_root=runs_root)
-        if any(j[0] == "baseline" for j in jobs)
-        else []
-    )
+    rare = _rare_classes(smoke=args.smoke, runs_root=runs_root)
 
     start, results = time.perf_counter(), []
     ctx = multiprocessing.get_context("spawn")
@@ -201,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
     wall = time.perf_counter() - start
+    results, earlier = _keep_other_studies(args.out / "ablations.json", results, args.study)
+    command = "python benchmarks/ablations.py " + " ".join(argv or sys.argv[1:])
     env = {
         "cpus": os.cpu_count(),
         "jobs": args.jobs,
@@ -210,14 +206,52 @@ def main(argv: list[str] | None = None) -> int:
         "smoke": args.smoke,
         "wall_seconds": wall,
         "rare_classes": rare,
-        "command": "python benchmarks/ablations.py " + " ".join(argv or sys.argv[1:]),
+        "command": command,
+        # every command whose runs the file holds, oldest first (--study adds to a report)
+        "commands": earlier + [{"command": command, "wall_seconds": wall, "studies": args.study}],
     }
     data = {"environment": env, "runs": sorted(results, key=lambda r: (r["key"], r["seed"]))}
-    tmp = args.out / "ablations.json.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(args.out / "ablations.json")
-    _write_report(args.out, render(data, studies=args.study))
+    _write_json(args.out / "ablations.json", data)
+    _write_json(_lessons_path(args.out), lessons_summary(data))
+    _write_report(args.out, render(data, studies=_measured_studies(data)))
     return 0
+
+
+def _keep_other_studies(
+    path: Path, results: list[dict], studies: list[str]
+) -> tuple[list[dict], list[dict]]:
+    """The new runs and, from an earlier ``ablations.json``, the runs of the studies not run
+    now, so that ``--study lessons`` adds its rows to the report instead of replacing it;
+    and the earlier commands whose runs are kept."""
+    if not path.is_file():
+        return results, []
+    old = json.loads(path.read_text())
+    fresh = {key for study in studies for key, *_ in STUDIES[study]["rows"]}
+    fresh |= {r["key"] for r in results}
+    kept = [r for r in old["runs"] if r["key"] not in fresh]
+    if not kept:
+        return results, []
+    env = old["environment"]
+    earlier = env.get("commands") or [
+        {"command": env["command"], "wall_seconds": env["wall_seconds"], "studies": None}
+    ]
+    return kept + results, earlier
+
+
+def _measured_studies(data: dict) -> list[str]:
+    keys = {r["key"] for r in data["runs"]}
+    return [s for s in STUDIES if any(row[0] in keys for row in STUDIES[s]["rows"])]
+
+
+def _lessons_path(out: Path) -> Path:
+    """Where the labs read the measured lessons: inside the package for the committed run."""
+    return HERE.parent / "labkit" / "lessons.json" if out == HERE else out / "lessons.json"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def _write_report(out: Path, text: str) -> None:

@@ -113,7 +113,7 @@ class ExperimentConfig:
             schedule_options (``power``, ``step_size``, ``gamma``, ``min_lr``) and
             warmup_epochs (linear warmup, may be fractional).
         augment: training augmentation.
-        class_weighting: ``None``, ``inverse``, ``median_frequency`` or ``log``.
+        class_weighting: ``None``, ``inverse``, ``median_frequency``, ``sqrt_inverse`` or ``log``.
         loss: ``ce``, ``dice``, ``focal`` or ``ce+dice``; loss_options its options.
         seed: seeds data order, augmentation and initialisation.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.

@@ -12,7 +12,10 @@ whatever its config cell says): the ``*_quick`` preset shrunk to one of the
 :data:`QUICK_BUDGETS`, named by the lab (a small Shapes set of 64² images, a few epochs, one
 CPU thread; less for the labs that train big networks) so that a whole notebook runs in
 well under 90 s on two cores. ``full`` is the preset as written: VOC or ADE20K
-from ``$LABKIT_DATA`` on a GPU, the real experiment.
+from ``$LABKIT_DATA`` on a GPU, the real experiment. ``cpu`` sits between them: the setting in
+which ``make ablations`` measured the lab's lesson (:mod:`labkit.lessons`), a few minutes per
+compared pair on a laptop CPU, so the student sees the effect live; a lab names that preset
+(``lab_config(..., cpu_preset="lesson02_constant_quick")``).
 
 The budget of a full run is the environment variable ``LABKIT_BUDGET``:
 
@@ -116,7 +119,7 @@ QUICK_BUDGETS: dict[str, dict[str, Any]] = {
         "max_val_images": 4,
     },
 }
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "cpu", "full")
 #: Values of ``$LABKIT_BUDGET`` (an unset or empty variable means ``"full"``).
 BUDGETS = ("full", "smoke")
 #: The smoke budget's training crop and the most validation images it scores.
@@ -130,6 +133,7 @@ def lab_config(
     *,
     profile: str = "quick",
     quick_budget: str = "default",
+    cpu_preset: str | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> ExperimentConfig:
     """The experiment config a lab cell trains with.
@@ -137,8 +141,11 @@ def lab_config(
     Args:
         preset (str): preset family, e.g. ``"baseline"`` for
             ``labkit/presets/baseline_<profile>.yaml``.
-        profile (str): ``"quick"`` (CPU, Shapes, a :data:`QUICK_BUDGETS` budget) or ``"full"``.
+        profile (str): ``"quick"`` (CPU, Shapes, a :data:`QUICK_BUDGETS` budget), ``"cpu"``
+            (``cpu_preset`` as written) or ``"full"``.
         quick_budget (str): the name of the quick profile's budget in :data:`QUICK_BUDGETS`.
+        cpu_preset (str | None): the full name of the preset the ``cpu`` profile trains with
+            (a lab's ``Lesson.cpu_preset``); a lab without one has no ``cpu`` profile.
         overrides (Mapping[str, Any] | None): config keys to change, dotted as in
             :func:`labkit.config.apply_overrides` and ``labkit train --set`` (``{"epochs": 2,
             "augment.hflip": 0.5}``); they apply after the budget.
@@ -161,7 +168,12 @@ def lab_config(
         log.warning("nbgrader is running this notebook: profile %r replaced by 'quick'", profile)
         profile = "quick"
     budget = _budget()
-    cfg = load_preset(f"{preset}_{profile}")
+    if profile == "cpu" and cpu_preset is None:
+        raise ConfigError(
+            f'PROFILE = "cpu": this lab has no measured CPU setting (its preset is {preset!r}); '
+            'expected PROFILE = "quick" or "full".'
+        )
+    cfg = load_preset(cpu_preset if profile == "cpu" else f"{preset}_{profile}")
     if profile == "quick":
         cfg = apply_overrides(cfg, QUICK_BUDGETS[quick_budget])
     cfg = apply_overrides(cfg, dict(overrides or {}))

@@ -38,7 +38,7 @@ __all__ = [
     "weighted_cross_entropy",
 ]
 
-CLASS_WEIGHT_METHODS = ("inverse", "median_frequency", "log")
+CLASS_WEIGHT_METHODS = ("inverse", "median_frequency", "sqrt_inverse", "log")
 #: Each loss :func:`build_loss` makes, and the options it takes (besides weight, ignore_index).
 LOSS_OPTIONS: dict[str, tuple[str, ...]] = {
     "ce": ("reduction",),
@@ -70,14 +70,22 @@ def class_weights(
       the classes that get a weight (an even number of classes averages the middle two).
       Eigen & Fergus divide each class's pixels by the pixels of the images that contain it;
       from total counts alone the denominator is all pixels, the usual simplification.
+    * ``"sqrt_inverse"``: ``1 / sqrt(freq)``, a tempered inverse: a class 30 times rarer gets
+      about 5.5 times the weight, not 30. Full inverse weights make the loss prefer the rare
+      classes so strongly that the common ones lose more IoU than the rare ones gain; the
+      square root keeps most of the rare classes' gain (see ``benchmarks/ABLATIONS.md``).
     * ``"log"``: ``1 / ln(1.02 + freq)`` (ENet), which caps any weight at ``1 / ln 1.02 ~ 50``.
+
+    After ``normalize``, ``"inverse"`` and ``"median_frequency"`` are the same weights: the
+    median is one constant factor, which the normalization divides out.
 
     A class with zero pixels gets weight 0 when ``ignore_zero`` is true: nothing can be learned
     from it, and its inverse frequency would be infinite and turn the loss into inf/NaN.
 
     Args:
         counts (Tensor[C]): pixels of each class (any real dtype; ignored pixels not counted).
-        method (str): one of ``"inverse"``, ``"median_frequency"``, ``"log"``.
+        method (str): one of ``"inverse"``, ``"median_frequency"``, ``"sqrt_inverse"``,
+            ``"log"``.
         ignore_zero (bool): give zero-count classes weight 0 and leave them out of the median
             and the normalization. If false they are treated like any other class, which works
             for ``"log"`` and raises ``ValueError`` for the two methods that would divide by 0.
@@ -90,7 +98,8 @@ def class_weights(
 
     Raises:
         ValueError: on an unknown method, ``counts`` that is not 1-D, negative counts, all-zero
-            counts, or zero counts with ``ignore_zero=False`` for inverse/median weights.
+            counts, or zero counts with ``ignore_zero=False`` for the methods that divide by
+            the frequency.
     """
     if method not in CLASS_WEIGHT_METHODS:
         raise ValueError(
@@ -120,15 +129,21 @@ def class_weights(
         )
 
     weights = torch.zeros_like(freq)
-    if method == "inverse":
-        weights[used] = 1.0 / freq[used]
-    elif method == "median_frequency":
-        weights[used] = torch.quantile(freq[used], 0.5) / freq[used]
-    else:  # log
-        weights[used] = 1.0 / torch.log(_ENET_C + freq[used])
+    weights[used] = _weigh(freq[used], method)
     if normalize:
         weights = weights / weights[used].mean()
     return weights.to(torch.float32)
+
+
+def _weigh(freq: Tensor, method: str) -> Tensor:
+    """The weights of the classes that get one, from their frequencies (see class_weights)."""
+    if method == "inverse":
+        return 1.0 / freq
+    if method == "median_frequency":
+        return torch.quantile(freq, 0.5) / freq
+    if method == "sqrt_inverse":
+        return freq.rsqrt()
+    return 1.0 / torch.log(_ENET_C + freq)  # log
 
 
 # --- Functional losses -----------------------------------------------------------------------

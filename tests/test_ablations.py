@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import ablations  # noqa: E402
 from _ablation_report import CLAIMS, STUDIES, verdict  # noqa: E402
 
+from labkit.lessons import LESSONS  # noqa: E402
+
 
 def _run(out: Path, *studies: str) -> subprocess.CompletedProcess:
     # One run at a time: the suite's two workers already fill the two cores; with --jobs 1
@@ -86,6 +88,16 @@ def test_smoke_run_reports_every_study_and_resumes_after_a_crash(tmp_path):
     assert "lr: 0.002" in changed.read_text()
     assert (runs / "dcn_v1-seed1" / "metrics.json").is_file()
     assert not list(runs.glob("*/*.pt"))  # finished runs keep their scores, not checkpoints
+    # --study dcn replaced the dcn runs and kept every other study's, in the file and report
+    again = json.loads((tmp_path / "ablations.json").read_text())
+    assert sorted((r["key"], r["seed"]) for r in again["runs"]) == sorted(
+        (k, s) for k in rows for s in (0, 1)
+    )
+    assert [c["studies"] for c in again["environment"]["commands"]][-1] == ["dcn"]
+    for study in STUDIES.values():
+        assert f"## {study['title']}" in (tmp_path / "ABLATIONS.md").read_text()
+    lessons = json.loads((tmp_path / "lessons.json").read_text())["lessons"]
+    assert len(lessons) == len(LESSONS) and all(m["seeds"] == [0, 1] for m in lessons)
 
     report = tmp_path / "ABLATIONS.md"
     written = report.read_text()
@@ -116,12 +128,44 @@ def test_verdict_compares_the_gap_with_its_standard_error(high, low, expected):
 
 
 def test_every_claim_names_rows_of_its_study():
+    """A claim compares rows of its study; a lesson may also use rows of another study."""
+    every = {key for spec in STUDIES.values() for key, *_ in spec["rows"]}
     for study, _, high, low, _ in CLAIMS:
-        keys = {key for key, *_ in STUDIES[study]["rows"]}
+        keys = every if study == "lessons" else {key for key, *_ in STUDIES[study]["rows"]}
         assert {high, low} <= keys
+
+
+def test_a_lesson_that_reuses_a_row_trains_exactly_that_row():
+    """Is every lesson arm the config its run key trains in make ablations (the preset, the
+    study's budget and the row's overrides), so that sharing a run is sharing the setting?"""
+    from labkit.config import apply_overrides, load_preset
+    from labkit.lessons import LESSONS
+
+    rows = {
+        key: apply_overrides(load_preset(preset), {**spec["budget"], **overrides})
+        for spec in STUDIES.values()
+        for key, _, preset, overrides in spec["rows"]
+    }
+    for lesson in LESSONS:
+        for arm in (lesson.high, lesson.low):
+            assert rows[arm.key] == apply_overrides(load_preset(arm.preset), arm.overrides), arm
 
 
 def test_verdict_without_a_difference_or_a_measurement():
     assert verdict([0.5, 0.5], [0.5, 0.5])[2] == "no difference"
     assert verdict([math.nan, math.nan], [0.5, 0.4])[2].startswith("not measured")
     assert verdict([0.6], [0.5])[2] == "holds (one seed)"
+
+
+def test_the_committed_report_and_lessons_are_those_of_the_committed_runs(tmp_path):
+    """Are benchmarks/ABLATIONS.md and labkit/lessons.json exactly what `--report` writes
+    from benchmarks/ablations.json, so that no table a lab shows is stale?"""
+    import shutil
+
+    shutil.copy(ROOT / "benchmarks" / "ablations.json", tmp_path / "ablations.json")
+    assert ablations.main(["--report", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "ABLATIONS.md").read_text() == (
+        ROOT / "benchmarks" / "ABLATIONS.md"
+    ).read_text()
+    # as text: a NaN (a class in no mask) is never equal to itself once parsed
+    assert (tmp_path / "lessons.json").read_text() == (ROOT / "labkit" / "lessons.json").read_text()

@@ -288,13 +288,16 @@ def test_the_wheel_ships_every_preset_and_no_course_material(wheel_env):
 
 def test_the_installed_package_loads_every_preset_from_outside(wheel_env, outside):
     """From a folder outside the checkout, is labkit imported from the new environment (not
-    the editable checkout), and does every preset load, lab_config('baseline') among them?"""
+    the editable checkout), does every preset load, lab_config('baseline') among them, and
+    does every lab's measured lesson?"""
     script = (
         "import json, labkit\n"
         "from labkit.config import available_presets, load_preset\n"
         "from labkit.labs import lab_config\n"
+        "from labkit.lessons import LESSONS, measured\n"
         "loaded = {n: load_preset(n).name for n in available_presets()}\n"
-        "print(json.dumps({'file': labkit.__file__, 'loaded': loaded,\n"
+        "lessons = {x.lab: len(measured(x.lab)) for x in LESSONS}\n"
+        "print(json.dumps({'file': labkit.__file__, 'loaded': loaded, 'lessons': lessons,\n"
         "                  'lab': lab_config('baseline', profile='quick').name}))"
     )
     proc = _run(
@@ -306,6 +309,10 @@ def test_the_installed_package_loads_every_preset_from_outside(wheel_env, outsid
     assert sorted(got["loaded"]) == expected
     assert all(got["loaded"][n] for n in expected)
     assert got["lab"] == "baseline_quick"
+    # the measured lessons the labs display travel in the wheel (labkit/lessons.json)
+    from labkit.lessons import LESSONS
+
+    assert got["lessons"] == {x.lab: sum(y.lab == x.lab for y in LESSONS) for x in LESSONS}
 
 
 def test_labkit_train_runs_a_few_steps_on_the_installed_package(wheel_env, outside):

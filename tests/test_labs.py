@@ -80,6 +80,36 @@ def test_full_profile_is_the_preset_as_written(monkeypatch):
     assert lab_config("baseline", profile="full").profile == "quick"
 
 
+def test_cpu_profile_is_the_lessons_measured_preset(monkeypatch):
+    """Does PROFILE = "cpu" train the lesson's preset as written (no quick budget), the same
+    config make ablations measured (the arm with its overrides), does a lab without one say
+    so, and does nbgrader still get quick?"""
+    from labkit.config import apply_overrides
+    from labkit.lessons import LESSONS
+
+    monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
+    monkeypatch.delenv("LABKIT_BUDGET", raising=False)
+    for lesson in LESSONS:
+        cfg = lab_config("baseline", profile="cpu", cpu_preset=lesson.cpu_preset)
+        assert cfg == load_preset(lesson.cpu_preset)
+        measured = [
+            apply_overrides(load_preset(arm.preset), arm.overrides)
+            for arm in (lesson.low, lesson.high)
+        ]
+        # the cpu preset is one of the measured rows, up to what the notebook itself varies
+        varied = {"schedule", "class_weighting", "model", "model_options", "description", "name"}
+        assert any(
+            {k: v for k, v in m.to_dict().items() if k not in varied}
+            == {k: v for k, v in cfg.to_dict().items() if k not in varied}
+            for m in measured
+        ), lesson.lab
+    with pytest.raises(ConfigError, match='PROFILE = "cpu": this lab has no measured CPU'):
+        lab_config("baseline", profile="cpu")
+    monkeypatch.setenv("NBGRADER_EXECUTION", "autograde")
+    cfg = lab_config("baseline", profile="cpu", cpu_preset="lesson02_constant_quick")
+    assert cfg.shapes.num_train == QUICK_BUDGETS["default"]["shapes.num_train"]
+
+
 def test_bad_profile_and_key_are_named():
     """Do a wrong PROFILE and an unknown override say what was expected?"""
     with pytest.raises(ConfigError, match="PROFILE: expected one of"):

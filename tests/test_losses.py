@@ -53,6 +53,8 @@ def _numpy_weights(counts, method, ignore_zero=True, normalize=True):
             w[i] = counts.sum() / counts[i]
         elif method == "median_frequency":
             w[i] = med / counts[i]  # the common 1 / total cancels in median(freq) / freq
+        elif method == "sqrt_inverse":
+            w[i] = np.sqrt(counts.sum() / counts[i])
         else:
             w[i] = 1.0 / np.log(1.02 + counts[i] / counts.sum())
     if normalize:
@@ -100,6 +102,14 @@ def test_class_weights_by_hand():
     assert class_weights(counts, "log", normalize=False).tolist() == pytest.approx(logw)
     mean = sum(logw) / 2
     assert class_weights(counts, "log").tolist() == pytest.approx([x / mean for x in logw])
+    # sqrt of the inverse (4, 4/3): (2, 2/sqrt 3)
+    assert class_weights(counts, "sqrt_inverse", normalize=False).tolist() == pytest.approx(
+        [2, 2 / math.sqrt(3)]
+    )
+    # normalized, median-frequency weights are the inverse ones (the median is one factor)
+    assert class_weights(counts, "median_frequency").tolist() == pytest.approx(
+        class_weights(counts, "inverse").tolist()
+    )
 
 
 def test_class_weights_normalized_mean_is_one_over_present_classes():

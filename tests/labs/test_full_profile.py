@@ -22,6 +22,8 @@ import torch
 import torchvision
 from nbclient import NotebookClient
 
+from labkit.config import load_preset
+from labkit.lessons import LESSONS, measured
 from labkit.models import pretrained_weights_path
 from tests.data_trees import write_ade, write_voc
 from tests.labs.conftest import KERNEL_ENV, REPO
@@ -153,3 +155,37 @@ def test_solution_runs_on_the_full_profile(lab, weights, full_env, tmp_path):
     checkpoints = _checkpoints(path.parent)
     assert checkpoints, f"{lab}: no run of a *_full preset left a checkpoint"
     assert (FALLBACK in _shown(nb)) is not weights
+
+
+CPU = 'PROFILE = "cpu"'
+CPU_LABS = sorted({lesson.lab for lesson in LESSONS})
+
+
+@pytest.mark.parametrize("lab", CPU_LABS)
+def test_solution_runs_on_the_cpu_profile(lab, tmp_path):
+    """Does every lab with a measured lesson run top to bottom with PROFILE = "cpu" (the
+    lesson's own preset, its Shapes set drawn on first use; the smoke budget shrinks only
+    the training), train that preset's model and show the measured lesson's table?"""
+    path = _full(lab, tmp_path / lab)
+    nb = nbformat.read(path, as_version=4)
+    (cell,) = [c for c in nb.cells if c.cell_type == "code" and FULL in c.source]
+    cell.source = cell.source.replace(FULL, CPU)
+    env = {**os.environ, **KERNEL_ENV, "LABKIT_BUDGET": "smoke"}
+    for name in ("NBGRADER_EXECUTION", "LABKIT_DATA"):
+        env.pop(name, None)
+    client = NotebookClient(
+        nb,
+        timeout=600,
+        kernel_name="python3",
+        shutdown_kernel="immediate",
+        kernel_manager_class=WarmKernelManager,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute(env=env)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors, errors
+    shown = _shown(nb)
+    preset = next(x.cpu_preset for x in LESSONS if x.lab == lab)
+    assert load_preset(preset).description in shown  # the config cell prints it
+    for m in measured(lab):
+        assert m.lesson.effect in shown
