@@ -232,7 +232,7 @@ def lesson_table(
             rare classes in ``run.scores["iou"]``.
 
     Returns:
-        A markdown table: one line per row of each lesson.
+        A markdown table, one line per row of each lesson, and the measured setting below it.
     """
     yours, rows = yours or {}, []
     found = measured(lab)
@@ -253,7 +253,15 @@ def lesson_table(
             )
     header = ["lesson", "run", "score", f"measured, {len(found[0].seeds)} seeds (%)"]
     header += ["gap ± SE (points)", "yours (%)"]
-    return markdown_table(header, rows, align="lllrrr")
+    notes: list[str] = []
+    for m in found:  # one line per setting (lab 04's two lessons share theirs)
+        note = (
+            f"Measured on: {m.lesson.setting} (preset `{m.lesson.cpu_preset}`, "
+            'what `PROFILE = "cpu"` trains).'
+        )
+        if note not in notes:
+            notes.append(note)
+    return "\n\n".join([markdown_table(header, rows, align="lllrrr"), *notes])
 
 
 def _metric_name(m: Measured) -> str:
