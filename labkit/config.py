@@ -348,6 +348,14 @@ def _validate_names(cfg: ExperimentConfig) -> None:
             f"an option of model {cfg.model!r}: one of {sorted(options)}",
             key,
         )
+    pretrained = cfg.model_options.get("pretrained_backbone", False)
+    _check(
+        pretrained is True or pretrained is False or pretrained == "shapes",
+        "model_options.pretrained_backbone",
+        "true (ImageNet weights), false (from scratch) or shapes (pretrained on generated "
+        "Shapes images, ResNet-18 models)",
+        pretrained,
+    )
 
 
 def _validate_counts(cfg: ExperimentConfig) -> None:

@@ -393,9 +393,9 @@ def check_weights(
     needed: dict[str, list[ExperimentConfig]] = {}
     for cfg in configs.values():
         arch = re.search(r"resnet\d+", cfg.model)  # the backbone is in every such model's name
-        if cfg.model_options.get("pretrained_backbone") and arch:
+        if cfg.model_options.get("pretrained_backbone") is True and arch:
             needed.setdefault(arch.group(0), []).append(cfg)
-    rows = []
+    rows = _check_shapes_weights(configs)
     for arch, cfgs in sorted(needed.items(), key=lambda item: int(item[0][6:])):
         path = pretrained_weights_path(arch)
         bad = FAIL if profile == "full" or any(c.profile == "quick" for c in cfgs) else WARN
@@ -420,6 +420,28 @@ def check_weights(
             continue
         rows.append(Check(f"weights {arch}", OK, f"{path} loads (for {users})"))
     return rows
+
+
+def _check_shapes_weights(configs: Mapping[str, ExperimentConfig]) -> list[Check]:
+    """One row for the Shapes-pretrained ResNet-18 if a preset asks for it: OK if the cached
+    file loads, warn if it is not built yet (the first run builds it), FAIL if it is damaged."""
+    from labkit.models.pretrain import load_shapes_pretrained, shapes_pretrained_path
+
+    users = [
+        c.name for c in configs.values() if c.model_options.get("pretrained_backbone") == "shapes"
+    ]
+    if not users:
+        return []
+    path, name = shapes_pretrained_path(), "weights resnet18 (shapes)"
+    fix = "run `labkit pretrain` where TORCH_HOME points (about 3.5 minutes of one CPU core)"
+    if not path.is_file():
+        found = f"{path} is not built yet; the first run of {_users(users)} builds it"
+        return [Check(name, WARN, found, fix)]
+    try:
+        load_shapes_pretrained()
+    except Exception as exc:  # truncated, corrupt, another version's
+        return [Check(name, FAIL, f"{path} does not load: {_error(exc)}", f"delete it, then {fix}")]
+    return [Check(name, OK, f"{path} loads (for {_users(users)})")]
 
 
 def check_course(root: str | os.PathLike | None = None) -> list[Check]:

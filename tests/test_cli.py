@@ -374,3 +374,22 @@ def test_a_key_given_by_set_and_by_its_flag_alike_is_taken_once():
     )
     cfg = _build_config(args)
     assert cfg.lr == 0.1 and cfg.augment.rotate == 7
+
+
+def test_pretrain_builds_the_cache_once(capsys, monkeypatch, tmp_path):
+    """Does `labkit pretrain` write the Shapes-pretrained encoder into $TORCH_HOME's hub
+    cache, and a second call only check it?"""
+    import labkit.models.pretrain as pretrain
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    tiny = pretrain.PretrainOptions(
+        num_images=24, held_out=0, size=32, crop=32, epochs=1, batch_size=16
+    )
+    monkeypatch.setattr(pretrain, "DEFAULT_OPTIONS", tiny)
+    assert main(["pretrain", "--cpu-threads", "1"]) == 0
+    path = pretrain.shapes_pretrained_path()
+    assert path.is_file() and str(tmp_path / "hub" / "checkpoints") in str(path.parent)
+    assert "pretrained in" in capsys.readouterr().out
+    assert main(["pretrain"]) == 0
+    assert f"already cached, checked: {path}" in capsys.readouterr().out

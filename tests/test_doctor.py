@@ -330,3 +330,26 @@ def test_a_check_that_raises_becomes_a_fail_row(monkeypatch, tmp_path):
     assert _row(rows, "presets").status == OK and _row(rows, "bubblewrap")
     with pytest.raises(ValueError, match="expected profile 'quick' or 'full'; got 'fast'"):
         doctor.run_checks(profile="fast")
+
+
+def test_the_shapes_pretrained_encoder_is_checked_apart_from_imagenet(
+    configs, monkeypatch, tmp_path
+):
+    """Is the Shapes-pretrained ResNet-18 one row of its own, a warn while not built (the
+    first run builds it), a FAIL naming the file when damaged, and never a need for
+    ImageNet's resnet18 file?"""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    from labkit.models.pretrain import shapes_pretrained_path
+
+    rows = doctor.check_weights(configs, profile="quick")
+    shapes = _row(rows, "weights resnet18 (shapes)")
+    assert shapes.status == WARN and "labkit pretrain" in shapes.fix
+    assert "lesson06_pretrained_quick" in shapes.found
+    imagenet = [r for r in rows if r.name == "weights resnet18"]
+    assert all("lesson06" not in r.found for r in imagenet)
+    path = shapes_pretrained_path()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"cut off")
+    shapes = _row(doctor.check_weights(configs, profile="quick"), "weights resnet18 (shapes)")
+    assert shapes.status == FAIL and str(path) in shapes.found

@@ -37,7 +37,16 @@ from labkit.data._shapes_geometry import SDF, background, grid, pattern
 from labkit.data.palette import voc_colormap
 from labkit.errors import UsageError
 
-__all__ = ["SHAPES_CLASSES", "generate_shapes", "shapes_classes"]
+__all__ = [
+    "SHAPES_CLASSES",
+    "SHAPE_FAMILIES",
+    "SHAPE_PATTERNS",
+    "STREAMS",
+    "class_attributes",
+    "draw_shapes_image",
+    "generate_shapes",
+    "shapes_classes",
+]
 
 _LOG = logging.getLogger(__name__)
 
@@ -56,6 +65,13 @@ _FAMILIES = (
 _PATTERNS = ("plain", "striped", "dotted", "checkered", "wavy", "gridded", "ringed", "speckled")
 _STYLES = ("filled", "hollow", "framed", "halved")
 _SPLITS = ("train", "val")
+#: The random streams images are drawn from: a set's two splits, and a third that no set
+#: ever writes (the images :mod:`labkit.models.pretrain` learns from). The stream's position
+#: is part of every image's seed, so no two streams share an image, whatever the seed.
+STREAMS: tuple[str, ...] = (*_SPLITS, "pretrain")
+#: The shape families and surface patterns, in class order (see :func:`shapes_classes`).
+SHAPE_FAMILIES: tuple[str, ...] = _FAMILIES
+SHAPE_PATTERNS: tuple[str, ...] = _PATTERNS
 _TAIL = 30.0  # object-frequency ratio between the commonest and the rarest class
 _HUE_TIE = 0.7  # share of objects coloured with their family's hue (the rest: any hue)
 _HUE_JITTER = 0.03  # standard deviation of the hue around the family's
@@ -107,6 +123,23 @@ def shapes_classes(num_classes: int) -> tuple[str, ...]:
         fam, pat, sty = _combo(j)
         names.append(" ".join(w for w in (sty, pat, fam) if w not in ("filled", "plain")))
     return tuple(names)
+
+
+def class_attributes(class_id: int) -> tuple[str, str, str]:
+    """The shape family, pattern and style of an object class (``1`` → disc, plain, filled).
+
+    Args:
+        class_id (int): an object class id in [1, 254] (0, background, has no shape).
+
+    Returns:
+        ``(family, pattern, style)``: members of :data:`SHAPE_FAMILIES`,
+        :data:`SHAPE_PATTERNS` and ``("filled", "hollow", "framed", "halved")``.
+
+    Raises:
+        UsageError: if ``class_id`` is outside [1, 254].
+    """
+    _check_int("class_id", class_id, 1, 254)
+    return _combo(int(class_id) - 1)
 
 
 #: The default 21 classes (background, 10 plain shapes, 10 striped shapes), as in VOC.
@@ -322,10 +355,13 @@ def _draw_chunk(task: tuple) -> list[tuple[str, list, list]]:
     palette = voc_colormap().ravel().tolist()
     rows = []
     for index in range(start, stop):
-        ss = np.random.SeedSequence([args["seed"], _SPLITS.index(split), index])
-        layout, noise = (np.random.default_rng(s) for s in ss.spawn(2))
-        img, lab, objs = _draw_image(
-            layout, noise, args["size"], args["num_classes"], args["deformation"]
+        img, lab, objs = draw_shapes_image(
+            index,
+            stream=split,
+            size=args["size"],
+            num_classes=args["num_classes"],
+            seed=args["seed"],
+            deformation=args["deformation"],
         )
         image_id = f"{split}_{index:06d}"
         Image.fromarray(img).save(voc / "JPEGImages" / f"{image_id}.jpg", quality=90)
@@ -334,6 +370,54 @@ def _draw_chunk(task: tuple) -> list[tuple[str, list, list]]:
         mask.save(voc / "SegmentationClass" / f"{image_id}.png")
         rows.append((image_id, objs, np.bincount(lab.ravel(), minlength=256).tolist()))
     return rows
+
+
+def draw_shapes_image(
+    index: int,
+    *,
+    stream: str,
+    size: int,
+    num_classes: int,
+    seed: int = 0,
+    deformation: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Draw one Shapes image in memory, exactly as :func:`generate_shapes` draws it.
+
+    ``draw_shapes_image(i, stream="train", ...)`` is image ``train_<i>`` of the set
+    ``generate_shapes`` writes with the same arguments, before its JPEG encoding;
+    ``stream="pretrain"`` draws from a stream no set holds.
+
+    Args:
+        index (int): the image's number within its stream (>= 0).
+        stream (str): one of :data:`STREAMS`.
+        size (int): side of the square image in pixels (>= 32).
+        num_classes (int): classes including background, in [2, 255].
+        seed (int): non-negative seed.
+        deformation (float): strength of the affine and elastic warps, in [0, 1].
+
+    Returns:
+        ``(image, mask, objects)``: ``image`` (ndarray[size, size, 3] uint8, RGB), ``mask``
+        (ndarray[size, size] uint8, class ids, 255 along borders) and one dict per object
+        (keys as in ``shapes_objects.json``: ``class``, ``visible`` pixels, ...).
+
+    Raises:
+        UsageError: if an argument is out of range.
+    """
+    if stream not in STREAMS:
+        raise UsageError(f"expected stream to be one of {list(STREAMS)}; got {stream!r}.")
+    _check_int("index", index, 0, None)
+    args = _checked_arguments(
+        num_train=0,
+        num_val=0,
+        size=size,
+        num_classes=num_classes,
+        seed=seed,
+        deformation=deformation,
+        workers=None,
+    )
+    ss = np.random.SeedSequence([args["seed"], STREAMS.index(stream), index])
+    layout, noise = (np.random.default_rng(s) for s in ss.spawn(2))
+    return _draw_image(layout, noise, size, num_classes, args["deformation"])
 
 
 def _draw_image(

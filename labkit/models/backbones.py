@@ -10,6 +10,11 @@ the backbone torchvision's own FCN and DeepLab v3 builders start from
 (``weights_backbone=ResNet50_Weights.IMAGENET1K_V1``), so labkit's "pretrained vs scratch"
 experiments match the published recipes. ``IMAGENET1K_V2`` (ResNet-50/101 only, a longer
 modern training recipe) can be asked for with ``weights_tag="IMAGENET1K_V2"``.
+
+Offline alternative for ResNet-18: ``pretrained="shapes"`` loads an encoder pretrained on a
+large generated Shapes classification task (:mod:`labkit.models.pretrain`), built once on the
+CPU and cached in the same folder, so lab 06 can show what pretraining buys with nothing
+downloaded.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ from torchvision import models as tvm
 
 from labkit.errors import LabkitError
 from labkit.models.deformable import DeformConv2d
+from labkit.models.pretrain import load_shapes_pretrained
 
 __all__ = [
     "DEFAULT_WEIGHTS_TAG",
     "PretrainedWeightsNotFoundError",
+    "SHAPES_PRETRAINED",
     "load_pretrained_resnet",
     "make_deformable",
     "pretrained_weights_path",
@@ -49,6 +56,8 @@ _RESNETS = {
 # ones (18, 34) cannot (torchvision raises NotImplementedError), so they stay at 32.
 _DILATION_FOR_STRIDE = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 _DEFORMABLE_VERSIONS = (None, "v1", "v2")
+#: What ``pretrained`` accepts besides ``True`` (ImageNet) and ``False`` (random).
+SHAPES_PRETRAINED = "shapes"
 
 
 class PretrainedWeightsNotFoundError(LabkitError, FileNotFoundError):
@@ -124,10 +133,27 @@ def load_pretrained_resnet(
     return model
 
 
+def _check_pretrained(arch: str, pretrained: bool | str) -> None:
+    if pretrained is True or pretrained is False:
+        return
+    if pretrained != SHAPES_PRETRAINED:
+        raise ValueError(
+            f"expected pretrained to be False (random), True (ImageNet weights from the hub "
+            f"cache) or {SHAPES_PRETRAINED!r} (pretrained on generated Shapes images, "
+            f"ResNet-18 only); got {pretrained!r}"
+        )
+    if arch != "resnet18":
+        raise ValueError(
+            f"expected arch 'resnet18' with pretrained={SHAPES_PRETRAINED!r} (the only "
+            f"network labkit pretrains itself); got {arch!r}. Use pretrained=True (ImageNet) "
+            "or False for it."
+        )
+
+
 def resnet_backbone(
     arch: str,
     *,
-    pretrained: bool = False,
+    pretrained: bool | str = False,
     output_stride: int = 32,
     weights_tag: str = DEFAULT_WEIGHTS_TAG,
     deformable: str | None = None,
@@ -137,7 +163,10 @@ def resnet_backbone(
 
     Args:
         arch (str): ``"resnet18"``, ``"resnet34"``, ``"resnet50"`` or ``"resnet101"``.
-        pretrained (bool): load ImageNet weights from the local hub cache (never downloads).
+        pretrained (bool | str): ``True`` loads ImageNet weights from the local hub cache
+            (never downloads); ``"shapes"`` (ResNet-18 only) loads the encoder pretrained on
+            generated Shapes images, pretraining it on first use
+            (:func:`labkit.models.pretrain.load_shapes_pretrained`; ``fc`` stays random).
         output_stride (int): 32 (plain), 16 (layer4 dilated) or 8 (layer3 and layer4
             dilated, the DeepLab setting). ResNet-18/34 support only 32.
         weights_tag (str): which ImageNet weight set when ``pretrained``.
@@ -151,6 +180,7 @@ def resnet_backbone(
         callers pick the layers they need (``IntermediateLayerGetter``).
     """
     _check_arch(arch)
+    _check_pretrained(arch, pretrained)
     if output_stride not in _DILATION_FOR_STRIDE:
         raise ValueError(f"expected output_stride 8, 16 or 32; got {output_stride!r}")
     if output_stride != 32 and arch in ("resnet18", "resnet34"):
@@ -162,12 +192,16 @@ def resnet_backbone(
     # With ImageNet weights, every parameter and buffer is replaced by the file's: built on
     # the meta device, the network skips its random initialisation (about a second of a
     # core for a ResNet-101) and takes the loaded tensors (strict: none is left on meta).
-    with torch.device("meta" if pretrained else "cpu"):
+    # The Shapes file has no fc (the pretraining head), so that network is built for real.
+    with torch.device("meta" if pretrained is True else "cpu"):
         model = builder(
             weights=None, replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride]
         )
-    if pretrained:
+    if pretrained is True:
         load_pretrained_resnet(model, arch, weights_tag=weights_tag)
+    elif pretrained == SHAPES_PRETRAINED:
+        missing, unexpected = model.load_state_dict(load_shapes_pretrained(), strict=False)
+        assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected  # file checked
     make_deformable(model, version=deformable, stages=deformable_stages)
     return model
 

@@ -117,7 +117,7 @@ def resnet18_transfer(
     *,
     num_classes: int,
     freeze_encoder: bool = True,
-    pretrained_backbone: bool = False,
+    pretrained_backbone: bool | str = False,
     decoder_channels: Sequence[int] = (256, 128, 64, 32),
     deformable: str | None = None,
     deformable_stages: Sequence[int] = (4,),
@@ -127,9 +127,12 @@ def resnet18_transfer(
     Args:
         num_classes (int): output channels.
         freeze_encoder (bool): freeze the encoder's weights and BatchNorm statistics.
-        pretrained_backbone (bool): ImageNet weights from the local torch hub cache
-            (``resnet18-f37072fd.pth``); never downloads. Freezing a randomly initialised
-            encoder (the default, for offline tests) makes sense only as a baseline.
+        pretrained_backbone (bool | str): ``True``: ImageNet weights from the local torch
+            hub cache (``resnet18-f37072fd.pth``); never downloads. ``"shapes"``: an encoder
+            pretrained on a large generated Shapes classification task, the offline
+            stand-in for ImageNet (built once, a few CPU minutes, then cached; see
+            :mod:`labkit.models.pretrain`). Freezing a randomly initialised encoder (the
+            default, for offline tests) makes sense only as a baseline.
         decoder_channels (Sequence[int]): output channels of the four transposed convs.
         deformable (str | None): ``"v1"``/``"v2"`` replaces the 3×3 convs of
             ``deformable_stages`` by ``DeformConv2d`` (their offset predictors train even

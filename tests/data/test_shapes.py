@@ -11,7 +11,13 @@ from PIL import Image
 from torchvision.datasets import VOCSegmentation
 
 from labkit.data.palette import voc_colormap
-from labkit.data.shapes import SHAPES_CLASSES, generate_shapes, shapes_classes
+from labkit.data.shapes import (
+    SHAPES_CLASSES,
+    class_attributes,
+    draw_shapes_image,
+    generate_shapes,
+    shapes_classes,
+)
 
 
 def _voc(root: Path) -> Path:
@@ -325,3 +331,31 @@ def test_bad_num_classes_for_names():
     """Does shapes_classes reject a class count outside [2, 255]?"""
     with pytest.raises(ValueError, match="expected num_classes"):
         shapes_classes(300)
+
+
+def test_draw_shapes_image_is_the_written_image_and_pretrain_is_another_stream(small):
+    """Does draw_shapes_image(i, stream=split) give the mask and objects the set holds for
+    <split>_<i>, and the "pretrain" stream images that neither split holds?"""
+    args = json.loads((_voc(small) / "shapes.json").read_text())["arguments"]
+    kw = {k: args[k] for k in ("size", "num_classes", "seed", "deformation")}
+    objects = _objects(small)
+    for split in ("train", "val"):
+        image, mask, objs = draw_shapes_image(1, stream=split, **kw)
+        assert image.shape == (kw["size"], kw["size"], 3) and image.dtype == np.uint8
+        assert np.array_equal(mask, _mask(small, f"{split}_000001"))
+        assert objs == objects[f"{split}_000001"]
+    pretrain = draw_shapes_image(1, stream="pretrain", **kw)[1]
+    assert not any(np.array_equal(pretrain, _mask(small, f"{s}_000001")) for s in ("train", "val"))
+    with pytest.raises(ValueError, match="stream"):
+        draw_shapes_image(0, stream="test", **kw)
+
+
+def test_class_attributes_follow_the_class_order():
+    """Is class k the (family, pattern, style) its name says, family varying fastest?"""
+    assert class_attributes(1) == ("disc", "plain", "filled")
+    assert class_attributes(12) == ("square", "striped", "filled")
+    for k in (1, 12, 45, 81, 120):
+        family, pattern, style = class_attributes(k)
+        assert shapes_classes(k + 1)[k].split()[-1] == family
+    with pytest.raises(ValueError, match="class_id"):
+        class_attributes(0)

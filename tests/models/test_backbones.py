@@ -185,3 +185,14 @@ def test_pretrained_backbone_is_torchvisions_resnet_with_the_file_loaded(checkpo
         model.train()
         model(x).square().mean().backward()
     torch.testing.assert_close(ours.layer4[0].conv2.weight.grad, theirs.layer4[0].conv2.weight.grad)
+
+
+def test_pretrained_takes_true_false_or_shapes_for_resnet18_only():
+    """Is a pretrained value other than True, False or "shapes" rejected, naming the three,
+    and "shapes" refused for a ResNet labkit does not pretrain, before anything is built?"""
+    with pytest.raises(ValueError, match="'shapes'"):
+        resnet_backbone("resnet18", pretrained="imagenet")
+    with pytest.raises(ValueError, match="expected arch 'resnet18'"):
+        resnet_backbone("resnet50", pretrained="shapes")
+    with pytest.raises(ValueError, match="expected arch 'resnet18'"):
+        deeplabv3_resnet50(num_classes=2, pretrained_backbone="shapes")
