@@ -85,13 +85,27 @@ def _pa3_chain(runs: list[dict]) -> list[dict]:
 NOT_FOUND = {
     "lab03": (
         "augmentation beats none on held-out data when training data is scarce",
-        "Tried on seed 0, narrow U-Nets on the 6-class set: 40 images for 60 epochs (augmented "
-        "40.0 vs not 40.7 % mIoU), 32 images for 120 epochs (39.1 vs 39.1 %), 4 classes with a "
-        "wider U-Net (56.2 vs 56.4 %). The unaugmented net never overfits at these budgets: "
-        "its train mIoU stays within a few points of val. The generator already draws every "
-        "object at a random scale, rotation, shear and place, so the data carry the "
-        "invariances that scaling, flipping and rotating add. Next: a net that memorises 8-16 "
-        "images over 2,000 or more steps, which needs validation less often than every epoch.",
+        "First tries on seed 0, narrow U-Nets on the 6-class set: 40 images for 60 epochs "
+        "(augmented 40.0 vs plain 40.7 % mIoU), 32 images for 120 epochs (39.1 vs 39.1), 4 "
+        "classes and a wider U-Net (56.2 vs 56.4); the plain net never overfit, as the "
+        "generator already draws every object at a random scale, rotation, shear and place. "
+        "Then a net made to memorise: 8 images of the 4-class set at 64 px, a U-Net of base "
+        "width 16 without weight decay, 500 steps (batch 4, 250 epochs, cosine), 32 validation "
+        "images; augmentation scale 0.5-2, flips, rotation up to 30 degrees. Seeds 0-2: "
+        "augmented 73.7 ± 3.6 vs plain 70.1 ± 1.4 % (+3.6, SE 2.3, 1.6 SE): ahead on every "
+        "seed (+7.9, +2.6, +0.4), within noise; about 135 s a run on a quiet core. The noise is "
+        "the 32 validation images, which hold 3 of the 4 classes; next: 3 classes, so that "
+        "every class is in the 8 training and the validation images.",
+    ),
+    "lab06 (fine-tuned)": (
+        "a pretrained encoder beats the same encoder from scratch when both are fine-tuned",
+        "Tried on seed 0: 4 classes, 20 epochs (50.1 vs 47.8 % mIoU, with a first "
+        "pretraining on whole scenes, and over 6 minutes a pair); 64 images, 40 epochs (46.0 "
+        "vs 45.3, the same); with the final pretraining, 12 epochs (40.8 vs 40.8) and 6 "
+        "classes with median-frequency weights, 10 epochs (15.3 vs 13.4). A fine-tuned random "
+        "encoder catches up within the budget on data this simple, and the stand-in "
+        "pretraining (about 500 steps on 32-px object crops) is far smaller "
+        "than ImageNet's. The lesson above compares frozen encoders, as PA3's model was.",
     ),
     "lab07": (
         "DeepLab's learning-rate and schedule experiments separate; pretrained beats scratch",

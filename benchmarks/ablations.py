@@ -115,6 +115,17 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+def _all_finished(jobs: list[tuple]) -> bool:
+    return all((Path(j[5]) / f"{j[0]}-seed{j[3]}" / "metrics.json").is_file() for j in jobs)
+
+
+def _pretrain_once() -> None:
+    from labkit.models.pretrain import ensure_shapes_pretrained
+
+    torch.set_num_threads(1)
+    ensure_shapes_pretrained()
+
+
 def _rare_classes(*, smoke: bool, runs_root: Path, n: int = 2) -> list[str]:
     """The ``n`` object classes with the fewest training pixels in the PA3 chain's set (the
     6-class Shapes set every PA3 row and lab 04's lesson train on)."""
@@ -179,6 +190,13 @@ def main(argv: list[str] | None = None) -> int:
             _config(preset, json.loads(overrides), seed=0, smoke=args.smoke), runs_root=runs_root
         )
     rare = _rare_classes(smoke=args.smoke, runs_root=runs_root)
+    # Likewise the Shapes-pretrained encoder (lab 06's lesson), once, on one thread. The smoke
+    # run, and its workers (spawned: they inherit the variable), use the tiny one that
+    # LABKIT_BUDGET=smoke pretrains in seconds, in a file of its own.
+    if args.smoke:
+        os.environ["LABKIT_BUDGET"] = "smoke"
+    if any(j[1].startswith("lesson06") for j in jobs) and not _all_finished(jobs):
+        _pretrain_once()
 
     start, results = time.perf_counter(), []
     ctx = multiprocessing.get_context("spawn")

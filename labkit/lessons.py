@@ -116,6 +116,16 @@ LESSONS: tuple[Lesson, ...] = (
         "lesson04_unweighted_quick",
     ),
     Lesson(
+        "lab06_resnet_transfer",
+        "a pretrained encoder beats the same encoder at random (both frozen)",
+        "miou",
+        Arm("l06_pretrained", "Shapes-pretrained, frozen", "lesson06_pretrained_quick"),
+        Arm("l06_scratch", "scratch, frozen", "lesson06_scratch_quick"),
+        "ResNet-18 encoder (frozen) + deconvolution decoder, 4-class Shapes at 64 px, 200 "
+        "images, 15 epochs; pretrained once on generated Shapes objects (labkit.models.pretrain)",
+        "lesson06_scratch_quick",
+    ),
+    Lesson(
         "lab05_unet",
         "U-Net's skip connections beat the FCN",
         "miou",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +38,8 @@ def _run(out: Path, *studies: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=600,
+        # lab 06's lesson pretrains an encoder into the hub cache: a cache of the test's own
+        env={**os.environ, "TORCH_HOME": str(out / "torch")},
     )
 
 

@@ -41,6 +41,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,10 +61,12 @@ from labkit.errors import LabkitError, UsageError
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "SMOKE_OPTIONS",
     "LABELS",
     "PretrainCacheError",
     "PretrainOptions",
     "accuracy",
+    "default_options",
     "ensure_shapes_pretrained",
     "load_shapes_pretrained",
     "pretrain_resnet18",
@@ -116,6 +119,15 @@ class PretrainOptions:
 
 #: The options ``pretrained_backbone="shapes"`` uses.
 DEFAULT_OPTIONS = PretrainOptions()
+#: What it uses under ``LABKIT_BUDGET=smoke``, which shrinks every training's budget (see
+#: :mod:`labkit.labs`), this one's too: seconds, and another file than the real weights'.
+SMOKE_OPTIONS = PretrainOptions(num_images=32, held_out=8, epochs=1)
+
+
+def default_options() -> PretrainOptions:
+    """:data:`DEFAULT_OPTIONS`, or :data:`SMOKE_OPTIONS` while ``LABKIT_BUDGET=smoke``."""
+    smoke = os.environ.get("LABKIT_BUDGET", "").strip().lower() == "smoke"
+    return SMOKE_OPTIONS if smoke else DEFAULT_OPTIONS
 
 
 def shapes_pretrained_path(options: PretrainOptions | None = None) -> Path:
@@ -125,7 +137,7 @@ def shapes_pretrained_path(options: PretrainOptions | None = None) -> Path:
         path (Path): ``torch.hub.get_dir()/checkpoints/labkit-shapes-resnet18-<hash>.pth``,
         ``<hash>`` the first 10 hex digits of the options' SHA-256.
     """
-    record = {"format": _FORMAT, **dataclasses.asdict(options or DEFAULT_OPTIONS)}
+    record = {"format": _FORMAT, **dataclasses.asdict(options or default_options())}
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:10]
     return Path(torch.hub.get_dir()) / "checkpoints" / _FILE.format(digest)
 
@@ -225,7 +237,7 @@ def pretrain_resnet18(
     Uses the threads torch is set to (``torch.set_num_threads``); one is enough.
 
     Args:
-        options (PretrainOptions | None): the task and budget (``None``: :data:`DEFAULT_OPTIONS`).
+        options (PretrainOptions | None): the task and budget (``None``: :func:`default_options`).
         device (str | torch.device): where to train.
 
     Returns:
@@ -235,7 +247,7 @@ def pretrain_resnet18(
         inspection; models never load it), ``options``, ``format``, ``held_out`` (family and
         pattern accuracy on the held-out crops) and ``seconds``.
     """
-    options, device = options or DEFAULT_OPTIONS, torch.device(device)
+    options, device = options or default_options(), torch.device(device)
     start = time.perf_counter()
     images, targets = pretraining_set(options, start=0, count=options.num_images)
     log.info("drew %d crops in %.0f s", len(images), time.perf_counter() - start)
@@ -328,7 +340,7 @@ def load_shapes_pretrained(
     """The Shapes-pretrained ResNet-18 encoder's state dict, pretraining it on first use.
 
     Args:
-        options (PretrainOptions | None): the pretraining (``None``: :data:`DEFAULT_OPTIONS`).
+        options (PretrainOptions | None): the pretraining (``None``: :func:`default_options`).
         device (str | torch.device): where to pretrain if the cache lacks the file.
 
     Returns:
@@ -339,7 +351,7 @@ def load_shapes_pretrained(
         PretrainCacheError: the cache file exists but is truncated, corrupt or another's;
             the message names it and says to delete it.
     """
-    options = options or DEFAULT_OPTIONS
+    options = options or default_options()
     path = shapes_pretrained_path(options)
     if path.is_file():
         state = _read_cache(path, options)
@@ -362,7 +374,7 @@ def ensure_shapes_pretrained(
     """Make sure the cache holds a usable file (pretraining if it is missing); its path.
 
     Args:
-        options (PretrainOptions | None): the pretraining (``None``: :data:`DEFAULT_OPTIONS`).
+        options (PretrainOptions | None): the pretraining (``None``: :func:`default_options`).
         device (str | torch.device): where to pretrain if needed.
 
     Returns:

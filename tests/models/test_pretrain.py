@@ -36,6 +36,7 @@ def hub(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # monkeypatch restores the old value
     torch.hub.set_dir(str(tmp_path / "hub"))
     monkeypatch.setattr(pretrain, "DEFAULT_OPTIONS", TINY)
+    monkeypatch.delenv("LABKIT_BUDGET", raising=False)
     return tmp_path / "hub" / "checkpoints"
 
 
@@ -73,6 +74,19 @@ def test_the_cache_is_written_once_and_reused(hub, trainings):
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert ensure_shapes_pretrained() == path and len(trainings) == 1
     assert not [p for p in hub.iterdir() if p.name.endswith(".tmp")]  # no temporary left
+
+
+def test_the_smoke_budget_pretrains_its_own_small_file(hub, trainings, monkeypatch):
+    """Under LABKIT_BUDGET=smoke, does the default pretraining shrink to SMOKE_OPTIONS and
+    write another file, leaving the real weights' file alone?"""
+    real = shapes_pretrained_path()
+    monkeypatch.setenv("LABKIT_BUDGET", "smoke")
+    assert pretrain.default_options() == pretrain.SMOKE_OPTIONS
+    assert pretrain.SMOKE_OPTIONS.num_images < pretrain.PretrainOptions().num_images
+    load_shapes_pretrained()
+    assert [args[0] for args in trainings] == [pretrain.SMOKE_OPTIONS]
+    assert shapes_pretrained_path().is_file() and not real.exists()
+    assert shapes_pretrained_path() != real
 
 
 def test_same_options_give_identical_weights(hub, tmp_path):
