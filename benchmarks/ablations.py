@@ -119,6 +119,13 @@ def _all_finished(jobs: list[tuple]) -> bool:
     return all((Path(j[5]) / f"{j[0]}-seed{j[3]}" / "metrics.json").is_file() for j in jobs)
 
 
+def _needs_shapes_encoder(jobs: list[tuple]) -> bool:
+    return any(
+        _config(j[1], j[2], seed=0, smoke=j[4]).model_options.get("pretrained_backbone") == "shapes"
+        for j in jobs
+    )
+
+
 def _pretrain_once() -> None:
     from labkit.models.pretrain import ensure_shapes_pretrained
 
@@ -132,7 +139,7 @@ def _rare_classes(*, smoke: bool, runs_root: Path, n: int = 2) -> list[str]:
     from labkit.data import VOCSegmentation, class_pixel_counts
     from labkit.experiment import resolve_data_root
 
-    key, _, preset, overrides = STUDIES["pa3"]["rows"][0]
+    _, _, preset, overrides = STUDIES["pa3"]["rows"][0]
     cfg = _config(preset, {**STUDIES["pa3"]["budget"], **overrides}, seed=0, smoke=smoke)
     dataset = VOCSegmentation(resolve_data_root(cfg, runs_root=runs_root), split="train")
     counts = class_pixel_counts(dataset, len(dataset.classes))
@@ -195,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     # LABKIT_BUDGET=smoke pretrains in seconds, in a file of its own.
     if args.smoke:
         os.environ["LABKIT_BUDGET"] = "smoke"
-    if any(j[1].startswith("lesson06") for j in jobs) and not _all_finished(jobs):
+    if _needs_shapes_encoder(jobs) and not _all_finished(jobs):
         _pretrain_once()
 
     start, results = time.perf_counter(), []
