@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -171,9 +172,8 @@ Yours = Mapping[str, Mapping[str, Any] | float]
 
 
 def _mean_sd(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else math.nan
-    return mean, math.sqrt(var)
+    sd = statistics.stdev(values) if len(values) > 1 else math.nan
+    return statistics.fmean(values), sd
 
 
 def _load() -> dict:
