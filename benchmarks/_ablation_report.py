@@ -154,6 +154,7 @@ CLAIMS = [
 ] + [
     ("lessons", lesson.metric, lesson.high.key, lesson.low.key, lesson_claim(lesson))
     for lesson in LESSONS
+    if lesson.table == "lesson"  # the others compare rows whose own study claims them
 ]
 
 
@@ -279,8 +280,21 @@ def _dcn_costs(runs: list[dict]) -> list[str]:
 _LESSONS_INTRO = (
     "Each lab's headline effect, in a setting a student can run on a laptop CPU: each row "
     "is a preset (`labkit/presets/lesson*_quick.yaml`, with the overrides `labkit.lessons` "
-    "lists). A lesson may compare rows of the PA3 chain above; those are not trained twice."
+    "lists). A lesson may compare rows of the studies above (lab 05's are the PA3 chain's, "
+    "lab 07's second table the DeepLab study's); those are not trained twice."
 )
+
+
+def _budget_line(runs: list[dict], env: dict) -> str:
+    """What the whole of ``make ablations`` costs: every run's training time, summed, and
+    spread over the workers (each command's wall time above includes any contention)."""
+    total = sum(r["seconds"] for r in runs) / 60
+    return (
+        f"**Budget:** the {len(runs)} runs trained for {total:.0f} minutes of one CPU thread "
+        f"in all: about {total / env['jobs']:.0f} minutes of `make ablations` on "
+        f"{env['jobs']} cores, plus 3–4 minutes, once, to pretrain the Shapes encoder "
+        "(`labkit pretrain`, cached in the torch hub folder)."
+    )
 
 
 def render(data: dict, *, studies: list[str]) -> str:
@@ -302,6 +316,8 @@ def render(data: dict, *, studies: list[str]) -> str:
         "(`labkit train --preset NAME --set seed=S`); `benchmarks/ablations.json` has "
         "every run.",
         "",
+        _budget_line(runs, env),
+        "",
     ]
     if env["smoke"]:
         lines += [
@@ -314,7 +330,7 @@ def render(data: dict, *, studies: list[str]) -> str:
         "when it is smaller than that.",
         "",
         "Scale: the seeds trained for hours on real photographs; each run here takes one "
-        "to four minutes on one CPU thread, on a few hundred Shapes images, and stops "
+        "to five minutes on one CPU thread, on a few hundred Shapes images, and stops "
         "far from convergence. A gap within noise says this budget cannot separate the "
         "two rows, not that the claim is false; a claim that does not hold here says "
         "what happens at this budget. The rare classes are the two object classes with "

@@ -46,6 +46,7 @@ LAB_ORDER = [
     "unet",
     "resnet18_transfer",
     "fcn_resnet50",
+    "deeplabv3_resnet18",
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
     "deeplabv3plus_resnet50",

@@ -10,7 +10,7 @@ which ``benchmarks/ablations.py`` writes next to this module from the same runs 
 ``benchmarks/ABLATIONS.md``.
 
 Each row is a preset (``labkit train --preset NAME``), so the measured comparison is one
-anyone can repeat.
+anyone can repeat; the lessons themselves are listed in :mod:`labkit.lesson_catalog`.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from matplotlib.figure import Figure
 
 from labkit.errors import UsageError
+from labkit.lesson_catalog import LESSONS, Arm, Lesson
 from labkit.tables import markdown_table, percent
 
 __all__ = [
@@ -39,104 +40,6 @@ __all__ = [
     "measured",
     "pa3_chain_table",
 ]
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One side of a comparison: a preset and the overrides every seed's run adds.
-
-    Attributes:
-        key: the run's name in ``benchmarks/ablations.json`` (``<key>-seed<S>``).
-        label: what the tables call it.
-        preset: a ``labkit/presets`` name.
-        overrides: config keys set on top of the preset (``max_train_images``, ...).
-    """
-
-    key: str
-    label: str
-    preset: str
-    overrides: dict = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Lesson:
-    """An effect a lab teaches: ``high`` should score more than ``low`` on ``metric``.
-
-    Attributes:
-        lab: the lab's folder name, e.g. ``"lab02_lr_schedules"``.
-        effect: the effect in words.
-        metric: ``"miou"`` (last epoch's validation mIoU) or ``"rare_iou"`` (the mean IoU of
-            the two object classes with the fewest training pixels).
-        high, low: the two rows.
-        setting: the measured setting in words (the lab's quick profile is smaller).
-        cpu_preset: the preset the lab's ``PROFILE = "cpu"`` trains with: the measured
-            setting, so that the student's live comparison is the one measured.
-    """
-
-    lab: str
-    effect: str
-    metric: str
-    high: Arm
-    low: Arm
-    setting: str
-    cpu_preset: str
-
-
-# The PA3 chain's rows at the budget of its study in benchmarks/ablations.py; lessons that
-# use them share those runs instead of training them again.
-_PA3 = {"max_train_images": 200}
-_UNET = Arm("unet", "median-frequency", "unet_quick", _PA3)
-_LAB04 = "U-Net (unet_quick), 6-class Shapes at 128 px, 200 images, 6 epochs"
-
-LESSONS: tuple[Lesson, ...] = (
-    Lesson(
-        "lab02_lr_schedules",
-        "a cosine schedule beats a constant learning rate",
-        "miou",
-        Arm("l02_cosine", "cosine", "lesson02_cosine_quick"),
-        Arm("l02_constant", "constant", "lesson02_constant_quick"),
-        "narrow U-Net, 4-class Shapes at 64 px, 200 images, 30 epochs at lr 0.01",
-        "lesson02_constant_quick",
-    ),
-    Lesson(
-        "lab04_weighted_loss",
-        "class weights raise the rare classes' IoU",
-        "rare_iou",
-        _UNET,
-        Arm("l04_none", "unweighted", "lesson04_unweighted_quick"),
-        _LAB04,
-        "lesson04_unweighted_quick",
-    ),
-    Lesson(
-        "lab04_weighted_loss",
-        "tempered weights (1 / √ frequency) raise mIoU",
-        "miou",
-        Arm("l04_sqrt", "√ median-frequency", "lesson04_sqrt_quick"),
-        Arm("l04_none", "unweighted", "lesson04_unweighted_quick"),
-        _LAB04,
-        "lesson04_unweighted_quick",
-    ),
-    Lesson(
-        "lab06_resnet_transfer",
-        "a pretrained encoder beats the same encoder at random (both frozen)",
-        "miou",
-        Arm("l06_pretrained", "Shapes-pretrained, frozen", "lesson06_pretrained_quick"),
-        Arm("l06_scratch", "scratch, frozen", "lesson06_scratch_quick"),
-        "ResNet-18 encoder (frozen) + deconvolution decoder, 4-class Shapes at 64 px, 200 "
-        "images, 15 epochs; pretrained once on generated Shapes objects (labkit.models.pretrain)",
-        "lesson06_scratch_quick",
-    ),
-    Lesson(
-        "lab05_unet",
-        "U-Net's skip connections beat the FCN",
-        "miou",
-        Arm("unet", "U-Net", "unet_quick", _PA3),
-        Arm("weighted", "baseline FCN", "weighted_quick", _PA3),
-        "U-Net vs baseline FCN at half width, both with median-frequency weights, cosine "
-        "schedule and augmentation; 6-class Shapes at 128 px, 200 images, 6 epochs",
-        "lesson05_unet_quick",
-    ),
-)
 
 
 @dataclass(frozen=True)
@@ -213,6 +116,14 @@ def measured(lab: str) -> list[Measured]:
     return out
 
 
+def _in_table(lab: str, table: str) -> list[Measured]:
+    found = [m for m in measured(lab) if m.lesson.table == table]
+    if not found:
+        tables = sorted({m.lesson.table for m in measured(lab)})
+        raise UsageError(f"expected table to be one of {tables} for {lab}; got {table!r}.")
+    return found
+
+
 def _your_score(
     m: Measured, label: str, yours: Yours, classes: Sequence[str] | None
 ) -> float | None:
@@ -230,7 +141,11 @@ def _your_score(
 
 
 def lesson_table(
-    lab: str, *, yours: Yours | None = None, classes: Sequence[str] | None = None
+    lab: str,
+    *,
+    yours: Yours | None = None,
+    classes: Sequence[str] | None = None,
+    table: str = "lesson",
 ) -> str:
     """The lab's measured comparisons as a markdown table, the student's scores beside them.
 
@@ -240,12 +155,17 @@ def lesson_table(
             the lesson's metric as a fraction); rows without one show "—".
         classes (Sequence[str] | None): the class names of the student's data, to find the
             rare classes in ``run.scores["iou"]``.
+        table (str): which of the lab's tables (:attr:`Lesson.table`): ``"lesson"``, its
+            headline effect, or a further one such as lab 07's ``"architecture"``.
 
     Returns:
         A markdown table, one line per row of each lesson, and the measured setting below it.
+
+    Raises:
+        UsageError: the lab has no measured comparison in ``table``.
     """
     yours, rows = yours or {}, []
-    found = measured(lab)
+    found = _in_table(lab, table)
     for m in found:
         gap = f"{100 * m.diff:+.1f} ± {100 * m.se:.1f} ({m.verdict})"
         for arm, values in ((m.lesson.high, m.high), (m.lesson.low, m.low)):
@@ -265,9 +185,9 @@ def lesson_table(
     header += ["gap ± SE (points)", "yours (%)"]
     notes: list[str] = []
     for m in found:  # one line per setting (lab 04's two lessons share theirs)
-        note = (
-            f"Measured on: {m.lesson.setting} (preset `{m.lesson.cpu_preset}`, "
-            'what `PROFILE = "cpu"` trains).'
+        live = m.lesson.cpu_preset
+        note = f"Measured on: {m.lesson.setting}" + (
+            f' (preset `{live}`, what `PROFILE = "cpu"` trains).' if live else "."
         )
         if note not in notes:
             notes.append(note)
@@ -281,7 +201,11 @@ def _metric_name(m: Measured) -> str:
 
 
 def lesson_figure(
-    lab: str, *, yours: Yours | None = None, classes: Sequence[str] | None = None
+    lab: str,
+    *,
+    yours: Yours | None = None,
+    classes: Sequence[str] | None = None,
+    table: str = "lesson",
 ) -> Figure:
     """Each lesson's two rows: every seed's score (dots), the mean ± sd (bar), and the
     student's score (a star) where given.
@@ -290,11 +214,12 @@ def lesson_figure(
         lab (str): the lab's folder name.
         yours (Yours | None): the student's runs by row label, as for :func:`lesson_table`.
         classes (Sequence[str] | None): the class names of the student's data.
+        table (str): which of the lab's tables, as for :func:`lesson_table`.
 
     Returns:
         A Figure with one panel per lesson.
     """
-    yours, found = yours or {}, measured(lab)
+    yours, found = yours or {}, _in_table(lab, table)
     fig = Figure(figsize=(4.2 * len(found), 3.6), layout="constrained")
     for ax, m in zip(fig.subplots(1, len(found), squeeze=False)[0], found):
         arms = [(m.lesson.low, m.low), (m.lesson.high, m.high)]

@@ -89,7 +89,7 @@ def test_cpu_profile_is_the_lessons_measured_preset(monkeypatch):
 
     monkeypatch.delenv("NBGRADER_EXECUTION", raising=False)
     monkeypatch.delenv("LABKIT_BUDGET", raising=False)
-    for lesson in LESSONS:
+    for lesson in (x for x in LESSONS if x.cpu_preset):  # the others are too long to run live
         cfg = lab_config("baseline", profile="cpu", cpu_preset=lesson.cpu_preset)
         assert cfg == load_preset(lesson.cpu_preset)
         measured = [

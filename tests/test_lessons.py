@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from labkit import lessons
-from labkit.config import available_presets
 from labkit.errors import UsageError
 from labkit.lessons import LESSONS, lesson_figure, lesson_table, measured
 
@@ -64,11 +63,26 @@ def test_every_lesson_is_measured_in_the_committed_runs():
         assert m.pair_seconds == pytest.approx(pair)
 
 
-def test_every_lesson_names_presets_that_exist():
-    """Is every row, and every lab's cpu profile, a preset anyone can train?"""
-    names = set(available_presets())
-    for lesson in LESSONS:
-        assert {lesson.high.preset, lesson.low.preset, lesson.cpu_preset} <= names
+def test_a_lab_shows_each_of_its_tables_apart():
+    """Does lab 07's headline table hold its lessons and its architecture table the DeepLab
+    study's comparisons (no live preset named), and is an unknown table refused?"""
+    by_table: dict[str, set[str]] = {}
+    for x in LESSONS:
+        if x.lab == "lab07_deeplab_v3":
+            by_table.setdefault(x.table, set()).add(x.effect)
+    assert set(by_table) == {"lesson", "architecture"}
+    for table, effects in by_table.items():
+        text = lesson_table("lab07_deeplab_v3", table=table)
+        for other in set(by_table) - {table}:
+            assert not any(e in text for e in by_table[other])
+        assert all(e in text for e in effects)
+        assert ('PROFILE = "cpu"' in text) == (table == "lesson")
+        fig = lesson_figure("lab07_deeplab_v3", table=table)
+        assert sorted(ax.get_title().split("\n")[0] for ax in fig.axes) == sorted(effects)
+    with pytest.raises(
+        UsageError, match=r"expected table to be one of \['architecture', 'lesson'\]"
+    ):
+        lesson_table("lab07_deeplab_v3", table="heads")
 
 
 def test_table_shows_each_rows_mean_and_sd_beside_the_students_score():

@@ -52,8 +52,9 @@ _RESNETS = {
     "resnet50": (tvm.resnet50, tvm.ResNet50_Weights),
     "resnet101": (tvm.resnet101, tvm.ResNet101_Weights),
 }
-# Bottleneck ResNets can trade the stride of their last stages for dilation; BasicBlock
-# ones (18, 34) cannot (torchvision raises NotImplementedError), so they stay at 32.
+# Which of layer2..layer4 trade their stride for dilation. torchvision does this for Bottleneck
+# ResNets; for BasicBlock ones (18, 34) it raises NotImplementedError, so labkit dilates them
+# itself after building (_dilate_basic_blocks), with the same rule.
 _DILATION_FOR_STRIDE = {32: [False, False, False], 16: [False, False, True], 8: [False, True, True]}
 _DEFORMABLE_VERSIONS = (None, "v1", "v2")
 #: What ``pretrained`` accepts besides ``True`` (ImageNet) and ``False`` (random).
@@ -168,7 +169,7 @@ def resnet_backbone(
             generated Shapes images, pretraining it on first use
             (:func:`labkit.models.pretrain.load_shapes_pretrained`; ``fc`` stays random).
         output_stride (int): 32 (plain), 16 (layer4 dilated) or 8 (layer3 and layer4
-            dilated, the DeepLab setting). ResNet-18/34 support only 32.
+            dilated, the DeepLab setting); torchvision's rule for every depth.
         weights_tag (str): which ImageNet weight set when ``pretrained``.
         deformable (str | None): ``"v1"`` or ``"v2"`` replaces the 3×3 convolutions of
             ``deformable_stages`` by :class:`DeformConv2d` (after the weights are loaded,
@@ -183,20 +184,17 @@ def resnet_backbone(
     _check_pretrained(arch, pretrained)
     if output_stride not in _DILATION_FOR_STRIDE:
         raise ValueError(f"expected output_stride 8, 16 or 32; got {output_stride!r}")
-    if output_stride != 32 and arch in ("resnet18", "resnet34"):
-        raise ValueError(
-            f"{arch} uses BasicBlocks, which torchvision cannot dilate; expected "
-            f"output_stride=32 for it; got {output_stride} (use resnet50/101 for 8 or 16)"
-        )
     builder = _RESNETS[arch][0]
+    basic = arch in ("resnet18", "resnet34")
+    dilate = _DILATION_FOR_STRIDE[output_stride]
     # With ImageNet weights, every parameter and buffer is replaced by the file's: built on
     # the meta device, the network skips its random initialisation (about a second of a
     # core for a ResNet-101) and takes the loaded tensors (strict: none is left on meta).
     # The Shapes file has no fc (the pretraining head), so that network is built for real.
     with torch.device("meta" if pretrained is True else "cpu"):
-        model = builder(
-            weights=None, replace_stride_with_dilation=_DILATION_FOR_STRIDE[output_stride]
-        )
+        model = builder(weights=None, replace_stride_with_dilation=None if basic else dilate)
+    if basic:
+        _dilate_basic_blocks(model, dilate)
     if pretrained is True:
         load_pretrained_resnet(model, arch, weights_tag=weights_tag)
     elif pretrained == SHAPES_PRETRAINED:
@@ -204,6 +202,31 @@ def resnet_backbone(
         assert sorted(missing) == ["fc.bias", "fc.weight"] and not unexpected  # file checked
     make_deformable(model, version=deformable, stages=deformable_stages)
     return model
+
+
+def _dilate_basic_blocks(model: tvm.ResNet, dilate: Sequence[bool]) -> None:
+    """Trade the stride of a BasicBlock ResNet's ``layer2``..``layer4`` for dilation, in place.
+
+    A dilated stage's first block drops its stride (and its shortcut's). Its first conv,
+    the one that strode, keeps the rate from before the stage; every conv after it reads at
+    the stage's new rate, twice the old one, with padding equal to the rate. The dense map
+    then holds the strided network's map on its even positions (à trous: the same weights,
+    the same sums), which is the equivalence torchvision's rule gives Bottleneck ResNets,
+    whose stride sits on the 3×3 conv instead. No parameter changes, so pretrained weights
+    load as they are.
+    """
+    rate = 1
+    for layer, on in zip((model.layer2, model.layer3, model.layer4), dilate, strict=True):
+        if not on:
+            continue
+        previous, rate = rate, rate * 2
+        for i, block in enumerate(layer):
+            if i == 0:
+                block.conv1.stride = (1, 1)
+                if block.downsample is not None:
+                    block.downsample[0].stride = (1, 1)
+            for conv, d in ((block.conv1, previous if i == 0 else rate), (block.conv2, rate)):
+                conv.dilation, conv.padding = (d, d), (d, d)
 
 
 def _check_deformable(version: str | None, stages: Iterable[int]) -> tuple[int, ...]:

@@ -25,6 +25,7 @@ _BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet.unet,
     "resnet18_transfer": resnet_transfer.resnet18_transfer,
     "fcn_resnet50": deeplab.fcn_resnet50,
+    "deeplabv3_resnet18": deeplab.deeplabv3_resnet18,
     "deeplabv3_resnet50": deeplab.deeplabv3_resnet50,
     "deeplabv3_resnet101": deeplab.deeplabv3_resnet101,
     "deeplabv3plus_resnet50": deeplab.deeplabv3plus_resnet50,

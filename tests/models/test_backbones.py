@@ -112,11 +112,29 @@ def test_output_stride_of_resnet50(output_stride, size):
 
 
 def test_output_stride_errors():
-    """Are a stride other than 8/16/32, and dilating a BasicBlock ResNet, rejected?"""
+    """Is a stride other than 8/16/32 rejected?"""
     with pytest.raises(ValueError, match="output_stride 8, 16 or 32"):
         resnet_backbone("resnet50", output_stride=4)
-    with pytest.raises(ValueError, match="BasicBlocks"):
-        resnet_backbone("resnet18", output_stride=16)
+
+
+def _features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return nn.Sequential(*list(net.children())[:-2])(x)
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34"])
+@pytest.mark.parametrize("output_stride, step", [(16, 2), (8, 4)])
+def test_dilated_basic_block_resnet_is_the_strided_one_a_trous(arch, output_stride, step):
+    """With torchvision's own strided ResNet's weights, does the dilated BasicBlock network's
+    layer4 hold the strided one's map on every ``step``-th position (the à trous identity)?"""
+    torch.manual_seed(0)
+    strided = getattr(torchvision.models, arch)().eval()
+    dilated = resnet_backbone(arch, output_stride=output_stride).eval()
+    dilated.load_state_dict(strided.state_dict())  # no parameter differs in name or shape
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():
+        dense, sparse = _features(dilated, x), _features(strided, x)
+    assert dense.shape == (2, 512, 96 // output_stride, 64 // output_stride)
+    torch.testing.assert_close(dense[..., ::step, ::step], sparse, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("stages, expected", [((4,), 3), ((3, 4), 9), ((1, 2, 3, 4), 16)])

@@ -12,6 +12,7 @@ from torchvision.models.segmentation import deeplabv3 as tv_deeplabv3
 from labkit.models import ASPP, DeepLabHead, DeformConv2d, count_parameters
 from labkit.models.deeplab import (
     atrous_rates_for,
+    deeplabv3_resnet18,
     deeplabv3_resnet50,
     deeplabv3_resnet101,
     deeplabv3plus_resnet50,
@@ -125,7 +126,28 @@ def test_output_stride_sets_feature_size_and_rates(output_stride, rates):
     assert atrous_rates_for(output_stride) == rates
 
 
-@pytest.mark.parametrize("builder", [deeplabv3_resnet50, deeplabv3plus_resnet50])
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_deeplabv3_resnet18_is_the_resnet50_layout_on_512_channels(output_stride):
+    """Is the small DeepLab torchvision's DeepLab v3 layout: a ResNet-18 dilated to the output
+    stride, ASPP on 512 channels at the paper's rates, the FCN head on layer3 for aux?"""
+    model = deeplabv3_resnet18(num_classes=3, output_stride=output_stride, aux_loss=True)
+    theirs = tv_deeplabv3.DeepLabHead(512, 3, atrous_rates_for(output_stride))
+    ours = model.classifier
+    assert [k for k in ours.state_dict()] == [k for k in theirs.state_dict()]
+    assert [v.shape for v in ours.state_dict().values()] == [
+        v.shape for v in theirs.state_dict().values()
+    ]
+    assert model.aux_classifier[0].in_channels == 256
+    x = torch.randn(2, 3, 64, 48)
+    with torch.no_grad():
+        feats = model.eval().backbone(x)
+        assert feats["out"].shape == (2, 512, 64 // output_stride, 48 // output_stride)
+        assert model(x).shape == (2, 3, 64, 48)
+
+
+@pytest.mark.parametrize(
+    "builder", [deeplabv3_resnet18, deeplabv3_resnet50, deeplabv3plus_resnet50]
+)
 def test_builders_need_none_of_the_lab_references(builder):
     """With lab 07's references switched off (as in the referee's student process, where
     they are taken out), does each DeepLab still build and run, on torchvision's ASPP?"""
@@ -136,11 +158,14 @@ def test_builders_need_none_of_the_lab_references(builder):
         model = builder(num_classes=3, output_stride=16).eval()
         with torch.no_grad():
             assert model(torch.randn(1, 3, 48, 48)).shape == (1, 3, 48, 48)
-    aspp = model.classifier[0] if builder is deeplabv3_resnet50 else model.classifier.aspp
+    v3 = builder in (deeplabv3_resnet18, deeplabv3_resnet50)
+    aspp = model.classifier[0] if v3 else model.classifier.aspp
     assert type(aspp) is tv_deeplabv3.ASPP
 
 
-@pytest.mark.parametrize("builder", [fcn_resnet50, deeplabv3_resnet50, deeplabv3plus_resnet50])
+@pytest.mark.parametrize(
+    "builder", [fcn_resnet50, deeplabv3_resnet18, deeplabv3_resnet50, deeplabv3plus_resnet50]
+)
 @pytest.mark.parametrize("bad", [4, 32, "16"])
 def test_bad_output_stride_is_rejected(builder, bad):
     """Is an output stride other than 8 or 16 rejected with a ValueError?"""

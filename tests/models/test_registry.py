@@ -16,6 +16,7 @@ EXPECTED = {
     "unet",
     "resnet18_transfer",
     "fcn_resnet50",
+    "deeplabv3_resnet18",
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
     "deeplabv3plus_resnet50",
@@ -23,7 +24,7 @@ EXPECTED = {
 
 
 def test_available_models_lists_every_architecture():
-    """Does available_models() name exactly the eight architectures, sorted?"""
+    """Does available_models() name exactly the nine architectures, sorted?"""
     names = available_models()
     assert set(names) == EXPECTED
     assert names == sorted(names)
